@@ -1,0 +1,150 @@
+//! `clean-user`: the user cleaning rules of SPEC section 5.
+//!
+//! Output columns, in order: ind, user_name (first + " " + last), age, date_joined (UTC, RFC 3339).
+
+use serde::Deserialize;
+use sluice_guest::json::{parse_object, row_id, Field, JsonWriter};
+use sluice_guest::time::{format_rfc3339_ms, parse_timestamp_ms};
+use sluice_guest::{Descriptor, Output, Record, Reject, Transform};
+
+pub struct CleanUser;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct User<'a> {
+    #[serde(borrow)]
+    ind: Field<'a>,
+    #[serde(borrow)]
+    first_name: Field<'a>,
+    #[serde(borrow)]
+    last_name: Field<'a>,
+    #[serde(borrow)]
+    age: Field<'a>,
+    #[serde(borrow)]
+    date_joined: Field<'a>,
+}
+
+impl Transform for CleanUser {
+    const DESCRIPTOR: Descriptor =
+        Descriptor { name: "clean-user", version: "0.1.0", input_kind: "user", output_kind: "user-clean" };
+
+    fn transform(record: &Record<'_>, out: &mut Output) -> Result<(), Reject> {
+        let user: User = parse_object(record.value)?;
+        let ind = row_id(&user.ind, "ind")?;
+
+        let user_name = match (user.first_name.text(), user.last_name.text()) {
+            (Some(f), Some(l)) => Some(format!("{} {}", f.trim(), l.trim())),
+            (Some(one), None) | (None, Some(one)) => Some(one.trim().to_owned()),
+            (None, None) => None,
+        };
+        let age = if user.age.is_absent() {
+            None
+        } else {
+            let age = user.age.int_lenient().filter(|a| (0..=150).contains(a));
+            if age.is_none() {
+                out.count("age_unparsed", 1);
+            }
+            age
+        };
+        let date_joined = if user.date_joined.is_absent() {
+            None
+        } else {
+            let ms = user.date_joined.text().and_then(parse_timestamp_ms);
+            if ms.is_none() {
+                out.count("timestamp_unparsed", 1);
+            }
+            ms.map(|ms| {
+                let mut s = String::with_capacity(24);
+                format_rfc3339_ms(ms, &mut s);
+                s
+            })
+        };
+
+        out.emit(|buf| {
+            JsonWriter::object(buf)
+                .int("ind", Some(ind))
+                .str("user_name", user_name.as_deref())
+                .int("age", age)
+                .str("date_joined", date_joined.as_deref())
+                .end();
+        });
+        Ok(())
+    }
+}
+
+sluice_guest::export_transform!(CleanUser);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use sluice_guest::{run_batch, BatchBuf, BatchResult};
+
+    fn run(records: &[Value]) -> BatchResult {
+        let mut b = BatchBuf::default();
+        for r in records {
+            b.push(&serde_json::to_vec(r).expect("json"), b"", 0);
+        }
+        run_batch::<CleanUser>(&b.as_ref())
+    }
+
+    fn first(res: &BatchResult) -> Value {
+        serde_json::from_slice(res.output.as_ref().get(0).value).expect("valid JSON")
+    }
+
+    fn user() -> Value {
+        json!({"ind": 7528, "first_name": "Abigail", "last_name": "Ali", "age": 20, "date_joined": "2015-10-24 11:23:51"})
+    }
+
+    #[test]
+    fn spec_example() {
+        let res = run(&[user()]);
+        let raw = std::str::from_utf8(res.output.as_ref().get(0).value).expect("utf8").to_owned();
+        assert_eq!(raw, r#"{"ind":7528,"user_name":"Abigail Ali","age":20,"date_joined":"2015-10-24T11:23:51Z"}"#);
+    }
+
+    #[test]
+    fn a_null_name_part_is_skipped() {
+        let mut u = user();
+        u["last_name"] = json!(null);
+        assert_eq!(first(&run(&[u]))["user_name"], "Abigail");
+        let mut u = user();
+        u["first_name"] = json!("  ");
+        assert_eq!(first(&run(&[u]))["user_name"], "Ali");
+        let mut u = user();
+        u.as_object_mut().expect("object").remove("first_name");
+        u["last_name"] = json!(null);
+        assert!(first(&run(&[u]))["user_name"].is_null());
+    }
+
+    #[test]
+    fn timestamps_in_every_form() {
+        for ts in ["2015-10-24 11:23:51", "2015-10-24T11:23:51", "2015:10:24 11:23:51", "2015-10-24T11:23:51Z"] {
+            let mut u = user();
+            u["date_joined"] = json!(ts);
+            assert_eq!(first(&run(&[u]))["date_joined"], "2015-10-24T11:23:51Z", "{ts}");
+        }
+    }
+
+    #[test]
+    fn bad_age_and_date_become_null_and_are_counted() {
+        let mut u = user();
+        u["age"] = json!("twenty");
+        u["date_joined"] = json!(17);
+        let res = run(&[u]);
+        let v = first(&res);
+        assert!(v["age"].is_null() && v["date_joined"].is_null());
+        assert_eq!(res.counters, vec![("age_unparsed", 1), ("timestamp_unparsed", 1)]);
+        let mut u = user();
+        u["age"] = json!("33");
+        assert_eq!(first(&run(&[u]))["age"], 33);
+    }
+
+    #[test]
+    fn rejects_without_row_id() {
+        let res = run(&[json!({"ind": "x"}), json!(null), user()]);
+        assert_eq!(res.rejections[0].reason, "no row id: field `ind` is not an integer (a string)");
+        assert_eq!(res.rejections[1].reason, "record is not a JSON object");
+        assert_eq!(res.origins, vec![2]);
+    }
+}

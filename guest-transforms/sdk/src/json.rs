@@ -1,0 +1,317 @@
+//! Lenient JSON reading and fast JSON writing for transforms.
+//!
+//! Upstream data is dirty: a field may be missing, null, of the wrong type or a
+//! placeholder string. [`Field`] accepts any JSON value without failing the
+//! record, so a transform can decide per field what to keep, null or count.
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+
+/// Any JSON value, as far as a flat record cares.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Field<'a> {
+    /// The key was absent.
+    #[default]
+    Missing,
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    /// An array or object (skipped, not kept).
+    Nested,
+}
+
+impl<'a> Field<'a> {
+    /// The string, if this is a non-blank string.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Field::Str(s) if !s.trim().is_empty() => Some(s),
+            _ => None,
+        }
+    }
+
+    /// An integer from a JSON integer or a string of decimal digits.
+    pub fn int_lenient(&self) -> Option<i64> {
+        match self {
+            Field::Int(i) => Some(*i),
+            Field::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+            Field::Str(s) => s.trim().parse().ok(),
+            Field::Bool(b) => Some(*b as i64),
+            _ => None,
+        }
+    }
+
+    /// A float from a JSON number or a numeric string.
+    pub fn float_lenient(&self) -> Option<f64> {
+        match self {
+            Field::Int(i) => Some(*i as f64),
+            Field::Float(f) => Some(*f),
+            Field::Str(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+            _ => None,
+        }
+    }
+
+    /// The JSON type, in words, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Field::Missing => "missing",
+            Field::Null => "null",
+            Field::Bool(_) => "a boolean",
+            Field::Int(_) => "an integer",
+            Field::Float(_) => "a float",
+            Field::Str(_) => "a string",
+            Field::Nested => "an array or object",
+        }
+    }
+
+    /// True when the field carries no value at all (missing or null).
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Field::Missing | Field::Null)
+    }
+}
+
+// Like `Cow<'a, str>`: borrows from the input when the string has no escapes.
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FieldVisitor(std::marker::PhantomData))
+    }
+}
+
+struct FieldVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
+    type Value = Field<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Field::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Field::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map(Field::Int).unwrap_or(Field::Float(v as f64)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Field::Float(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Field::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Field::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        Field::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Field::Nested)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Field::Nested)
+    }
+}
+
+/// A row id: it must be a JSON integer, or the record cannot be joined and is refused.
+pub fn row_id(field: &Field<'_>, name: &str) -> Result<i64, crate::Reject> {
+    match field {
+        Field::Int(i) => Ok(*i),
+        Field::Missing => Err(crate::Reject(format!("no row id: field `{name}` is missing"))),
+        other => Err(crate::Reject(format!("no row id: field `{name}` is not an integer ({})", other.type_name()))),
+    }
+}
+
+/// Parse a record that must be a JSON object into `T` (a struct of [`Field`]s
+/// with `#[serde(default)]`). Anything else is refused with a reason.
+pub fn parse_object<'a, T: Deserialize<'a>>(value: &'a [u8]) -> Result<T, String> {
+    // serde's derived struct visitor also accepts arrays; a record must be an object.
+    match value.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => return Err("record is not a JSON object".into()),
+        None => return Err("record is empty".into()),
+    }
+    serde_json::from_slice(value).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// Appends JSON to a byte buffer without building an intermediate value.
+pub struct JsonWriter<'b> {
+    buf: &'b mut Vec<u8>,
+    first: bool,
+}
+
+impl<'b> JsonWriter<'b> {
+    /// Start an object.
+    pub fn object(buf: &'b mut Vec<u8>) -> Self {
+        buf.push(b'{');
+        JsonWriter { buf, first: true }
+    }
+
+    fn key(&mut self, k: &str) {
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+        write_str(self.buf, k);
+        self.buf.push(b':');
+    }
+
+    pub fn int(&mut self, k: &str, v: Option<i64>) -> &mut Self {
+        self.key(k);
+        match v {
+            Some(v) => self.buf.extend_from_slice(itoa(v, &mut [0u8; 20])),
+            None => self.buf.extend_from_slice(b"null"),
+        }
+        self
+    }
+
+    pub fn str(&mut self, k: &str, v: Option<&str>) -> &mut Self {
+        self.key(k);
+        match v {
+            Some(v) => write_str(self.buf, v),
+            None => self.buf.extend_from_slice(b"null"),
+        }
+        self
+    }
+
+    /// Write a float array, or null.
+    pub fn floats(&mut self, k: &str, v: Option<&[f64]>) -> &mut Self {
+        self.key(k);
+        match v {
+            Some(v) => {
+                self.buf.push(b'[');
+                for (i, f) in v.iter().enumerate() {
+                    if i > 0 {
+                        self.buf.push(b',');
+                    }
+                    // serde_json writes the shortest representation that round-trips.
+                    let _ = serde_json::to_writer(&mut *self.buf, f);
+                }
+                self.buf.push(b']');
+            }
+            None => self.buf.extend_from_slice(b"null"),
+        }
+        self
+    }
+
+    /// Close the object.
+    pub fn end(&mut self) {
+        self.buf.push(b'}');
+    }
+}
+
+fn itoa(mut v: i64, scratch: &mut [u8; 20]) -> &[u8] {
+    if v == i64::MIN {
+        return b"-9223372036854775808";
+    }
+    let neg = v < 0;
+    if neg {
+        v = -v;
+    }
+    let mut i = scratch.len();
+    loop {
+        i -= 1;
+        scratch[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if neg {
+        i -= 1;
+        scratch[i] = b'-';
+    }
+    &scratch[i..]
+}
+
+/// Write `s` as a JSON string literal, escaping as RFC 8259 requires.
+pub fn write_str(buf: &mut Vec<u8>, s: &str) {
+    buf.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                buf.extend_from_slice(&bytes[start..i]);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                buf.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[start..i]);
+        buf.extend_from_slice(esc);
+        start = i + 1;
+    }
+    buf.extend_from_slice(&bytes[start..]);
+    buf.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Default, Debug)]
+    #[serde(default)]
+    struct Probe<'a> {
+        #[serde(borrow)]
+        a: Field<'a>,
+        #[serde(borrow)]
+        b: Field<'a>,
+    }
+
+    #[test]
+    fn fields_accept_every_json_type() {
+        let p: Probe = parse_object(br#"{"a": [1, {"x": 2}], "c": 1}"#).expect("object");
+        assert_eq!(p.a, Field::Nested);
+        assert_eq!(p.b, Field::Missing);
+        let p: Probe = parse_object(br#"{"a": "x\"y", "b": 18446744073709551615}"#).expect("object");
+        assert_eq!(p.a, Field::Str("x\"y".into()));
+        assert!(matches!(p.b, Field::Float(_)));
+    }
+
+    #[test]
+    fn only_objects_are_records() {
+        assert_eq!(parse_object::<Probe>(b" [1,2]").err().as_deref(), Some("record is not a JSON object"));
+        assert_eq!(parse_object::<Probe>(b"  ").err().as_deref(), Some("record is empty"));
+        assert!(parse_object::<Probe>(b"{\"a\":").unwrap_err().starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn writer_escapes_and_round_trips() {
+        let mut buf = Vec::new();
+        JsonWriter::object(&mut buf)
+            .int("i", Some(-42))
+            .int("n", None)
+            .str("s", Some("a\"b\\c\n\u{1}é"))
+            .floats("f", Some(&[-89.9787, 1.0]))
+            .end();
+        let v: serde_json::Value = serde_json::from_slice(&buf).expect("valid JSON");
+        assert_eq!(v["i"], -42);
+        assert!(v["n"].is_null());
+        assert_eq!(v["s"], "a\"b\\c\n\u{1}é");
+        assert_eq!(v["f"][0], -89.9787);
+        assert_eq!(itoa(i64::MIN, &mut [0; 20]), b"-9223372036854775808");
+        assert_eq!(itoa(0, &mut [0; 20]), b"0");
+    }
+}

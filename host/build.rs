@@ -1,0 +1,61 @@
+//! Compiles the guest components under `guest-transforms/` for `wasm32-wasip2`
+//! so the built-in transforms can be embedded in the binary: `cargo build` is
+//! the only step a user runs.
+//!
+//! The guests are built by a nested cargo in a target directory of their own
+//! (sharing the outer one would deadlock on its lock) with the `guest` profile.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const GUESTS: &[(&str, &str)] = &[
+    ("clean-pin", "clean_pin"),
+    ("clean-geo", "clean_geo"),
+    ("clean-user", "clean_user"),
+    ("hostile", "hostile"),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().expect("host/ lives in the workspace root").to_path_buf();
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    for watched in ["guest-transforms", "wit", "Cargo.lock", "rust-toolchain.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    println!("cargo:rerun-if-env-changed=SLUICE_GUEST_TARGET_DIR");
+
+    // Keep guest artifacts next to the outer target dir, so CI caches and `cargo clean` cover both.
+    let guest_target = env::var_os("SLUICE_GUEST_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| target_dir(&out_dir).join("guests"));
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "--profile", "guest", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&guest_target);
+    for (package, _) in GUESTS {
+        cmd.args(["-p", package]);
+    }
+    // The outer build's flags are for the host target; they must not leak into the guest build.
+    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER", "CARGO_PRIMARY_PACKAGE", "CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS"] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("could not run cargo to build the guest components");
+    if !status.success() {
+        panic!(
+            "building the guest components for wasm32-wasip2 failed ({status}).\n\
+             If the target is missing, run `rustup target add wasm32-wasip2` (rust-toolchain.toml normally installs it)."
+        );
+    }
+    for (_, artifact) in GUESTS {
+        let built = guest_target.join("wasm32-wasip2/guest").join(format!("{artifact}.wasm"));
+        let dest = out_dir.join(format!("{artifact}.wasm"));
+        std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", built.display(), dest.display()));
+    }
+}
+
+/// `OUT_DIR` is `<target>/<profile>/build/sluice-<hash>/out`; walk up to `<target>`.
+fn target_dir(out_dir: &Path) -> PathBuf {
+    out_dir.ancestors().nth(4).map(Path::to_path_buf).unwrap_or_else(|| out_dir.join("guest-target"))
+}

@@ -1,0 +1,177 @@
+//! `sluice transform …`: run a transform over a JSON-lines file; list built-ins.
+
+use crate::runtime::{builtin_names, Runtime, SandboxLimits};
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use sluice_guest::BatchBuf;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Subcommand, Debug)]
+pub enum TransformCommand {
+    /// Run a transform over a JSON-lines file, one record per line.
+    ///
+    /// Every input line comes out either as output or as a rejection with its
+    /// reason; the exit code is 0 even when records are rejected (2 when all are).
+    ///
+    /// Example: sluice transform run --transform clean-pin --input pins.jsonl --output out.jsonl --rejects rejects.jsonl
+    Run(RunArgs),
+    /// List the built-in transforms with their versions and content hashes.
+    List,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// A built-in name (clean-pin, clean-geo, clean-user) or the path of a `.wasm` component.
+    #[arg(long, short)]
+    transform: String,
+    /// Input file of JSON lines; `-` reads standard input.
+    #[arg(long, short, default_value = "-")]
+    input: PathBuf,
+    /// Where output records go, one per line; `-` is standard output.
+    #[arg(long, short, default_value = "-")]
+    output: PathBuf,
+    /// Where rejected records go (JSON lines with line number, reason and the raw record).
+    /// Without it, rejections are summarised on standard error only.
+    #[arg(long, short)]
+    rejects: Option<PathBuf>,
+    /// Records per call into the component.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    batch_size: u32,
+    /// Memory cap of the component, in MiB.
+    #[arg(long, default_value_t = SandboxLimits::default().memory_mib)]
+    memory_mib: u32,
+    /// Deadline of one batch call, in milliseconds.
+    #[arg(long, default_value_t = SandboxLimits::default().deadline_ms)]
+    deadline_ms: u64,
+}
+
+pub fn run(cmd: TransformCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TransformCommand::Run(args) => run_file(args),
+        TransformCommand::List => {
+            let rt = Runtime::new(SandboxLimits::default(), None)?;
+            for name in builtin_names() {
+                let t = rt.load_builtin(name)?;
+                let d = t.descriptor();
+                println!("{:<12} {:<8} {:>6} -> {:<12} sha256:{}", d.name, d.version, d.input_kind, d.output_kind, t.content_hash());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RejectLine<'a> {
+    line: u64,
+    transform: &'a str,
+    version: &'a str,
+    kind: &'static str,
+    reason: &'a str,
+    record: &'a str,
+}
+
+fn run_file(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let limits = SandboxLimits { memory_mib: args.memory_mib, deadline_ms: args.deadline_ms, ..Default::default() };
+    let runtime = Runtime::new(limits, None)?;
+    let transform = if args.transform.ends_with(".wasm") || Path::new(&args.transform).exists() {
+        let bytes = std::fs::read(&args.transform).with_context(|| format!("reading component {}", args.transform))?;
+        runtime.load(&bytes).with_context(|| format!("loading {}", args.transform))?
+    } else {
+        runtime.load_builtin(&args.transform)?
+    };
+    let d = transform.descriptor().clone();
+    let mut worker = transform.instance();
+
+    let input: Box<dyn Read> = if args.input == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(File::open(&args.input).with_context(|| format!("opening input {}", args.input.display()))?)
+    };
+    let mut lines = BufReader::with_capacity(1 << 20, input);
+    let mut output = open_out(&args.output)?;
+    let mut rejects = args.rejects.as_deref().map(open_out).transpose()?;
+
+    let started = Instant::now();
+    let (mut read, mut written, mut rejected, mut line_no) = (0u64, 0u64, 0u64, 0u64);
+    let mut batch = BatchBuf::default();
+    let mut batch_lines: Vec<u64> = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let eof = lines.read_until(b'\n', &mut line).context("reading input")? == 0;
+        if !eof {
+            line_no += 1;
+            let record = trim_line(&line);
+            if !record.is_empty() {
+                batch.push(record, b"", 0);
+                batch_lines.push(line_no);
+                read += 1;
+            }
+        }
+        if batch.len() >= args.batch_size as usize || (eof && !batch.is_empty()) {
+            let done = worker.process(&batch.as_ref());
+            for r in done.output.as_ref().iter() {
+                output.write_all(r.value)?;
+                output.write_all(b"\n")?;
+            }
+            written += done.output.len() as u64;
+            rejected += done.failures.len() as u64;
+            for f in &done.failures {
+                let record = batch.as_ref().get(f.index as usize).value;
+                let line = RejectLine {
+                    line: batch_lines[f.index as usize],
+                    transform: &d.name,
+                    version: &d.version,
+                    kind: f.kind.as_str(),
+                    reason: &f.reason,
+                    record: &String::from_utf8_lossy(record),
+                };
+                match rejects.as_mut() {
+                    Some(w) => {
+                        serde_json::to_writer(&mut *w, &line)?;
+                        w.write_all(b"\n")?;
+                    }
+                    None => eprintln!("line {}: {}", line.line, line.reason),
+                }
+            }
+            batch.clear();
+            batch_lines.clear();
+        }
+        if eof {
+            break;
+        }
+    }
+    output.flush()?;
+    if let Some(w) = rejects.as_mut() {
+        w.flush()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} {}: {read} records in, {written} out, {rejected} rejected in {secs:.2}s ({:.0} records/s)",
+        d.name,
+        d.version,
+        read as f64 / secs.max(1e-9)
+    );
+    Ok(if read > 0 && rejected == read { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    let mut l = line;
+    while let [rest @ .., b'\n' | b'\r'] = l {
+        l = rest;
+    }
+    if l.iter().all(u8::is_ascii_whitespace) { &[] } else { l }
+}
+
+fn open_out(path: &Path) -> anyhow::Result<Box<dyn Write>> {
+    Ok(if path == Path::new("-") {
+        Box::new(BufWriter::new(std::io::stdout().lock()))
+    } else {
+        Box::new(BufWriter::with_capacity(1 << 20, File::create(path).with_context(|| format!("creating {}", path.display()))?))
+    })
+}

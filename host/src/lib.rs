@@ -1,0 +1,9 @@
+//! sluice: a WebAssembly-extensible stream processor appliance.
+//!
+//! Stages, one module each: [`runtime`] (sandboxed Wasm transforms) and the
+//! command line in [`cli`]. See ARCHITECTURE.md for the whole picture.
+
+pub mod cli;
+pub mod emulate;
+pub mod runtime;
+pub mod telemetry;

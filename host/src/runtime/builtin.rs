@@ -1,0 +1,16 @@
+//! The built-in cleaning transforms, compiled by `build.rs` and embedded in the binary.
+
+/// `(name, component bytes)` for every built-in transform.
+pub const BUILTINS: &[(&str, &[u8])] = &[
+    ("clean-pin", include_bytes!(concat!(env!("OUT_DIR"), "/clean_pin.wasm"))),
+    ("clean-geo", include_bytes!(concat!(env!("OUT_DIR"), "/clean_geo.wasm"))),
+    ("clean-user", include_bytes!(concat!(env!("OUT_DIR"), "/clean_user.wasm"))),
+];
+
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    BUILTINS.iter().map(|(n, _)| *n)
+}
+
+pub(crate) fn builtin_bytes(name: &str) -> Option<&'static [u8]> {
+    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}

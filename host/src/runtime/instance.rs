@@ -1,0 +1,301 @@
+//! Running batches through a component under the sandbox limits.
+
+use super::bindings::{BatchParam, Transform, TransformPre};
+use super::engine::Runtime;
+use super::host::HostState;
+use sluice_guest::{BatchBuf, BatchRef};
+use std::fmt;
+use std::sync::Arc;
+use wasmtime::{Store, Trap};
+
+/// Why a guest call did not return a usable result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallFailure {
+    /// The deadline passed while the guest was still running.
+    Timeout { deadline_ms: u64 },
+    /// The guest tried to grow its memory past the cap.
+    MemoryLimit { limit_mib: u32 },
+    /// The guest trapped (panic, unreachable, a denied import, ...).
+    Trap(String),
+    /// The guest returned a batch that breaks the layout contract.
+    Malformed(String),
+}
+
+impl fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallFailure::Timeout { deadline_ms } => write!(f, "timeout: still running after the {deadline_ms} ms deadline"),
+            CallFailure::MemoryLimit { limit_mib } => write!(f, "memory limit: tried to grow past {limit_mib} MiB"),
+            CallFailure::Trap(msg) => write!(f, "trap: {msg}"),
+            CallFailure::Malformed(msg) => write!(f, "malformed output: {msg}"),
+        }
+    }
+}
+
+/// How one input record failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The transform refused the record (bad data).
+    Rejected,
+    Timeout,
+    MemoryLimit,
+    Trap,
+    Malformed,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Rejected => "rejected",
+            FailureKind::Timeout => "timeout",
+            FailureKind::MemoryLimit => "memory_limit",
+            FailureKind::Trap => "trap",
+            FailureKind::Malformed => "malformed_output",
+        }
+    }
+}
+
+impl From<&CallFailure> for FailureKind {
+    fn from(f: &CallFailure) -> Self {
+        match f {
+            CallFailure::Timeout { .. } => FailureKind::Timeout,
+            CallFailure::MemoryLimit { .. } => FailureKind::MemoryLimit,
+            CallFailure::Trap(_) => FailureKind::Trap,
+            CallFailure::Malformed(_) => FailureKind::Malformed,
+        }
+    }
+}
+
+/// An input record that produced no output, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFailure {
+    /// Index of the record in the input batch.
+    pub index: u32,
+    pub kind: FailureKind,
+    pub reason: String,
+}
+
+/// The result of running one batch.
+#[derive(Debug, Default)]
+pub struct ProcessedBatch {
+    pub output: BatchBuf,
+    /// Input index of each output record.
+    pub origins: Vec<u32>,
+    /// Input records refused or lost to a guest failure; each is a dead letter.
+    pub failures: Vec<RecordFailure>,
+    /// Counters the guest bumped.
+    pub counters: Vec<(String, u64)>,
+    /// Whole-batch calls that failed and forced record-by-record isolation.
+    pub isolated: bool,
+}
+
+/// Lifetime statistics of one instance worker (exported as metrics by the pipeline).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InstanceStats {
+    pub instantiations: u64,
+    pub calls: u64,
+    pub traps: u64,
+    pub timeouts: u64,
+    pub memory_limit_hits: u64,
+}
+
+struct Live {
+    store: Store<HostState>,
+    bindings: Transform,
+    calls: u32,
+}
+
+/// Runs batches through one component. Not shared between threads: each
+/// pipeline worker owns one. Cheap to create; the store is made on first use.
+pub struct TransformInstance {
+    runtime: Runtime,
+    pre: TransformPre<HostState>,
+    name: Arc<str>,
+    live: Option<Live>,
+    stats: InstanceStats,
+}
+
+impl TransformInstance {
+    pub(crate) fn new_raw(runtime: Runtime, pre: TransformPre<HostState>, name: Arc<str>) -> Self {
+        TransformInstance { runtime, pre, name, live: None, stats: InstanceStats::default() }
+    }
+
+    pub fn stats(&self) -> InstanceStats {
+        self.stats
+    }
+
+    /// Run `f` against a live instance, creating one if needed. Any failure
+    /// discards the store: a guest that trapped may have left its memory inconsistent.
+    pub(crate) fn with_instance<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<HostState>, &Transform) -> Result<R, CallFailure>,
+    ) -> Result<R, CallFailure> {
+        let limits = self.runtime.limits();
+        if self.live.as_ref().is_some_and(|l| l.calls >= limits.reuse_batches) {
+            self.live = None;
+        }
+        if self.live.is_none() {
+            let mut store = Store::new(self.runtime.engine(), HostState::new(self.name.clone(), limits));
+            store.limiter(|s| &mut s.limiter);
+            store.epoch_deadline_trap();
+            // Instantiation runs the component's start functions: same deadline as a call.
+            store.set_epoch_deadline(limits.deadline_ticks());
+            let bindings = self.pre.instantiate(&mut store).map_err(|e| CallFailure::Trap(format!("instantiation failed: {e:#}")))?;
+            self.stats.instantiations += 1;
+            self.live = Some(Live { store, bindings, calls: 0 });
+        }
+        let live = self.live.as_mut().expect("instance was just created");
+        live.calls += 1;
+        self.stats.calls += 1;
+        let result = f(&mut live.store, &live.bindings);
+        if let Err(failure) = &result {
+            match failure {
+                CallFailure::Timeout { .. } => self.stats.timeouts += 1,
+                CallFailure::MemoryLimit { .. } => self.stats.memory_limit_hits += 1,
+                CallFailure::Trap(_) | CallFailure::Malformed(_) => self.stats.traps += 1,
+            }
+            self.live = None;
+        }
+        result
+    }
+
+    /// Run a batch. Never fails as a whole: a guest failure is narrowed down to
+    /// the records that cause it by retrying them one by one; those records
+    /// become failures, the others produce their output as usual.
+    pub fn process(&mut self, input: &BatchRef<'_>) -> ProcessedBatch {
+        if input.is_empty() {
+            return ProcessedBatch::default();
+        }
+        match self.call_process(input) {
+            Ok(done) => done,
+            Err(failure) => self.isolate(input, failure),
+        }
+    }
+
+    fn call_process(&mut self, input: &BatchRef<'_>) -> Result<ProcessedBatch, CallFailure> {
+        let n = input.len();
+        let param = BatchParam {
+            values: input.values,
+            value_ends: input.value_ends,
+            keys: input.keys,
+            key_ends: input.key_ends,
+            timestamps: input.timestamps,
+        };
+        let (result, counters) = self.with_instance(|store, bindings| {
+            let r = call_with_limits(store, |s| bindings.call_process(s, param))?;
+            Ok((r, std::mem::take(&mut store.data_mut().counters)))
+        })?;
+        let o = result.output;
+        let output = BatchBuf { values: o.values, value_ends: o.value_ends, keys: o.keys, key_ends: o.key_ends, timestamps: o.timestamps };
+        let checked = check_output(n, &output, &result.origins, result.rejections.iter().map(|r| r.index));
+        if let Err(msg) = checked {
+            self.live = None;
+            self.stats.traps += 1;
+            return Err(CallFailure::Malformed(msg));
+        }
+        let failures = result
+            .rejections
+            .into_iter()
+            .map(|r| RecordFailure { index: r.index, kind: FailureKind::Rejected, reason: r.reason })
+            .collect();
+        Ok(ProcessedBatch { output, origins: result.origins, failures, counters, isolated: false })
+    }
+
+    fn isolate(&mut self, input: &BatchRef<'_>, first: CallFailure) -> ProcessedBatch {
+        let mut done = ProcessedBatch { isolated: true, ..Default::default() };
+        if input.len() == 1 {
+            done.failures.push(RecordFailure { index: 0, kind: (&first).into(), reason: first.to_string() });
+            return done;
+        }
+        let max_failures = self.runtime.limits().max_isolation_failures;
+        tracing::warn!(transform = &*self.name, records = input.len(), reason = %first, "batch failed; retrying its records one by one");
+        let mut failed = 0u32;
+        let mut single = BatchBuf::default();
+        for i in 0..input.len() {
+            let index = i as u32;
+            if failed >= max_failures {
+                // The batch is hopeless; stop spending deadlines on it. Nothing is lost:
+                // the remaining records go to the dead letters and can be replayed.
+                let reason = format!("not attempted: {failed} records of this batch already failed (last: {})", done.failures.last().map_or("", |f| f.reason.as_str()));
+                done.failures.extend((index..input.len() as u32).map(|index| RecordFailure { index, kind: (&first).into(), reason: reason.clone() }));
+                break;
+            }
+            single.clear();
+            let rec = input.get(i);
+            single.push(rec.value, rec.key, rec.timestamp);
+            match self.call_process(&single.as_ref()) {
+                Ok(one) => {
+                    for r in one.output.as_ref().iter() {
+                        done.output.push(r.value, r.key, r.timestamp);
+                        done.origins.push(index);
+                    }
+                    done.failures.extend(one.failures.into_iter().map(|f| RecordFailure { index, ..f }));
+                    merge_counters(&mut done.counters, one.counters);
+                }
+                Err(failure) => {
+                    failed += 1;
+                    done.failures.push(RecordFailure { index, kind: (&failure).into(), reason: failure.to_string() });
+                }
+            }
+        }
+        done
+    }
+}
+
+fn merge_counters(into: &mut Vec<(String, u64)>, from: Vec<(String, u64)>) {
+    for (name, delta) in from {
+        match into.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v += delta,
+            None => into.push((name, delta)),
+        }
+    }
+}
+
+/// The guest's output is untrusted: check it before anything downstream indexes into it.
+fn check_output(inputs: usize, output: &BatchBuf, origins: &[u32], rejected: impl Iterator<Item = u32>) -> Result<(), String> {
+    output.as_ref().validate()?;
+    if origins.len() != output.len() {
+        return Err(format!("{} output records but {} origins", output.len(), origins.len()));
+    }
+    if let Some(bad) = origins.iter().chain(rejected.collect::<Vec<_>>().iter()).find(|&&i| i as usize >= inputs) {
+        return Err(format!("refers to input record {bad} of a batch of {inputs}"));
+    }
+    Ok(())
+}
+
+/// Arm the deadline, make the call, and turn a wasmtime error into a [`CallFailure`].
+pub(crate) fn call_with_limits<R>(
+    store: &mut Store<HostState>,
+    call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<R, CallFailure> {
+    store.data_mut().reset_call();
+    let limits = store.data().limits.clone();
+    let (deadline_ms, limit_mib) = (limits.deadline_ms, limits.memory_mib);
+    store.set_epoch_deadline(limits.deadline_ticks());
+    match call(store) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let data = store.data();
+            if data.limiter.hit {
+                return Err(CallFailure::MemoryLimit { limit_mib });
+            }
+            let trap = e.downcast_ref::<Trap>().copied();
+            if trap == Some(Trap::Interrupt) {
+                return Err(CallFailure::Timeout { deadline_ms });
+            }
+            // The first link of the chain is only "error while executing at wasm backtrace".
+            let root = e.root_cause().to_string();
+            let mut msg = match trap {
+                Some(trap) => trap.to_string(),
+                None if root.starts_with("unknown import") => format!(
+                    "denied capability: {root} (the sandbox grants no filesystem, network, clock, environment or randomness)"
+                ),
+                None => root,
+            };
+            if let Some(said) = &data.last_error {
+                msg = format!("{msg} (guest said: {said})");
+            }
+            Err(CallFailure::Trap(msg))
+        }
+    }
+}

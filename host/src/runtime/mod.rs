@@ -1,0 +1,38 @@
+//! The WebAssembly transform runtime.
+//!
+//! One wasmtime [`Engine`](wasmtime::Engine) per process (component model,
+//! pooling allocator, epoch interruption). A component is compiled once per
+//! content hash — and cached on disk, keyed by the engine's compatibility hash —
+//! into a [`CompiledTransform`] holding its `InstancePre`. Each pipeline stage
+//! runs batches through a [`TransformInstance`], which reuses a `Store` for a
+//! bounded number of batches and throws it away after any trap.
+//!
+//! Sandbox: guests get the `sluice:transform/host` imports (log, count) and
+//! nothing else. Every other import — the WASI functions the Rust standard
+//! library links against for files, sockets, clocks, environment, randomness —
+//! is defined as a trap. Every call runs under a memory cap and a deadline.
+
+mod bindings;
+mod builtin;
+mod cache;
+mod compiled;
+mod engine;
+mod host;
+mod instance;
+
+pub use builtin::{builtin_names, BUILTINS};
+pub use compiled::{CompiledTransform, ContentHash, Descriptor, LoadError};
+pub use engine::{Runtime, SandboxLimits};
+pub use instance::{CallFailure, FailureKind, InstanceStats, ProcessedBatch, RecordFailure, TransformInstance};
+
+#[cfg(any(test, feature = "test-guests"))]
+pub mod testing {
+    //! Components that only tests use.
+
+    /// A guest that misbehaves on command: each record's value names what it does
+    /// (`loop`, `alloc`, `panic`, `open`, `socket`, `env`, `clock`, `reject`; anything else is echoed).
+    pub const HOSTILE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile.wasm"));
+}
+
+#[cfg(test)]
+mod tests;
