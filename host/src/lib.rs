@@ -5,5 +5,9 @@
 
 pub mod cli;
 pub mod emulate;
+pub mod ingest;
+pub mod pipeline;
 pub mod runtime;
+pub mod sink;
+pub mod source;
 pub mod telemetry;

@@ -1,0 +1,173 @@
+//! The API-Gateway proxy shapes of Kinesis `PutRecord` and `PutRecords`.
+
+use super::error::{IngestError, WireShape};
+use super::partition::kinesis_shard;
+use super::{read_body, IngestState};
+use crate::source::embedded::AppendError;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sluice_guest::BatchBuf;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const SHAPE: WireShape = WireShape::Kinesis;
+/// Kinesis limits, enforced so clients see here what they would see there.
+const MAX_RECORDS: usize = 500;
+const MAX_RECORD_BYTES: usize = 1 << 20;
+const MAX_PARTITION_KEY: usize = 256;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordBody<'a> {
+    #[serde(default)]
+    stream_name: Option<String>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    partition_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordsBody<'a> {
+    #[serde(default)]
+    stream_name: Option<String>,
+    #[serde(borrow)]
+    records: Vec<PutRecordsEntry<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordsEntry<'a> {
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    partition_key: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordReply {
+    sequence_number: String,
+    shard_id: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordsReply {
+    failed_record_count: u32,
+    records: Vec<PutRecordReply>,
+}
+
+fn reply<T: Serialize>(body: T) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-amz-json-1.1")], axum::Json(body)).into_response()
+}
+
+pub async fn put_record(State(state): State<Arc<IngestState>>, Path(stream): Path<String>, body: axum::body::Body) -> Response {
+    let result = async {
+        let bytes = read_body(body, state.config.max_body_bytes, SHAPE).await?;
+        let parsed: PutRecordBody = parse(&bytes)?;
+        check_stream_name(&stream, parsed.stream_name.as_deref())?;
+        let entry = (parsed.data, parsed.partition_key);
+        let mut out = put(&state, &stream, vec![entry]).await?;
+        Ok::<_, IngestError>(out.remove(0))
+    }
+    .await;
+    match result {
+        Ok(r) => reply(r),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn put_records(State(state): State<Arc<IngestState>>, Path(stream): Path<String>, body: axum::body::Body) -> Response {
+    let result = async {
+        let bytes = read_body(body, state.config.max_body_bytes, SHAPE).await?;
+        let parsed: PutRecordsBody = parse(&bytes)?;
+        check_stream_name(&stream, parsed.stream_name.as_deref())?;
+        if parsed.records.is_empty() || parsed.records.len() > MAX_RECORDS {
+            return Err(IngestError::bad_body(SHAPE, format!("Records must hold 1 to {MAX_RECORDS} entries, got {}", parsed.records.len())));
+        }
+        let entries = parsed.records.into_iter().map(|r| (r.data, r.partition_key)).collect();
+        let records = put(&state, &stream, entries).await?;
+        Ok::<_, IngestError>(PutRecordsReply { failed_record_count: 0, records })
+    }
+    .await;
+    match result {
+        Ok(r) => reply(r),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, IngestError> {
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => IngestError::MalformedJson(e.to_string(), SHAPE),
+        _ => IngestError::bad_body(SHAPE, e.to_string()),
+    })
+}
+
+fn check_stream_name(path: &str, body: Option<&str>) -> Result<(), IngestError> {
+    match body {
+        Some(name) if name != path => Err(IngestError::bad_body(SHAPE, format!("StreamName `{name}` does not match the stream in the path, `{path}`"))),
+        _ => Ok(()),
+    }
+}
+
+/// `Data` as the JSON value it carries: a JSON object/array/number as is, or a
+/// base64 string whose decoded bytes are JSON. Any other string stays a JSON string.
+fn data_value(raw: &RawValue) -> Vec<u8> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        if let Ok(s) = serde_json::from_str::<String>(text) {
+            if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(s.trim()) {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&decoded) {
+                    return v.to_string().into_bytes();
+                }
+            }
+        }
+    }
+    if text.contains(['\n', '\r']) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+            return v.to_string().into_bytes();
+        }
+    }
+    text.as_bytes().to_vec()
+}
+
+async fn put(state: &IngestState, stream: &str, entries: Vec<(Option<&RawValue>, Option<String>)>) -> Result<Vec<PutRecordReply>, IngestError> {
+    let shards = state
+        .log
+        .topic(stream)
+        .ok_or_else(|| IngestError::UnknownTopic { name: stream.to_owned(), kind: "stream", shape: SHAPE })?
+        .partitions;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let mut by_shard: BTreeMap<u32, BatchBuf> = BTreeMap::new();
+    let mut placed = Vec::with_capacity(entries.len());
+    for (i, (data, key)) in entries.into_iter().enumerate() {
+        let data = data.ok_or_else(|| IngestError::bad_body(SHAPE, format!("record {i}: Data is required")))?;
+        let key = key.filter(|k| !k.is_empty() && k.len() <= MAX_PARTITION_KEY).ok_or_else(|| {
+            IngestError::bad_body(SHAPE, format!("record {i}: PartitionKey is required and must be 1 to {MAX_PARTITION_KEY} characters"))
+        })?;
+        let value = data_value(data);
+        if value.len() > MAX_RECORD_BYTES {
+            return Err(IngestError::bad_body(SHAPE, format!("record {i}: Data is larger than 1 MiB")));
+        }
+        let shard = kinesis_shard(&key, shards);
+        let batch = by_shard.entry(shard).or_default();
+        placed.push((shard, batch.len() as u64));
+        batch.push(&value, key.as_bytes(), now);
+    }
+    let parts: Vec<(u32, BatchBuf)> = by_shard.into_iter().collect();
+    let order: Vec<u32> = parts.iter().map(|(p, _)| *p).collect();
+    let bases = state.log.append(stream, parts).await.map_err(|e| match e {
+        AppendError::UnknownTopic(name) => IngestError::UnknownTopic { name, kind: "stream", shape: SHAPE },
+        other => IngestError::Unavailable { reason: other.to_string(), shape: SHAPE },
+    })?;
+    let base_of: BTreeMap<u32, u64> = order.into_iter().zip(bases).collect();
+    Ok(placed
+        .into_iter()
+        .map(|(shard, i)| PutRecordReply { sequence_number: format!("{:020}", base_of[&shard] + i), shard_id: format!("shardId-{shard:012}") })
+        .collect())
+}

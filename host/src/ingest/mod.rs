@@ -1,0 +1,73 @@
+//! HTTP ingest in the shapes existing clients already speak: the Confluent
+//! Kafka REST Proxy v2 (`POST /topics/{topic}`) and the API-Gateway proxy of
+//! Kinesis (`PUT /streams/{stream}/record|records`). A 2xx reply means the
+//! records are durable; on any error nothing of the request was stored.
+
+mod error;
+mod kinesis;
+mod partition;
+mod rest_proxy;
+
+pub use error::{IngestError, WireShape};
+
+use crate::source::embedded::EmbeddedLog;
+use axum::routing::{post, put};
+use axum::Router;
+use serde::Deserialize;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+
+/// `[ingest]` in the config file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { max_body_bytes: 16 << 20 }
+    }
+}
+
+pub struct IngestState {
+    pub log: Arc<EmbeddedLog>,
+    pub config: IngestConfig,
+    /// Spreads keyless records over partitions, one partition per request.
+    next_partition: AtomicU32,
+}
+
+impl IngestState {
+    pub fn new(log: Arc<EmbeddedLog>, config: IngestConfig) -> Arc<Self> {
+        Arc::new(IngestState { log, config, next_partition: AtomicU32::new(0) })
+    }
+}
+
+/// The ingest routes.
+pub fn router(state: Arc<IngestState>) -> Router {
+    Router::new()
+        .route("/topics/{topic}", post(rest_proxy::produce))
+        .route("/streams/{stream}/record", put(kinesis::put_record))
+        .route("/streams/{stream}/records", put(kinesis::put_records))
+        .with_state(state)
+}
+
+/// Read a request body, refusing it past the configured size.
+async fn read_body(body: axum::body::Body, limit: usize, shape: WireShape) -> Result<bytes::Bytes, IngestError> {
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) if b.is_empty() => Err(IngestError::bad_body(shape, "the request body is empty")),
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let too_big = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_big {
+                Err(IngestError::TooLarge { shape, limit })
+            } else {
+                Err(IngestError::bad_body(shape, format!("could not read the request body: {e}")))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+//! A pipeline's transform chain: each stage's output feeds the next.
+
+use crate::runtime::{CompiledTransform, TransformInstance};
+use sluice_guest::BatchBuf;
+use std::sync::Arc;
+
+pub struct Stage {
+    pub transform: Arc<CompiledTransform>,
+    worker: TransformInstance,
+}
+
+/// An input record that did not make it through the chain.
+#[derive(Debug)]
+pub struct ChainFailure {
+    /// Index in the chain's input batch.
+    pub input_index: u32,
+    pub stage: u32,
+    pub kind: &'static str,
+    pub reason: String,
+    /// The record as it entered the failing stage.
+    pub value: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+pub struct ChainOutput {
+    pub output: BatchBuf,
+    /// Chain-input index of each output record.
+    pub origins: Vec<u32>,
+    pub failures: Vec<ChainFailure>,
+    /// Guest counters, per stage.
+    pub counters: Vec<(u32, String, u64)>,
+}
+
+pub struct Chain {
+    stages: Vec<Stage>,
+}
+
+impl Chain {
+    pub fn new(transforms: Vec<Arc<CompiledTransform>>) -> Self {
+        Chain { stages: transforms.into_iter().map(|t| Stage { worker: t.instance(), transform: t }).collect() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// Content hashes of the stages, in order: the chain's identity.
+    pub fn hashes(&self) -> Vec<String> {
+        self.stages.iter().map(|s| s.transform.content_hash().to_owned()).collect()
+    }
+
+    pub fn run(&mut self, input: &BatchBuf) -> ChainOutput {
+        let mut out = ChainOutput { origins: (0..input.len() as u32).collect(), ..Default::default() };
+        let mut current: Option<BatchBuf> = None;
+        for (i, stage) in self.stages.iter_mut().enumerate() {
+            let batch = current.as_ref().unwrap_or(input).as_ref();
+            let done = stage.worker.process(&batch);
+            for f in done.failures {
+                out.failures.push(ChainFailure {
+                    input_index: out.origins[f.index as usize],
+                    stage: i as u32,
+                    kind: f.kind.as_str(),
+                    reason: f.reason,
+                    value: batch.get(f.index as usize).value.to_vec(),
+                });
+            }
+            out.counters.extend(done.counters.into_iter().map(|(n, v)| (i as u32, n, v)));
+            out.origins = done.origins.iter().map(|&o| out.origins[o as usize]).collect();
+            current = Some(done.output);
+        }
+        out.output = current.unwrap_or_else(|| input.clone());
+        out
+    }
+}

@@ -1,0 +1,122 @@
+//! `[[pipeline]]` sections of the config file.
+
+use crate::sink::schema::ColumnSpec;
+use serde::Deserialize;
+
+/// One pipeline: topics → transforms → raw landing, table, dead letters.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Unique name; also the consumer group and the dead-letter folder name.
+    pub name: String,
+    /// Topics read (embedded-log topics or Kinesis-style stream names).
+    pub topics: Vec<String>,
+    /// Transform chain, applied in order: built-in names (`clean-pin`, …).
+    #[serde(default)]
+    pub transforms: Vec<String>,
+    /// Land the input records unchanged under `topics/` in the Confluent S3 sink layout.
+    #[serde(default)]
+    pub land_raw: bool,
+    /// Land the transform output as a table under `tables/<name>/`.
+    pub table: Option<TableConfig>,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub roll: RollConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    pub name: String,
+    /// `parquet`, `jsonl`, or both.
+    #[serde(default = "default_formats")]
+    pub formats: Vec<TableFormat>,
+    /// A built-in schema by output kind (`pin-clean`, `geo-clean`, `user-clean`).
+    /// Defaults to the last transform's output kind when that is built in.
+    pub schema: Option<String>,
+    /// Explicit columns, for transforms whose output kind has no built-in schema.
+    pub columns: Option<Vec<ColumnSpec>>,
+    /// A timestamp column whose UTC date partitions the table (`dt=YYYY-MM-DD`).
+    pub partition_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    Parquet,
+    Jsonl,
+}
+
+fn default_formats() -> Vec<TableFormat> {
+    vec![TableFormat::Parquet]
+}
+
+/// How many records go through the transforms at once.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Records per transform call.
+    pub max_records: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_records: 4096 }
+    }
+}
+
+/// When a segment's objects are closed, made visible and the input committed.
+/// Whichever limit is reached first rolls it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RollConfig {
+    /// Input records per segment.
+    pub max_records: u64,
+    /// Bytes of open objects per segment.
+    pub max_bytes: u64,
+    /// Age of a segment's first record, in milliseconds: how stale landed data may get.
+    pub max_age_ms: u64,
+}
+
+impl Default for RollConfig {
+    fn default() -> Self {
+        RollConfig { max_records: 500_000, max_bytes: 128 << 20, max_age_ms: 10_000 }
+    }
+}
+
+impl PipelineConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let n = &self.name;
+        if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("pipeline name `{n}` must be 1-64 characters of a-z A-Z 0-9 - _"));
+        }
+        if self.topics.is_empty() {
+            return Err(format!("pipeline `{n}`: `topics` is empty"));
+        }
+        if !self.land_raw && self.table.is_none() {
+            return Err(format!("pipeline `{n}` lands nothing: set `land_raw = true` or a `[pipeline.table]`"));
+        }
+        if self.table.is_some() && self.transforms.is_empty() {
+            return Err(format!("pipeline `{n}`: a table needs at least one transform"));
+        }
+        if let Some(t) = &self.table {
+            if t.formats.is_empty() {
+                return Err(format!("pipeline `{n}`: table.formats is empty"));
+            }
+            if t.schema.is_some() && t.columns.is_some() {
+                return Err(format!("pipeline `{n}`: give table.schema or table.columns, not both"));
+            }
+            if t.name.is_empty() || !t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(format!("pipeline `{n}`: table name `{}` must be a-z A-Z 0-9 - _", t.name));
+            }
+        }
+        if self.batch.max_records == 0 || self.batch.max_records > 1_000_000 {
+            return Err(format!("pipeline `{n}`: batch.max_records must be between 1 and 1000000"));
+        }
+        if self.roll.max_records == 0 || self.roll.max_bytes == 0 || self.roll.max_age_ms == 0 {
+            return Err(format!("pipeline `{n}`: roll limits must be above zero"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! Pipelines: source → transform chain → sinks, with checkpoints, dead letters
+//! and supervision. Each pipeline runs on a thread of its own; the Wasm calls
+//! and file writes it makes are synchronous and CPU-bound.
+
+pub mod chain;
+pub mod config;
+pub mod stats;
+pub mod worker;
+
+pub use config::PipelineConfig;
+pub use stats::{PipelineStats, StatsSnapshot};
+pub use worker::{PipelineWorker, StopFlag};
+
+use crate::runtime::Runtime;
+use crate::sink::{schema, ObjectStore, SegmentSpec, TableSpec};
+use crate::source::Source;
+use anyhow::Context;
+use chain::Chain;
+use config::TableFormat;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Resolve a pipeline's config into a runnable worker.
+pub fn build(config: &PipelineConfig, runtime: &Runtime, source: Box<dyn Source>, store: Arc<dyn ObjectStore>) -> anyhow::Result<PipelineWorker> {
+    let mut transforms = Vec::new();
+    for name in &config.transforms {
+        let t = runtime.load_builtin(name).with_context(|| format!("pipeline `{}`: transform `{name}`", config.name))?;
+        transforms.push(t);
+    }
+    let table = match &config.table {
+        None => None,
+        Some(t) => {
+            let kind = t.schema.clone().or_else(|| transforms.last().map(|x| x.descriptor().output_kind.clone()));
+            let schema = match (&t.columns, &kind) {
+                (Some(cols), _) => Some(schema::from_columns(cols)),
+                (None, Some(kind)) => schema::builtin(kind),
+                (None, None) => None,
+            };
+            let parquet = t.formats.contains(&TableFormat::Parquet);
+            if schema.is_none() && (parquet || t.partition_by.is_some()) {
+                anyhow::bail!(
+                    "pipeline `{}`: table `{}` needs a schema for Parquet or partitioning; the output kind {:?} has no built-in one, so give table.columns",
+                    config.name, t.name, kind.unwrap_or_default()
+                );
+            }
+            if let (Some(col), Some(s)) = (&t.partition_by, &schema) {
+                s.index_of(col).map_err(|_| anyhow::anyhow!("pipeline `{}`: table.partition_by `{col}` is not a column of the table", config.name))?;
+            }
+            Some(TableSpec { name: t.name.clone(), schema, parquet, jsonl: t.formats.contains(&TableFormat::Jsonl), partition_by: t.partition_by.clone() })
+        }
+    };
+    Ok(PipelineWorker {
+        config: config.clone(),
+        spec: SegmentSpec { pipeline: config.name.clone(), land_raw: config.land_raw, table },
+        source,
+        chain: Chain::new(transforms),
+        store,
+        stats: Arc::new(PipelineStats::default()),
+    })
+}
+
+/// Owns the pipeline threads: starts them, reports on them, stops them in order.
+pub struct Supervisor {
+    stop: StopFlag,
+    running: Vec<(String, Arc<PipelineStats>, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl Supervisor {
+    pub fn start(workers: Vec<PipelineWorker>) -> anyhow::Result<Self> {
+        let stop = StopFlag::default();
+        let mut running = Vec::new();
+        for w in workers {
+            let (name, stats, flag) = (w.config.name.clone(), w.stats.clone(), stop.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("pipeline-{name}"))
+                .spawn(move || {
+                    let stats = w.stats.clone();
+                    let result = w.run(&flag);
+                    if let Err(e) = &result {
+                        stats.set_error(format!("{e:#}"));
+                        stats.set_state("failed");
+                        tracing::error!(error = %format!("{e:#}"), "pipeline failed");
+                    }
+                    result
+                })
+                .with_context(|| format!("starting pipeline `{name}`"))?;
+            running.push((name, stats, handle));
+        }
+        Ok(Supervisor { stop, running })
+    }
+
+    pub fn stats(&self) -> BTreeMap<String, Arc<PipelineStats>> {
+        self.running.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect()
+    }
+
+    /// Wait until every pipeline has committed everything its source holds now
+    /// (lag zero), or `timeout` passes. Returns whether they caught up.
+    pub fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = self.running.iter().all(|(_, s, _)| {
+                let snap = s.snapshot();
+                !snap.partitions.is_empty() && snap.partitions.iter().all(|p| p.lag == Some(0))
+            });
+            if done {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Ask every pipeline to land what it holds and stop; wait for them.
+    pub fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.stop();
+        let mut failed = Vec::new();
+        for (name, _, handle) in self.running {
+            match handle.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failed.push(format!("{name}: {e:#}")),
+                Err(_) => failed.push(format!("{name}: the pipeline thread panicked")),
+            }
+        }
+        if failed.is_empty() { Ok(()) } else { anyhow::bail!("pipelines failed: {}", failed.join("; ")) }
+    }
+}

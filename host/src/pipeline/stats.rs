@@ -1,0 +1,106 @@
+//! What a running pipeline reports about itself (status, the demo summary, metrics).
+
+use crate::source::PartitionId;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct PipelineStats {
+    pub records_in: AtomicU64,
+    pub raw_records: AtomicU64,
+    pub table_rows: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub segments: AtomicU64,
+    pub bytes_landed: AtomicU64,
+    pub errors: AtomicU64,
+    state: Mutex<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: String,
+    last_error: Option<String>,
+    committed: BTreeMap<PartitionId, u64>,
+    ends: BTreeMap<PartitionId, u64>,
+}
+
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct PartitionStatus {
+    pub topic: String,
+    pub partition: u32,
+    pub committed: u64,
+    pub end: Option<u64>,
+    pub lag: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct StatsSnapshot {
+    pub state: String,
+    pub records_in: u64,
+    pub raw_records: u64,
+    pub table_rows: u64,
+    pub dead_letters: u64,
+    pub segments: u64,
+    pub bytes_landed: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    pub partitions: Vec<PartitionStatus>,
+}
+
+impl PipelineStats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set_state(&self, state: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.state = state.to_owned();
+        }
+    }
+
+    pub fn set_error(&self, error: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut s) = self.state.lock() {
+            s.last_error = Some(error);
+        }
+    }
+
+    pub fn set_committed(&self, p: &PartitionId, next_offset: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.committed.insert(p.clone(), next_offset);
+        }
+    }
+
+    pub fn set_end(&self, p: &PartitionId, end: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.ends.insert(p.clone(), end);
+        }
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let s = self.state.lock().map(|s| (s.state.clone(), s.last_error.clone(), s.committed.clone(), s.ends.clone()));
+        let (state, last_error, committed, ends) = s.unwrap_or_default();
+        let partitions = committed
+            .iter()
+            .map(|(p, &c)| {
+                let end = ends.get(p).copied();
+                PartitionStatus { topic: p.topic.to_string(), partition: p.partition, committed: c, end, lag: end.map(|e| e.saturating_sub(c)) }
+            })
+            .collect();
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            state,
+            records_in: get(&self.records_in),
+            raw_records: get(&self.raw_records),
+            table_rows: get(&self.table_rows),
+            dead_letters: get(&self.dead_letters),
+            segments: get(&self.segments),
+            bytes_landed: get(&self.bytes_landed),
+            errors: get(&self.errors),
+            last_error,
+            partitions,
+        }
+    }
+}

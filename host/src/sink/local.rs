@@ -1,0 +1,134 @@
+//! A local directory laid out exactly like the S3 bucket.
+
+use super::store::{ObjectStore, ObjectWriter};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Objects in progress are hidden files (`.name.inprogress`): Spark, Hive and
+/// most readers skip names starting with a dot.
+const IN_PROGRESS: &str = ".inprogress";
+
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        Ok(LocalStore { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl ObjectStore for LocalStore {
+    fn create(&self, key: &str) -> io::Result<Box<dyn ObjectWriter>> {
+        if key.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid object key `{key}`")));
+        }
+        let path = self.root.join(key);
+        let dir = path.parent().expect("a key has a parent under the root").to_path_buf();
+        fs::create_dir_all(&dir)?;
+        let name = path.file_name().expect("a key has a file name").to_string_lossy();
+        let tmp = dir.join(format!(".{name}{IN_PROGRESS}"));
+        let file = File::create(&tmp)?;
+        Ok(Box::new(LocalObject { out: Some(BufWriter::with_capacity(256 << 10, file)), tmp, path, dir, written: 0 }))
+    }
+
+    fn clean_incomplete(&self) -> io::Result<usize> {
+        fn walk(dir: &Path, removed: &mut usize) -> io::Result<()> {
+            for entry in fs::read_dir(dir)? {
+                let entry = entry?;
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    walk(&path, removed)?;
+                } else if path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(IN_PROGRESS)) {
+                    fs::remove_file(&path)?;
+                    *removed += 1;
+                }
+            }
+            Ok(())
+        }
+        let mut removed = 0;
+        walk(&self.root, &mut removed)?;
+        Ok(removed)
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+struct LocalObject {
+    out: Option<BufWriter<File>>,
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    written: u64,
+}
+
+impl Write for LocalObject {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.as_mut().ok_or_else(|| io::Error::other("object already finished"))?.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.as_mut().map_or(Ok(()), |o| o.flush())
+    }
+}
+
+impl ObjectWriter for LocalObject {
+    fn finish(mut self: Box<Self>, _metadata: &[(String, String)]) -> io::Result<()> {
+        let out = self.out.take().ok_or_else(|| io::Error::other("object already finished"))?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        fs::rename(&self.tmp, &self.path)?;
+        // The rename is durable only once the directory entry is.
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn written(&self) -> u64 {
+        self.written
+    }
+}
+
+impl Drop for LocalObject {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_appear_only_when_finished() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path()).expect("store");
+        let mut w = store.create("topics/t/partition=0/t+0+0000000000.json").expect("create");
+        w.write_all(b"{\"a\":1}\n").expect("write");
+        let visible = dir.path().join("topics/t/partition=0/t+0+0000000000.json");
+        assert!(!visible.exists());
+        assert_eq!(w.written(), 8);
+        w.finish(&[]).expect("finish");
+        assert_eq!(fs::read(&visible).expect("read"), b"{\"a\":1}\n");
+
+        let abandoned = store.create("topics/t/partition=0/t+0+0000000001.json").expect("create");
+        drop(abandoned);
+        let leftover = store.create("x/y.json").expect("create");
+        std::mem::forget(leftover); // as if the process died mid-write
+        assert_eq!(store.clean_incomplete().expect("clean"), 1);
+        let names: Vec<_> = fs::read_dir(dir.path().join("topics/t/partition=0")).expect("dir").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 1);
+        assert!(store.create("../escape.json").is_err());
+    }
+}

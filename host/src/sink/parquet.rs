@@ -1,0 +1,133 @@
+//! JSON records → Arrow → Parquet, with optional Hive-style date partitions.
+
+use super::store::ObjectWriter;
+use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
+use arrow_json::ReaderBuilder;
+use arrow_schema::{DataType, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use sluice_guest::BatchRef;
+use std::collections::BTreeMap;
+
+/// Rows per Parquet row group: bounds the writer's memory per open file.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Decode a batch of JSON objects into Arrow. Records that do not fit the
+/// schema are returned as `(index, reason)`; the rest decode normally.
+pub fn decode_json(schema: &SchemaRef, values: &BatchRef<'_>) -> (Option<RecordBatch>, Vec<(u32, String)>) {
+    match decode_all(schema, values.values, values.len()) {
+        Ok(batch) => (batch, Vec::new()),
+        // Slow path: find the records that break the schema, one by one.
+        Err(_) => {
+            let mut good = Vec::new();
+            let mut bad = Vec::new();
+            for (i, r) in values.iter().enumerate() {
+                match decode_all(schema, r.value, 1) {
+                    Ok(Some(b)) => good.push(b),
+                    Ok(None) => bad.push((i as u32, "output record is empty".to_string())),
+                    Err(e) => bad.push((i as u32, format!("output does not match the table schema: {e}"))),
+                }
+            }
+            let batch = if good.is_empty() { None } else { arrow_select::concat::concat_batches(schema, &good).ok() };
+            (batch, bad)
+        }
+    }
+}
+
+fn decode_all(schema: &SchemaRef, bytes: &[u8], rows: usize) -> Result<Option<RecordBatch>, arrow_schema::ArrowError> {
+    let mut decoder = ReaderBuilder::new(schema.clone()).with_batch_size(rows.max(1)).build_decoder()?;
+    let mut rest = bytes;
+    let mut parts = Vec::new();
+    while !rest.is_empty() {
+        let used = decoder.decode(rest)?;
+        rest = &rest[used..];
+        if used == 0 || !rest.is_empty() {
+            if let Some(b) = decoder.flush()? {
+                parts.push(b);
+            }
+            if used == 0 {
+                break;
+            }
+        }
+    }
+    if let Some(b) = decoder.flush()? {
+        parts.push(b);
+    }
+    let decoded: usize = parts.iter().map(|b| b.num_rows()).sum();
+    if decoded != rows {
+        return Err(arrow_schema::ArrowError::JsonError(format!("expected {rows} records, decoded {decoded}")));
+    }
+    match parts.len() {
+        0 => Ok(None),
+        1 => Ok(parts.pop()),
+        _ => arrow_select::concat::concat_batches(schema, &parts).map(Some),
+    }
+}
+
+/// Split rows by the UTC date of a timestamp column: `dt=YYYY-MM-DD`
+/// (`dt=__HIVE_DEFAULT_PARTITION__` for nulls, as Hive names them).
+pub fn split_by_date(batch: &RecordBatch, column: &str) -> Result<Vec<(String, RecordBatch)>, String> {
+    let idx = batch.schema().index_of(column).map_err(|_| format!("partition column `{column}` is not in the table"))?;
+    let col = batch.column(idx);
+    let ts = match col.data_type() {
+        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => {
+            col.as_any().downcast_ref::<TimestampMicrosecondArray>().ok_or("timestamp column has an unexpected layout")?
+        }
+        other => return Err(format!("partition column `{column}` is {other}, not a timestamp")),
+    };
+    let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let mut day = String::with_capacity(24);
+    for i in 0..ts.len() {
+        let key = if ts.is_null(i) {
+            "dt=__HIVE_DEFAULT_PARTITION__".to_string()
+        } else {
+            day.clear();
+            sluice_guest::time::format_rfc3339_ms(ts.value(i).div_euclid(1000), &mut day);
+            format!("dt={}", &day[..10])
+        };
+        groups.entry(key).or_default().push(i as u32);
+    }
+    if groups.len() == 1 {
+        let (k, _) = groups.into_iter().next().expect("one group");
+        return Ok(vec![(k, batch.clone())]);
+    }
+    groups
+        .into_iter()
+        .map(|(k, rows)| {
+            arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows)).map(|b| (k, b)).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// One Parquet object being written.
+pub struct ParquetObject {
+    writer: ArrowWriter<Box<dyn ObjectWriter>>,
+}
+
+impl ParquetObject {
+    pub fn new(out: Box<dyn ObjectWriter>, schema: SchemaRef, lineage: &[(String, String)]) -> Result<Self, String> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_key_value_metadata(Some(lineage.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect()))
+            .build();
+        let writer = ArrowWriter::try_new(out, schema, Some(props)).map_err(|e| e.to_string())?;
+        Ok(ParquetObject { writer })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        self.writer.write(batch).map_err(|e| e.to_string())
+    }
+
+    /// Bytes encoded so far, including what is still buffered in the open row group.
+    pub fn bytes(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+
+    /// Write the footer and return the underlying object, ready to finish.
+    pub fn close(self) -> Result<Box<dyn ObjectWriter>, String> {
+        self.writer.into_inner().map_err(|e| e.to_string())
+    }
+}

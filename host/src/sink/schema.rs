@@ -1,0 +1,90 @@
+//! Table schemas: the built-in cleaned kinds, or columns named in the config.
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// A column type as written in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    Int64,
+    Float64,
+    Boolean,
+    String,
+    /// UTC timestamp with microsecond precision, from an RFC 3339 string or epoch microseconds.
+    Timestamp,
+    /// A list of float64 (e.g. coordinates).
+    Float64List,
+}
+
+/// A column as written in the config file: `{ name = "ind", type = "int64", nullable = false }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ColumnType,
+    #[serde(default = "yes")]
+    pub nullable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+impl ColumnType {
+    fn data_type(self) -> DataType {
+        match self {
+            ColumnType::Int64 => DataType::Int64,
+            ColumnType::Float64 => DataType::Float64,
+            ColumnType::Boolean => DataType::Boolean,
+            ColumnType::String => DataType::Utf8,
+            ColumnType::Timestamp => timestamp(),
+            ColumnType::Float64List => DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
+        }
+    }
+}
+
+pub fn from_columns(columns: &[ColumnSpec]) -> SchemaRef {
+    Arc::new(Schema::new(columns.iter().map(|c| Field::new(&c.name, c.kind.data_type(), c.nullable)).collect::<Vec<_>>()))
+}
+
+/// The schema of a built-in output kind (`pin-clean`, `geo-clean`, `user-clean`).
+pub fn builtin(kind: &str) -> Option<SchemaRef> {
+    use ColumnType::*;
+    let col = |name: &str, kind, nullable| ColumnSpec { name: name.into(), kind, nullable };
+    let columns = match kind {
+        "pin-clean" => vec![
+            col("ind", Int64, false),
+            col("unique_id", String, true),
+            col("title", String, true),
+            col("description", String, true),
+            col("follower_count", Int64, true),
+            col("poster_name", String, true),
+            col("tag_list", String, true),
+            col("is_image_or_video", String, true),
+            col("image_src", String, true),
+            col("save_location", String, true),
+            col("category", String, true),
+        ],
+        "geo-clean" => vec![
+            col("ind", Int64, false),
+            col("country", String, true),
+            col("coordinates", Float64List, true),
+            col("timestamp", Timestamp, true),
+        ],
+        "user-clean" => vec![
+            col("ind", Int64, false),
+            col("user_name", String, true),
+            col("age", Int64, true),
+            col("date_joined", Timestamp, true),
+        ],
+        _ => return None,
+    };
+    Some(from_columns(&columns))
+}

@@ -1,0 +1,253 @@
+//! The objects derived from one input range `[start, end)` of one source partition.
+
+use super::layout;
+use super::parquet::{decode_json, split_by_date, ParquetObject};
+use super::store::{ObjectStore, ObjectWriter};
+use crate::source::PartitionId;
+use arrow_schema::SchemaRef;
+use serde::Serialize;
+use sluice_guest::BatchRef;
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::time::Instant;
+
+/// Where a pipeline's cleaned output lands.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub name: String,
+    /// Needed for Parquet and for date partitions; JSON lines alone can do without.
+    pub schema: Option<SchemaRef>,
+    pub parquet: bool,
+    pub jsonl: bool,
+    /// Timestamp column whose UTC date partitions the table (`dt=YYYY-MM-DD`).
+    pub partition_by: Option<String>,
+}
+
+/// What a pipeline lands for each segment.
+#[derive(Debug, Clone)]
+pub struct SegmentSpec {
+    pub pipeline: String,
+    pub land_raw: bool,
+    pub table: Option<TableSpec>,
+}
+
+/// A record that could not be processed, with everything needed to find and replay it.
+#[derive(Debug, Serialize, serde::Deserialize, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub pipeline: String,
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    /// The stage (0-based index in the transform chain) that refused it; null if it failed at landing.
+    pub stage: Option<u32>,
+    pub transform: String,
+    pub version: String,
+    pub content_hash: String,
+    /// `rejected`, `timeout`, `memory_limit`, `trap`, `malformed_output`, `schema`.
+    pub kind: String,
+    pub reason: String,
+    pub timestamp: i64,
+    /// The record key, if it is UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub key: Option<String>,
+    /// The record as it entered the failing stage, if it is UTF-8 ...
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub value: Option<String>,
+    /// ... otherwise base64.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub value_base64: Option<String>,
+}
+
+impl DeadLetter {
+    pub fn set_value(&mut self, bytes: &[u8]) {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => self.value = Some(s.to_owned()),
+            Err(_) => {
+                use base64::Engine;
+                self.value_base64 = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+            }
+        }
+    }
+}
+
+/// What a finished segment wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SegmentSummary {
+    pub objects: Vec<String>,
+    pub bytes: u64,
+    pub raw_records: u64,
+    pub table_rows: u64,
+    pub dead_letters: u64,
+}
+
+pub struct Segment {
+    pub partition: PartitionId,
+    pub start: u64,
+    /// Offset after the last input record included.
+    pub end: u64,
+    pub input_records: u64,
+    pub input_bytes: u64,
+    pub opened: Instant,
+    /// `(first offset, transform chain content hashes)` in offset order.
+    pub versions: Vec<(u64, Vec<String>)>,
+    raw: Option<(String, Box<dyn ObjectWriter>)>,
+    parquet: BTreeMap<Option<String>, (String, ParquetObject)>,
+    jsonl: BTreeMap<Option<String>, (String, Box<dyn ObjectWriter>)>,
+    dead: Option<(String, Box<dyn ObjectWriter>)>,
+    summary: SegmentSummary,
+    lineage: Vec<(String, String)>,
+}
+
+impl Segment {
+    pub fn new(partition: PartitionId, start: u64, lineage: Vec<(String, String)>) -> Self {
+        Segment {
+            partition,
+            start,
+            end: start,
+            input_records: 0,
+            input_bytes: 0,
+            opened: Instant::now(),
+            versions: Vec::new(),
+            raw: None,
+            parquet: BTreeMap::new(),
+            jsonl: BTreeMap::new(),
+            dead: None,
+            summary: SegmentSummary::default(),
+            lineage,
+        }
+    }
+
+    /// Bytes held in open objects (what rolling by size measures).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.raw.as_ref().map_or(0, |(_, w)| w.written())
+            + self.parquet.values().map(|(_, p)| p.bytes()).sum::<u64>()
+            + self.jsonl.values().map(|(_, w)| w.written()).sum::<u64>()
+            + self.dead.as_ref().map_or(0, |(_, w)| w.written())
+    }
+
+    /// Land input records as they came, one JSON value per line.
+    pub fn write_raw(&mut self, store: &dyn ObjectStore, input: &BatchRef<'_>) -> io::Result<()> {
+        if self.raw.is_none() {
+            let key = layout::raw_object(&self.partition, self.start);
+            self.raw = Some((key.clone(), store.create(&key)?));
+        }
+        let (_, w) = self.raw.as_mut().expect("opened above");
+        for r in input.iter() {
+            write_line(w.as_mut(), r.value)?;
+        }
+        self.summary.raw_records += input.len() as u64;
+        Ok(())
+    }
+
+    /// Land transform output in the table. Returns the output records that do
+    /// not fit the table's schema (index into `output`, reason): they become dead letters.
+    pub fn write_table(&mut self, store: &dyn ObjectStore, table: &TableSpec, output: &BatchRef<'_>) -> io::Result<Vec<(u32, String)>> {
+        if output.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(schema) = &table.schema else {
+            // No schema: JSON lines exactly as the transform wrote them.
+            let w = self.jsonl_object(store, table, None)?;
+            for r in output.iter() {
+                write_line(w, r.value)?;
+            }
+            self.summary.table_rows += output.len() as u64;
+            return Ok(Vec::new());
+        };
+        let (batch, misfits) = decode_json(schema, output);
+        let Some(batch) = batch else { return Ok(misfits) };
+        let parts = match &table.partition_by {
+            Some(col) => split_by_date(&batch, col).map_err(io::Error::other)?,
+            None => vec![(String::new(), batch)],
+        };
+        for (hive, part) in parts {
+            let hive = (!hive.is_empty()).then_some(hive);
+            if table.parquet {
+                if !self.parquet.contains_key(&hive) {
+                    let key = layout::table_object(&table.name, hive.as_deref(), &self.partition, self.start, "parquet");
+                    let object = ParquetObject::new(store.create(&key)?, schema.clone(), &self.lineage).map_err(io::Error::other)?;
+                    self.parquet.insert(hive.clone(), (key, object));
+                }
+                let (_, object) = self.parquet.get_mut(&hive).expect("inserted above");
+                object.write(&part).map_err(io::Error::other)?;
+            }
+            if table.jsonl {
+                let w = self.jsonl_object(store, table, hive.clone())?;
+                let mut lines = arrow_json::LineDelimitedWriter::new(w);
+                lines.write(&part).map_err(io::Error::other)?;
+                lines.finish().map_err(io::Error::other)?;
+            }
+            self.summary.table_rows += part.num_rows() as u64;
+        }
+        Ok(misfits)
+    }
+
+    fn jsonl_object(&mut self, store: &dyn ObjectStore, table: &TableSpec, hive: Option<String>) -> io::Result<&mut dyn ObjectWriter> {
+        if !self.jsonl.contains_key(&hive) {
+            let key = layout::table_object(&table.name, hive.as_deref(), &self.partition, self.start, "json");
+            let object = store.create(&key)?;
+            self.jsonl.insert(hive.clone(), (key, object));
+        }
+        Ok(self.jsonl.get_mut(&hive).expect("inserted above").1.as_mut())
+    }
+
+    pub fn write_dead_letters(&mut self, store: &dyn ObjectStore, pipeline: &str, letters: &[DeadLetter]) -> io::Result<()> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        if self.dead.is_none() {
+            let key = layout::dead_letter_object(pipeline, &self.partition, self.start);
+            self.dead = Some((key.clone(), store.create(&key)?));
+        }
+        let (_, w) = self.dead.as_mut().expect("opened above");
+        let mut line = Vec::with_capacity(512);
+        for d in letters {
+            line.clear();
+            serde_json::to_writer(&mut line, d).map_err(io::Error::other)?;
+            line.push(b'\n');
+            w.write_all(&line)?;
+        }
+        self.summary.dead_letters += letters.len() as u64;
+        Ok(())
+    }
+
+    /// Make every object of the segment durable and visible.
+    pub fn finish(self) -> io::Result<SegmentSummary> {
+        let mut summary = self.summary;
+        let done = |key: String, w: Box<dyn ObjectWriter>, summary: &mut SegmentSummary| -> io::Result<()> {
+            summary.bytes += w.written();
+            w.finish(&self.lineage)?;
+            summary.objects.push(key);
+            Ok(())
+        };
+        if let Some((key, w)) = self.raw {
+            done(key, w, &mut summary)?;
+        }
+        for (_, (key, object)) in self.parquet {
+            done(key, object.close().map_err(io::Error::other)?, &mut summary)?;
+        }
+        for (_, (key, w)) in self.jsonl {
+            done(key, w, &mut summary)?;
+        }
+        if let Some((key, w)) = self.dead {
+            done(key, w, &mut summary)?;
+        }
+        Ok(summary)
+    }
+}
+
+/// One value per line. A value spanning lines (pretty-printed JSON from a
+/// producer) is compacted so the file stays one record per line.
+fn write_line(w: &mut dyn ObjectWriter, value: &[u8]) -> io::Result<()> {
+    if value.contains(&b'\n') || value.contains(&b'\r') {
+        let compact = match serde_json::from_slice::<serde_json::Value>(value) {
+            Ok(v) => serde_json::to_vec(&v),
+            Err(_) => serde_json::to_vec(&String::from_utf8_lossy(value)),
+        }
+        .map_err(io::Error::other)?;
+        w.write_all(&compact)?;
+    } else {
+        w.write_all(value)?;
+    }
+    w.write_all(b"\n")
+}

@@ -1,0 +1,26 @@
+//! The storage a sink writes objects into.
+
+use std::io;
+
+/// An object store: keys are `/`-separated paths relative to the landing root.
+pub trait ObjectStore: Send + Sync {
+    /// Start writing the object `key`. Nothing is visible under `key` until
+    /// [`ObjectWriter::finish`] returns; dropping the writer abandons it.
+    fn create(&self, key: &str) -> io::Result<Box<dyn ObjectWriter>>;
+
+    /// Remove leftovers of writes that never finished (after a crash).
+    fn clean_incomplete(&self) -> io::Result<usize>;
+
+    /// Where this store is, for people: `/var/lib/sluice/landing`, `s3://bucket/prefix`.
+    fn location(&self) -> String;
+}
+
+/// An object being written.
+pub trait ObjectWriter: io::Write + Send {
+    /// Make the object durable and visible under its key, replacing any object
+    /// of the same key. `metadata` is attached where the store supports it.
+    fn finish(self: Box<Self>, metadata: &[(String, String)]) -> io::Result<()>;
+
+    /// Bytes written so far.
+    fn written(&self) -> u64;
+}

@@ -1,0 +1,438 @@
+//! The log itself: storage layout, group-committed appends, reads, positions.
+
+use super::codec::{self, StoredBatch};
+use crate::source::{Checkpoint, Fetched, Intent};
+use anyhow::Context;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Deserialize;
+use sluice_guest::BatchBuf;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// `(topic, partition, base offset)` → one appended batch.
+const BATCHES: TableDefinition<(&str, u32, u64), &[u8]> = TableDefinition::new("batches");
+/// `(topic, partition)` → the next offset to assign.
+const NEXT_OFFSETS: TableDefinition<(&str, u32), u64> = TableDefinition::new("next_offsets");
+/// `topic` → partition count.
+const TOPICS: TableDefinition<&str, u32> = TableDefinition::new("topics");
+/// `(consumer group, topic, partition)` → committed position (next offset to read).
+const POSITIONS: TableDefinition<(&str, &str, u32), u64> = TableDefinition::new("positions");
+/// `(consumer group, topic, partition)` → the roll in flight (JSON [`Intent`]).
+const INTENTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("intents");
+
+/// Largest total of record bytes committed in one transaction by the appender.
+const GROUP_COMMIT_BYTES: usize = 32 << 20;
+
+/// Settings of the embedded log (`[log]` in the config file).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedLogConfig {
+    /// Topics the log accepts (Kafka-style topics and Kinesis-style stream names
+    /// alike). Producing to any other name is refused as an unknown topic.
+    pub topics: Vec<String>,
+    /// Partitions of each topic. May be raised later, never lowered.
+    pub partitions: u32,
+    /// Records older than this are deleted once every consumer group that reads
+    /// the partition has committed past them.
+    pub retention_hours: u64,
+}
+
+impl Default for EmbeddedLogConfig {
+    fn default() -> Self {
+        EmbeddedLogConfig { topics: Vec::new(), partitions: 3, retention_hours: 168 }
+    }
+}
+
+impl EmbeddedLogConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=1024).contains(&self.partitions) {
+            return Err(format!("log.partitions must be between 1 and 1024, got {}", self.partitions));
+        }
+        for t in &self.topics {
+            if t.is_empty() || t.len() > 249 || !t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+                return Err(format!("log.topics: `{t}` is not a valid topic name (1-249 of a-z A-Z 0-9 . _ -)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: Arc<str>,
+    pub partitions: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("topic `{0}` does not exist")]
+    UnknownTopic(String),
+    #[error("partition {partition} of topic `{topic}` does not exist (it has {partitions})")]
+    UnknownPartition { topic: String, partition: u32, partitions: u32 },
+    #[error("the log is shutting down")]
+    Closed,
+    #[error("the log could not store the records: {0}")]
+    Storage(String),
+}
+
+type AppendReply = tokio::sync::oneshot::Receiver<Result<Vec<u64>, AppendError>>;
+
+struct AppendRequest {
+    topic: Arc<str>,
+    parts: Vec<(u32, BatchBuf)>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<u64>, AppendError>>,
+}
+
+/// Next offset per partition, with a condition variable readers wait on.
+struct Offsets {
+    next: Mutex<HashMap<(Arc<str>, u32), u64>>,
+    appended: Condvar,
+}
+
+pub struct EmbeddedLog {
+    db: Arc<Database>,
+    topics: HashMap<String, TopicInfo>,
+    offsets: Arc<Offsets>,
+    appender: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    appender_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    retention: Duration,
+}
+
+impl Drop for EmbeddedLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl EmbeddedLog {
+    /// Open (or create) the log at `path` with the configured topics.
+    pub fn open(path: &Path, config: &EmbeddedLogConfig) -> anyhow::Result<Arc<Self>> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let db = Database::create(path).with_context(|| format!("opening the embedded log at {}", path.display()))?;
+        let db = Arc::new(db);
+        let mut topics = HashMap::new();
+        let mut next = HashMap::new();
+        {
+            let txn = db.begin_write()?;
+            {
+                let mut t = txn.open_table(TOPICS)?;
+                let n = txn.open_table(NEXT_OFFSETS)?;
+                txn.open_table(BATCHES)?;
+                txn.open_table(POSITIONS)?;
+                txn.open_table(INTENTS)?;
+                for name in &config.topics {
+                    let existing = t.get(name.as_str())?.map(|v| v.value());
+                    if let Some(had) = existing.filter(|had| *had > config.partitions) {
+                        anyhow::bail!(
+                            "log.partitions = {} but topic `{name}` already has {had} partitions; partitions can be added, never removed",
+                            config.partitions
+                        );
+                    }
+                    t.insert(name.as_str(), config.partitions)?;
+                    let name: Arc<str> = Arc::from(name.as_str());
+                    for p in 0..config.partitions {
+                        let o = n.get((&*name, p))?.map(|v| v.value()).unwrap_or(0);
+                        next.insert((name.clone(), p), o);
+                    }
+                    topics.insert(name.to_string(), TopicInfo { name, partitions: config.partitions });
+                }
+            }
+            txn.commit()?;
+        }
+        let offsets = Arc::new(Offsets { next: Mutex::new(next), appended: Condvar::new() });
+        let (tx, rx) = mpsc::channel();
+        let (db2, offsets2) = (db.clone(), offsets.clone());
+        let appender_thread = std::thread::Builder::new()
+            .name("sluice-log-append".into())
+            .spawn(move || run_appender(&db2, &offsets2, rx))
+            .context("starting the log appender thread")?;
+        Ok(Arc::new(EmbeddedLog {
+            db,
+            topics,
+            offsets,
+            appender: Mutex::new(Some(tx)),
+            appender_thread: Mutex::new(Some(appender_thread)),
+            retention: Duration::from_secs(config.retention_hours * 3600),
+        }))
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&TopicInfo> {
+        self.topics.get(name)
+    }
+
+    pub fn topics(&self) -> impl Iterator<Item = &TopicInfo> {
+        self.topics.values()
+    }
+
+    /// Append batches to partitions of one topic. Resolves once the records are
+    /// fsynced, with the base offset of each batch, in order. Concurrent appends
+    /// share one transaction and one fsync (group commit).
+    pub async fn append(&self, topic: &str, parts: Vec<(u32, BatchBuf)>) -> Result<Vec<u64>, AppendError> {
+        self.submit(topic, parts)?.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// Blocking form of [`EmbeddedLog::append`], for threads outside the async runtime.
+    pub fn append_blocking(&self, topic: &str, parts: Vec<(u32, BatchBuf)>) -> Result<Vec<u64>, AppendError> {
+        self.submit(topic, parts)?.blocking_recv().map_err(|_| AppendError::Closed)?
+    }
+
+    fn submit(&self, topic: &str, parts: Vec<(u32, BatchBuf)>) -> Result<AppendReply, AppendError> {
+        let info = self.topic(topic).ok_or_else(|| AppendError::UnknownTopic(topic.to_owned()))?;
+        if let Some((p, _)) = parts.iter().find(|(p, _)| *p >= info.partitions) {
+            return Err(AppendError::UnknownPartition { topic: topic.to_owned(), partition: *p, partitions: info.partitions });
+        }
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        let req = AppendRequest { topic: info.name.clone(), parts, reply };
+        let guard = self.appender.lock().map_err(|_| AppendError::Closed)?;
+        guard.as_ref().ok_or(AppendError::Closed)?.send(req).map_err(|_| AppendError::Closed)?;
+        Ok(wait)
+    }
+
+    /// Stop accepting appends; those already queued are committed before this returns.
+    pub fn close(&self) {
+        if let Ok(mut g) = self.appender.lock() {
+            g.take();
+        }
+        let thread = self.appender_thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+
+    /// The offset the next appended record of the partition will get.
+    pub fn end_offset(&self, topic: &str, partition: u32) -> Option<u64> {
+        let key = (self.topic(topic)?.name.clone(), partition);
+        self.offsets.next.lock().ok()?.get(&key).copied()
+    }
+
+    /// Wait until the partition holds a record at `offset` or later, or `timeout` passes.
+    pub fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let Some(info) = self.topic(topic) else { return };
+        let key = (info.name.clone(), partition);
+        let Ok(mut next) = self.offsets.next.lock() else { return };
+        loop {
+            let have = next.get(&key).copied().unwrap_or(0);
+            let now = Instant::now();
+            if have > offset || now >= deadline {
+                return;
+            }
+            match self.offsets.appended.wait_timeout(next, deadline - now) {
+                Ok((g, _)) => next = g,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Wait until anything is appended to any partition after the state `seen`
+    /// (a counter this call keeps up to date), or `timeout` passes.
+    pub fn wait_for_any(&self, seen: &mut u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let Ok(mut next) = self.offsets.next.lock() else { return };
+        loop {
+            let total: u64 = next.values().sum();
+            let now = Instant::now();
+            if total != *seen || now >= deadline {
+                *seen = total;
+                return;
+            }
+            match self.offsets.appended.wait_timeout(next, deadline - now) {
+                Ok((g, _)) => next = g,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Read up to `max_records` records of a partition starting at `from`.
+    pub fn read(&self, topic: &str, partition: u32, from: u64, max_records: usize) -> anyhow::Result<Fetched> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BATCHES)?;
+        let mut out = Fetched { next_offset: from, ..Default::default() };
+        // The batch holding `from` starts at or before it.
+        let first_base = table
+            .range((topic, partition, 0)..=(topic, partition, from))?
+            .next_back()
+            .transpose()?
+            .map_or(from, |(k, _)| k.value().2);
+        for entry in table.range((topic, partition, first_base)..(topic, partition, u64::MAX))? {
+            let (k, v) = entry?;
+            let base = k.value().2;
+            let bytes = v.value();
+            let stored = StoredBatch::parse(bytes).map_err(|e| anyhow::anyhow!("corrupt batch at {topic}/{partition}@{base}: {e}"))?;
+            if base + stored.count as u64 <= from {
+                continue;
+            }
+            // Retention may have removed records before `base`: continue from there.
+            let start = from.max(base);
+            let skip = (start - base) as usize;
+            let copied = stored
+                .copy_into(skip, max_records - out.offsets.len(), &mut out.batch)
+                .map_err(|e| anyhow::anyhow!("corrupt batch at {topic}/{partition}@{base}: {e}"))?;
+            out.offsets.extend(start..start + copied as u64);
+            out.next_offset = start + copied as u64;
+            if out.offsets.len() >= max_records {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn checkpoint(&self, group: &str, topic: &str, partition: u32) -> anyhow::Result<Checkpoint> {
+        let txn = self.db.begin_read()?;
+        let key = (group, topic, partition);
+        let next_offset = txn.open_table(POSITIONS)?.get(key)?.map_or(0, |v| v.value());
+        let intent = match txn.open_table(INTENTS)?.get(key)? {
+            Some(v) => Some(serde_json::from_slice::<Intent>(v.value()).context("reading a stored roll intent")?),
+            None => None,
+        };
+        Ok(Checkpoint { next_offset, intent })
+    }
+
+    pub fn record_intent(&self, group: &str, topic: &str, partition: u32, intent: &Intent) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec(intent)?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(INTENTS)?.insert((group, topic, partition), bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Advance the group's position and clear its intent, atomically.
+    pub fn commit(&self, group: &str, topic: &str, partition: u32, next_offset: u64) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            txn.open_table(POSITIONS)?.insert((group, topic, partition), next_offset)?;
+            txn.open_table(INTENTS)?.remove((group, topic, partition))?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Delete batches older than the retention period that every consumer group
+    /// reading the partition has committed past. Returns how many batches went.
+    pub fn enforce_retention(&self) -> anyhow::Result<usize> {
+        let cutoff_ms = now_ms() - self.retention.as_millis() as i64;
+        let mut removed = 0;
+        let txn = self.db.begin_write()?;
+        {
+            let positions = txn.open_table(POSITIONS)?;
+            let mut committed: HashMap<(String, u32), u64> = HashMap::new();
+            for entry in positions.iter()? {
+                let (k, v) = entry?;
+                let (_, topic, p) = k.value();
+                let e = committed.entry((topic.to_owned(), p)).or_insert(u64::MAX);
+                *e = (*e).min(v.value());
+            }
+            let mut batches = txn.open_table(BATCHES)?;
+            for info in self.topics.values() {
+                for p in 0..info.partitions {
+                    let floor = committed.get(&(info.name.to_string(), p)).copied().unwrap_or(u64::MAX);
+                    let mut doomed = Vec::new();
+                    for entry in batches.range((&*info.name, p, 0)..(&*info.name, p, u64::MAX))? {
+                        let (k, v) = entry?;
+                        let base = k.value().2;
+                        let stored = StoredBatch::parse(v.value()).map_err(anyhow::Error::msg)?;
+                        if stored.append_ms >= cutoff_ms || base + stored.count as u64 > floor {
+                            break;
+                        }
+                        doomed.push(base);
+                    }
+                    for base in doomed {
+                        batches.remove((&*info.name, p, base))?;
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(removed)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The single writer: drains every queued append into one transaction, commits
+/// it with an fsync, then answers all of them.
+fn run_appender(db: &Database, offsets: &Offsets, rx: mpsc::Receiver<AppendRequest>) {
+    let mut encoded = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        let mut bytes: usize = group[0].parts.iter().map(|(_, b)| b.byte_size()).sum();
+        while bytes < GROUP_COMMIT_BYTES {
+            match rx.try_recv() {
+                Ok(req) => {
+                    bytes += req.parts.iter().map(|(_, b)| b.byte_size()).sum::<usize>();
+                    group.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        let snapshot = match offsets.next.lock() {
+            Ok(n) => n.clone(),
+            Err(_) => return,
+        };
+        let result = commit_group(db, &snapshot, &group, &mut encoded);
+        match result {
+            Ok((bases, advanced)) => {
+                if let Ok(mut next) = offsets.next.lock() {
+                    next.extend(advanced);
+                }
+                offsets.appended.notify_all();
+                for (req, bases) in group.into_iter().zip(bases) {
+                    let _ = req.reply.send(Ok(bases));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "embedded log append failed; the records were not acknowledged");
+                for req in group {
+                    let _ = req.reply.send(Err(AppendError::Storage(format!("{e:#}"))));
+                }
+            }
+        }
+    }
+}
+
+type Advanced = Vec<((Arc<str>, u32), u64)>;
+
+fn commit_group(
+    db: &Database,
+    next: &HashMap<(Arc<str>, u32), u64>,
+    group: &[AppendRequest],
+    encoded: &mut Vec<u8>,
+) -> anyhow::Result<(Vec<Vec<u64>>, Advanced)> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let mut local: HashMap<(Arc<str>, u32), u64> = HashMap::new();
+    let mut all_bases = Vec::with_capacity(group.len());
+    let append_ms = now_ms();
+    {
+        let mut batches = txn.open_table(BATCHES)?;
+        let mut next_table = txn.open_table(NEXT_OFFSETS)?;
+        for req in group {
+            let mut bases = Vec::with_capacity(req.parts.len());
+            for (p, batch) in &req.parts {
+                let key = (req.topic.clone(), *p);
+                let base = *local.entry(key.clone()).or_insert_with(|| next.get(&key).copied().unwrap_or(0));
+                if !batch.is_empty() {
+                    encoded.clear();
+                    codec::encode(&batch.as_ref(), append_ms, encoded);
+                    batches.insert((&*req.topic, *p, base), encoded.as_slice())?;
+                }
+                let end = base + batch.len() as u64;
+                local.insert(key, end);
+                next_table.insert((&*req.topic, *p), end)?;
+                bases.push(base);
+            }
+            all_bases.push(bases);
+        }
+    }
+    txn.commit()?;
+    Ok((all_bases, local.into_iter().collect()))
+}
