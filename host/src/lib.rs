@@ -3,7 +3,9 @@
 //! Stages, one module each: [`runtime`] (sandboxed Wasm transforms) and the
 //! command line in [`cli`]. See ARCHITECTURE.md for the whole picture.
 
+pub mod app;
 pub mod cli;
+pub mod config;
 pub mod emulate;
 pub mod ingest;
 pub mod pipeline;

@@ -1,5 +1,8 @@
 //! Command-line interface. Each subcommand lives in its own module.
 
+mod demo;
+mod emulate;
+mod serve;
 mod transform;
 
 use clap::{Parser, Subcommand};
@@ -20,9 +23,26 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the whole pipeline on this machine with no external service: the
+    /// embedded log, a local landing directory, and the emulator posting to the
+    /// appliance's own REST Proxy endpoint. Prints what landed where.
+    Demo(demo::DemoArgs),
+    /// Run the appliance from a config file until Ctrl-C or SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Post generated pin/geo/user events to an ingest endpoint.
+    Emulate(emulate::EmulateArgs),
+    /// Validate a config file and exit (non-zero, naming the offending key, when invalid).
+    CheckConfig {
+        /// The config file to check.
+        file: std::path::PathBuf,
+    },
     /// Work with transform components: run one over a file, list the built-ins.
     #[command(subcommand)]
     Transform(transform::TransformCommand),
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(f: F) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(f)
 }
 
 /// Entry point of the binary.
@@ -31,6 +51,10 @@ pub fn main() -> ExitCode {
     crate::telemetry::init_logging(cli.log_json);
     let result = match cli.command {
         Command::Transform(cmd) => transform::run(cmd),
+        Command::CheckConfig { file } => serve::check_config(file),
+        Command::Demo(args) => block_on(demo::run(args)),
+        Command::Serve(args) => block_on(serve::serve(args)),
+        Command::Emulate(args) => block_on(emulate::run(args)),
     };
     match result {
         Ok(code) => code,

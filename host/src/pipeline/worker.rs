@@ -150,20 +150,17 @@ impl PipelineWorker {
             let out = self.chain.run(&fetched.batch);
             let mut dead = Vec::with_capacity(out.failures.len());
             for f in &out.failures {
-                let stage = &self.chain.stages()[f.stage as usize].transform;
-                let mut d = self.dead_letter(&st.id, &fetched, f.input_index as usize, f.kind, &f.reason);
-                d.stage = Some(f.stage);
-                d.transform = stage.descriptor().name.clone();
-                d.version = stage.descriptor().version.clone();
-                d.content_hash = stage.content_hash().to_owned();
+                let mut d = self.dead_letter(&st.id, &fetched, f.input_index as usize, f.stage, f.kind, &f.reason);
                 d.set_value(&f.value);
                 dead.push(d);
             }
             if let Some(table) = &self.spec.table {
                 let misfits = seg.write_table(store.as_ref(), table, &out.output.as_ref())?;
                 PipelineStats::add(&self.stats.table_rows, (out.output.len() - misfits.len()) as u64);
+                // The last stage wrote output the table cannot hold.
+                let last = self.chain.stages().len() as u32 - 1;
                 for (i, reason) in misfits {
-                    let mut d = self.dead_letter(&st.id, &fetched, out.origins[i as usize] as usize, "schema", &reason);
+                    let mut d = self.dead_letter(&st.id, &fetched, out.origins[i as usize] as usize, last, "schema", &reason);
                     d.set_value(out.output.as_ref().get(i as usize).value);
                     dead.push(d);
                 }
@@ -179,17 +176,18 @@ impl PipelineWorker {
         Ok(())
     }
 
-    fn dead_letter(&self, p: &PartitionId, fetched: &Fetched, index: usize, kind: &str, reason: &str) -> DeadLetter {
+    fn dead_letter(&self, p: &PartitionId, fetched: &Fetched, index: usize, stage: u32, kind: &str, reason: &str) -> DeadLetter {
         let rec = fetched.batch.as_ref().get(index);
+        let t = &self.chain.stages()[stage as usize].transform;
         DeadLetter {
             pipeline: self.config.name.clone(),
             topic: p.topic.to_string(),
             partition: p.partition,
             offset: fetched.offsets[index],
-            stage: None,
-            transform: String::new(),
-            version: String::new(),
-            content_hash: String::new(),
+            stage,
+            transform: t.descriptor().name.clone(),
+            version: t.descriptor().version.clone(),
+            content_hash: t.content_hash().to_owned(),
             kind: kind.to_owned(),
             reason: reason.to_owned(),
             timestamp: rec.timestamp,

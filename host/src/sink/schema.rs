@@ -33,8 +33,10 @@ fn yes() -> bool {
     true
 }
 
+/// Microseconds, UTC. The zone is written as an offset so no time-zone database
+/// is needed; Parquet records it as "adjusted to UTC" either way.
 fn timestamp() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
 }
 
 impl ColumnType {

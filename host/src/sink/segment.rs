@@ -38,8 +38,9 @@ pub struct DeadLetter {
     pub topic: String,
     pub partition: u32,
     pub offset: u64,
-    /// The stage (0-based index in the transform chain) that refused it; null if it failed at landing.
-    pub stage: Option<u32>,
+    /// The stage (0-based index in the transform chain) that refused it, or whose
+    /// output the table could not hold (kind `schema`).
+    pub stage: u32,
     pub transform: String,
     pub version: String,
     pub content_hash: String,

@@ -1,0 +1,103 @@
+//! The appliance assembled from its config: runtime, embedded log, landing
+//! store, pipelines and the HTTP server, started in order and stopped in the
+//! reverse order (ingest first, so nothing new arrives; pipelines land and
+//! commit what they hold; the log closes last).
+
+use crate::config::Config;
+use crate::ingest::{self, IngestState};
+use crate::pipeline::{self, StatsSnapshot, Supervisor};
+use crate::runtime::Runtime;
+use crate::sink::local::LocalStore;
+use crate::sink::ObjectStore;
+use crate::source::embedded::{EmbeddedLog, EmbeddedSource};
+use anyhow::Context;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub log: Arc<EmbeddedLog>,
+    pub store: Arc<LocalStore>,
+    supervisor: Option<Supervisor>,
+    server_stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningApp {
+    /// Start everything the config describes. Call from inside a tokio runtime.
+    pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
+        let runtime = Runtime::new(config.sandbox.clone(), Some(config.data_dir.join("compiled")))?;
+        let log = EmbeddedLog::open(&config.data_dir.join("log.redb"), &config.log)?;
+        let store = Arc::new(LocalStore::new(config.landing_dir()).with_context(|| format!("creating the landing directory {}", config.landing_dir().display()))?);
+        let cleaned = store.clean_incomplete().context("cleaning up unfinished objects")?;
+        if cleaned > 0 {
+            tracing::info!(objects = cleaned, "removed objects left unfinished by the previous run");
+        }
+        let mut workers = Vec::new();
+        for p in &config.pipelines {
+            let source = EmbeddedSource::new(log.clone(), p.name.clone(), p.topics.clone())?;
+            let dyn_store: Arc<dyn ObjectStore> = store.clone();
+            workers.push(pipeline::build(p, &runtime, Box::new(source), dyn_store)?);
+        }
+        let supervisor = Supervisor::start(workers)?;
+        let stats = supervisor.stats();
+
+        let app = Router::new()
+            .merge(ingest::router(IngestState::new(log.clone(), config.ingest.clone())))
+            .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+            .route(
+                "/status",
+                get(move || {
+                    let snap: BTreeMap<String, StatsSnapshot> = stats.iter().map(|(n, s)| (n.clone(), s.snapshot())).collect();
+                    async move { Json(snap) }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("listening on {} (server.listen)", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        let (server_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        tracing::info!(%addr, landing = %store.location(), "sluice is running");
+        Ok(RunningApp { addr, log, store, supervisor: Some(supervisor), server_stop, server })
+    }
+
+    pub fn supervisor(&self) -> &Supervisor {
+        self.supervisor.as_ref().expect("present until shutdown")
+    }
+
+    /// Wait until every pipeline has landed everything the log holds now.
+    pub async fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let sup = self.supervisor();
+        tokio::task::block_in_place(|| sup.wait_caught_up(timeout))
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, StatsSnapshot> {
+        self.supervisor().stats().iter().map(|(n, s)| (n.clone(), s.snapshot())).collect()
+    }
+
+    /// Ordered shutdown: stop ingest, let pipelines land and commit, close the log.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.server_stop.send(());
+        match tokio::time::timeout(Duration::from_secs(10), &mut self.server).await {
+            Ok(r) => r.context("the HTTP server task failed")?.context("the HTTP server failed")?,
+            Err(_) => tracing::warn!("HTTP connections still open after 10 s; closing them"),
+        }
+        if let Some(sup) = self.supervisor.take() {
+            tokio::task::spawn_blocking(move || sup.shutdown()).await.context("joining the pipelines")??;
+        }
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || log.close()).await?;
+        Ok(())
+    }
+}

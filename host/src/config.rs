@@ -1,0 +1,205 @@
+//! The config file: one TOML document, every section beside the component it
+//! configures. Unknown keys are refused with their name and line; cross-section
+//! rules are checked once at start.
+
+use crate::ingest::IngestConfig;
+use crate::pipeline::config::{PipelineConfig, TableConfig, TableFormat};
+use crate::runtime::{builtin_names, SandboxLimits};
+use crate::source::embedded::EmbeddedLogConfig;
+use anyhow::Context;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where sluice keeps its state: the embedded log, checkpoints, compiled components.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub log: EmbeddedLogConfig,
+    #[serde(default)]
+    pub sandbox: SandboxLimits,
+    #[serde(default)]
+    pub landing: LandingConfig,
+    #[serde(default, rename = "pipeline")]
+    pub pipelines: Vec<PipelineConfig>,
+}
+
+/// `[server]`: the HTTP listener for ingest, health and (later) admin routes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Port 0 picks a free port (printed at start).
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+/// `[landing]`: where data lands.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LandingConfig {
+    /// A local directory laid out like the S3 bucket. Default: `<data_dir>/landing`.
+    pub dir: Option<PathBuf>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("sluice-data")
+}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        // toml's errors name the offending key and show its line.
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
+    }
+
+    pub fn landing_dir(&self) -> PathBuf {
+        self.landing.dir.clone().unwrap_or_else(|| self.data_dir.join("landing"))
+    }
+
+    /// Rules that span sections.
+    pub fn validate(&self) -> Result<(), String> {
+        self.log.validate()?;
+        self.sandbox.validate().map_err(|e| format!("sandbox: {e}"))?;
+        if self.ingest.max_body_bytes < 1024 {
+            return Err("ingest.max_body_bytes must be at least 1024".into());
+        }
+        let topics: BTreeSet<&str> = self.log.topics.iter().map(String::as_str).collect();
+        let builtins: BTreeSet<&str> = builtin_names().collect();
+        let mut names = BTreeSet::new();
+        let mut raw_landers: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut tables: BTreeMap<&str, &str> = BTreeMap::new();
+        for p in &self.pipelines {
+            p.validate()?;
+            if !names.insert(p.name.as_str()) {
+                return Err(format!("two pipelines are named `{}`", p.name));
+            }
+            for t in &p.topics {
+                if !topics.contains(t.as_str()) {
+                    return Err(format!("pipeline `{}` reads topic `{t}`, which is not in log.topics", p.name));
+                }
+                if p.land_raw {
+                    if let Some(other) = raw_landers.insert(t, &p.name) {
+                        return Err(format!("pipelines `{other}` and `{}` both land topic `{t}` raw; only one may", p.name));
+                    }
+                }
+            }
+            for t in &p.transforms {
+                if !builtins.contains(t.as_str()) {
+                    return Err(format!(
+                        "pipeline `{}`: unknown transform `{t}` (built-ins: {})",
+                        p.name,
+                        builtins.iter().copied().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+            if let Some(t) = &p.table {
+                if let Some(other) = tables.insert(&t.name, &p.name) {
+                    return Err(format!("pipelines `{other}` and `{}` both write table `{}`", p.name, t.name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The reference deployment on one machine: topics `<user>.pin|geo|user`,
+    /// one cleaning pipeline per kind landing raw and cleaned data.
+    pub fn demo(data_dir: PathBuf, user_id: &str) -> Self {
+        let pipeline = |kind: &str, partition_by: Option<&str>| PipelineConfig {
+            name: kind.to_owned(),
+            topics: vec![format!("{user_id}.{kind}")],
+            transforms: vec![format!("clean-{kind}")],
+            land_raw: true,
+            table: Some(TableConfig {
+                name: kind.to_owned(),
+                formats: vec![TableFormat::Parquet],
+                schema: None,
+                columns: None,
+                partition_by: partition_by.map(str::to_owned),
+            }),
+            batch: Default::default(),
+            roll: crate::pipeline::config::RollConfig { max_age_ms: 2_000, ..Default::default() },
+        };
+        Config {
+            data_dir,
+            server: ServerConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)) },
+            ingest: IngestConfig::default(),
+            log: EmbeddedLogConfig {
+                topics: ["pin", "geo", "user"].iter().map(|k| format!("{user_id}.{k}")).collect(),
+                ..Default::default()
+            },
+            sandbox: SandboxLimits::default(),
+            landing: LandingConfig::default(),
+            pipelines: vec![pipeline("pin", None), pipeline("geo", None), pipeline("user", None)],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+data_dir = "/tmp/x"
+[log]
+topics = ["u.pin"]
+
+[[pipeline]]
+name = "pin"
+topics = ["u.pin"]
+transforms = ["clean-pin"]
+land_raw = true
+table = { name = "pin", formats = ["parquet", "jsonl"] }
+"#;
+
+    #[test]
+    fn a_good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD).expect("valid");
+        assert_eq!(c.log.partitions, 3);
+        assert_eq!(c.pipelines[0].roll.max_age_ms, 10_000);
+        assert_eq!(c.landing_dir(), PathBuf::from("/tmp/x/landing"));
+        Config::demo("d".into(), "u").validate().expect("the demo config is valid");
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let err = Config::parse(&GOOD.replace("land_raw = true", "land_raw = true\nlnad_raw = 1")).unwrap_err().to_string();
+        assert!(err.contains("unknown field `lnad_raw`"), "{err}");
+        assert!(err.contains("line 11"), "{err}");
+    }
+
+    #[test]
+    fn cross_section_mistakes_are_explained() {
+        let cases = [
+            (GOOD.replace("topics = [\"u.pin\"]\ntransforms", "topics = [\"u.geo\"]\ntransforms"), "reads topic `u.geo`, which is not in log.topics"),
+            (GOOD.replace("clean-pin", "clean-pins"), "unknown transform `clean-pins`"),
+            (GOOD.replace("partitions", "x").replace("[log]", "[log]\npartitions = 0"), "log.partitions must be between 1 and 1024"),
+            (format!("{GOOD}\n[[pipeline]]\nname = \"pin\"\ntopics = [\"u.pin\"]\nland_raw = false\ntable = {{ name = \"p2\" }}\ntransforms = [\"clean-pin\"]"), "two pipelines are named `pin`"),
+            (GOOD.replace("table = { name = \"pin\", formats = [\"parquet\", \"jsonl\"] }", "").replace("land_raw = true", ""), "lands nothing"),
+            (GOOD.replace("[log]", "[sandbox]\nmemory_mib = 0\n[log]"), "memory_mib must be between"),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{err:?} should contain {want:?}");
+        }
+    }
+}
