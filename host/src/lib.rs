@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod emulate;
+pub mod failpoint;
 pub mod ingest;
 pub mod pipeline;
 pub mod runtime;

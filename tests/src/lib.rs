@@ -1,1 +1,174 @@
-//! End-to-end tests live in `tests/`; this crate has no library code of its own.
+//! Helpers for the end-to-end tests: run the real binary, read what landed.
+
+use anyhow::Context;
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `sluice serve` process.
+pub struct Server {
+    child: Option<Child>,
+    pub base_url: String,
+}
+
+impl Server {
+    /// Start `<exe> serve --config <config>` with extra environment, and wait until it answers.
+    /// `exe` is `env!("CARGO_BIN_EXE_sluice-under-test")`, which cargo defines for integration tests only.
+    pub fn start(exe: &str, config: &Path, port: u16, env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        let mut cmd = Command::new(exe);
+        cmd.args(["serve", "--config"]).arg(config).args(["--listen", &format!("127.0.0.1:{port}")]);
+        cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().context("spawning sluice")?;
+        let server = Server { child: Some(child), base_url: format!("http://127.0.0.1:{port}") };
+        server.wait_healthy(Duration::from_secs(60))?;
+        Ok(server)
+    }
+
+    fn wait_healthy(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let client = reqwest::blocking::Client::new();
+        while Instant::now() < deadline {
+            if client.get(format!("{}/health", self.base_url)).send().is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        anyhow::bail!("sluice did not answer /health within {timeout:?}")
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGKILL: no cleanup of any kind.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the orderly shutdown; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> anyhow::Result<bool> {
+        let Some(mut c) = self.child.take() else { return Ok(false) };
+        #[allow(unsafe_code)]
+        // SAFETY: sending a signal to our own child process by its pid.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        Ok(c.wait()?.success())
+    }
+
+    /// Wait for the process to exit by itself (e.g. a crash plan aborted it).
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !self.alive() {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Poll `/status` until every pipeline has zero lag.
+    pub fn wait_caught_up(&self, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        let client = reqwest::blocking::Client::new();
+        loop {
+            let status: Value = client.get(format!("{}/status", self.base_url)).send()?.json()?;
+            let done = status.as_object().is_some_and(|m| {
+                m.values().all(|p| p["partitions"].as_array().is_some_and(|ps| !ps.is_empty() && ps.iter().all(|x| x["lag"] == 0)))
+            });
+            if done {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("pipelines did not catch up: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// Every visible file under `dir` (hidden in-progress files excluded), sorted.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if !e.file_name().to_string_lossy().starts_with('.') {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Every line of every JSON-lines file under `dir`, parsed.
+pub fn json_lines(dir: &Path) -> Vec<Value> {
+    files(dir)
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .expect("readable")
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", f.display())))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every row group of every Parquet file under `dir`.
+pub fn parquet_batches(dir: &Path) -> Vec<RecordBatch> {
+    files(dir)
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .flat_map(|f| {
+            let file = std::fs::File::open(f).expect("open parquet");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet footer").build().expect("reader");
+            reader.map(|b| b.expect("row group")).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// One string or integer column of the batches, as JSON values (null for nulls).
+pub fn column(batches: &[RecordBatch], name: &str) -> Vec<Value> {
+    use arrow_array::{Array, Int64Array, StringArray};
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b.column(b.schema().index_of(name).expect("column exists"));
+        if let Some(a) = col.as_any().downcast_ref::<Int64Array>() {
+            out.extend((0..a.len()).map(|i| if a.is_null(i) { Value::Null } else { a.value(i).into() }));
+        } else if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
+            out.extend((0..a.len()).map(|i| if a.is_null(i) { Value::Null } else { a.value(i).into() }));
+        } else {
+            panic!("column {name} is {}", col.data_type());
+        }
+    }
+    out
+}

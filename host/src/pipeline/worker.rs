@@ -228,8 +228,10 @@ impl PipelineWorker {
             // From here a failure must rewrite exactly this range.
             st.replay = Some(intent.clone());
         }
+        crate::failpoint::hit("roll.after_intent");
         let started = Instant::now();
         let summary = seg.finish()?;
+        crate::failpoint::hit("roll.before_commit");
         self.source.commit(&st.id, intent.end)?;
         st.replay = None;
         self.stats.set_committed(&st.id, intent.end);

@@ -218,6 +218,7 @@ impl Segment {
         let done = |key: String, w: Box<dyn ObjectWriter>, summary: &mut SegmentSummary| -> io::Result<()> {
             summary.bytes += w.written();
             w.finish(&self.lineage)?;
+            crate::failpoint::hit("segment.object_finished");
             summary.objects.push(key);
             Ok(())
         };

@@ -1,11 +1,15 @@
 //! Logs (tracing) and, later, metrics.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Install the global log subscriber. `RUST_LOG` overrides the default level (`info`).
 pub fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests, embedding) is harmless: keep the first subscriber.
     let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
 }
