@@ -181,6 +181,13 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
     }
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let c = Config::parse(include_str!("../../deploy/sluice.toml")).expect("deploy/sluice.toml is valid");
+        assert_eq!(c.pipelines.len(), 3);
+        assert_eq!(c.pipelines[1].table.as_ref().and_then(|t| t.partition_by.as_deref()), Some("timestamp"));
+    }
+
+    #[test]
     fn unknown_keys_are_named_with_their_line() {
         let err = Config::parse(&GOOD.replace("land_raw = true", "land_raw = true\nlnad_raw = 1")).unwrap_err().to_string();
         assert!(err.contains("unknown field `lnad_raw`"), "{err}");

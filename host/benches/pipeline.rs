@@ -1,0 +1,116 @@
+//! Embedded log → Wasm clean-pin → Parquet: records/s and peak RSS.
+//!
+//! `cargo bench -p sluice --bench pipeline [-- --records N]`
+//!
+//! The log is filled by one child process and drained by another, so the
+//! reported peak RSS (VmHWM) belongs to the pipeline alone, not to generating
+//! the input. The sandbox is on (64 MiB cap, 2 s deadline), raw landing off:
+//! the job measured is the cleaning job.
+
+use sluice::config::Config;
+use sluice::emulate::data::Generator;
+use sluice::pipeline::config::{PipelineConfig, RollConfig, TableConfig, TableFormat};
+use sluice::pipeline::{self, Supervisor};
+use sluice::runtime::Runtime;
+use sluice::sink::local::LocalStore;
+use sluice::source::embedded::{EmbeddedLog, EmbeddedSource};
+use sluice_guest::BatchBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "bench.pin";
+
+fn config(dir: &Path) -> Config {
+    let mut c = Config::demo(dir.to_path_buf(), "bench");
+    c.log.topics = vec![TOPIC.into()];
+    c.pipelines = vec![PipelineConfig {
+        name: "pin".into(),
+        topics: vec![TOPIC.into()],
+        transforms: vec!["clean-pin".into()],
+        land_raw: false,
+        table: Some(TableConfig { name: "pin".into(), formats: vec![TableFormat::Parquet], schema: None, columns: None, partition_by: None }),
+        batch: Default::default(),
+        roll: RollConfig { max_records: 1_000_000, max_bytes: 256 << 20, max_age_ms: 60_000 },
+    }];
+    c
+}
+
+fn load(dir: &Path, records: u64) -> anyhow::Result<()> {
+    let c = config(dir);
+    let log = EmbeddedLog::open(&c.data_dir.join("log.redb"), &c.log)?;
+    let g = Generator::new(3);
+    let partitions = c.log.partitions;
+    let mut n = 0u64;
+    while n < records {
+        let mut parts: Vec<(u32, BatchBuf)> = (0..partitions).map(|p| (p, BatchBuf::default())).collect();
+        for _ in 0..30_000.min(records - n) {
+            let row = g.row(g.pick(n));
+            parts[(n % partitions as u64) as usize].1.push(&serde_json::to_vec(&row.pin)?, b"", 0);
+            n += 1;
+        }
+        log.append_blocking(TOPIC, parts)?;
+    }
+    log.close();
+    Ok(())
+}
+
+fn run(dir: &Path) -> anyhow::Result<()> {
+    let c = config(dir);
+    let log = EmbeddedLog::open(&c.data_dir.join("log.redb"), &c.log)?;
+    let runtime = Runtime::new(c.sandbox.clone(), Some(c.data_dir.join("compiled")))?;
+    runtime.load_builtin("clean-pin")?; // compile before the clock starts
+    let store = Arc::new(LocalStore::new(c.landing_dir())?);
+    let p = &c.pipelines[0];
+    let worker = pipeline::build(p, &runtime, Box::new(EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?), store)?;
+    let started = Instant::now();
+    let sup = Supervisor::start(vec![worker])?;
+    // Rolls happen when the log is drained (stop) so every record is landed and committed.
+    let total: u64 = (0..c.log.partitions).map(|p| log.end_offset(TOPIC, p).unwrap_or(0)).sum();
+    let stats = sup.stats()["pin"].clone();
+    while stats.snapshot().records_in < total {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sup.shutdown()?;
+    let secs = started.elapsed().as_secs_f64();
+    let snap = stats.snapshot();
+    let rss = peak_rss_kib();
+    println!(
+        "{{\"records\": {}, \"table_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
+        snap.records_in,
+        snap.table_rows,
+        snap.records_in as f64 / secs,
+        rss as f64 / 1024.0
+    );
+    Ok(())
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    match arg("--phase").as_deref() {
+        Some("load") => return load(Path::new(&arg("--dir").expect("--dir")), arg("--records").expect("--records").parse()?),
+        Some("run") => return run(Path::new(&arg("--dir").expect("--dir"))),
+        _ => {}
+    }
+    let records: u64 = arg("--records").map_or(Ok(1_000_000), |r| r.parse())?;
+    let dir = tempfile::tempdir()?;
+    let path: PathBuf = dir.path().into();
+    let me = std::env::current_exe()?;
+    let loaded = Instant::now();
+    let status = Command::new(&me).args(["--phase", "load", "--records", &records.to_string(), "--dir"]).arg(&path).status()?;
+    anyhow::ensure!(status.success(), "loading the log failed");
+    eprintln!("loaded {records} pins into the embedded log in {:.1}s", loaded.elapsed().as_secs_f64());
+    let out = Command::new(&me).args(["--phase", "run", "--dir"]).arg(&path).output()?;
+    anyhow::ensure!(out.status.success(), "the pipeline run failed: {}", String::from_utf8_lossy(&out.stderr));
+    print!("pipeline (embedded log -> clean-pin in Wasm -> Parquet): {}", String::from_utf8_lossy(&out.stdout));
+    Ok(())
+}
