@@ -32,7 +32,8 @@ fn config(dir: &Path) -> Config {
         land_raw: false,
         table: Some(TableConfig { name: "pin".into(), formats: vec![TableFormat::Parquet], schema: None, columns: None, partition_by: None }),
         batch: Default::default(),
-        roll: RollConfig { max_records: 1_000_000, max_bytes: 256 << 20, max_age_ms: 60_000 },
+        roll: RollConfig { max_records: 250_000, max_bytes: 64 << 20, max_age_ms: 60_000 },
+        workers: None,
     }];
     c
 }
@@ -63,12 +64,17 @@ fn run(dir: &Path) -> anyhow::Result<()> {
     runtime.load_builtin("clean-pin")?; // compile before the clock starts
     let store = Arc::new(LocalStore::new(c.landing_dir())?);
     let p = &c.pipelines[0];
-    let worker = pipeline::build(p, &runtime, Box::new(EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?), store)?;
+    let stats = Arc::new(pipeline::PipelineStats::default());
+    let n = pipeline::worker_count(p, c.log.partitions as usize);
+    let mut workers = Vec::new();
+    for w in 0..n {
+        let source = EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?.assigned(w, n);
+        workers.push(pipeline::build(p, &runtime, Box::new(source), store.clone(), stats.clone())?);
+    }
     let started = Instant::now();
-    let sup = Supervisor::start(vec![worker])?;
+    let sup = Supervisor::start(workers)?;
     // Rolls happen when the log is drained (stop) so every record is landed and committed.
     let total: u64 = (0..c.log.partitions).map(|p| log.end_offset(TOPIC, p).unwrap_or(0)).sum();
-    let stats = sup.stats()["pin"].clone();
     while stats.snapshot().records_in < total {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -77,7 +83,7 @@ fn run(dir: &Path) -> anyhow::Result<()> {
     let snap = stats.snapshot();
     let rss = peak_rss_kib();
     println!(
-        "{{\"records\": {}, \"table_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
+        "{{\"workers\": {n}, \"records\": {}, \"table_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
         snap.records_in,
         snap.table_rows,
         snap.records_in as f64 / secs,

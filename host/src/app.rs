@@ -25,6 +25,26 @@ pub struct RunningApp {
     supervisor: Option<Supervisor>,
     server_stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    retention: tokio::task::JoinHandle<()>,
+}
+
+/// How often old records are removed from the embedded log.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(300);
+
+fn spawn_retention(log: Arc<EmbeddedLog>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+        loop {
+            tick.tick().await;
+            let log = log.clone();
+            match tokio::task::spawn_blocking(move || log.enforce_retention()).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(batches = n, "retention removed old batches from the embedded log"),
+                Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "retention failed; will try again"),
+                Err(e) => tracing::warn!(error = %e, "retention task failed"),
+            }
+        }
+    })
 }
 
 impl RunningApp {
@@ -40,12 +60,18 @@ impl RunningApp {
         }
         let mut workers = Vec::new();
         for p in &config.pipelines {
-            let source = EmbeddedSource::new(log.clone(), p.name.clone(), p.topics.clone())?;
-            let dyn_store: Arc<dyn ObjectStore> = store.clone();
-            workers.push(pipeline::build(p, &runtime, Box::new(source), dyn_store)?);
+            let stats = Arc::new(pipeline::PipelineStats::default());
+            let partitions = EmbeddedSource::new(log.clone(), p.name.clone(), p.topics.clone())?.partition_count();
+            let n = pipeline::worker_count(p, partitions);
+            for w in 0..n {
+                let source = EmbeddedSource::new(log.clone(), p.name.clone(), p.topics.clone())?.assigned(w, n);
+                let dyn_store: Arc<dyn ObjectStore> = store.clone();
+                workers.push(pipeline::build(p, &runtime, Box::new(source), dyn_store, stats.clone())?);
+            }
         }
         let supervisor = Supervisor::start(workers)?;
         let stats = supervisor.stats();
+        let retention = spawn_retention(log.clone());
 
         let app = Router::new()
             .merge(ingest::router(IngestState::new(log.clone(), config.ingest.clone())))
@@ -69,7 +95,7 @@ impl RunningApp {
             .await
         });
         tracing::info!(%addr, landing = %store.location(), "sluice is running");
-        Ok(RunningApp { addr, log, store, supervisor: Some(supervisor), server_stop, server })
+        Ok(RunningApp { addr, log, store, supervisor: Some(supervisor), server_stop, server, retention })
     }
 
     pub fn supervisor(&self) -> &Supervisor {
@@ -88,6 +114,7 @@ impl RunningApp {
 
     /// Ordered shutdown: stop ingest, let pipelines land and commit, close the log.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.retention.abort();
         let _ = self.server_stop.send(());
         match tokio::time::timeout(Duration::from_secs(10), &mut self.server).await {
             Ok(r) => r.context("the HTTP server task failed")?.context("the HTTP server failed")?,

@@ -138,6 +138,7 @@ impl Config {
             }),
             batch: Default::default(),
             roll: crate::pipeline::config::RollConfig { max_age_ms: 2_000, ..Default::default() },
+            workers: None,
         };
         Config {
             data_dir,

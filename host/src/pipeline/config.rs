@@ -23,6 +23,9 @@ pub struct PipelineConfig {
     pub batch: BatchConfig,
     #[serde(default)]
     pub roll: RollConfig,
+    /// Threads running this pipeline, each owning a share of its partitions.
+    /// Default: one per CPU core, at most one per partition.
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -113,6 +116,9 @@ impl PipelineConfig {
         }
         if self.batch.max_records == 0 || self.batch.max_records > 1_000_000 {
             return Err(format!("pipeline `{n}`: batch.max_records must be between 1 and 1000000"));
+        }
+        if self.workers == Some(0) || self.workers.is_some_and(|w| w > 256) {
+            return Err(format!("pipeline `{n}`: workers must be between 1 and 256"));
         }
         if self.roll.max_records == 0 || self.roll.max_bytes == 0 || self.roll.max_age_ms == 0 {
             return Err(format!("pipeline `{n}`: roll limits must be above zero"));

@@ -22,8 +22,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Resolve a pipeline's config into a runnable worker.
-pub fn build(config: &PipelineConfig, runtime: &Runtime, source: Box<dyn Source>, store: Arc<dyn ObjectStore>) -> anyhow::Result<PipelineWorker> {
+/// Resolve a pipeline's config into a runnable worker. Workers of one pipeline share `stats`.
+pub fn build(
+    config: &PipelineConfig,
+    runtime: &Runtime,
+    source: Box<dyn Source>,
+    store: Arc<dyn ObjectStore>,
+    stats: Arc<PipelineStats>,
+) -> anyhow::Result<PipelineWorker> {
     let mut transforms = Vec::new();
     for name in &config.transforms {
         let t = runtime.load_builtin(name).with_context(|| format!("pipeline `{}`: transform `{name}`", config.name))?;
@@ -57,8 +63,14 @@ pub fn build(config: &PipelineConfig, runtime: &Runtime, source: Box<dyn Source>
         source,
         chain: Chain::new(transforms),
         store,
-        stats: Arc::new(PipelineStats::default()),
+        stats,
     })
+}
+
+/// Worker threads for a pipeline over `partitions` partitions.
+pub fn worker_count(config: &PipelineConfig, partitions: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    config.workers.unwrap_or(cores).clamp(1, partitions.max(1))
 }
 
 /// Owns the pipeline threads: starts them, reports on them, stops them in order.
@@ -73,8 +85,9 @@ impl Supervisor {
         let mut running = Vec::new();
         for w in workers {
             let (name, stats, flag) = (w.config.name.clone(), w.stats.clone(), stop.clone());
+            let n = running.iter().filter(|(other, _, _)| *other == name).count();
             let handle = std::thread::Builder::new()
-                .name(format!("pipeline-{name}"))
+                .name(format!("pipeline-{name}-{n}"))
                 .spawn(move || {
                     let stats = w.stats.clone();
                     let result = w.run(&flag);

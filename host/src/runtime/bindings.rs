@@ -8,5 +8,6 @@ wasmtime::component::bindgen!({
     ownership: Borrowing { duplicate_if_necessary: true },
 });
 
-pub use sluice::transform::host::{Host, Level};
-pub use sluice::transform::types::{BatchParam, Descriptor as WitDescriptor, Host as TypesHost};
+// `self::`: the generated module shares its name with this crate.
+pub use self::sluice::transform::host::{Host, Level};
+pub use self::sluice::transform::types::{BatchParam, Descriptor as WitDescriptor, Host as TypesHost};

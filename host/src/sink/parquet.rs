@@ -8,6 +8,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use sluice_guest::BatchRef;
 use std::collections::BTreeMap;
 
@@ -108,11 +109,16 @@ pub struct ParquetObject {
 
 impl ParquetObject {
     pub fn new(out: Box<dyn ObjectWriter>, schema: SchemaRef, lineage: &[(String, String)]) -> Result<Self, String> {
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_key_value_metadata(Some(lineage.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect()))
-            .build();
+            .set_key_value_metadata(Some(lineage.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect()));
+        for f in schema.fields() {
+            if f.metadata().get(super::schema::DICTIONARY_KEY).is_some_and(|v| v == "false") {
+                props = props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
+            }
+        }
+        let props = props.build();
         let writer = ArrowWriter::try_new(out, schema, Some(props)).map_err(|e| e.to_string())?;
         Ok(ParquetObject { writer })
     }

@@ -27,7 +27,15 @@ pub struct ColumnSpec {
     pub kind: ColumnType,
     #[serde(default = "yes")]
     pub nullable: bool,
+    /// Dictionary-encode the column in Parquet. Good for repeated values
+    /// (categories, countries); turn it off for unique ones (ids, free text),
+    /// where building the dictionary costs time and saves nothing.
+    #[serde(default = "yes")]
+    pub dictionary: bool,
 }
+
+/// Field metadata key carrying [`ColumnSpec::dictionary`] into the Arrow schema.
+pub const DICTIONARY_KEY: &str = "sluice.dictionary";
 
 fn yes() -> bool {
     true
@@ -53,24 +61,33 @@ impl ColumnType {
 }
 
 pub fn from_columns(columns: &[ColumnSpec]) -> SchemaRef {
-    Arc::new(Schema::new(columns.iter().map(|c| Field::new(&c.name, c.kind.data_type(), c.nullable)).collect::<Vec<_>>()))
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|c| {
+            let f = Field::new(&c.name, c.kind.data_type(), c.nullable);
+            if c.dictionary { f } else { f.with_metadata([(DICTIONARY_KEY.to_owned(), "false".to_owned())].into()) }
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 /// The schema of a built-in output kind (`pin-clean`, `geo-clean`, `user-clean`).
 pub fn builtin(kind: &str) -> Option<SchemaRef> {
     use ColumnType::*;
-    let col = |name: &str, kind, nullable| ColumnSpec { name: name.into(), kind, nullable };
+    let col = |name: &str, kind, nullable| ColumnSpec { name: name.into(), kind, nullable, dictionary: true };
+    // Free text and ids: nearly every value is new.
+    let unique = |name: &str| ColumnSpec { name: name.into(), kind: String, nullable: true, dictionary: false };
     let columns = match kind {
         "pin-clean" => vec![
             col("ind", Int64, false),
-            col("unique_id", String, true),
-            col("title", String, true),
-            col("description", String, true),
+            unique("unique_id"),
+            unique("title"),
+            unique("description"),
             col("follower_count", Int64, true),
             col("poster_name", String, true),
-            col("tag_list", String, true),
+            unique("tag_list"),
             col("is_image_or_video", String, true),
-            col("image_src", String, true),
+            unique("image_src"),
             col("save_location", String, true),
             col("category", String, true),
         ],

@@ -38,11 +38,14 @@ pub struct EmbeddedLogConfig {
     /// Records older than this are deleted once every consumer group that reads
     /// the partition has committed past them.
     pub retention_hours: u64,
+    /// Memory for the store's page cache, in MiB. Reads stream through it, so a
+    /// small cache costs little; it bounds the resident memory of the log.
+    pub cache_mib: usize,
 }
 
 impl Default for EmbeddedLogConfig {
     fn default() -> Self {
-        EmbeddedLogConfig { topics: Vec::new(), partitions: 3, retention_hours: 168 }
+        EmbeddedLogConfig { topics: Vec::new(), partitions: 3, retention_hours: 168, cache_mib: 32 }
     }
 }
 
@@ -114,7 +117,7 @@ impl EmbeddedLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let db = Database::create(path).with_context(|| format!("opening the embedded log at {}", path.display()))?;
+        let db = Database::builder().set_cache_size(config.cache_mib << 20).create(path).with_context(|| format!("opening the embedded log at {}", path.display()))?;
         let db = Arc::new(db);
         let mut topics = HashMap::new();
         let mut next = HashMap::new();

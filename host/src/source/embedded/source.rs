@@ -11,6 +11,9 @@ pub struct EmbeddedSource {
     topics: Vec<String>,
     /// Total appends seen, to notice new ones.
     seen: u64,
+    /// This reader takes the partitions whose index is `worker` modulo `workers`.
+    worker: usize,
+    workers: usize,
 }
 
 impl EmbeddedSource {
@@ -21,7 +24,21 @@ impl EmbeddedSource {
                 anyhow::bail!("topic `{t}` is not in the embedded log; add it to log.topics");
             }
         }
-        Ok(EmbeddedSource { log, group: group.into(), topics, seen: 0 })
+        Ok(EmbeddedSource { log, group: group.into(), topics, seen: 0, worker: 0, workers: 1 })
+    }
+}
+
+impl EmbeddedSource {
+    /// Share the partitions among `workers` readers of the same group; this one is number `worker`.
+    pub fn assigned(mut self, worker: usize, workers: usize) -> Self {
+        self.worker = worker;
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// How many partitions the topics have in all.
+    pub fn partition_count(&self) -> usize {
+        self.topics.iter().filter_map(|t| self.log.topic(t)).map(|t| t.partitions as usize).sum()
     }
 }
 
@@ -32,7 +49,7 @@ impl Source for EmbeddedSource {
             let info = self.log.topic(t).ok_or_else(|| anyhow::anyhow!("topic `{t}` vanished"))?;
             out.extend((0..info.partitions).map(|partition| PartitionId { topic: info.name.clone(), partition }));
         }
-        Ok(out)
+        Ok(out.into_iter().enumerate().filter(|(i, _)| i % self.workers == self.worker).map(|(_, p)| p).collect())
     }
 
     fn checkpoint(&mut self, p: &PartitionId) -> anyhow::Result<Checkpoint> {
