@@ -8,4 +8,15 @@ cd "$(dirname "$0")/.."
 # asking again is a no-op when it is there and a fix when an older rustup skipped it.
 rustup target add wasm32-wasip2 >/dev/null
 
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+# cargo prints one summary per test binary, the last often a doc-test run with
+# nothing in it; end with the totals so the outcome reads at a glance.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
