@@ -9,11 +9,12 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: &[(&str, &str)] = &[
-    ("clean-pin", "clean_pin"),
-    ("clean-geo", "clean_geo"),
-    ("clean-user", "clean_user"),
-    ("hostile", "hostile"),
+/// `(package, artifact)`, in groups built by separate cargo runs: a test guest
+/// links `clean-pin` without its `component` feature, and one cargo run would
+/// unify that feature back on (and export two worlds from one component).
+const GUESTS: &[&[(&str, &str)]] = &[
+    &[("clean-pin", "clean_pin"), ("clean-geo", "clean_geo"), ("clean-user", "clean_user"), ("hostile", "hostile")],
+    &[("clean-pin-marked", "clean_pin_marked"), ("reject-all", "reject_all")],
 ];
 
 fn main() {
@@ -29,29 +30,32 @@ fn main() {
     let guest_target = env::var_os("SLUICE_GUEST_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| target_dir(&out_dir).join("guests"));
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
-        .args(["build", "--profile", "guest", "--target", "wasm32-wasip2", "--target-dir"])
-        .arg(&guest_target);
-    for (package, _) in GUESTS {
-        cmd.args(["-p", package]);
-    }
-    // The outer build's flags are for the host target; they must not leak into the guest build.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER", "CARGO_PRIMARY_PACKAGE", "CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS"] {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().expect("could not run cargo to build the guest components");
-    if !status.success() {
-        panic!(
-            "building the guest components for wasm32-wasip2 failed ({status}).\n\
-             If the target is missing, run `rustup target add wasm32-wasip2` (rust-toolchain.toml normally installs it)."
-        );
-    }
-    for (_, artifact) in GUESTS {
-        let built = guest_target.join("wasm32-wasip2/guest").join(format!("{artifact}.wasm"));
-        let dest = out_dir.join(format!("{artifact}.wasm"));
-        std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", built.display(), dest.display()));
+    for group in GUESTS {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&root)
+            .args(["build", "--profile", "guest", "--target", "wasm32-wasip2", "--target-dir"])
+            .arg(&guest_target);
+        for (package, _) in *group {
+            cmd.args(["-p", package]);
+        }
+        // The outer build's flags are for the host target; they must not leak into the guest build.
+        for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET",
+            "RUSTC_WORKSPACE_WRAPPER", "CARGO_PRIMARY_PACKAGE", "CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS"] {
+            cmd.env_remove(var);
+        }
+        let status = cmd.status().expect("could not run cargo to build the guest components");
+        if !status.success() {
+            panic!(
+                "building the guest components for wasm32-wasip2 failed ({status}).\n\
+                 If the target is missing, run `rustup target add wasm32-wasip2` (rust-toolchain.toml normally installs it)."
+            );
+        }
+        // Copy each group right after its build: the next group rebuilds clean_pin's artifacts.
+        for (_, artifact) in *group {
+            let built = guest_target.join("wasm32-wasip2/guest").join(format!("{artifact}.wasm"));
+            let dest = out_dir.join(format!("{artifact}.wasm"));
+            std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", built.display(), dest.display()));
+        }
     }
 }
 

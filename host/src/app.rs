@@ -3,9 +3,11 @@
 //! reverse order (ingest first, so nothing new arrives; pipelines land and
 //! commit what they hold; the log closes last).
 
+use crate::admin::{self, AdminState, PipelineHandle};
 use crate::config::Config;
 use crate::ingest::{self, IngestState};
-use crate::pipeline::{self, StatsSnapshot, Supervisor};
+use crate::pipeline::{self, PipelineControl, StatsSnapshot, Supervisor};
+use crate::runtime::registry::Registry;
 use crate::runtime::Runtime;
 use crate::sink::local::LocalStore;
 use crate::sink::ObjectStore;
@@ -20,12 +22,35 @@ use std::time::Duration;
 
 pub struct RunningApp {
     pub addr: SocketAddr,
+    /// The admin API's bearer token.
+    pub admin_token: Arc<str>,
     pub log: Arc<EmbeddedLog>,
     pub store: Arc<LocalStore>,
     supervisor: Option<Supervisor>,
     server_stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     retention: tokio::task::JoinHandle<()>,
+}
+
+/// The admin token kept at `path`, created (random, owner-only) on first use.
+fn generated_token(path: &std::path::Path) -> anyhow::Result<String> {
+    if let Ok(t) = std::fs::read_to_string(path) {
+        if t.trim().len() >= 16 {
+            return Ok(t.trim().to_owned());
+        }
+    }
+    use rand::TryRngCore;
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.try_fill_bytes(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for the admin token: {e}"))?;
+    let token = hex::encode(bytes);
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).with_context(|| format!("writing {}", path.display()))?;
+        f.write_all(token.as_bytes())?;
+    }
+    tracing::info!(path = %path.display(), "generated an admin API token (set server.admin_token or SLUICE_ADMIN_TOKEN to choose one)");
+    Ok(token)
 }
 
 /// How often old records are removed from the embedded log.
@@ -59,22 +84,58 @@ impl RunningApp {
             tracing::info!(objects = cleaned, "removed objects left unfinished by the previous run");
         }
         let mut workers = Vec::new();
+        let registry = Arc::new(Registry::open(runtime.clone(), config.data_dir.join("transforms"))?);
+        let mut controls = BTreeMap::new();
+        let mut specs = Vec::new();
         for p in &config.pipelines {
+            let control = PipelineControl::load(&p.name, &p.transforms, registry.clone(), p.auto_rollback.clone(), &config.data_dir.join("state"))?;
+            controls.insert(p.name.clone(), control.clone());
+            let mut spec = None;
             let stats = Arc::new(pipeline::PipelineStats::default());
             let partitions = EmbeddedSource::new(log.clone(), p.name.clone(), p.topics.clone())?.partition_count();
             let n = pipeline::worker_count(p, partitions);
             for w in 0..n {
                 let source = EmbeddedSource::new(log.clone(), p.name.clone(), p.topics.clone())?.assigned(w, n);
                 let dyn_store: Arc<dyn ObjectStore> = store.clone();
-                workers.push(pipeline::build(p, &runtime, Box::new(source), dyn_store, stats.clone())?);
+                let worker = pipeline::build(p, control.clone(), Box::new(source), dyn_store, stats.clone())?;
+                spec = Some(worker.spec.clone());
+                workers.push(worker);
             }
+            specs.push((p.name.clone(), spec.expect("at least one worker per pipeline")));
         }
         let supervisor = Supervisor::start(workers)?;
         let stats = supervisor.stats();
         let retention = spawn_retention(log.clone());
 
+        let server = config.server.clone().with_env();
+        let admin_token: Arc<str> = match &server.admin_token {
+            Some(t) => Arc::from(t.as_str()),
+            None => Arc::from(generated_token(&config.data_dir.join("admin.token"))?.as_str()),
+        };
+        let mut handles = BTreeMap::new();
+        for w in &specs {
+            let (name, spec) = w;
+            let p = config.pipelines.iter().find(|p| &p.name == name).expect("spec of a configured pipeline");
+            handles.insert(
+                name.clone(),
+                PipelineHandle { config: p.clone(), control: controls[name].clone(), stats: stats[name].clone(), spec: spec.clone() },
+            );
+        }
+        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        let admin_state = Arc::new(AdminState { registry: registry.clone(), pipelines: handles, store: dyn_store });
+        let mut ingest_routes = ingest::router(IngestState::new(log.clone(), config.ingest.clone()));
+        if let Some(t) = &server.ingest_token {
+            ingest_routes = ingest_routes.layer(axum::middleware::from_fn_with_state(Arc::<str>::from(t.as_str()), crate::admin::require_token));
+        }
+        let mut page = admin::status_page(admin_state.clone());
+        if !server.public_status_page {
+            page = page.layer(axum::middleware::from_fn_with_state(admin_token.clone(), crate::admin::require_token));
+        }
+
         let app = Router::new()
-            .merge(ingest::router(IngestState::new(log.clone(), config.ingest.clone())))
+            .merge(ingest_routes)
+            .merge(page)
+            .merge(admin::router(admin_state, admin_token.clone()))
             .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
             .route(
                 "/status",
@@ -95,7 +156,7 @@ impl RunningApp {
             .await
         });
         tracing::info!(%addr, landing = %store.location(), "sluice is running");
-        Ok(RunningApp { addr, log, store, supervisor: Some(supervisor), server_stop, server, retention })
+        Ok(RunningApp { addr, admin_token, log, store, supervisor: Some(supervisor), server_stop, server, retention })
     }
 
     pub fn supervisor(&self) -> &Supervisor {

@@ -3,6 +3,7 @@
 //! Stages, one module each: [`runtime`] (sandboxed Wasm transforms) and the
 //! command line in [`cli`]. See ARCHITECTURE.md for the whole picture.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

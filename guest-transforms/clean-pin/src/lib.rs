@@ -50,38 +50,51 @@ impl Transform for CleanPin {
         Descriptor { name: "clean-pin", version: "0.1.0", input_kind: "pin", output_kind: "pin-clean" };
 
     fn transform(record: &Record<'_>, out: &mut Output) -> Result<(), Reject> {
-        let pin: Pin = parse_object(record.value)?;
-        let ind = row_id(&pin.index, "index")?;
-
-        let mut c = Cleaner { out };
-        let unique_id = c.text(&pin.unique_id, &[]);
-        let title = c.text(&pin.title, TITLE_PLACEHOLDERS);
-        let description = c.text(&pin.description, DESCRIPTION_PLACEHOLDERS);
-        let follower_count = c.follower_count(&pin.follower_count);
-        let poster_name = c.text(&pin.poster_name, USER_INFO_ERROR);
-        let tag_list = c.text(&pin.tag_list, TAG_PLACEHOLDERS);
-        let is_image_or_video = c.text(&pin.is_image_or_video, &[]);
-        let image_src = c.text(&pin.image_src, IMAGE_PLACEHOLDERS);
-        let save_location = c.text(&pin.save_location, &[]).map(|s| s.strip_prefix(SAVE_PREFIX).unwrap_or(s));
-        let category = c.text(&pin.category, &[]);
-
-        out.emit(|buf| {
-            JsonWriter::object(buf)
-                .int("ind", Some(ind))
-                .str("unique_id", unique_id)
-                .str("title", title)
-                .str("description", description)
-                .int("follower_count", follower_count)
-                .str("poster_name", poster_name)
-                .str("tag_list", tag_list)
-                .str("is_image_or_video", is_image_or_video)
-                .str("image_src", image_src)
-                .str("save_location", save_location)
-                .str("category", category)
-                .end();
-        });
-        Ok(())
+        clean(record, out, "")
     }
+}
+
+/// The cleaning itself; `unique_id_prefix` lets a test build mark its output.
+pub fn clean(record: &Record<'_>, out: &mut Output, unique_id_prefix: &str) -> Result<(), Reject> {
+    let pin: Pin = parse_object(record.value)?;
+    let ind = row_id(&pin.index, "index")?;
+
+    let mut c = Cleaner { out };
+    let unique_id = c.text(&pin.unique_id, &[]);
+    let title = c.text(&pin.title, TITLE_PLACEHOLDERS);
+    let description = c.text(&pin.description, DESCRIPTION_PLACEHOLDERS);
+    let follower_count = c.follower_count(&pin.follower_count);
+    let poster_name = c.text(&pin.poster_name, USER_INFO_ERROR);
+    let tag_list = c.text(&pin.tag_list, TAG_PLACEHOLDERS);
+    let is_image_or_video = c.text(&pin.is_image_or_video, &[]);
+    let image_src = c.text(&pin.image_src, IMAGE_PLACEHOLDERS);
+    let save_location = c.text(&pin.save_location, &[]).map(|s| s.strip_prefix(SAVE_PREFIX).unwrap_or(s));
+    let category = c.text(&pin.category, &[]);
+
+    let marked;
+    let unique_id = match unique_id {
+        Some(id) if !unique_id_prefix.is_empty() => {
+            marked = format!("{unique_id_prefix}{id}");
+            Some(marked.as_str())
+        }
+        other => other,
+    };
+    out.emit(|buf| {
+        JsonWriter::object(buf)
+            .int("ind", Some(ind))
+            .str("unique_id", unique_id)
+            .str("title", title)
+            .str("description", description)
+            .int("follower_count", follower_count)
+            .str("poster_name", poster_name)
+            .str("tag_list", tag_list)
+            .str("is_image_or_video", is_image_or_video)
+            .str("image_src", image_src)
+            .str("save_location", save_location)
+            .str("category", category)
+            .end();
+    });
+    Ok(())
 }
 
 struct Cleaner<'o> {
@@ -137,6 +150,7 @@ pub fn parse_follower_count(s: &str) -> Option<i64> {
     (value.is_finite() && value < 9.0e18).then(|| value.round() as i64)
 }
 
+#[cfg(feature = "component")]
 sluice_guest::export_transform!(CleanPin);
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ pub struct PipelineConfig {
     pub name: String,
     /// Topics read (embedded-log topics or Kinesis-style stream names).
     pub topics: Vec<String>,
-    /// Transform chain, applied in order: built-in names (`clean-pin`, …).
+    /// Transform chain, applied in order: built-in names (`clean-pin`, …) or the
+    /// names of uploaded transforms. Each stage starts on the built-in (or first
+    /// uploaded) version until another is activated through the admin API.
     #[serde(default)]
     pub transforms: Vec<String>,
     /// Land the input records unchanged under `topics/` in the Confluent S3 sink layout.
@@ -26,6 +28,9 @@ pub struct PipelineConfig {
     /// Threads running this pipeline, each owning a share of its partitions.
     /// Default: one per CPU core, at most one per partition.
     pub workers: Option<usize>,
+    /// When a newly activated transform version is rolled back by itself.
+    #[serde(default)]
+    pub auto_rollback: super::control::AutoRollbackConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -116,6 +121,13 @@ impl PipelineConfig {
         }
         if self.batch.max_records == 0 || self.batch.max_records > 1_000_000 {
             return Err(format!("pipeline `{n}`: batch.max_records must be between 1 and 1000000"));
+        }
+        if let Some(bad) = self.transforms.iter().find(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')) {
+            return Err(format!("pipeline `{n}`: transform name `{bad}` must be a-z 0-9 - _"));
+        }
+        let r = &self.auto_rollback;
+        if !(0.0..=1.0).contains(&r.max_rejection_rate) || !(0.0..=1.0).contains(&r.max_trap_rate) || r.batches == 0 {
+            return Err(format!("pipeline `{n}`: auto_rollback rates must be between 0 and 1 and batches above 0"));
         }
         if self.workers == Some(0) || self.workers.is_some_and(|w| w > 256) {
             return Err(format!("pipeline `{n}`: workers must be between 1 and 256"));

@@ -4,14 +4,16 @@
 
 pub mod chain;
 pub mod config;
+pub mod control;
+pub mod dead_letters;
 pub mod stats;
 pub mod worker;
 
 pub use config::PipelineConfig;
+pub use control::PipelineControl;
 pub use stats::{PipelineStats, StatsSnapshot};
 pub use worker::{PipelineWorker, StopFlag};
 
-use crate::runtime::Runtime;
 use crate::sink::{schema, ObjectStore, SegmentSpec, TableSpec};
 use crate::source::Source;
 use anyhow::Context;
@@ -22,19 +24,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Resolve a pipeline's config into a runnable worker. Workers of one pipeline share `stats`.
+/// Resolve a pipeline's config into a runnable worker. Workers of one
+/// pipeline share `stats` and `control`.
 pub fn build(
     config: &PipelineConfig,
-    runtime: &Runtime,
+    control: Arc<PipelineControl>,
     source: Box<dyn Source>,
     store: Arc<dyn ObjectStore>,
     stats: Arc<PipelineStats>,
 ) -> anyhow::Result<PipelineWorker> {
-    let mut transforms = Vec::new();
-    for name in &config.transforms {
-        let t = runtime.load_builtin(name).with_context(|| format!("pipeline `{}`: transform `{name}`", config.name))?;
-        transforms.push(t);
-    }
+    let (generation, transforms) = control.chain();
     let table = match &config.table {
         None => None,
         Some(t) => {
@@ -62,8 +61,12 @@ pub fn build(
         spec: SegmentSpec { pipeline: config.name.clone(), land_raw: config.land_raw, table },
         source,
         chain: Chain::new(transforms),
+        generation,
+        replay_chain: None,
+        probe: None,
         store,
         stats,
+        control,
     })
 }
 

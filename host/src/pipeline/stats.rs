@@ -15,6 +15,7 @@ pub struct PipelineStats {
     pub segments: AtomicU64,
     pub bytes_landed: AtomicU64,
     pub errors: AtomicU64,
+    pub rollbacks: AtomicU64,
     state: Mutex<Shared>,
 }
 
@@ -45,6 +46,7 @@ pub struct StatsSnapshot {
     pub segments: u64,
     pub bytes_landed: u64,
     pub errors: u64,
+    pub rollbacks: u64,
     pub last_error: Option<String>,
     pub partitions: Vec<PartitionStatus>,
 }
@@ -99,6 +101,7 @@ impl PipelineStats {
             segments: get(&self.segments),
             bytes_landed: get(&self.bytes_landed),
             errors: get(&self.errors),
+            rollbacks: get(&self.rollbacks),
             last_error,
             partitions,
         }

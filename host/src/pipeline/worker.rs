@@ -10,8 +10,9 @@
 //! rewriting the same objects (names depend only on `start`; content only on
 //! the records and the transform versions).
 
-use super::chain::Chain;
+use super::chain::{Chain, ChainOutput};
 use super::config::PipelineConfig;
+use super::control::PipelineControl;
 use super::stats::PipelineStats;
 use crate::sink::{DeadLetter, ObjectStore, Segment, SegmentSpec};
 use crate::source::{Fetched, Intent, PartitionId, Source};
@@ -50,9 +51,25 @@ pub struct PipelineWorker {
     pub config: PipelineConfig,
     pub spec: SegmentSpec,
     pub source: Box<dyn Source>,
-    pub chain: Chain,
     pub store: Arc<dyn ObjectStore>,
     pub stats: Arc<PipelineStats>,
+    pub control: Arc<PipelineControl>,
+    /// The active chain, as of `generation`.
+    pub(crate) chain: Chain,
+    pub(crate) generation: u64,
+    /// A chain of other versions, for rewriting an interrupted roll exactly as it was.
+    pub(crate) replay_chain: Option<Chain>,
+    pub(crate) probe: Option<Probe>,
+}
+
+/// How a version on probation has fared in this worker.
+pub(crate) struct Probe {
+    generation: u64,
+    stage: usize,
+    batches: u32,
+    records: u64,
+    rejected: u64,
+    failed: u64,
 }
 
 impl PipelineWorker {
@@ -63,8 +80,17 @@ impl PipelineWorker {
         let mut parts = self.load_partitions()?;
         self.stats.set_state("running");
         tracing::info!(partitions = parts.len(), "pipeline started");
+        let mut was_paused = false;
         loop {
-            let stopping = stop.is_stopped();
+            let paused = self.control.is_paused();
+            if paused != was_paused {
+                self.stats.set_state(if paused { "paused" } else { "running" });
+                tracing::info!(paused, "pipeline {}", if paused { "paused: landing what it holds" } else { "resumed" });
+                was_paused = paused;
+            }
+            // A paused pipeline lands what it holds, like a stopping one, and reads nothing.
+            let stopping = stop.is_stopped() || paused;
+            self.pick_up_swap();
             let mut progressed = false;
             for st in parts.iter_mut() {
                 if !stopping {
@@ -80,7 +106,7 @@ impl PipelineWorker {
                     }
                 }
             }
-            if stopping && parts.iter().all(|p| p.segment.is_none() || p.replay.is_some()) {
+            if stop.is_stopped() && parts.iter().all(|p| p.segment.is_none() || p.replay.is_some()) {
                 break;
             }
             if !progressed {
@@ -100,9 +126,6 @@ impl PipelineWorker {
             if let Some(intent) = &cp.intent {
                 tracing::warn!(partition = %id, start = intent.start, end = intent.end, "resuming an interrupted roll: rewriting its objects");
                 next = intent.start;
-                if intent.versions.last().map(|(_, h)| h) != Some(&self.chain.hashes()) && !self.chain.is_empty() {
-                    tracing::warn!(partition = %id, "the interrupted roll used other transform versions than the active ones; its objects are rewritten with the active ones");
-                }
             }
             self.stats.set_committed(&id, cp.next_offset);
             parts.push(PartitionState { id, next, replay: cp.intent, segment: None });
@@ -113,10 +136,17 @@ impl PipelineWorker {
     /// Fetch and process one batch of a partition. Returns whether anything was read.
     fn pull(&mut self, st: &mut PartitionState) -> anyhow::Result<bool> {
         let mut want = self.config.batch.max_records;
+        let mut use_replay_chain = false;
         if let Some(intent) = &st.replay {
             want = want.min(intent.end.saturating_sub(st.next) as usize);
             if want == 0 {
                 return Ok(false);
+            }
+            // Rewrite with the versions that made the interrupted roll, switching where it switched.
+            let (versions, until) = versions_at(intent, st.next);
+            want = want.min(until.saturating_sub(st.next) as usize).max(1);
+            if let Some(hashes) = versions.filter(|h| **h != self.chain.hashes()) {
+                use_replay_chain = self.prepare_replay_chain(hashes);
             }
         }
         let fetched = self.source.fetch(&st.id, st.next, want, Duration::ZERO)?;
@@ -127,17 +157,20 @@ impl PipelineWorker {
             st.next = st.next.max(fetched.next_offset);
             return Ok(false);
         }
-        self.process(st, fetched)?;
+        self.process(st, fetched, use_replay_chain)?;
         Ok(true)
     }
 
-    fn process(&mut self, st: &mut PartitionState, fetched: Fetched) -> anyhow::Result<()> {
+    fn process(&mut self, st: &mut PartitionState, fetched: Fetched, use_replay_chain: bool) -> anyhow::Result<()> {
         let store = self.store.clone();
         let first = fetched.offsets[0];
-        let lineage = self.lineage();
         let segment_start = st.replay.as_ref().map_or(first, |i| i.start);
-        let seg = st.segment.get_or_insert_with(|| Segment::new(st.id.clone(), segment_start, lineage));
-        let hashes = self.chain.hashes();
+        let seg = st.segment.get_or_insert_with(|| Segment::new(st.id.clone(), segment_start));
+        let chain = match (&mut self.replay_chain, use_replay_chain) {
+            (Some(c), true) => c,
+            _ => &mut self.chain,
+        };
+        let hashes = chain.hashes();
         if seg.versions.last().map(|(_, h)| h) != Some(&hashes) {
             seg.versions.push((first, hashes));
         }
@@ -146,11 +179,12 @@ impl PipelineWorker {
             seg.write_raw(store.as_ref(), &fetched.batch.as_ref())?;
             PipelineStats::add(&self.stats.raw_records, n);
         }
-        if !self.chain.is_empty() {
-            let out = self.chain.run(&fetched.batch);
+        if !chain.is_empty() {
+            let out = chain.run(&fetched.batch);
+            let chain: &Chain = if use_replay_chain { self.replay_chain.as_ref().unwrap_or(&self.chain) } else { &self.chain };
             let mut dead = Vec::with_capacity(out.failures.len());
             for f in &out.failures {
-                let mut d = self.dead_letter(&st.id, &fetched, f.input_index as usize, f.stage, f.kind, &f.reason);
+                let mut d = self.dead_letter(chain, &st.id, &fetched, f.input_index as usize, f.stage, f.kind, &f.reason);
                 d.set_value(&f.value);
                 dead.push(d);
             }
@@ -158,15 +192,18 @@ impl PipelineWorker {
                 let misfits = seg.write_table(store.as_ref(), table, &out.output.as_ref())?;
                 PipelineStats::add(&self.stats.table_rows, (out.output.len() - misfits.len()) as u64);
                 // The last stage wrote output the table cannot hold.
-                let last = self.chain.stages().len() as u32 - 1;
+                let last = chain.stages().len() as u32 - 1;
                 for (i, reason) in misfits {
-                    let mut d = self.dead_letter(&st.id, &fetched, out.origins[i as usize] as usize, last, "schema", &reason);
+                    let mut d = self.dead_letter(chain, &st.id, &fetched, out.origins[i as usize] as usize, last, "schema", &reason);
                     d.set_value(out.output.as_ref().get(i as usize).value);
                     dead.push(d);
                 }
             }
             PipelineStats::add(&self.stats.dead_letters, dead.len() as u64);
             seg.write_dead_letters(store.as_ref(), &self.config.name, &dead)?;
+            if !use_replay_chain {
+                self.judge(&out, fetched.offsets.len() as u64);
+            }
         }
         seg.end = fetched.next_offset;
         seg.input_records += n;
@@ -176,9 +213,10 @@ impl PipelineWorker {
         Ok(())
     }
 
-    fn dead_letter(&self, p: &PartitionId, fetched: &Fetched, index: usize, stage: u32, kind: &str, reason: &str) -> DeadLetter {
+    #[allow(clippy::too_many_arguments)]
+    fn dead_letter(&self, chain: &Chain, p: &PartitionId, fetched: &Fetched, index: usize, stage: u32, kind: &str, reason: &str) -> DeadLetter {
         let rec = fetched.batch.as_ref().get(index);
-        let t = &self.chain.stages()[stage as usize].transform;
+        let t = &chain.stages()[stage as usize].transform;
         DeadLetter {
             pipeline: self.config.name.clone(),
             topic: p.topic.to_string(),
@@ -197,12 +235,19 @@ impl PipelineWorker {
         }
     }
 
-    /// Lineage written into every object: which transforms made it.
-    fn lineage(&self) -> Vec<(String, String)> {
+    /// Lineage written into every object: which transform versions made it, from which offset.
+    fn lineage(&self, versions: &[(u64, Vec<String>)]) -> Vec<(String, String)> {
+        let registry = self.control.registry();
         let mut l = vec![("sluice.pipeline".to_owned(), self.config.name.clone())];
-        for (i, s) in self.chain.stages().iter().enumerate() {
-            let d = s.transform.descriptor();
-            l.push((format!("sluice.transform.{i}"), format!("{}@{} sha256:{}", d.name, d.version, s.transform.content_hash())));
+        for (i, (from, hashes)) in versions.iter().enumerate() {
+            let names: Vec<String> = hashes
+                .iter()
+                .map(|h| match registry.by_hash(h) {
+                    Some(v) => format!("{}@{} sha256:{h}", v.name, v.version),
+                    None => format!("sha256:{h}"),
+                })
+                .collect();
+            l.push((format!("sluice.transforms.{i}"), format!("from offset {from}: {}", names.join(" | "))));
         }
         l
     }
@@ -230,7 +275,8 @@ impl PipelineWorker {
         }
         crate::failpoint::hit("roll.after_intent");
         let started = Instant::now();
-        let summary = seg.finish()?;
+        let lineage = self.lineage(&seg.versions);
+        let summary = seg.finish(&lineage)?;
         crate::failpoint::hit("roll.before_commit");
         self.source.commit(&st.id, intent.end)?;
         st.replay = None;
@@ -254,6 +300,74 @@ impl PipelineWorker {
         std::thread::sleep(ERROR_BACKOFF);
     }
 
+    /// Between batches: if an operator (or an automatic rollback) changed a
+    /// version, switch to the new chain now. Records already processed stay
+    /// with the old version; everything read from here on gets the new one.
+    fn pick_up_swap(&mut self) {
+        if self.control.generation() == self.generation {
+            return;
+        }
+        let (generation, transforms) = self.control.chain();
+        self.chain = Chain::new(transforms);
+        self.generation = generation;
+        self.probe = self
+            .control
+            .on_probation()
+            .filter(|(g, _)| *g == generation)
+            .map(|(generation, stage)| Probe { generation, stage, batches: 0, records: 0, rejected: 0, failed: 0 });
+        tracing::info!(generation, versions = ?self.chain.hashes(), "switched transform versions between batches");
+    }
+
+    /// Build the chain an interrupted roll used, if its versions are still known.
+    fn prepare_replay_chain(&mut self, hashes: &[String]) -> bool {
+        if self.replay_chain.as_ref().is_some_and(|c| c.hashes() == hashes) {
+            return true;
+        }
+        let registry = self.control.registry().clone();
+        let resolved: Option<Vec<_>> = hashes.iter().map(|h| registry.by_hash(h).and_then(|v| registry.compiled(&v).ok())).collect();
+        match resolved {
+            Some(transforms) => {
+                self.replay_chain = Some(Chain::new(transforms));
+                true
+            }
+            None => {
+                tracing::error!(?hashes, "an interrupted roll used transform versions that are no longer stored; rewriting it with the active ones");
+                false
+            }
+        }
+    }
+
+    /// Count how a version on probation does; roll it back if it does badly.
+    fn judge(&mut self, out: &ChainOutput, records: u64) {
+        let Some(p) = self.probe.as_mut() else { return };
+        let cfg = &self.control.auto_rollback;
+        p.batches += 1;
+        p.records += records;
+        for f in &out.failures {
+            if f.kind == "rejected" { p.rejected += 1 } else { p.failed += 1 }
+        }
+        if p.batches < cfg.batches {
+            return;
+        }
+        let seen = p.records;
+        let (rejection_rate, failure_rate) = (p.rejected as f64 / seen.max(1) as f64, p.failed as f64 / seen.max(1) as f64);
+        let (generation, stage) = (p.generation, p.stage);
+        self.probe = None;
+        let why = if rejection_rate > cfg.max_rejection_rate {
+            format!("auto-rollback: {:.0}% of {seen} records refused (limit {:.0}%)", rejection_rate * 100.0, cfg.max_rejection_rate * 100.0)
+        } else if failure_rate > cfg.max_trap_rate {
+            format!("auto-rollback: {:.1}% of {seen} records trapped or timed out (limit {:.1}%)", failure_rate * 100.0, cfg.max_trap_rate * 100.0)
+        } else {
+            self.control.trust(generation);
+            return;
+        };
+        match self.control.rollback(stage, &why, Some(generation)) {
+            Ok(Some(_)) => PipelineStats::add(&self.stats.rollbacks, 1),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "automatic rollback failed"),
+        }
+    }
+
     fn idle_wait(&self, parts: &[PartitionState]) -> Duration {
         let max_age = Duration::from_millis(self.config.roll.max_age_ms);
         parts
@@ -262,4 +376,19 @@ impl PipelineWorker {
             .map(|s| max_age.saturating_sub(s.opened.elapsed()))
             .fold(IDLE_WAIT, Duration::min)
     }
+}
+
+/// The transform versions an intent used at `offset`, and the offset where they change.
+fn versions_at(intent: &Intent, offset: u64) -> (Option<&Vec<String>>, u64) {
+    let mut current = None;
+    let mut until = intent.end;
+    for (from, hashes) in &intent.versions {
+        if *from <= offset {
+            current = Some(hashes);
+        } else {
+            until = *from;
+            break;
+        }
+    }
+    (current, until)
 }

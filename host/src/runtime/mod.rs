@@ -19,6 +19,7 @@ mod compiled;
 mod engine;
 mod host;
 mod instance;
+pub mod registry;
 
 pub use builtin::{builtin_names, BUILTINS};
 pub use compiled::{CompiledTransform, ContentHash, Descriptor, LoadError};
@@ -32,6 +33,12 @@ pub mod testing {
     /// A guest that misbehaves on command: each record's value names what it does
     /// (`loop`, `alloc`, `panic`, `open`, `socket`, `env`, `clock`, `reject`; anything else is echoed).
     pub const HOSTILE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile.wasm"));
+
+    /// clean-pin 0.2.0-marked: the real cleaning, with `v2:` before every unique_id.
+    pub const CLEAN_PIN_MARKED_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/clean_pin_marked.wasm"));
+
+    /// clean-pin 0.3.0-rejects-all: refuses every record.
+    pub const REJECT_ALL_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reject_all.wasm"));
 }
 
 #[cfg(test)]

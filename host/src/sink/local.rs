@@ -23,20 +23,63 @@ impl LocalStore {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// Keys come from the network (admin API): refuse anything that could leave the root.
+    fn checked<'k>(&self, key: &'k str, may_be_empty: bool) -> io::Result<&'k str> {
+        if (key.is_empty() && may_be_empty) || !key.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            Ok(key)
+        } else {
+            Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid object key `{key}`")))
+        }
+    }
 }
 
 impl ObjectStore for LocalStore {
     fn create(&self, key: &str) -> io::Result<Box<dyn ObjectWriter>> {
-        if key.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid object key `{key}`")));
-        }
-        let path = self.root.join(key);
+        let path = self.root.join(self.checked(key, false)?);
         let dir = path.parent().expect("a key has a parent under the root").to_path_buf();
         fs::create_dir_all(&dir)?;
         let name = path.file_name().expect("a key has a file name").to_string_lossy();
         let tmp = dir.join(format!(".{name}{IN_PROGRESS}"));
         let file = File::create(&tmp)?;
         Ok(Box::new(LocalObject { out: Some(BufWriter::with_capacity(256 << 10, file)), tmp, path, dir, written: 0 }))
+    }
+
+    fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> io::Result<()> {
+            let entries = match fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    walk(root, &path, out)?;
+                } else if !entry.file_name().to_string_lossy().starts_with('.') {
+                    if let Ok(rel) = path.strip_prefix(root) {
+                        out.push(rel.to_string_lossy().into_owned());
+                    }
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &self.root.join(self.checked(prefix.trim_end_matches('/'), true)?), &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+
+    fn get(&self, key: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.root.join(self.checked(key, false)?))
+    }
+
+    fn delete(&self, key: &str) -> io::Result<()> {
+        match fs::remove_file(self.root.join(self.checked(key, false)?)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     fn clean_incomplete(&self) -> io::Result<usize> {
@@ -130,5 +173,12 @@ mod tests {
         let names: Vec<_> = fs::read_dir(dir.path().join("topics/t/partition=0")).expect("dir").flatten().map(|e| e.file_name()).collect();
         assert_eq!(names.len(), 1);
         assert!(store.create("../escape.json").is_err());
+        assert!(store.get("a/../../etc/passwd").is_err());
+        assert_eq!(store.list("topics").expect("list"), vec!["topics/t/partition=0/t+0+0000000000.json".to_string()]);
+        assert_eq!(store.list("nothing/here").expect("list"), Vec::<String>::new());
+        assert_eq!(store.get("topics/t/partition=0/t+0+0000000000.json").expect("get"), b"{\"a\":1}\n");
+        store.delete("topics/t/partition=0/t+0+0000000000.json").expect("delete");
+        store.delete("topics/t/partition=0/t+0+0000000000.json").expect("deleting twice is fine");
+        assert!(store.list("").expect("list").iter().all(|k| !k.starts_with("topics/")));
     }
 }

@@ -108,11 +108,8 @@ pub struct ParquetObject {
 }
 
 impl ParquetObject {
-    pub fn new(out: Box<dyn ObjectWriter>, schema: SchemaRef, lineage: &[(String, String)]) -> Result<Self, String> {
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_key_value_metadata(Some(lineage.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect()));
+    pub fn new(out: Box<dyn ObjectWriter>, schema: SchemaRef) -> Result<Self, String> {
+        let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
         for f in schema.fields() {
             if f.metadata().get(super::schema::DICTIONARY_KEY).is_some_and(|v| v == "false") {
                 props = props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
@@ -132,8 +129,12 @@ impl ParquetObject {
         (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
     }
 
-    /// Write the footer and return the underlying object, ready to finish.
-    pub fn close(self) -> Result<Box<dyn ObjectWriter>, String> {
+    /// Write the footer, with `lineage` as key-value metadata, and return the
+    /// underlying object, ready to finish.
+    pub fn close(mut self, lineage: &[(String, String)]) -> Result<Box<dyn ObjectWriter>, String> {
+        for (k, v) in lineage {
+            self.writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
+        }
         self.writer.into_inner().map_err(|e| e.to_string())
     }
 }

@@ -96,11 +96,12 @@ pub struct Segment {
     jsonl: BTreeMap<Option<String>, (String, Box<dyn ObjectWriter>)>,
     dead: Option<(String, Box<dyn ObjectWriter>)>,
     summary: SegmentSummary,
-    lineage: Vec<(String, String)>,
+    /// Inserted before a table file's extension, e.g. `replay-0000000042.`.
+    table_tag: String,
 }
 
 impl Segment {
-    pub fn new(partition: PartitionId, start: u64, lineage: Vec<(String, String)>) -> Self {
+    pub fn new(partition: PartitionId, start: u64) -> Self {
         Segment {
             partition,
             start,
@@ -114,8 +115,15 @@ impl Segment {
             jsonl: BTreeMap::new(),
             dead: None,
             summary: SegmentSummary::default(),
-            lineage,
+            table_tag: String::new(),
         }
+    }
+
+    /// Name this segment's table files `<topic>+<p>+<start>.<tag>.<ext>`: for
+    /// output that does not come from the regular pass over the input (replays).
+    pub fn with_table_tag(mut self, tag: &str) -> Self {
+        self.table_tag = format!("{tag}.");
+        self
     }
 
     /// Bytes held in open objects (what rolling by size measures).
@@ -165,8 +173,8 @@ impl Segment {
             let hive = (!hive.is_empty()).then_some(hive);
             if table.parquet {
                 if !self.parquet.contains_key(&hive) {
-                    let key = layout::table_object(&table.name, hive.as_deref(), &self.partition, self.start, "parquet");
-                    let object = ParquetObject::new(store.create(&key)?, schema.clone(), &self.lineage).map_err(io::Error::other)?;
+                    let key = layout::table_object(&table.name, hive.as_deref(), &self.partition, self.start, &format!("{}parquet", self.table_tag));
+                    let object = ParquetObject::new(store.create(&key)?, schema.clone()).map_err(io::Error::other)?;
                     self.parquet.insert(hive.clone(), (key, object));
                 }
                 let (_, object) = self.parquet.get_mut(&hive).expect("inserted above");
@@ -185,7 +193,7 @@ impl Segment {
 
     fn jsonl_object(&mut self, store: &dyn ObjectStore, table: &TableSpec, hive: Option<String>) -> io::Result<&mut dyn ObjectWriter> {
         if !self.jsonl.contains_key(&hive) {
-            let key = layout::table_object(&table.name, hive.as_deref(), &self.partition, self.start, "json");
+            let key = layout::table_object(&table.name, hive.as_deref(), &self.partition, self.start, &format!("{}json", self.table_tag));
             let object = store.create(&key)?;
             self.jsonl.insert(hive.clone(), (key, object));
         }
@@ -212,12 +220,13 @@ impl Segment {
         Ok(())
     }
 
-    /// Make every object of the segment durable and visible.
-    pub fn finish(self) -> io::Result<SegmentSummary> {
+    /// Make every object of the segment durable and visible. `lineage` (which
+    /// transform versions made it) goes into each object's metadata.
+    pub fn finish(self, lineage: &[(String, String)]) -> io::Result<SegmentSummary> {
         let mut summary = self.summary;
         let done = |key: String, w: Box<dyn ObjectWriter>, summary: &mut SegmentSummary| -> io::Result<()> {
             summary.bytes += w.written();
-            w.finish(&self.lineage)?;
+            w.finish(lineage)?;
             crate::failpoint::hit("segment.object_finished");
             summary.objects.push(key);
             Ok(())
@@ -226,7 +235,7 @@ impl Segment {
             done(key, w, &mut summary)?;
         }
         for (_, (key, object)) in self.parquet {
-            done(key, object.close().map_err(io::Error::other)?, &mut summary)?;
+            done(key, object.close(lineage).map_err(io::Error::other)?, &mut summary)?;
         }
         for (_, (key, w)) in self.jsonl {
             done(key, w, &mut summary)?;

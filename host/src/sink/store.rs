@@ -8,6 +8,15 @@ pub trait ObjectStore: Send + Sync {
     /// [`ObjectWriter::finish`] returns; dropping the writer abandons it.
     fn create(&self, key: &str) -> io::Result<Box<dyn ObjectWriter>>;
 
+    /// Keys of the visible objects under `prefix` (a folder path, `/`-terminated or not), sorted.
+    fn list(&self, prefix: &str) -> io::Result<Vec<String>>;
+
+    /// The whole content of an object.
+    fn get(&self, key: &str) -> io::Result<Vec<u8>>;
+
+    /// Remove an object; removing one that is not there is not an error.
+    fn delete(&self, key: &str) -> io::Result<()>;
+
     /// Remove leftovers of writes that never finished (after a crash).
     fn clean_incomplete(&self) -> io::Result<usize>;
 

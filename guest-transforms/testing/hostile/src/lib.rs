@@ -9,7 +9,9 @@ impl Transform for Hostile {
     const DESCRIPTOR: Descriptor = Descriptor { name: "hostile", version: "0.1.0", input_kind: "any", output_kind: "any" };
 
     fn transform(record: &Record<'_>, out: &mut Output) -> Result<(), Reject> {
-        match record.value {
+        // A command may also come as a JSON string (`"panic"`), as golden samples send it.
+        let command = record.value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(record.value);
+        match command {
             b"loop" => {
                 let mut x: u64 = 1;
                 loop {
@@ -41,7 +43,7 @@ impl Transform for Hostile {
                 out.emit(|b| b.extend_from_slice(format!("{t:?}").as_bytes()));
             }
             b"reject" => return Err(Reject("rejected on request".into())),
-            other => out.emit(|b| b.extend_from_slice(other)),
+            _ => out.emit(|b| b.extend_from_slice(record.value)),
         }
         Ok(())
     }

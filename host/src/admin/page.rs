@@ -1,0 +1,63 @@
+//! The status page: pipelines, rates, errors, active versions, recent swaps.
+//! Plain HTML that refreshes itself; nothing to build.
+
+use super::AdminState;
+use axum::extract::State;
+use axum::response::Html;
+use std::fmt::Write;
+use std::sync::Arc;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+pub async fn render(State(s): State<Arc<AdminState>>) -> Html<String> {
+    let mut h = String::from(
+        "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=5><title>sluice</title><style>\
+         body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
+         td,th{border-bottom:1px solid #ddd;padding:.35em .8em;text-align:left}th{background:#f4f4f4}\
+         .num{text-align:right;font-variant-numeric:tabular-nums}.bad{color:#b00}.ok{color:#080}code{font-size:12px}\
+         </style></head><body><h1>sluice</h1>",
+    );
+    h.push_str("<h2>Pipelines</h2><table><tr><th>pipeline</th><th>state</th><th class=num>records in</th><th class=num>rows landed</th><th class=num>dead letters</th><th class=num>lag</th><th class=num>errors</th><th>active versions</th></tr>");
+    for (name, p) in &s.pipelines {
+        let snap = p.stats.snapshot();
+        let lag: u64 = snap.partitions.iter().filter_map(|x| x.lag).sum();
+        let state = if p.control.is_paused() { "paused".to_owned() } else { snap.state.clone() };
+        let versions: Vec<String> = p
+            .control
+            .status()
+            .iter()
+            .map(|st| format!("{}@{} <code>{}</code>", esc(&st.active.name), esc(&st.active.version), &st.active.content_hash[..12]))
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td><b>{}</b></td><td class={}>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{lag}</td><td class='num{}'>{}</td><td>{}</td></tr>",
+            esc(name),
+            if state == "running" { "ok" } else { "bad" },
+            esc(&state),
+            snap.records_in,
+            snap.table_rows + snap.raw_records * u64::from(p.config.table.is_none()),
+            snap.dead_letters,
+            if snap.errors > 0 { " bad" } else { "" },
+            snap.errors,
+            versions.join("<br>")
+        );
+        if let Some(e) = &snap.last_error {
+            let _ = write!(h, "<tr><td></td><td colspan=7 class=bad>last error: {}</td></tr>", esc(e));
+        }
+    }
+    h.push_str("</table><h2>Recent version swaps</h2><table><tr><th>pipeline</th><th>stage</th><th>from</th><th>to</th><th>why</th></tr>");
+    let mut any = false;
+    for (name, p) in &s.pipelines {
+        for e in p.control.swaps().iter().rev() {
+            any = true;
+            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>", esc(name), e.stage, esc(&e.from), esc(&e.to), esc(&e.reason));
+        }
+    }
+    if !any {
+        h.push_str("<tr><td colspan=5>none since start</td></tr>");
+    }
+    h.push_str("</table><p>API: <code>/api/v1/openapi.json</code> · health: <code>/health</code></p></body></html>");
+    Html(h)
+}

@@ -1,0 +1,71 @@
+//! `/api/v1/pipelines`: status, pause and resume, version activation and rollback.
+
+use super::{parse_json, read_body, AdminState, ApiError, PipelineHandle};
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn describe(name: &str, p: &PipelineHandle) -> Value {
+    json!({
+        "name": name,
+        "topics": p.config.topics,
+        "paused": p.control.is_paused(),
+        "stages": p.control.status(),
+        "stats": p.stats.snapshot(),
+        "recent_swaps": p.control.swaps(),
+        "table": p.config.table.as_ref().map(|t| &t.name),
+        "land_raw": p.config.land_raw,
+    })
+}
+
+pub async fn list(State(s): State<Arc<AdminState>>) -> Json<Value> {
+    Json(json!({ "pipelines": s.pipelines.iter().map(|(n, p)| describe(n, p)).collect::<Vec<_>>() }))
+}
+
+pub async fn get_one(State(s): State<Arc<AdminState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(describe(&name, s.pipeline(&name)?)))
+}
+
+pub async fn pause(State(s): State<Arc<AdminState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let changed = s.pipeline(&name)?.control.set_paused(true)?;
+    Ok(Json(json!({ "name": name, "paused": true, "changed": changed })))
+}
+
+pub async fn resume(State(s): State<Arc<AdminState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let changed = s.pipeline(&name)?.control.set_paused(false)?;
+    Ok(Json(json!({ "name": name, "paused": false, "changed": changed })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Activate {
+    /// A version string (`0.2.0`) or a content hash (`sha256:…`, at least 8 hex digits).
+    version: String,
+    /// Optional check: the transform the stage must be running.
+    #[serde(default)]
+    transform: Option<String>,
+}
+
+pub async fn activate(State(s): State<Arc<AdminState>>, Path((name, stage)): Path<(String, String)>, body: axum::body::Body) -> Result<Json<Value>, ApiError> {
+    let p = s.pipeline(&name)?;
+    let stage = parse_stage(&stage)?;
+    let req: Activate = parse_json(&read_body(body, 64 << 10).await?, "the body must be {\"version\": \"<version or sha256:hash>\"}")?;
+    let control = p.control.clone();
+    let event = tokio::task::spawn_blocking(move || control.activate(stage, req.transform.as_deref(), &req.version))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(json!({ "swap": event, "stages": p.control.status() })))
+}
+
+pub async fn rollback(State(s): State<Arc<AdminState>>, Path((name, stage)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+    let p = s.pipeline(&name)?;
+    let stage = parse_stage(&stage)?;
+    let event = p.control.rollback(stage, "rolled back", None)?;
+    Ok(Json(json!({ "swap": event, "stages": p.control.status() })))
+}
+
+fn parse_stage(s: &str) -> Result<usize, ApiError> {
+    s.parse().map_err(|_| ApiError::Invalid(format!("stage must be a number (0 for the first transform), got `{s}`")))
+}

@@ -1,0 +1,287 @@
+//! What an operator can change while a pipeline runs: which transform version
+//! each stage uses, and whether it is paused. Shared by the pipeline's workers
+//! (which pick changes up between batches) and the admin API; persisted so a
+//! restart restores it.
+
+use crate::runtime::registry::{Registry, RegistryError, VersionInfo};
+use crate::runtime::CompiledTransform;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// When a newly activated version is judged, and how harshly.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoRollbackConfig {
+    pub enabled: bool,
+    /// Batches the new version must get through (per worker) before it is trusted.
+    pub batches: u32,
+    /// Above this share of its input refused, the new version is rolled back.
+    pub max_rejection_rate: f64,
+    /// Above this share of its input lost to traps, timeouts or the memory cap, likewise.
+    pub max_trap_rate: f64,
+}
+
+impl Default for AutoRollbackConfig {
+    fn default() -> Self {
+        AutoRollbackConfig { enabled: true, batches: 10, max_rejection_rate: 0.5, max_trap_rate: 0.05 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("pipeline `{pipeline}` has {stages} stage(s); there is no stage {stage}")]
+    NoStage { pipeline: String, stage: usize, stages: usize },
+    #[error("stage {stage} runs `{expected}`; `{got}` is a different transform")]
+    WrongTransform { stage: usize, expected: String, got: String },
+    #[error("stage {stage} has no earlier version to roll back to")]
+    NothingToRollBack { stage: usize },
+    #[error("version sha256:{0} is already active")]
+    AlreadyActive(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("saving the pipeline state failed: {0}")]
+    Storage(String),
+}
+
+/// One swap of a stage's version, for the status page and the API.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SwapEvent {
+    pub at_ms: i64,
+    pub stage: usize,
+    pub from: String,
+    pub to: String,
+    /// `activated`, `rolled back`, or `auto-rollback: <why>`.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageStatus {
+    pub stage: usize,
+    pub transform: String,
+    pub active: VersionInfo,
+    /// Earlier versions, most recent last (what a rollback returns to).
+    pub previous: Vec<String>,
+}
+
+struct Stage {
+    transform: String,
+    active: VersionInfo,
+    compiled: Arc<CompiledTransform>,
+    previous: Vec<VersionInfo>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Persisted {
+    paused: bool,
+    /// Per stage: the active content hash, then the history.
+    stages: Vec<(String, Vec<String>)>,
+}
+
+pub struct PipelineControl {
+    pub name: String,
+    pub auto_rollback: AutoRollbackConfig,
+    registry: Arc<Registry>,
+    stages: Mutex<Vec<Stage>>,
+    generation: AtomicU64,
+    /// The generation under probation after an activation, and its stage.
+    probation: Mutex<Option<(u64, usize)>>,
+    paused: AtomicBool,
+    swaps: Mutex<VecDeque<SwapEvent>>,
+    state_file: PathBuf,
+}
+
+const SWAP_HISTORY: usize = 50;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl PipelineControl {
+    /// Set up control of a pipeline running `transforms`, restoring the versions
+    /// and pause state saved under `state_dir`.
+    pub fn load(
+        name: &str,
+        transforms: &[String],
+        registry: Arc<Registry>,
+        auto_rollback: AutoRollbackConfig,
+        state_dir: &std::path::Path,
+    ) -> anyhow::Result<Arc<Self>> {
+        std::fs::create_dir_all(state_dir)?;
+        let state_file = state_dir.join(format!("pipeline-{name}.json"));
+        let saved: Persisted = match std::fs::read(&state_file) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| anyhow::anyhow!("{}: {e}", state_file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
+            Err(e) => return Err(e.into()),
+        };
+        let mut stages = Vec::new();
+        for (i, t) in transforms.iter().enumerate() {
+            let restored = saved.stages.get(i).and_then(|(active, history)| {
+                let active = registry.find(t, active).ok()?;
+                let previous = history.iter().filter_map(|h| registry.find(t, h).ok()).collect();
+                Some((active, previous))
+            });
+            let (active, previous) = match restored {
+                Some(r) => r,
+                None => (registry.default_version(t).map_err(|e| anyhow::anyhow!("pipeline `{name}`, stage {i}: {e}"))?, Vec::new()),
+            };
+            let compiled = registry.compiled(&active)?;
+            stages.push(Stage { transform: t.clone(), active, compiled, previous });
+        }
+        Ok(Arc::new(PipelineControl {
+            name: name.to_owned(),
+            auto_rollback,
+            registry,
+            stages: Mutex::new(stages),
+            generation: AtomicU64::new(1),
+            probation: Mutex::new(None),
+            paused: AtomicBool::new(saved.paused),
+            swaps: Mutex::new(VecDeque::new()),
+            state_file,
+        }))
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Changes whenever a stage's version changes; workers compare it between batches.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The generation a worker must judge (auto-rollback) and the stage that
+    /// changed, if the current generation is on probation.
+    pub fn on_probation(&self) -> Option<(u64, usize)> {
+        let p = *self.probation.lock().unwrap_or_else(|p| p.into_inner());
+        p.filter(|(g, _)| *g == self.generation())
+    }
+
+    /// The current chain and its generation.
+    pub fn chain(&self) -> (u64, Vec<Arc<CompiledTransform>>) {
+        let stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        (self.generation(), stages.iter().map(|s| s.compiled.clone()).collect())
+    }
+
+    pub fn stage_count(&self) -> usize {
+        self.stages.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn status(&self) -> Vec<StageStatus> {
+        let stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StageStatus {
+                stage: i,
+                transform: s.transform.clone(),
+                active: s.active.clone(),
+                previous: s.previous.iter().map(|v| v.content_hash.clone()).collect(),
+            })
+            .collect()
+    }
+
+    pub fn swaps(&self) -> Vec<SwapEvent> {
+        self.swaps.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    /// Make `what` (a version string or content hash of the stage's transform) active.
+    pub fn activate(&self, stage: usize, transform: Option<&str>, what: &str) -> Result<SwapEvent, ControlError> {
+        let mut stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        let count = stages.len();
+        let s = stages.get_mut(stage).ok_or(ControlError::NoStage { pipeline: self.name.clone(), stage, stages: count })?;
+        if let Some(t) = transform.filter(|t| *t != s.transform) {
+            return Err(ControlError::WrongTransform { stage, expected: s.transform.clone(), got: t.to_owned() });
+        }
+        let v = self.registry.find(&s.transform, what)?;
+        if v.content_hash == s.active.content_hash {
+            return Err(ControlError::AlreadyActive(v.content_hash));
+        }
+        let compiled = self.registry.compiled(&v)?;
+        let old = std::mem::replace(&mut s.active, v);
+        s.previous.push(old.clone());
+        s.compiled = compiled;
+        let event = self.record_swap(&mut stages, stage, &old, "activated")?;
+        // Bump after the chain changed, so a worker seeing the new number sees the new chain.
+        let g = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.auto_rollback.enabled {
+            *self.probation.lock().unwrap_or_else(|p| p.into_inner()) = Some((g, stage));
+        }
+        Ok(event)
+    }
+
+    /// Return a stage to its previous version. With `only_if_generation`, do it
+    /// only if nothing changed since that generation (an automatic rollback must
+    /// not undo a newer operator decision).
+    pub fn rollback(&self, stage: usize, reason: &str, only_if_generation: Option<u64>) -> Result<Option<SwapEvent>, ControlError> {
+        let mut stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        if only_if_generation.is_some_and(|g| g != self.generation()) {
+            return Ok(None);
+        }
+        let count = stages.len();
+        let s = stages.get_mut(stage).ok_or(ControlError::NoStage { pipeline: self.name.clone(), stage, stages: count })?;
+        let back = s.previous.pop().ok_or(ControlError::NothingToRollBack { stage })?;
+        let compiled = self.registry.compiled(&back)?;
+        let old = std::mem::replace(&mut s.active, back);
+        s.compiled = compiled;
+        let event = self.record_swap(&mut stages, stage, &old, reason)?;
+        *self.probation.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        Ok(Some(event))
+    }
+
+    /// The probation of `generation` is over and it passed.
+    pub fn trust(&self, generation: u64) {
+        let mut p = self.probation.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_some_and(|(g, _)| g == generation) {
+            *p = None;
+        }
+    }
+
+    fn record_swap(&self, stages: &mut [Stage], stage: usize, old: &VersionInfo, reason: &str) -> Result<SwapEvent, ControlError> {
+        self.save(stages)?;
+        let s = &stages[stage];
+        let event = SwapEvent {
+            at_ms: now_ms(),
+            stage,
+            from: format!("{}@{} sha256:{}", old.name, old.version, &old.content_hash[..12]),
+            to: format!("{}@{} sha256:{}", s.active.name, s.active.version, &s.active.content_hash[..12]),
+            reason: reason.to_owned(),
+        };
+        tracing::warn!(pipeline = %self.name, stage, from = %event.from, to = %event.to, reason, "transform version swapped");
+        let mut swaps = self.swaps.lock().unwrap_or_else(|p| p.into_inner());
+        swaps.push_back(event.clone());
+        while swaps.len() > SWAP_HISTORY {
+            swaps.pop_front();
+        }
+        Ok(event)
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Pause or resume; returns whether anything changed.
+    pub fn set_paused(&self, paused: bool) -> Result<bool, ControlError> {
+        let changed = self.paused.swap(paused, Ordering::SeqCst) != paused;
+        if changed {
+            let stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+            self.save(&stages)?;
+        }
+        Ok(changed)
+    }
+
+    fn save(&self, stages: &[Stage]) -> Result<(), ControlError> {
+        let p = Persisted {
+            paused: self.is_paused(),
+            stages: stages
+                .iter()
+                .map(|s| (s.active.content_hash.clone(), s.previous.iter().map(|v| v.content_hash.clone()).collect()))
+                .collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&p).map_err(|e| ControlError::Storage(e.to_string()))?;
+        crate::runtime::registry::write_atomically(&self.state_file, &bytes).map_err(|e| ControlError::Storage(e.to_string()))
+    }
+}

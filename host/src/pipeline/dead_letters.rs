@@ -1,0 +1,150 @@
+//! Dead letters of a pipeline: list, fetch, replay through the active
+//! versions, purge. They live in the landing store next to the data, one
+//! JSON-lines object per segment.
+
+use super::chain::Chain;
+use super::control::PipelineControl;
+use crate::sink::{DeadLetter, ObjectStore, Segment, SegmentSpec};
+use crate::source::PartitionId;
+use serde::Serialize;
+use sluice_guest::BatchBuf;
+use std::collections::BTreeSet;
+
+/// A dead letter's identity: where its record sits in the source.
+pub fn id_of(d: &DeadLetter) -> String {
+    format!("{}+{}+{}", d.topic, d.partition, d.offset)
+}
+
+/// Every dead letter of the pipeline, with the object holding it.
+pub fn list(store: &dyn ObjectStore, pipeline: &str) -> std::io::Result<Vec<(String, DeadLetter)>> {
+    let mut out = Vec::new();
+    for key in store.list(&format!("dead-letters/{pipeline}/"))? {
+        for line in String::from_utf8_lossy(&store.get(&key)?).lines() {
+            match serde_json::from_str::<DeadLetter>(line) {
+                Ok(d) => out.push((key.clone(), d)),
+                Err(e) => tracing::warn!(object = %key, error = %e, "skipping an unreadable dead-letter line"),
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ReplayOutcome {
+    /// Records that went through and landed in the table.
+    pub replayed: u64,
+    /// Records the active versions refused again (they stay, with the new reason).
+    pub failed_again: u64,
+    pub objects_written: Vec<String>,
+}
+
+/// Run the selected dead letters (all when `ids` is `None`) through the active
+/// versions from the stage that refused them, land what comes out, and keep
+/// the rest as dead letters. Safe to repeat after a crash: the output names
+/// depend only on the dead-letter object and the first record replayed.
+pub fn replay(
+    store: &dyn ObjectStore,
+    spec: &SegmentSpec,
+    control: &PipelineControl,
+    ids: Option<&BTreeSet<String>>,
+) -> anyhow::Result<ReplayOutcome> {
+    let (_, transforms) = control.chain();
+    let mut outcome = ReplayOutcome::default();
+    let all = list(store, &spec.pipeline)?;
+    let keys: BTreeSet<String> = all.iter().map(|(k, _)| k.clone()).collect();
+    for key in keys {
+        let letters: Vec<DeadLetter> = all.iter().filter(|(k, _)| *k == key).map(|(_, d)| d.clone()).collect();
+        let (chosen, mut kept): (Vec<DeadLetter>, Vec<DeadLetter>) =
+            letters.into_iter().partition(|d| ids.is_none_or(|ids| ids.contains(&id_of(d))));
+        let Some(first) = chosen.first() else { continue };
+        let partition = PartitionId { topic: first.topic.as_str().into(), partition: first.partition };
+        let start = segment_start(&key).unwrap_or(first.offset);
+        let mut seg = Segment::new(partition, start).with_table_tag(&format!("replay-{:010}", first.offset));
+        let mut again = Vec::new();
+        for d in &chosen {
+            let stage = d.stage as usize;
+            let Some(value) = d.value.as_deref() else {
+                again.push(DeadLetter { reason: format!("{} (not replayable: the record is not UTF-8)", d.reason), ..d.clone() });
+                continue;
+            };
+            let mut chain = Chain::new(transforms.get(stage..).unwrap_or_default().to_vec());
+            let mut input = BatchBuf::default();
+            input.push(value.as_bytes(), d.key.as_deref().unwrap_or("").as_bytes(), d.timestamp);
+            let out = chain.run(&input);
+            if let Some(f) = out.failures.first() {
+                let t = &chain.stages()[f.stage as usize].transform;
+                again.push(DeadLetter {
+                    stage: d.stage + f.stage,
+                    transform: t.descriptor().name.clone(),
+                    version: t.descriptor().version.clone(),
+                    content_hash: t.content_hash().to_owned(),
+                    kind: f.kind.to_owned(),
+                    reason: f.reason.clone(),
+                    ..d.clone()
+                });
+                continue;
+            }
+            let misfits = match &spec.table {
+                Some(table) => seg.write_table(store, table, &out.output.as_ref())?,
+                None => Vec::new(),
+            };
+            if let Some((_, reason)) = misfits.first() {
+                again.push(DeadLetter { kind: "schema".into(), reason: reason.clone(), ..d.clone() });
+            } else {
+                outcome.replayed += 1;
+            }
+        }
+        outcome.failed_again += again.len() as u64;
+        let lineage = vec![("sluice.replay.of".to_owned(), key.clone())];
+        outcome.objects_written.extend(seg.finish(&lineage)?.objects);
+        // Only after the output is durable do the replayed records leave the dead letters.
+        kept.extend(again);
+        kept.sort_by_key(|d| d.offset);
+        rewrite(store, &key, &kept)?;
+    }
+    Ok(outcome)
+}
+
+/// Remove the selected dead letters (all when `ids` is `None`). Returns how many went.
+pub fn purge(store: &dyn ObjectStore, pipeline: &str, ids: Option<&BTreeSet<String>>) -> anyhow::Result<u64> {
+    let all = list(store, pipeline)?;
+    let keys: BTreeSet<String> = all.iter().map(|(k, _)| k.clone()).collect();
+    let mut removed = 0;
+    for key in keys {
+        let (gone, kept): (Vec<&DeadLetter>, Vec<&DeadLetter>) =
+            all.iter().filter(|(k, _)| *k == key).map(|(_, d)| d).partition(|d| ids.is_none_or(|ids| ids.contains(&id_of(d))));
+        removed += gone.len() as u64;
+        if !gone.is_empty() {
+            rewrite(store, &key, &kept.into_iter().cloned().collect::<Vec<_>>())?;
+        }
+    }
+    Ok(removed)
+}
+
+fn rewrite(store: &dyn ObjectStore, key: &str, letters: &[DeadLetter]) -> std::io::Result<()> {
+    if letters.is_empty() {
+        return store.delete(key);
+    }
+    let mut w = store.create(key)?;
+    for d in letters {
+        let mut line = serde_json::to_vec(d).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        std::io::Write::write_all(&mut w, &line)?;
+    }
+    w.finish(&[])
+}
+
+/// `…/<topic>+<p>+<start>.json` → start.
+fn segment_start(key: &str) -> Option<u64> {
+    key.rsplit('/').next()?.strip_suffix(".json")?.rsplit('+').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn segment_start_comes_from_the_object_name() {
+        let key = crate::sink::layout::dead_letter_object("pin", &crate::source::PartitionId { topic: "a.pin".into(), partition: 2 }, 42);
+        assert_eq!(super::segment_start(&key), Some(42));
+        assert_eq!(super::segment_start("dead-letters/x/y.json"), None);
+    }
+}

@@ -1,0 +1,290 @@
+//! Every version of every transform: the built-ins, and components operators
+//! uploaded, kept under `<data_dir>/transforms/<name>/` so they survive restarts.
+//!
+//! An upload is accepted only if it compiles, implements the world, describes
+//! itself under the name it was uploaded as, and passes the golden samples
+//! stored for that name.
+
+use super::builtin::BUILTINS;
+use super::compiled::{CompiledTransform, LoadError};
+use super::engine::Runtime;
+use serde::{Deserialize, Serialize};
+use sluice_guest::BatchBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Largest component accepted.
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// One version of a transform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub name: String,
+    /// What the component's `describe()` says.
+    pub version: String,
+    pub content_hash: String,
+    pub size_bytes: usize,
+    pub input_kind: String,
+    pub output_kind: String,
+    /// Milliseconds since the epoch; 0 for built-ins.
+    pub uploaded_at_ms: i64,
+    pub builtin: bool,
+}
+
+/// A sample input and what the transform must make of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldenSample {
+    pub input: serde_json::Value,
+    /// The expected output records (JSON values, compared as values).
+    #[serde(default)]
+    pub output: Vec<serde_json::Value>,
+    /// The record must be refused instead.
+    #[serde(default)]
+    pub rejected: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no transform named `{0}`")]
+    UnknownName(String),
+    #[error("transform `{name}` has no version {what}")]
+    UnknownVersion { name: String, what: String },
+    #[error("the component is {size} bytes; the limit is {MAX_COMPONENT_BYTES}")]
+    TooLarge { size: usize },
+    #[error("{0}")]
+    Invalid(#[from] LoadError),
+    #[error("the component describes itself as `{described}` but was uploaded as `{name}`")]
+    NameMismatch { name: String, described: String },
+    #[error("version {version} of `{name}` already exists with different content (sha256:{existing}); give the new build a new version")]
+    VersionConflict { name: String, version: String, existing: String },
+    #[error("golden sample {index} failed: {reason}")]
+    GoldenSample { index: usize, reason: String },
+    #[error("transform name `{0}` must be 1-64 characters of a-z 0-9 - _")]
+    BadName(String),
+    #[error("storing the transform failed: {0}")]
+    Storage(String),
+}
+
+struct Inner {
+    versions: BTreeMap<String, Vec<VersionInfo>>,
+    samples: BTreeMap<String, Vec<GoldenSample>>,
+    compiled: BTreeMap<String, Arc<CompiledTransform>>,
+}
+
+pub struct Registry {
+    runtime: Runtime,
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Registry {
+    /// Open the registry under `dir`, registering the built-ins and every stored upload.
+    pub fn open(runtime: Runtime, dir: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+        let mut inner = Inner { versions: BTreeMap::new(), samples: BTreeMap::new(), compiled: BTreeMap::new() };
+        for (name, _) in BUILTINS {
+            let t = runtime.load_builtin(name)?;
+            inner.versions.entry((*name).to_owned()).or_default().push(info(&t, true, 0));
+            inner.compiled.insert(t.content_hash().to_owned(), t);
+        }
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stored: Vec<VersionInfo> = read_json(&entry.path().join("versions.json"))?.unwrap_or_default();
+            inner.versions.entry(name.clone()).or_default().extend(stored);
+            if let Some(samples) = read_json(&entry.path().join("samples.json"))? {
+                inner.samples.insert(name, samples);
+            }
+        }
+        Ok(Registry { runtime, dir, inner: Mutex::new(inner) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.lock().versions.keys().cloned().collect()
+    }
+
+    pub fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, RegistryError> {
+        self.lock().versions.get(name).cloned().ok_or_else(|| RegistryError::UnknownName(name.to_owned()))
+    }
+
+    pub fn samples(&self, name: &str) -> Vec<GoldenSample> {
+        self.lock().samples.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Find a version of `name` by content hash (or a unique prefix of it) or by its version string.
+    pub fn find(&self, name: &str, what: &str) -> Result<VersionInfo, RegistryError> {
+        let versions = self.versions(name)?;
+        let hash = what.strip_prefix("sha256:").unwrap_or(what);
+        let by_hash: Vec<&VersionInfo> = versions.iter().filter(|v| hash.len() >= 8 && v.content_hash.starts_with(hash)).collect();
+        if by_hash.len() == 1 {
+            return Ok(by_hash[0].clone());
+        }
+        versions
+            .iter()
+            .rev()
+            .find(|v| v.version == what)
+            .cloned()
+            .ok_or_else(|| RegistryError::UnknownVersion { name: name.to_owned(), what: what.to_owned() })
+    }
+
+    /// A registered version by its full content hash, whatever its name.
+    pub fn by_hash(&self, hash: &str) -> Option<VersionInfo> {
+        self.lock().versions.values().flatten().find(|v| v.content_hash == hash).cloned()
+    }
+
+    /// The version a pipeline gets when it names `name` and nothing was activated:
+    /// the built-in if there is one, otherwise the first upload.
+    pub fn default_version(&self, name: &str) -> Result<VersionInfo, RegistryError> {
+        let versions = self.versions(name)?;
+        versions.iter().find(|v| v.builtin).or(versions.first()).cloned().ok_or_else(|| RegistryError::UnknownName(name.to_owned()))
+    }
+
+    /// The compiled component of a registered version.
+    pub fn compiled(&self, v: &VersionInfo) -> Result<Arc<CompiledTransform>, RegistryError> {
+        if let Some(c) = self.lock().compiled.get(&v.content_hash) {
+            return Ok(c.clone());
+        }
+        let path = self.dir.join(&v.name).join(format!("{}.wasm", v.content_hash));
+        let bytes = std::fs::read(&path).map_err(|e| RegistryError::Storage(format!("reading {}: {e}", path.display())))?;
+        let t = self.runtime.load(&bytes)?;
+        self.lock().compiled.insert(v.content_hash.clone(), t.clone());
+        Ok(t)
+    }
+
+    /// Validate and store a new version. Uploading identical bytes again is a no-op.
+    pub fn upload(&self, name: &str, wasm: &[u8]) -> Result<VersionInfo, RegistryError> {
+        if !valid_name(name) {
+            return Err(RegistryError::BadName(name.to_owned()));
+        }
+        if wasm.len() > MAX_COMPONENT_BYTES {
+            return Err(RegistryError::TooLarge { size: wasm.len() });
+        }
+        let t = self.runtime.load(wasm)?;
+        let d = t.descriptor();
+        if d.name != name {
+            return Err(RegistryError::NameMismatch { name: name.to_owned(), described: d.name.clone() });
+        }
+        if let Ok(versions) = self.versions(name) {
+            if let Some(same) = versions.iter().find(|v| v.content_hash == t.content_hash()) {
+                return Ok(same.clone());
+            }
+            if let Some(other) = versions.iter().find(|v| v.version == d.version) {
+                return Err(RegistryError::VersionConflict { name: name.to_owned(), version: d.version.clone(), existing: other.content_hash.clone() });
+            }
+        }
+        check_samples(&t, &self.samples(name))?;
+        let v = info(&t, false, now_ms());
+        let dir = self.dir.join(name);
+        let store = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            write_atomically(&dir.join(format!("{}.wasm", v.content_hash)), wasm)?;
+            let mut stored: Vec<VersionInfo> = read_json(&dir.join("versions.json"))?.unwrap_or_default();
+            stored.push(v.clone());
+            write_atomically(&dir.join("versions.json"), &serde_json::to_vec_pretty(&stored)?)
+        };
+        store().map_err(|e| RegistryError::Storage(e.to_string()))?;
+        let mut inner = self.lock();
+        inner.versions.entry(name.to_owned()).or_default().push(v.clone());
+        inner.compiled.insert(v.content_hash.clone(), t);
+        Ok(v)
+    }
+
+    /// Replace the golden samples of `name` (which may have no version yet).
+    /// Every existing version must pass them.
+    pub fn set_samples(&self, name: &str, samples: Vec<GoldenSample>) -> Result<(), RegistryError> {
+        if !valid_name(name) {
+            return Err(RegistryError::BadName(name.to_owned()));
+        }
+        for v in self.versions(name).unwrap_or_default() {
+            let t = self.compiled(&v)?;
+            check_samples(&t, &samples).map_err(|e| match e {
+                RegistryError::GoldenSample { index, reason } => {
+                    RegistryError::GoldenSample { index, reason: format!("version {} (sha256:{}): {reason}", v.version, &v.content_hash[..12]) }
+                }
+                other => other,
+            })?;
+        }
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| write_atomically(&dir.join("samples.json"), &serde_json::to_vec_pretty(&samples)?))
+            .map_err(|e| RegistryError::Storage(e.to_string()))?;
+        self.lock().samples.insert(name.to_owned(), samples);
+        Ok(())
+    }
+}
+
+fn info(t: &CompiledTransform, builtin: bool, uploaded_at_ms: i64) -> VersionInfo {
+    let d = t.descriptor();
+    VersionInfo {
+        name: d.name.clone(),
+        version: d.version.clone(),
+        content_hash: t.content_hash().to_owned(),
+        size_bytes: t.size_bytes(),
+        input_kind: d.input_kind.clone(),
+        output_kind: d.output_kind.clone(),
+        uploaded_at_ms,
+        builtin,
+    }
+}
+
+/// Run each sample alone through a fresh instance and compare.
+fn check_samples(t: &Arc<CompiledTransform>, samples: &[GoldenSample]) -> Result<(), RegistryError> {
+    for (index, s) in samples.iter().enumerate() {
+        let fail = |reason: String| RegistryError::GoldenSample { index, reason };
+        let mut batch = BatchBuf::default();
+        batch.push(s.input.to_string().as_bytes(), b"", 0);
+        let done = t.instance().process(&batch.as_ref());
+        match (done.failures.first(), s.rejected) {
+            (Some(f), true) if f.kind == super::FailureKind::Rejected => continue,
+            (Some(f), _) => return Err(fail(format!("{}: {}", f.kind.as_str(), f.reason))),
+            (None, true) => return Err(fail("expected the record to be refused, but it was accepted".into())),
+            (None, false) => {}
+        }
+        let got: Vec<serde_json::Value> = done
+            .output
+            .as_ref()
+            .iter()
+            .map(|r| serde_json::from_slice(r.value).map_err(|e| fail(format!("output is not JSON: {e}"))))
+            .collect::<Result<_, _>>()?;
+        if got != s.output {
+            return Err(fail(format!("expected {}, got {}", serde_json::Value::from(s.output.clone()), serde_json::Value::from(got))));
+        }
+    }
+    Ok(())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
