@@ -10,7 +10,8 @@
 use sluice::config::Config;
 use sluice::emulate::data::Generator;
 use sluice::pipeline::config::{PipelineConfig, RollConfig, TableConfig, TableFormat};
-use sluice::pipeline::{self, Supervisor};
+use sluice::pipeline::{self, PipelineControl, Supervisor};
+use sluice::runtime::registry::Registry;
 use sluice::runtime::Runtime;
 use sluice::sink::local::LocalStore;
 use sluice::source::embedded::{EmbeddedLog, EmbeddedSource};
@@ -34,6 +35,7 @@ fn config(dir: &Path) -> Config {
         batch: Default::default(),
         roll: RollConfig { max_records: 250_000, max_bytes: 64 << 20, max_age_ms: 60_000 },
         workers: None,
+        auto_rollback: Default::default(),
     }];
     c
 }
@@ -61,15 +63,17 @@ fn run(dir: &Path) -> anyhow::Result<()> {
     let c = config(dir);
     let log = EmbeddedLog::open(&c.data_dir.join("log.redb"), &c.log)?;
     let runtime = Runtime::new(c.sandbox.clone(), Some(c.data_dir.join("compiled")))?;
-    runtime.load_builtin("clean-pin")?; // compile before the clock starts
+    // Compiles the built-ins before the clock starts.
+    let registry = Arc::new(Registry::open(runtime, c.data_dir.join("transforms"))?);
     let store = Arc::new(LocalStore::new(c.landing_dir())?);
     let p = &c.pipelines[0];
+    let control = PipelineControl::load(&p.name, &p.transforms, registry, p.auto_rollback.clone(), &c.data_dir.join("state"))?;
     let stats = Arc::new(pipeline::PipelineStats::default());
     let n = pipeline::worker_count(p, c.log.partitions as usize);
     let mut workers = Vec::new();
     for w in 0..n {
         let source = EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?.assigned(w, n);
-        workers.push(pipeline::build(p, &runtime, Box::new(source), store.clone(), stats.clone())?);
+        workers.push(pipeline::build(p, control.clone(), Box::new(source), store.clone(), stats.clone())?);
     }
     let started = Instant::now();
     let sup = Supervisor::start(workers)?;
