@@ -2,6 +2,7 @@
 
 mod demo;
 mod emulate;
+mod remote;
 mod serve;
 mod transform;
 
@@ -31,6 +32,20 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Post generated pin/geo/user events to an ingest endpoint.
     Emulate(emulate::EmulateArgs),
+    /// Inspect and control the pipelines of a running sluice.
+    Pipeline {
+        #[command(subcommand)]
+        command: remote::PipelineCommand,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Inspect and replay the dead letters of a running sluice.
+    Dlq {
+        #[command(subcommand)]
+        command: remote::DlqCommand,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
     /// Validate a config file and exit (non-zero, naming the offending key, when invalid).
     CheckConfig {
         /// The config file to check.
@@ -55,6 +70,8 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => block_on(demo::run(args)),
         Command::Serve(args) => block_on(serve::serve(args)),
         Command::Emulate(args) => block_on(emulate::run(args)),
+        Command::Pipeline { command, remote } => block_on(async move { remote::pipeline(&remote, command).await }),
+        Command::Dlq { command, remote } => block_on(async move { remote::dlq(&remote, command).await }),
     };
     match result {
         Ok(code) => code,

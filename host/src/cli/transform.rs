@@ -20,8 +20,37 @@ pub enum TransformCommand {
     ///
     /// Example: sluice transform run --transform clean-pin --input pins.jsonl --output out.jsonl --rejects rejects.jsonl
     Run(RunArgs),
-    /// List the built-in transforms with their versions and content hashes.
-    List,
+    /// List the built-in transforms compiled into this binary, with versions and content hashes.
+    Builtins,
+    /// Upload a component to a running sluice: `sluice transform deploy clean-pin ./clean_pin.wasm`.
+    /// It is validated (compiles, implements the world, passes the golden samples) before it is accepted.
+    Deploy {
+        name: String,
+        file: PathBuf,
+        #[command(flatten)]
+        remote: super::remote::Remote,
+    },
+    /// Every transform and version a running sluice knows.
+    List {
+        #[command(flatten)]
+        remote: super::remote::Remote,
+    },
+    /// Make a version (version string or sha256 prefix) active on a pipeline stage, between batches.
+    Activate {
+        pipeline: String,
+        /// 0 for the pipeline's first transform.
+        stage: usize,
+        version: String,
+        #[command(flatten)]
+        remote: super::remote::Remote,
+    },
+    /// Return a pipeline stage to its previous version.
+    Rollback {
+        pipeline: String,
+        stage: usize,
+        #[command(flatten)]
+        remote: super::remote::Remote,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -51,9 +80,16 @@ pub struct RunArgs {
 }
 
 pub fn run(cmd: TransformCommand) -> anyhow::Result<ExitCode> {
+    use super::remote;
     match cmd {
         TransformCommand::Run(args) => run_file(args),
-        TransformCommand::List => {
+        TransformCommand::Deploy { name, file, remote: r } => super::block_on(async move { remote::deploy(&r, &name, &file).await }),
+        TransformCommand::List { remote: r } => super::block_on(async move { remote::list(&r).await }),
+        TransformCommand::Activate { pipeline, stage, version, remote: r } => {
+            super::block_on(async move { remote::activate(&r, &pipeline, stage, &version).await })
+        }
+        TransformCommand::Rollback { pipeline, stage, remote: r } => super::block_on(async move { remote::rollback(&r, &pipeline, stage).await }),
+        TransformCommand::Builtins => {
             let rt = Runtime::new(SandboxLimits::default(), None)?;
             for name in builtin_names() {
                 let t = rt.load_builtin(name)?;
