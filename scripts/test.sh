@@ -8,6 +8,15 @@ cd "$(dirname "$0")/.."
 # asking again is a no-op when it is there and a fix when an older rustup skipped it.
 rustup target add wasm32-wasip2 >/dev/null
 
+# A real Prometheus (and promtool) for the observability tests: Debian's package.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing Prometheus (Debian package) for the observability tests…"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -5,6 +5,7 @@
 
 use crate::admin::{self, AdminState, PipelineHandle};
 use crate::config::Config;
+use crate::telemetry;
 use crate::ingest::{self, IngestState};
 use crate::pipeline::{self, PipelineControl, StatsSnapshot, Supervisor};
 use crate::runtime::registry::Registry;
@@ -30,6 +31,7 @@ pub struct RunningApp {
     server_stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     retention: tokio::task::JoinHandle<()>,
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The admin token kept at `path`, created (random, owner-only) on first use.
@@ -89,6 +91,8 @@ impl RunningApp {
         let mut specs = Vec::new();
         for p in &config.pipelines {
             let control = PipelineControl::load(&p.name, &p.transforms, registry.clone(), p.auto_rollback.clone(), &config.data_dir.join("state"))?;
+            let stages: Vec<(String, String)> = control.status().into_iter().map(|s| (s.active.name, s.active.version)).collect();
+            telemetry::metrics().init_pipeline(&p.name, &stages);
             controls.insert(p.name.clone(), control.clone());
             let mut spec = None;
             let stats = Arc::new(pipeline::PipelineStats::default());
@@ -131,10 +135,27 @@ impl RunningApp {
         if !server.public_status_page {
             page = page.layer(axum::middleware::from_fn_with_state(admin_token.clone(), crate::admin::require_token));
         }
+        let mut metrics_route = Router::new().route("/metrics", get(telemetry::metrics::handler));
+        if !server.public_metrics {
+            metrics_route = metrics_route.layer(axum::middleware::from_fn_with_state(admin_token.clone(), crate::admin::require_token));
+        }
+        let metrics_server = match server.metrics_listen {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr} (server.metrics_listen)"))?;
+                let only_metrics = Router::new().route("/metrics", get(telemetry::metrics::handler));
+                Some(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(l, only_metrics).await {
+                        tracing::error!(error = %e, "the metrics listener failed");
+                    }
+                }))
+            }
+            None => None,
+        };
 
         let app = Router::new()
             .merge(ingest_routes)
             .merge(page)
+            .merge(metrics_route)
             .merge(admin::router(admin_state, admin_token.clone()))
             .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
             .route(
@@ -156,7 +177,7 @@ impl RunningApp {
             .await
         });
         tracing::info!(%addr, landing = %store.location(), "sluice is running");
-        Ok(RunningApp { addr, admin_token, log, store, supervisor: Some(supervisor), server_stop, server, retention })
+        Ok(RunningApp { addr, admin_token, log, store, supervisor: Some(supervisor), server_stop, server, retention, metrics_server })
     }
 
     pub fn supervisor(&self) -> &Supervisor {
@@ -176,6 +197,9 @@ impl RunningApp {
     /// Ordered shutdown: stop ingest, let pipelines land and commit, close the log.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.retention.abort();
+        if let Some(m) = &self.metrics_server {
+            m.abort();
+        }
         let _ = self.server_stop.send(());
         match tokio::time::timeout(Duration::from_secs(10), &mut self.server).await {
             Ok(r) => r.context("the HTTP server task failed")?.context("the HTTP server failed")?,

@@ -48,11 +48,23 @@ pub struct ServerConfig {
     /// Serve the status page at `/` without a token (it shows counts and
     /// versions, no data). `/health` is always open.
     pub public_status_page: bool,
+    /// Serve `/metrics` without a token (as Prometheus scrapes expect).
+    pub public_metrics: bool,
+    /// Also serve `/metrics` (only) on this address, e.g. to expose it on a
+    /// network the rest of the API is not on.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), admin_token: None, ingest_token: None, public_status_page: true }
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_token: None,
+            ingest_token: None,
+            public_status_page: true,
+            public_metrics: true,
+            metrics_listen: None,
+        }
     }
 }
 

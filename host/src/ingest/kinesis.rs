@@ -160,11 +160,13 @@ async fn put(state: &IngestState, stream: &str, entries: Vec<(Option<&RawValue>,
         batch.push(&value, key.as_bytes(), now);
     }
     let parts: Vec<(u32, BatchBuf)> = by_shard.into_iter().collect();
+    let totals = super::totals(&parts);
     let order: Vec<u32> = parts.iter().map(|(p, _)| *p).collect();
     let bases = state.log.append(stream, parts).await.map_err(|e| match e {
         AppendError::UnknownTopic(name) => IngestError::UnknownTopic { name, kind: "stream", shape: SHAPE },
         other => IngestError::Unavailable { reason: other.to_string(), shape: SHAPE },
     })?;
+    super::count_stored(stream, totals);
     let base_of: BTreeMap<u32, u64> = order.into_iter().zip(bases).collect();
     Ok(placed
         .into_iter()

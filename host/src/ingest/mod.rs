@@ -50,7 +50,28 @@ pub fn router(state: Arc<IngestState>) -> Router {
         .route("/topics/{topic}", post(rest_proxy::produce))
         .route("/streams/{stream}/record", put(kinesis::put_record))
         .route("/streams/{stream}/records", put(kinesis::put_records))
+        .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
+}
+
+/// Count requests by route template (never the topic a client typed) and status.
+async fn count_requests(path: Option<axum::extract::MatchedPath>, req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = path.map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let resp = next.run(req).await;
+    crate::telemetry::metrics().ingest_requests.with_label_values(&[&route, resp.status().as_str()]).inc();
+    resp
+}
+
+/// Records and value bytes about to be stored.
+fn totals(parts: &[(u32, sluice_guest::BatchBuf)]) -> (u64, u64) {
+    (parts.iter().map(|(_, b)| b.len() as u64).sum(), parts.iter().map(|(_, b)| b.values.len() as u64).sum())
+}
+
+/// Count what a successful request stored.
+fn count_stored(topic: &str, (records, bytes): (u64, u64)) {
+    let m = crate::telemetry::metrics();
+    m.ingest_records.with_label_values(&[topic]).inc_by(records);
+    m.ingest_bytes.with_label_values(&[topic]).inc_by(bytes);
 }
 
 /// Read a request body, refusing it past the configured size.

@@ -97,12 +97,14 @@ async fn produce_inner(state: &IngestState, topic: &str, headers: &HeaderMap, bo
         batch.push(value.as_bytes(), key, now);
     }
     let parts: Vec<(u32, BatchBuf)> = by_partition.into_iter().collect();
+    let totals = super::totals(&parts);
     let partitions: Vec<u32> = parts.iter().map(|(p, _)| *p).collect();
     let bases = state.log.append(topic, parts).await.map_err(|e| match e {
         AppendError::UnknownTopic(name) => IngestError::UnknownTopic { name, kind: "topic", shape: SHAPE },
         AppendError::UnknownPartition { topic, partition, partitions } => IngestError::UnknownPartition { topic, partition, partitions },
         other => IngestError::Unavailable { reason: other.to_string(), shape: SHAPE },
     })?;
+    super::count_stored(topic, totals);
     let base_of: BTreeMap<u32, u64> = partitions.into_iter().zip(bases).collect();
     let offsets = placed
         .into_iter()

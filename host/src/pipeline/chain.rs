@@ -21,8 +21,21 @@ pub struct ChainFailure {
     pub value: Vec<u8>,
 }
 
+/// How one stage did on one batch (for metrics).
+#[derive(Debug, Default)]
+pub struct StageRun {
+    pub records_in: usize,
+    pub records_out: usize,
+    pub seconds: f64,
+    /// `(kind, count)` of records it refused or lost.
+    pub failures: Vec<(&'static str, u64)>,
+    /// Instances created for this batch (first use, reuse limit, after a failure).
+    pub instantiations: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct ChainOutput {
+    pub stage_runs: Vec<StageRun>,
     pub output: BatchBuf,
     /// Chain-input index of each output record.
     pub origins: Vec<u32>,
@@ -58,7 +71,22 @@ impl Chain {
         let mut current: Option<BatchBuf> = None;
         for (i, stage) in self.stages.iter_mut().enumerate() {
             let batch = current.as_ref().unwrap_or(input).as_ref();
+            let (started, made_before) = (std::time::Instant::now(), stage.worker.stats().instantiations);
             let done = stage.worker.process(&batch);
+            let mut run = StageRun {
+                records_in: batch.len(),
+                records_out: done.output.len(),
+                seconds: started.elapsed().as_secs_f64(),
+                failures: Vec::new(),
+                instantiations: stage.worker.stats().instantiations - made_before,
+            };
+            for f in &done.failures {
+                match run.failures.iter_mut().find(|(k, _)| *k == f.kind.as_str()) {
+                    Some((_, n)) => *n += 1,
+                    None => run.failures.push((f.kind.as_str(), 1)),
+                }
+            }
+            out.stage_runs.push(run);
             for f in done.failures {
                 out.failures.push(ChainFailure {
                     input_index: out.origins[f.index as usize],

@@ -251,6 +251,8 @@ impl PipelineControl {
             reason: reason.to_owned(),
         };
         tracing::warn!(pipeline = %self.name, stage, from = %event.from, to = %event.to, reason, "transform version swapped");
+        let label = if reason.starts_with("auto-rollback") { "auto_rollback" } else if reason == "activated" { "activated" } else { "rolled_back" };
+        crate::telemetry::metrics().transform_swaps.with_label_values(&[&self.name, &stage.to_string(), label]).inc();
         let mut swaps = self.swaps.lock().unwrap_or_else(|p| p.into_inner());
         swaps.push_back(event.clone());
         while swaps.len() > SWAP_HISTORY {

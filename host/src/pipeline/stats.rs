@@ -75,6 +75,10 @@ impl PipelineStats {
         }
     }
 
+    pub fn committed(&self, p: &PartitionId) -> Option<u64> {
+        self.state.lock().ok()?.committed.get(p).copied()
+    }
+
     pub fn set_end(&self, p: &PartitionId, end: u64) {
         if let Ok(mut s) = self.state.lock() {
             s.ends.insert(p.clone(), end);

@@ -16,6 +16,7 @@ use super::control::PipelineControl;
 use super::stats::PipelineStats;
 use crate::sink::{DeadLetter, ObjectStore, Segment, SegmentSpec};
 use crate::source::{Fetched, Intent, PartitionId, Source};
+use crate::telemetry::metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,12 +80,14 @@ impl PipelineWorker {
         let _span = tracing::info_span!("pipeline", pipeline = %name).entered();
         let mut parts = self.load_partitions()?;
         self.stats.set_state("running");
+        metrics().pipeline_up.with_label_values(&[&self.config.name]).set(1);
         tracing::info!(partitions = parts.len(), "pipeline started");
         let mut was_paused = false;
         loop {
             let paused = self.control.is_paused();
             if paused != was_paused {
                 self.stats.set_state(if paused { "paused" } else { "running" });
+                metrics().pipeline_up.with_label_values(&[&self.config.name]).set(i64::from(!paused));
                 tracing::info!(paused, "pipeline {}", if paused { "paused: landing what it holds" } else { "resumed" });
                 was_paused = paused;
             }
@@ -114,6 +117,7 @@ impl PipelineWorker {
             }
         }
         self.stats.set_state("stopped");
+        metrics().pipeline_up.with_label_values(&[&self.config.name]).set(0);
         tracing::info!("pipeline stopped; every landed record is committed");
         Ok(())
     }
@@ -152,6 +156,11 @@ impl PipelineWorker {
         let fetched = self.source.fetch(&st.id, st.next, want, Duration::ZERO)?;
         if let Ok(Some(end)) = self.source.end_offset(&st.id) {
             self.stats.set_end(&st.id, end);
+            let committed = self.stats.committed(&st.id).unwrap_or(0);
+            metrics()
+                .source_lag_records
+                .with_label_values(&[self.config.name.as_str(), &st.id.topic, &st.id.partition.to_string()])
+                .set(end.saturating_sub(committed) as i64);
         }
         if fetched.offsets.is_empty() {
             st.next = st.next.max(fetched.next_offset);
@@ -179,9 +188,17 @@ impl PipelineWorker {
             seg.write_raw(store.as_ref(), &fetched.batch.as_ref())?;
             PipelineStats::add(&self.stats.raw_records, n);
         }
+        let m = metrics();
+        let (pipeline, topic, partition) = (self.config.name.as_str(), &*st.id.topic, st.id.partition.to_string());
+        m.source_records.with_label_values(&[pipeline, topic, &partition]).inc_by(n);
+        m.source_bytes.with_label_values(&[pipeline, topic, &partition]).inc_by(fetched.batch.values.len() as u64);
+        if self.spec.land_raw {
+            m.sink_records.with_label_values(&[pipeline, "raw"]).inc_by(n);
+        }
         if !chain.is_empty() {
             let out = chain.run(&fetched.batch);
             let chain: &Chain = if use_replay_chain { self.replay_chain.as_ref().unwrap_or(&self.chain) } else { &self.chain };
+            record_stage_metrics(pipeline, chain, &out);
             let mut dead = Vec::with_capacity(out.failures.len());
             for f in &out.failures {
                 let mut d = self.dead_letter(chain, &st.id, &fetched, f.input_index as usize, f.stage, f.kind, &f.reason);
@@ -200,6 +217,13 @@ impl PipelineWorker {
                 }
             }
             PipelineStats::add(&self.stats.dead_letters, dead.len() as u64);
+            for d in &dead {
+                m.dead_letters.with_label_values(&[pipeline, &d.kind]).inc();
+            }
+            let landed = (out.output.len() + out.failures.len()).saturating_sub(dead.len());
+            if self.spec.table.is_some() {
+                m.sink_records.with_label_values(&[pipeline, "table"]).inc_by(landed as u64);
+            }
             seg.write_dead_letters(store.as_ref(), &self.config.name, &dead)?;
             if !use_replay_chain {
                 self.judge(&out, fetched.offsets.len() as u64);
@@ -281,6 +305,17 @@ impl PipelineWorker {
         self.source.commit(&st.id, intent.end)?;
         st.replay = None;
         self.stats.set_committed(&st.id, intent.end);
+        let m = metrics();
+        let (pipeline, partition) = (self.config.name.as_str(), st.id.partition.to_string());
+        for key in &summary.objects {
+            let kind = if key.starts_with("topics/") { "raw" } else if key.starts_with("dead-letters/") { "dead_letters" } else { "table" };
+            m.sink_objects.with_label_values(&[pipeline, kind]).inc();
+        }
+        m.sink_bytes.with_label_values(&[pipeline]).inc_by(summary.bytes);
+        m.sink_flush_seconds.with_label_values(&[pipeline]).observe(started.elapsed().as_secs_f64());
+        m.committed_offset.with_label_values(&[pipeline, &st.id.topic, &partition]).set(intent.end as i64);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        m.last_commit_timestamp.with_label_values(&[pipeline, &st.id.topic, &partition]).set(now);
         PipelineStats::add(&self.stats.segments, 1);
         PipelineStats::add(&self.stats.bytes_landed, summary.bytes);
         tracing::debug!(partition = %st.id, start = intent.start, end = intent.end, objects = summary.objects.len(), bytes = summary.bytes,
@@ -294,6 +329,7 @@ impl PipelineWorker {
         let msg = format!("{doing} for {} failed: {e:#}", st.id);
         tracing::error!("{msg}; retrying");
         self.stats.set_error(msg);
+        metrics().pipeline_errors.with_label_values(&[&self.config.name]).inc();
         if let Some(seg) = st.segment.take() {
             st.next = st.replay.as_ref().map_or(seg.start, |i| i.start);
         }
@@ -391,4 +427,29 @@ fn versions_at(intent: &Intent, offset: u64) -> (Option<&Vec<String>>, u64) {
         }
     }
     (current, until)
+}
+
+/// Per-stage transform metrics for one batch.
+fn record_stage_metrics(pipeline: &str, chain: &Chain, out: &ChainOutput) {
+    let m = metrics();
+    for (i, (run, stage)) in out.stage_runs.iter().zip(chain.stages()).enumerate() {
+        let d = stage.transform.descriptor();
+        let stage_no = i.to_string();
+        let l = [pipeline, stage_no.as_str(), d.name.as_str(), d.version.as_str()];
+        m.transform_batch_seconds.with_label_values(&l).observe(run.seconds);
+        m.transform_batch_records.with_label_values(&l).observe(run.records_in as f64);
+        m.transform_records_in.with_label_values(&l).inc_by(run.records_in as u64);
+        m.transform_records_out.with_label_values(&l).inc_by(run.records_out as u64);
+        if run.instantiations > 0 {
+            m.transform_instantiations.with_label_values(&l).inc_by(run.instantiations);
+        }
+        for (kind, n) in &run.failures {
+            m.transform_failures.with_label_values(&[pipeline, &stage_no, &d.name, &d.version, kind]).inc_by(*n);
+        }
+    }
+    for (stage, name, value) in &out.counters {
+        if let Some(s) = chain.stages().get(*stage as usize) {
+            m.transform_guest_counter.with_label_values(&[&s.transform.descriptor().name, name]).inc_by(*value);
+        }
+    }
 }

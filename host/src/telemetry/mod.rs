@@ -1,4 +1,8 @@
-//! Logs (tracing) and, later, metrics.
+//! Logs (tracing) and metrics (Prometheus).
+
+pub mod metrics;
+
+pub use metrics::metrics;
 
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;

@@ -1,0 +1,160 @@
+//! Every metric sluice exports, named in this one module.
+//!
+//! Names follow `sluice_<what>_<unit>` (`_total` for counters). Labels are
+//! bounded: pipeline, stage, transform, version, topic, partition, kind,
+//! route, status, reason — never record keys or values.
+
+use prometheus::{
+    exponential_buckets, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::OnceLock;
+
+pub struct Metrics {
+    pub registry: Registry,
+    // Ingest.
+    pub ingest_requests: IntCounterVec,
+    pub ingest_records: IntCounterVec,
+    pub ingest_bytes: IntCounterVec,
+    // Sources.
+    pub source_records: IntCounterVec,
+    pub source_bytes: IntCounterVec,
+    pub source_lag_records: IntGaugeVec,
+    pub committed_offset: IntGaugeVec,
+    pub last_commit_timestamp: GaugeVec,
+    // Transforms.
+    pub transform_batch_seconds: HistogramVec,
+    pub transform_batch_records: HistogramVec,
+    pub transform_records_in: IntCounterVec,
+    pub transform_records_out: IntCounterVec,
+    pub transform_failures: IntCounterVec,
+    pub transform_instantiations: IntCounterVec,
+    pub transform_guest_counter: IntCounterVec,
+    pub transform_swaps: IntCounterVec,
+    // Pipelines and sinks.
+    pub dead_letters: IntCounterVec,
+    pub sink_records: IntCounterVec,
+    pub sink_objects: IntCounterVec,
+    pub sink_bytes: IntCounterVec,
+    pub sink_flush_seconds: HistogramVec,
+    pub sink_upload_retries: IntCounterVec,
+    pub pipeline_errors: IntCounterVec,
+    pub pipeline_up: IntGaugeVec,
+}
+
+/// Kinds of transform failure, as the `kind` label spells them.
+pub const FAILURE_KINDS: &[&str] = &["rejected", "timeout", "memory_limit", "trap", "malformed_output"];
+/// Why a stage's version changed.
+pub const SWAP_REASONS: &[&str] = &["activated", "rolled_back", "auto_rollback"];
+/// What a sink writes.
+pub const OBJECT_KINDS: &[&str] = &["raw", "table", "dead_letters"];
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(c.clone())).expect("metric names are unique");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(g.clone())).expect("metric names are unique");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric definition");
+    r.register(Box::new(h.clone())).expect("metric names are unique");
+    h
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new();
+        let _ = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        let seconds = exponential_buckets(0.0001, 4.0, 10).expect("valid buckets");
+        let stage = &["pipeline", "stage", "transform", "version"][..];
+        let lg = GaugeVec::new(
+            Opts::new("sluice_pipeline_last_commit_timestamp_seconds", "When the partition's position was last committed (Unix time); its age is time() minus this"),
+            &["pipeline", "topic", "partition"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(lg.clone())).expect("metric names are unique");
+        Metrics {
+            ingest_requests: counter(&r, "sluice_ingest_requests_total", "Ingest HTTP requests by route and status", &["route", "status"]),
+            ingest_records: counter(&r, "sluice_ingest_records_total", "Records stored by the ingest API", &["topic"]),
+            ingest_bytes: counter(&r, "sluice_ingest_bytes_total", "Record bytes stored by the ingest API", &["topic"]),
+            source_records: counter(&r, "sluice_source_records_total", "Records read by pipelines", &["pipeline", "topic", "partition"]),
+            source_bytes: counter(&r, "sluice_source_bytes_total", "Record bytes read by pipelines", &["pipeline", "topic", "partition"]),
+            source_lag_records: gauge(&r, "sluice_source_lag_records", "Records in the source not yet committed by the pipeline", &["pipeline", "topic", "partition"]),
+            committed_offset: gauge(&r, "sluice_pipeline_committed_offset", "Next offset the pipeline reads after a restart", &["pipeline", "topic", "partition"]),
+            last_commit_timestamp: lg,
+            transform_batch_seconds: histogram(&r, "sluice_transform_batch_duration_seconds", "Time of one batch through one stage", stage, seconds.clone()),
+            transform_batch_records: histogram(&r, "sluice_transform_batch_records", "Records per batch into a stage", stage, exponential_buckets(1.0, 4.0, 9).expect("valid buckets")),
+            transform_records_in: counter(&r, "sluice_transform_records_in_total", "Records into a stage", stage),
+            transform_records_out: counter(&r, "sluice_transform_records_out_total", "Records out of a stage", stage),
+            transform_failures: counter(&r, "sluice_transform_failures_total", "Records a stage refused (kind=rejected) or lost to a trap, timeout or the memory cap", &["pipeline", "stage", "transform", "version", "kind"]),
+            transform_instantiations: counter(&r, "sluice_transform_instantiations_total", "Fresh instances created (first use, reuse limit, or after a failure)", stage),
+            transform_guest_counter: counter(&r, "sluice_transform_guest_counter_total", "Counters transforms bump through the host interface", &["transform", "name"]),
+            transform_swaps: counter(&r, "sluice_transform_swaps_total", "Version changes of a stage", &["pipeline", "stage", "reason"]),
+            dead_letters: counter(&r, "sluice_dead_letters_total", "Records sent to the dead letters", &["pipeline", "kind"]),
+            sink_records: counter(&r, "sluice_sink_records_total", "Records landed (raw lines or table rows)", &["pipeline", "kind"]),
+            sink_objects: counter(&r, "sluice_sink_objects_total", "Objects made durable and visible", &["pipeline", "kind"]),
+            sink_bytes: counter(&r, "sluice_sink_bytes_total", "Bytes of objects landed", &["pipeline"]),
+            sink_flush_seconds: histogram(&r, "sluice_sink_flush_duration_seconds", "Time to finish a segment's objects and commit", &["pipeline"], seconds),
+            sink_upload_retries: counter(&r, "sluice_sink_upload_retries_total", "Object-store writes retried after an error", &["pipeline"]),
+            pipeline_errors: counter(&r, "sluice_pipeline_errors_total", "Failed reads, writes or commits (each retried)", &["pipeline"]),
+            pipeline_up: gauge(&r, "sluice_pipeline_up", "1 while the pipeline runs, 0 when paused, stopped or failed", &["pipeline"]),
+            registry: r,
+        }
+    }
+
+    /// Create a pipeline's series at zero, so dashboards and alerts see them
+    /// (and `rate()` works) before the first event.
+    pub fn init_pipeline(&self, pipeline: &str, stages: &[(String, String)]) {
+        for kind in OBJECT_KINDS {
+            self.sink_objects.with_label_values(&[pipeline, kind]);
+        }
+        for kind in ["raw", "table"] {
+            self.sink_records.with_label_values(&[pipeline, kind]);
+        }
+        for kind in FAILURE_KINDS.iter().chain(["schema"].iter()) {
+            self.dead_letters.with_label_values(&[pipeline, kind]);
+        }
+        self.sink_bytes.with_label_values(&[pipeline]);
+        self.sink_upload_retries.with_label_values(&[pipeline]);
+        self.pipeline_errors.with_label_values(&[pipeline]);
+        self.pipeline_up.with_label_values(&[pipeline]);
+        for (i, (transform, version)) in stages.iter().enumerate() {
+            let stage = i.to_string();
+            for reason in SWAP_REASONS {
+                self.transform_swaps.with_label_values(&[pipeline, &stage, reason]);
+            }
+            let l = [pipeline, stage.as_str(), transform.as_str(), version.as_str()];
+            self.transform_records_in.with_label_values(&l);
+            self.transform_records_out.with_label_values(&l);
+            self.transform_instantiations.with_label_values(&l);
+            for kind in FAILURE_KINDS {
+                self.transform_failures.with_label_values(&[pipeline, &stage, transform, version, kind]);
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// `GET /metrics`.
+pub async fn handler() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics().render())
+}
