@@ -173,6 +173,7 @@ impl PipelineWorker {
     fn process(&mut self, st: &mut PartitionState, fetched: Fetched, use_replay_chain: bool) -> anyhow::Result<()> {
         let store = self.store.clone();
         let first = fetched.offsets[0];
+        let _span = tracing::debug_span!("batch", partition = %st.id, first_offset = first, records = fetched.offsets.len()).entered();
         let segment_start = st.replay.as_ref().map_or(first, |i| i.start);
         let seg = st.segment.get_or_insert_with(|| Segment::new(st.id.clone(), segment_start));
         let chain = match (&mut self.replay_chain, use_replay_chain) {
