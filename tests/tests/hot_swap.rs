@@ -207,3 +207,33 @@ async fn a_version_that_refuses_everything_is_rolled_back_and_its_victims_replay
     assert_eq!(counts.len() as u64, next, "every posted record is in the table");
     assert!(counts.values().all(|n| *n == 1), "some record is in the table twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_run_compares_a_candidate_on_live_batches_without_landing_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, c) = start(dir.path()).await;
+    let (s, v) = c.admin(reqwest::Method::PUT, "/api/v1/transforms/clean-pin", Some(CLEAN_PIN_MARKED_WASM.to_vec())).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = c.admin(reqwest::Method::POST, "/api/v1/pipelines/pin/stages/0/shadow", Some(br#"{"version":"0.2.0-marked"}"#.to_vec())).await;
+    assert_eq!(s, 200, "{v}");
+    for n in (0..5000).step_by(250) {
+        c.post_pins(n, 250).await;
+    }
+    assert!(app.wait_caught_up(Duration::from_secs(60)).await);
+    let (s, report) = c.admin(reqwest::Method::DELETE, "/api/v1/pipelines/pin/stages/0/shadow", None).await;
+    assert_eq!(s, 200, "{report}");
+    let r = &report["shadow"];
+    // Every record was compared once; the candidate marks every unique_id, so all differ.
+    assert_eq!(r["records"], 5000, "{report}");
+    assert_eq!(r["different"], 5000, "{report}");
+    assert_eq!(r["same"], 0);
+    assert_eq!(r["examples"].as_array().map(Vec::len), Some(20));
+    assert_eq!(report["agreement"], 0.0);
+    let (_, st) = c.admin(reqwest::Method::GET, "/api/v1/pipelines/pin", None).await;
+    assert_eq!(st["stages"][0]["active"]["version"], "0.1.0", "a shadow run activates nothing");
+    app.shutdown().await.expect("clean shutdown");
+    // Nothing the candidate made was landed.
+    let ids = column(&parquet_batches(&dir.path().join("data/landing/tables/pin")), "unique_id");
+    assert_eq!(ids.len(), 5000);
+    assert!(ids.iter().all(|id| !id.as_str().unwrap_or_default().starts_with("v2:")));
+}

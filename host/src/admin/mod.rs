@@ -56,6 +56,10 @@ pub fn router(state: Arc<AdminState>, token: Arc<str>) -> Router {
         .route("/api/v1/pipelines/{name}/resume", post(pipelines::resume))
         .route("/api/v1/pipelines/{name}/stages/{stage}/activate", post(pipelines::activate))
         .route("/api/v1/pipelines/{name}/stages/{stage}/rollback", post(pipelines::rollback))
+        .route(
+            "/api/v1/pipelines/{name}/stages/{stage}/shadow",
+            post(pipelines::shadow_start).get(pipelines::shadow_get).delete(pipelines::shadow_stop),
+        )
         .route("/api/v1/dead-letters/{pipeline}", get(dead_letters::list).delete(dead_letters::purge))
         .route("/api/v1/dead-letters/{pipeline}/replay", post(dead_letters::replay))
         .route("/api/v1/dead-letters/{pipeline}/{id}", get(dead_letters::get_one))

@@ -69,3 +69,39 @@ pub async fn rollback(State(s): State<Arc<AdminState>>, Path((name, stage)): Pat
 fn parse_stage(s: &str) -> Result<usize, ApiError> {
     s.parse().map_err(|_| ApiError::Invalid(format!("stage must be a number (0 for the first transform), got `{s}`")))
 }
+
+/// `POST …/stages/{stage}/shadow` with `{"version": …}`: start a shadow run.
+pub async fn shadow_start(State(s): State<Arc<AdminState>>, Path((name, stage)): Path<(String, String)>, body: axum::body::Body) -> Result<Json<Value>, ApiError> {
+    let p = s.pipeline(&name)?;
+    let stage = parse_stage(&stage)?;
+    let req: Activate = parse_json(&read_body(body, 64 << 10).await?, "the body must be {\"version\": \"<version or sha256:hash>\"}")?;
+    let control = p.control.clone();
+    let report = tokio::task::spawn_blocking(move || control.start_shadow(stage, &req.version))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(json!({ "shadow": report, "note": "the candidate sees a copy of every batch of this stage; nothing it produces is landed" })))
+}
+
+fn shadow_of(p: &PipelineHandle, name: &str, stage: usize, report: Option<crate::pipeline::shadow::ShadowReport>) -> Result<Json<Value>, ApiError> {
+    match report.filter(|r| r.stage == stage) {
+        Some(r) => Ok(Json(json!({ "shadow": r, "agreement": r.agreement(), "paused": p.control.is_paused() }))),
+        None => Err(ApiError::NotFound(format!("no shadow run on stage {stage} of pipeline `{name}`; start one with POST …/stages/{stage}/shadow"))),
+    }
+}
+
+/// `GET …/stages/{stage}/shadow`: the comparison so far.
+pub async fn shadow_get(State(s): State<Arc<AdminState>>, Path((name, stage)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+    let p = s.pipeline(&name)?;
+    let stage = parse_stage(&stage)?;
+    shadow_of(p, &name, stage, p.control.shadow_report())
+}
+
+/// `DELETE …/stages/{stage}/shadow`: stop, returning the final comparison.
+pub async fn shadow_stop(State(s): State<Arc<AdminState>>, Path((name, stage)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+    let p = s.pipeline(&name)?;
+    let stage = parse_stage(&stage)?;
+    if p.control.shadow_report().is_none_or(|r| r.stage != stage) {
+        return shadow_of(p, &name, stage, None);
+    }
+    shadow_of(p, &name, stage, p.control.stop_shadow())
+}

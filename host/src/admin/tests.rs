@@ -211,6 +211,18 @@ async fn activation_and_rollback_explain_every_refusal() {
     assert_eq!(r["stages"][0]["active"]["version"], "0.1.0");
     assert_eq!(r["swap"]["reason"], "rolled back");
 
+    let (s, r) = call(&f.app, Method::GET, "/api/v1/pipelines/pin/stages/0/shadow", Some(TOKEN), Body::empty()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(message(&r).starts_with("no shadow run on stage 0 of pipeline `pin`"), "{r}");
+    let (s, r) = post("/api/v1/pipelines/pin/stages/0/shadow", r#"{"version":"0.1.0"}"#).await;
+    assert_eq!(s, StatusCode::CONFLICT, "shadowing the active version compares nothing: {r}");
+    let (s, r) = post("/api/v1/pipelines/pin/stages/0/shadow", r#"{"version":"0.2.0-marked"}"#).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["shadow"]["candidate"]["version"], "0.2.0-marked");
+    let (s, r) = call(&f.app, Method::DELETE, "/api/v1/pipelines/pin/stages/0/shadow", Some(TOKEN), Body::empty()).await;
+    assert_eq!((s, r["shadow"]["records"].as_u64()), (StatusCode::OK, Some(0)), "{r}");
+    assert_eq!(call(&f.app, Method::DELETE, "/api/v1/pipelines/pin/stages/0/shadow", Some(TOKEN), Body::empty()).await.0, StatusCode::NOT_FOUND);
+
     let (s, r) = post("/api/v1/pipelines/pin/pause", "").await;
     assert_eq!((s, r["changed"].as_bool()), (StatusCode::OK, Some(true)));
     let (_, r) = post("/api/v1/pipelines/pin/pause", "").await;

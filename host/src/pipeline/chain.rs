@@ -44,6 +44,17 @@ pub struct ChainOutput {
     pub counters: Vec<(u32, String, u64)>,
 }
 
+/// One stage's input and result, as captured for a shadow comparison.
+#[derive(Debug)]
+pub struct Captured {
+    pub input: BatchBuf,
+    pub output: BatchBuf,
+    /// Input index of each output record.
+    pub origins: Vec<u32>,
+    /// `(input index, reason)` of the records the stage refused or lost.
+    pub failed: Vec<(u32, String)>,
+}
+
 pub struct Chain {
     stages: Vec<Stage>,
 }
@@ -67,12 +78,27 @@ impl Chain {
     }
 
     pub fn run(&mut self, input: &BatchBuf) -> ChainOutput {
+        self.run_capturing(input, None).0
+    }
+
+    /// Run the chain, and also hand back what went into stage `capture` and
+    /// what that stage made of it (for shadow runs of a candidate version).
+    pub fn run_capturing(&mut self, input: &BatchBuf, capture: Option<usize>) -> (ChainOutput, Option<Captured>) {
+        let mut captured = None;
         let mut out = ChainOutput { origins: (0..input.len() as u32).collect(), ..Default::default() };
         let mut current: Option<BatchBuf> = None;
         for (i, stage) in self.stages.iter_mut().enumerate() {
             let batch = current.as_ref().unwrap_or(input).as_ref();
             let (started, made_before) = (std::time::Instant::now(), stage.worker.stats().instantiations);
             let done = stage.worker.process(&batch);
+            if capture == Some(i) {
+                captured = Some(Captured {
+                    input: batch.iter().collect(),
+                    output: done.output.clone(),
+                    origins: done.origins.clone(),
+                    failed: done.failures.iter().map(|f| (f.index, f.reason.clone())).collect(),
+                });
+            }
             let mut run = StageRun {
                 records_in: batch.len(),
                 records_out: done.output.len(),
@@ -101,6 +127,6 @@ impl Chain {
             current = Some(done.output);
         }
         out.output = current.unwrap_or_else(|| input.clone());
-        out
+        (out, captured)
     }
 }

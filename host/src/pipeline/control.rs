@@ -4,6 +4,7 @@
 //! restart restores it.
 
 use crate::runtime::registry::{Registry, RegistryError, VersionInfo};
+use super::shadow::ShadowReport;
 use crate::runtime::CompiledTransform;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -80,6 +81,12 @@ struct Persisted {
     stages: Vec<(String, Vec<String>)>,
 }
 
+struct ShadowState {
+    generation: u64,
+    compiled: Arc<CompiledTransform>,
+    report: ShadowReport,
+}
+
 pub struct PipelineControl {
     pub name: String,
     pub auto_rollback: AutoRollbackConfig,
@@ -91,6 +98,8 @@ pub struct PipelineControl {
     paused: AtomicBool,
     swaps: Mutex<VecDeque<SwapEvent>>,
     state_file: PathBuf,
+    shadow: Mutex<Option<ShadowState>>,
+    shadow_generation: AtomicU64,
 }
 
 const SWAP_HISTORY: usize = 50;
@@ -140,6 +149,8 @@ impl PipelineControl {
             paused: AtomicBool::new(saved.paused),
             swaps: Mutex::new(VecDeque::new()),
             state_file,
+            shadow: Mutex::new(None),
+            shadow_generation: AtomicU64::new(0),
         }))
     }
 
@@ -259,6 +270,63 @@ impl PipelineControl {
             swaps.pop_front();
         }
         Ok(event)
+    }
+
+    /// Start a shadow run of `what` (a version of the stage's transform) on a
+    /// copy of the stage's live batches, replacing any shadow run in progress.
+    pub fn start_shadow(&self, stage: usize, what: &str) -> Result<ShadowReport, ControlError> {
+        let (transform, active) = {
+            let stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+            let s = stages.get(stage).ok_or(ControlError::NoStage { pipeline: self.name.clone(), stage, stages: stages.len() })?;
+            (s.transform.clone(), s.active.clone())
+        };
+        let candidate = self.registry.find(&transform, what)?;
+        if candidate.content_hash == active.content_hash {
+            return Err(ControlError::AlreadyActive(candidate.content_hash));
+        }
+        let compiled = self.registry.compiled(&candidate)?;
+        let generation = self.shadow_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let report = ShadowReport { stage, candidate: Some(candidate), active: Some(active), started_at_ms: now_ms(), ..Default::default() };
+        *self.shadow.lock().unwrap_or_else(|p| p.into_inner()) = Some(ShadowState { generation, compiled, report: report.clone() });
+        tracing::info!(pipeline = %self.name, stage, "shadow run started");
+        Ok(report)
+    }
+
+    /// The shadow run's report so far.
+    pub fn shadow_report(&self) -> Option<ShadowReport> {
+        self.shadow.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| s.report.clone())
+    }
+
+    /// Stop the shadow run; returns its final report.
+    pub fn stop_shadow(&self) -> Option<ShadowReport> {
+        self.shadow_generation.fetch_add(1, Ordering::SeqCst);
+        self.shadow.lock().unwrap_or_else(|p| p.into_inner()).take().map(|s| s.report)
+    }
+
+    /// What workers should shadow: `(generation, stage, candidate)`.
+    pub fn shadow_target(&self) -> Option<(u64, usize, Arc<CompiledTransform>)> {
+        self.shadow.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| (s.generation, s.report.stage, s.compiled.clone()))
+    }
+
+    /// Changes whenever a shadow run starts or stops.
+    pub fn shadow_generation(&self) -> u64 {
+        self.shadow_generation.load(Ordering::SeqCst)
+    }
+
+    /// Add a worker's comparisons to the report of shadow run `generation`.
+    pub fn add_shadow_results(&self, generation: u64, part: &ShadowReport) {
+        let mut guard = self.shadow.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = guard.as_mut().filter(|s| s.generation == generation) else { return };
+        let r = &mut s.report;
+        r.batches += part.batches;
+        r.records += part.records;
+        r.same += part.same;
+        r.different += part.different;
+        r.only_candidate_refused += part.only_candidate_refused;
+        r.only_active_refused += part.only_active_refused;
+        r.both_refused += part.both_refused;
+        let room = 20usize.saturating_sub(r.examples.len());
+        r.examples.extend(part.examples.iter().take(room).cloned());
     }
 
     pub fn is_paused(&self) -> bool {

@@ -6,6 +6,7 @@ pub mod chain;
 pub mod config;
 pub mod control;
 pub mod dead_letters;
+pub mod shadow;
 pub mod stats;
 pub mod worker;
 
@@ -64,6 +65,7 @@ pub fn build(
         generation,
         replay_chain: None,
         probe: None,
+        shadow: None,
         store,
         stats,
         control,

@@ -61,6 +61,8 @@ pub struct PipelineWorker {
     /// A chain of other versions, for rewriting an interrupted roll exactly as it was.
     pub(crate) replay_chain: Option<Chain>,
     pub(crate) probe: Option<Probe>,
+    /// `(shadow generation, stage, candidate instance)` while a shadow run is on.
+    pub(crate) shadow: Option<(u64, usize, crate::runtime::TransformInstance)>,
 }
 
 /// How a version on probation has fared in this worker.
@@ -197,7 +199,13 @@ impl PipelineWorker {
             m.sink_records.with_label_values(&[pipeline, "raw"]).inc_by(n);
         }
         if !chain.is_empty() {
-            let out = chain.run(&fetched.batch);
+            let shadow_stage = self.shadow.as_ref().filter(|_| !use_replay_chain).map(|(_, stage, _)| *stage);
+            let (out, captured) = chain.run_capturing(&fetched.batch, shadow_stage);
+            if let (Some(seen), Some((generation, _, candidate))) = (captured, self.shadow.as_mut()) {
+                let mut part = super::shadow::ShadowReport::default();
+                super::shadow::compare(candidate, &seen, &mut part);
+                self.control.add_shadow_results(*generation, &part);
+            }
             let chain: &Chain = if use_replay_chain { self.replay_chain.as_ref().unwrap_or(&self.chain) } else { &self.chain };
             record_stage_metrics(pipeline, chain, &out);
             let mut dead = Vec::with_capacity(out.failures.len());
@@ -341,6 +349,10 @@ impl PipelineWorker {
     /// version, switch to the new chain now. Records already processed stay
     /// with the old version; everything read from here on gets the new one.
     fn pick_up_swap(&mut self) {
+        let shadow_generation = self.control.shadow_generation();
+        if self.shadow.as_ref().map_or(0, |(g, _, _)| *g) != shadow_generation {
+            self.shadow = self.control.shadow_target().map(|(g, stage, candidate)| (g, stage, candidate.instance()));
+        }
         if self.control.generation() == self.generation {
             return;
         }
