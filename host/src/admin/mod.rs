@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A running pipeline as the admin API sees it.
+#[derive(Clone)]
 pub struct PipelineHandle {
     pub config: PipelineConfig,
     pub control: Arc<PipelineControl>,
@@ -29,16 +30,50 @@ pub struct PipelineHandle {
     pub spec: SegmentSpec,
 }
 
+/// What the admin API needs to manage pipelines; the appliance implements it.
+pub trait PipelineManager: Send + Sync {
+    fn list(&self) -> Vec<(String, PipelineHandle)>;
+    fn get(&self, name: &str) -> Option<PipelineHandle>;
+    /// Create and start a pipeline; it is kept so it survives restarts.
+    fn create(&self, config: PipelineConfig) -> Result<PipelineHandle, ApiError>;
+    /// Replace a pipeline's definition: the old one lands what it holds and
+    /// stops, the new one starts from the same committed positions.
+    fn replace(&self, config: PipelineConfig) -> Result<PipelineHandle, ApiError>;
+    /// Stop and forget a pipeline. What it landed, and its positions, stay.
+    fn delete(&self, name: &str) -> Result<(), ApiError>;
+}
+
+/// A fixed set of pipelines (tests, embedding): nothing can be added or removed.
+pub struct FixedPipelines(pub BTreeMap<String, PipelineHandle>);
+
+impl PipelineManager for FixedPipelines {
+    fn list(&self) -> Vec<(String, PipelineHandle)> {
+        self.0.iter().map(|(n, h)| (n.clone(), h.clone())).collect()
+    }
+    fn get(&self, name: &str) -> Option<PipelineHandle> {
+        self.0.get(name).cloned()
+    }
+    fn create(&self, _: PipelineConfig) -> Result<PipelineHandle, ApiError> {
+        Err(ApiError::Conflict("this instance's pipelines are fixed".into()))
+    }
+    fn replace(&self, _: PipelineConfig) -> Result<PipelineHandle, ApiError> {
+        Err(ApiError::Conflict("this instance's pipelines are fixed".into()))
+    }
+    fn delete(&self, _: &str) -> Result<(), ApiError> {
+        Err(ApiError::Conflict("this instance's pipelines are fixed".into()))
+    }
+}
+
 pub struct AdminState {
     pub registry: Arc<Registry>,
-    pub pipelines: BTreeMap<String, PipelineHandle>,
+    pub pipelines: Arc<dyn PipelineManager>,
     pub store: Arc<dyn ObjectStore>,
 }
 
 impl AdminState {
-    fn pipeline(&self, name: &str) -> Result<&PipelineHandle, ApiError> {
+    fn pipeline(&self, name: &str) -> Result<PipelineHandle, ApiError> {
         self.pipelines.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.pipelines.keys().map(String::as_str).collect();
+            let known: Vec<String> = self.pipelines.list().into_iter().map(|(n, _)| n).collect();
             ApiError::NotFound(format!("no pipeline named `{name}` (pipelines: {})", known.join(", ")))
         })
     }
@@ -50,8 +85,8 @@ pub fn router(state: Arc<AdminState>, token: Arc<str>) -> Router {
         .route("/api/v1/transforms", get(transforms::list))
         .route("/api/v1/transforms/{name}", get(transforms::get_one).put(transforms::upload))
         .route("/api/v1/transforms/{name}/samples", get(transforms::get_samples).put(transforms::put_samples))
-        .route("/api/v1/pipelines", get(pipelines::list))
-        .route("/api/v1/pipelines/{name}", get(pipelines::get_one))
+        .route("/api/v1/pipelines", get(pipelines::list).post(pipelines::create))
+        .route("/api/v1/pipelines/{name}", get(pipelines::get_one).put(pipelines::replace).delete(pipelines::delete))
         .route("/api/v1/pipelines/{name}/pause", post(pipelines::pause))
         .route("/api/v1/pipelines/{name}/resume", post(pipelines::resume))
         .route("/api/v1/pipelines/{name}/stages/{stage}/activate", post(pipelines::activate))

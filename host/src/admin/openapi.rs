@@ -12,7 +12,10 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     ("get", "/api/v1/transforms/{name}/samples", "Golden samples stored for a transform", None, 200),
     ("put", "/api/v1/transforms/{name}/samples", "Replace the golden samples; every stored version must pass them", Some("application/json"), 200),
     ("get", "/api/v1/pipelines", "List pipelines with status, positions, lag and active versions", None, 200),
+    ("post", "/api/v1/pipelines", "Create and start a pipeline from a [[pipeline]] document (TOML or JSON); kept across restarts", Some("application/toml"), 201),
     ("get", "/api/v1/pipelines/{name}", "One pipeline's status", None, 200),
+    ("put", "/api/v1/pipelines/{name}", "Replace a pipeline created through the API; it resumes from its committed positions", Some("application/toml"), 200),
+    ("delete", "/api/v1/pipelines/{name}", "Stop and remove a pipeline created through the API (landed data and positions stay)", None, 200),
     ("post", "/api/v1/pipelines/{name}/pause", "Pause: land what is in flight, then read nothing", None, 200),
     ("post", "/api/v1/pipelines/{name}/resume", "Resume a paused pipeline", None, 200),
     ("post", "/api/v1/pipelines/{name}/stages/{stage}/activate", "Activate a version on a stage, between batches", Some("application/json"), 200),
@@ -47,7 +50,11 @@ pub fn build() -> Value {
             }
         });
         if let Some(ct) = body {
-            let schema = if *ct == "application/wasm" { json!({ "type": "string", "format": "binary" }) } else { json!({ "type": "object" }) };
+            let schema = match *ct {
+                "application/wasm" => json!({ "type": "string", "format": "binary" }),
+                "application/toml" => json!({ "type": "string" }),
+                _ => json!({ "type": "object" }),
+            };
             op["requestBody"] = json!({ "required": *ct == "application/wasm", "content": { *ct: { "schema": schema } } });
         }
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));

@@ -20,7 +20,8 @@ pub async fn render(State(s): State<Arc<AdminState>>) -> Html<String> {
          </style></head><body><h1>sluice</h1>",
     );
     h.push_str("<h2>Pipelines</h2><table><tr><th>pipeline</th><th>state</th><th class=num>records in</th><th class=num>rows landed</th><th class=num>dead letters</th><th class=num>lag</th><th class=num>errors</th><th>active versions</th></tr>");
-    for (name, p) in &s.pipelines {
+    let pipelines = s.pipelines.list();
+    for (name, p) in &pipelines {
         let snap = p.stats.snapshot();
         let lag: u64 = snap.partitions.iter().filter_map(|x| x.lag).sum();
         let state = if p.control.is_paused() { "paused".to_owned() } else { snap.state.clone() };
@@ -49,7 +50,7 @@ pub async fn render(State(s): State<Arc<AdminState>>) -> Html<String> {
     }
     h.push_str("</table><h2>Recent version swaps</h2><table><tr><th>pipeline</th><th>stage</th><th>from</th><th>to</th><th>why</th></tr>");
     let mut any = false;
-    for (name, p) in &s.pipelines {
+    for (name, p) in &pipelines {
         for e in p.control.swaps().iter().rev() {
             any = true;
             let _ = write!(h, "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>", esc(name), e.stage, esc(&e.from), esc(&e.to), esc(&e.reason));

@@ -1,6 +1,7 @@
 //! `/api/v1/pipelines`: status, pause and resume, version activation and rollback.
 
 use super::{parse_json, read_body, AdminState, ApiError, PipelineHandle};
+use crate::pipeline::PipelineConfig;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
@@ -21,11 +22,51 @@ fn describe(name: &str, p: &PipelineHandle) -> Value {
 }
 
 pub async fn list(State(s): State<Arc<AdminState>>) -> Json<Value> {
-    Json(json!({ "pipelines": s.pipelines.iter().map(|(n, p)| describe(n, p)).collect::<Vec<_>>() }))
+    Json(json!({ "pipelines": s.pipelines.list().iter().map(|(n, p)| describe(n, p)).collect::<Vec<_>>() }))
 }
 
 pub async fn get_one(State(s): State<Arc<AdminState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(describe(&name, s.pipeline(&name)?)))
+    Ok(Json(describe(&name, &s.pipeline(&name)?)))
+}
+
+/// A pipeline definition: the body of a `[[pipeline]]` section in TOML, or the same as JSON.
+fn parse_pipeline(body: &[u8]) -> Result<PipelineConfig, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::Invalid("the pipeline definition is not UTF-8".into()))?;
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| ApiError::Invalid(format!("pipeline definition (JSON): {e}")))
+    } else {
+        toml::from_str(text).map_err(|e| ApiError::Invalid(format!("pipeline definition (TOML): {e}")))
+    }
+}
+
+/// `POST /api/v1/pipelines` with a pipeline definition.
+pub async fn create(State(s): State<Arc<AdminState>>, body: axum::body::Body) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let config = parse_pipeline(&read_body(body, 1 << 20).await?)?;
+    let manager = s.pipelines.clone();
+    let name = config.name.clone();
+    let handle = tokio::task::spawn_blocking(move || manager.create(config)).await.map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok((axum::http::StatusCode::CREATED, Json(describe(&name, &handle))))
+}
+
+/// `PUT /api/v1/pipelines/{name}` with the new definition.
+pub async fn replace(State(s): State<Arc<AdminState>>, Path(name): Path<String>, body: axum::body::Body) -> Result<Json<Value>, ApiError> {
+    s.pipeline(&name)?;
+    let config = parse_pipeline(&read_body(body, 1 << 20).await?)?;
+    if config.name != name {
+        return Err(ApiError::Invalid(format!("the definition is named `{}` but was sent to `{name}`", config.name)));
+    }
+    let manager = s.pipelines.clone();
+    let handle = tokio::task::spawn_blocking(move || manager.replace(config)).await.map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(describe(&name, &handle)))
+}
+
+/// `DELETE /api/v1/pipelines/{name}`.
+pub async fn delete(State(s): State<Arc<AdminState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    s.pipeline(&name)?;
+    let manager = s.pipelines.clone();
+    let n = name.clone();
+    tokio::task::spawn_blocking(move || manager.delete(&n)).await.map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(json!({ "deleted": name, "note": "landed data and committed positions are kept; a pipeline created again under this name resumes from them" })))
 }
 
 pub async fn pause(State(s): State<Arc<AdminState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -93,7 +134,7 @@ fn shadow_of(p: &PipelineHandle, name: &str, stage: usize, report: Option<crate:
 pub async fn shadow_get(State(s): State<Arc<AdminState>>, Path((name, stage)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
     let p = s.pipeline(&name)?;
     let stage = parse_stage(&stage)?;
-    shadow_of(p, &name, stage, p.control.shadow_report())
+    shadow_of(&p, &name, stage, p.control.shadow_report())
 }
 
 /// `DELETE …/stages/{stage}/shadow`: stop, returning the final comparison.
@@ -101,7 +142,7 @@ pub async fn shadow_stop(State(s): State<Arc<AdminState>>, Path((name, stage)): 
     let p = s.pipeline(&name)?;
     let stage = parse_stage(&stage)?;
     if p.control.shadow_report().is_none_or(|r| r.stage != stage) {
-        return shadow_of(p, &name, stage, None);
+        return shadow_of(&p, &name, stage, None);
     }
-    shadow_of(p, &name, stage, p.control.stop_shadow())
+    shadow_of(&p, &name, stage, p.control.stop_shadow())
 }

@@ -45,7 +45,8 @@ fn fixture() -> Fixture {
     };
     let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path().join("landing")).expect("store"));
     let handle = PipelineHandle { config, control, stats: Arc::new(PipelineStats::default()), spec };
-    let state = Arc::new(AdminState { registry, pipelines: [("pin".to_string(), handle)].into(), store });
+    let pipelines: Arc<dyn PipelineManager> = Arc::new(FixedPipelines([("pin".to_string(), handle)].into()));
+    let state = Arc::new(AdminState { registry, pipelines, store });
     let app = router(state.clone(), Arc::from(TOKEN)).merge(status_page(state.clone()));
     Fixture { _dir: dir, app, state }
 }
@@ -205,7 +206,7 @@ async fn activation_and_rollback_explain_every_refusal() {
     let (s, r) = post("/api/v1/pipelines/pin/stages/0/activate", r#"{"version":"0.2.0-marked"}"#).await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["stages"][0]["active"]["version"], "0.2.0-marked");
-    assert_eq!(f.state.pipelines["pin"].control.generation(), 2);
+    assert_eq!(f.state.pipelines.get("pin").expect("pin").control.generation(), 2);
     let (s, r) = post("/api/v1/pipelines/pin/stages/0/rollback", "").await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["stages"][0]["active"]["version"], "0.1.0");

@@ -4,7 +4,7 @@ use crate::sink::schema::ColumnSpec;
 use serde::Deserialize;
 
 /// One pipeline: topics → transforms → raw landing, table, dead letters.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Unique name; also the consumer group and the dead-letter folder name.
@@ -33,7 +33,7 @@ pub struct PipelineConfig {
     pub auto_rollback: super::control::AutoRollbackConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TableConfig {
     pub name: String,
@@ -49,7 +49,7 @@ pub struct TableConfig {
     pub partition_by: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum TableFormat {
     Parquet,
@@ -61,7 +61,7 @@ fn default_formats() -> Vec<TableFormat> {
 }
 
 /// How many records go through the transforms at once.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Records per transform call.
@@ -76,7 +76,7 @@ impl Default for BatchConfig {
 
 /// When a segment's objects are closed, made visible and the input committed.
 /// Whichever limit is reached first rolls it.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RollConfig {
     /// Input records per segment.

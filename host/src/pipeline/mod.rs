@@ -78,24 +78,47 @@ pub fn worker_count(config: &PipelineConfig, partitions: usize) -> usize {
     config.workers.unwrap_or(cores).clamp(1, partitions.max(1))
 }
 
-/// Owns the pipeline threads: starts them, reports on them, stops them in order.
+/// Owns the pipeline threads: starts them, reports on them, stops them (one
+/// pipeline, or all in order).
+#[derive(Default)]
 pub struct Supervisor {
+    running: std::sync::Mutex<Vec<Running>>,
+}
+
+struct Running {
+    name: String,
+    stats: Arc<PipelineStats>,
     stop: StopFlag,
-    running: Vec<(String, Arc<PipelineStats>, JoinHandle<anyhow::Result<()>>)>,
+    handle: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Supervisor {
-    pub fn start(workers: Vec<PipelineWorker>) -> anyhow::Result<Self> {
-        let stop = StopFlag::default();
-        let mut running = Vec::new();
+    pub fn new() -> Self {
+        Supervisor::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start workers; the workers of one pipeline share a stop flag.
+    pub fn start(&self, workers: Vec<PipelineWorker>) -> anyhow::Result<()> {
+        let mut running = self.lock();
+        let mut flags: BTreeMap<String, StopFlag> = BTreeMap::new();
         for w in workers {
-            let (name, stats, flag) = (w.config.name.clone(), w.stats.clone(), stop.clone());
-            let n = running.iter().filter(|(other, _, _)| *other == name).count();
+            let name = w.config.name.clone();
+            if !flags.contains_key(&name) && running.iter().any(|r| r.name == name) {
+                anyhow::bail!("pipeline `{name}` is already running");
+            }
+            let flag = flags.entry(name.clone()).or_default().clone();
+            let stats = w.stats.clone();
+            let n = running.iter().filter(|r| r.name == name).count();
+            let worker_flag = flag.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("pipeline-{name}-{n}"))
                 .spawn(move || {
                     let stats = w.stats.clone();
-                    let result = w.run(&flag);
+                    let result = w.run(&worker_flag);
                     if let Err(e) = &result {
                         stats.set_error(format!("{e:#}"));
                         stats.set_state("failed");
@@ -104,13 +127,13 @@ impl Supervisor {
                     result
                 })
                 .with_context(|| format!("starting pipeline `{name}`"))?;
-            running.push((name, stats, handle));
+            running.push(Running { name, stats, stop: flag, handle });
         }
-        Ok(Supervisor { stop, running })
+        Ok(())
     }
 
     pub fn stats(&self) -> BTreeMap<String, Arc<PipelineStats>> {
-        self.running.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect()
+        self.lock().iter().map(|r| (r.name.clone(), r.stats.clone())).collect()
     }
 
     /// Wait until every pipeline has committed everything its source holds now
@@ -118,7 +141,7 @@ impl Supervisor {
     pub fn wait_caught_up(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let done = self.running.iter().all(|(_, s, _)| {
+            let done = self.stats().values().all(|s| {
                 let snap = s.snapshot();
                 !snap.partitions.is_empty() && snap.partitions.iter().all(|p| p.lag == Some(0))
             });
@@ -132,17 +155,35 @@ impl Supervisor {
         }
     }
 
-    /// Ask every pipeline to land what it holds and stop; wait for them.
-    pub fn shutdown(self) -> anyhow::Result<()> {
-        self.stop.stop();
-        let mut failed = Vec::new();
-        for (name, _, handle) in self.running {
-            match handle.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failed.push(format!("{name}: {e:#}")),
-                Err(_) => failed.push(format!("{name}: the pipeline thread panicked")),
-            }
-        }
-        if failed.is_empty() { Ok(()) } else { anyhow::bail!("pipelines failed: {}", failed.join("; ")) }
+    /// Stop one pipeline (it lands what it holds and commits) and wait for it.
+    pub fn stop(&self, name: &str) -> anyhow::Result<()> {
+        let mine: Vec<Running> = {
+            let mut running = self.lock();
+            let (mine, rest) = std::mem::take(&mut *running).into_iter().partition(|r| r.name == name);
+            *running = rest;
+            mine
+        };
+        join_all(mine)
     }
+
+    /// Ask every pipeline to land what it holds and stop; wait for them.
+    pub fn shutdown(&self) -> anyhow::Result<()> {
+        let all = std::mem::take(&mut *self.lock());
+        join_all(all)
+    }
+}
+
+fn join_all(running: Vec<Running>) -> anyhow::Result<()> {
+    for r in &running {
+        r.stop.stop();
+    }
+    let mut failed = Vec::new();
+    for r in running {
+        match r.handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed.push(format!("{}: {e:#}", r.name)),
+            Err(_) => failed.push(format!("{}: the pipeline thread panicked", r.name)),
+        }
+    }
+    if failed.is_empty() { Ok(()) } else { anyhow::bail!("pipelines failed: {}", failed.join("; ")) }
 }

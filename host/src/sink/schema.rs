@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 /// A column type as written in the config file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnType {
     Int64,
@@ -19,7 +19,7 @@ pub enum ColumnType {
 }
 
 /// A column as written in the config file: `{ name = "ind", type = "int64", nullable = false }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnSpec {
     pub name: String,

@@ -3,16 +3,20 @@
 //! reverse order (ingest first, so nothing new arrives; pipelines land and
 //! commit what they hold; the log closes last).
 
-use crate::admin::{self, AdminState, PipelineHandle};
+mod launcher;
+
+pub use launcher::Launcher;
+
+use crate::admin::{self, AdminState, PipelineManager};
 use crate::config::Config;
 use crate::telemetry;
 use crate::ingest::{self, IngestState};
-use crate::pipeline::{self, PipelineControl, StatsSnapshot, Supervisor};
+use crate::pipeline::{StatsSnapshot, Supervisor};
 use crate::runtime::registry::Registry;
 use crate::runtime::Runtime;
 use crate::sink::local::LocalStore;
 use crate::sink::ObjectStore;
-use crate::source::embedded::{EmbeddedLog, EmbeddedSource};
+use crate::source::embedded::EmbeddedLog;
 use anyhow::Context;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -27,7 +31,7 @@ pub struct RunningApp {
     pub admin_token: Arc<str>,
     pub log: Arc<EmbeddedLog>,
     pub store: Arc<LocalStore>,
-    supervisor: Option<Supervisor>,
+    launcher: Arc<Launcher>,
     server_stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     retention: tokio::task::JoinHandle<()>,
@@ -85,30 +89,12 @@ impl RunningApp {
         if cleaned > 0 {
             tracing::info!(objects = cleaned, "removed objects left unfinished by the previous run");
         }
-        let mut workers = Vec::new();
         let registry = Arc::new(Registry::open(runtime.clone(), config.data_dir.join("transforms"))?);
-        let mut controls = BTreeMap::new();
-        let mut specs = Vec::new();
-        for p in &config.pipelines {
-            let control = PipelineControl::load(&p.name, &p.transforms, registry.clone(), p.auto_rollback.clone(), &config.data_dir.join("state"))?;
-            let stages: Vec<(String, String)> = control.status().into_iter().map(|s| (s.active.name, s.active.version)).collect();
-            telemetry::metrics().init_pipeline(&p.name, &stages);
-            controls.insert(p.name.clone(), control.clone());
-            let mut spec = None;
-            let stats = Arc::new(pipeline::PipelineStats::default());
-            let partitions = EmbeddedSource::new(log.clone(), p.name.clone(), p.topics.clone())?.partition_count();
-            let n = pipeline::worker_count(p, partitions);
-            for w in 0..n {
-                let source = EmbeddedSource::new(log.clone(), p.name.clone(), p.topics.clone())?.assigned(w, n);
-                let dyn_store: Arc<dyn ObjectStore> = store.clone();
-                let worker = pipeline::build(p, control.clone(), Box::new(source), dyn_store, stats.clone())?;
-                spec = Some(worker.spec.clone());
-                workers.push(worker);
-            }
-            specs.push((p.name.clone(), spec.expect("at least one worker per pipeline")));
+        let launcher = Arc::new(Launcher::new(config.clone(), log.clone(), registry.clone(), store.clone()));
+        let saved = launcher.saved()?;
+        for p in config.pipelines.iter().chain(saved.iter().filter(|s| !launcher::names(&config.pipelines).contains(s.name.as_str()))) {
+            launcher.launch(p).with_context(|| format!("starting pipeline `{}`", p.name))?;
         }
-        let supervisor = Supervisor::start(workers)?;
-        let stats = supervisor.stats();
         let retention = spawn_retention(log.clone());
 
         let server = config.server.clone().with_env();
@@ -116,17 +102,9 @@ impl RunningApp {
             Some(t) => Arc::from(t.as_str()),
             None => Arc::from(generated_token(&config.data_dir.join("admin.token"))?.as_str()),
         };
-        let mut handles = BTreeMap::new();
-        for w in &specs {
-            let (name, spec) = w;
-            let p = config.pipelines.iter().find(|p| &p.name == name).expect("spec of a configured pipeline");
-            handles.insert(
-                name.clone(),
-                PipelineHandle { config: p.clone(), control: controls[name].clone(), stats: stats[name].clone(), spec: spec.clone() },
-            );
-        }
         let dyn_store: Arc<dyn ObjectStore> = store.clone();
-        let admin_state = Arc::new(AdminState { registry: registry.clone(), pipelines: handles, store: dyn_store });
+        let manager: Arc<dyn PipelineManager> = launcher.clone();
+        let admin_state = Arc::new(AdminState { registry: registry.clone(), pipelines: manager, store: dyn_store });
         let mut ingest_routes = ingest::router(IngestState::new(log.clone(), config.ingest.clone()));
         if let Some(t) = &server.ingest_token {
             ingest_routes = ingest_routes.layer(axum::middleware::from_fn_with_state(Arc::<str>::from(t.as_str()), crate::admin::require_token));
@@ -158,13 +136,13 @@ impl RunningApp {
             .merge(metrics_route)
             .merge(admin::router(admin_state, admin_token.clone()))
             .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
-            .route(
-                "/status",
+            .route("/status", {
+                let launcher = launcher.clone();
                 get(move || {
-                    let snap: BTreeMap<String, StatsSnapshot> = stats.iter().map(|(n, s)| (n.clone(), s.snapshot())).collect();
+                    let snap: BTreeMap<String, StatsSnapshot> = launcher.supervisor.stats().iter().map(|(n, s)| (n.clone(), s.snapshot())).collect();
                     async move { Json(snap) }
-                }),
-            );
+                })
+            });
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("listening on {} (server.listen)", config.server.listen))?;
@@ -177,11 +155,11 @@ impl RunningApp {
             .await
         });
         tracing::info!(%addr, landing = %store.location(), "sluice is running");
-        Ok(RunningApp { addr, admin_token, log, store, supervisor: Some(supervisor), server_stop, server, retention, metrics_server })
+        Ok(RunningApp { addr, admin_token, log, store, launcher, server_stop, server, retention, metrics_server })
     }
 
     pub fn supervisor(&self) -> &Supervisor {
-        self.supervisor.as_ref().expect("present until shutdown")
+        &self.launcher.supervisor
     }
 
     /// Wait until every pipeline has landed everything the log holds now.
@@ -205,9 +183,8 @@ impl RunningApp {
             Ok(r) => r.context("the HTTP server task failed")?.context("the HTTP server failed")?,
             Err(_) => tracing::warn!("HTTP connections still open after 10 s; closing them"),
         }
-        if let Some(sup) = self.supervisor.take() {
-            tokio::task::spawn_blocking(move || sup.shutdown()).await.context("joining the pipelines")??;
-        }
+        let launcher = self.launcher.clone();
+        tokio::task::spawn_blocking(move || launcher.supervisor.shutdown()).await.context("joining the pipelines")??;
         let log = self.log.clone();
         tokio::task::spawn_blocking(move || log.close()).await?;
         Ok(())

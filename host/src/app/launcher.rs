@@ -1,0 +1,159 @@
+//! Starting, replacing and stopping pipelines while the appliance runs.
+//! Pipelines from the config file are fixed; pipelines created through the
+//! admin API are kept in `<data_dir>/pipelines/<name>.json` and come back on restart.
+
+use crate::admin::{ApiError, PipelineHandle, PipelineManager};
+use crate::config::Config;
+use crate::pipeline::{self, PipelineConfig, PipelineControl, PipelineStats, Supervisor};
+use crate::runtime::registry::{write_atomically, Registry};
+use crate::sink::local::LocalStore;
+use crate::sink::ObjectStore;
+use crate::source::embedded::{EmbeddedLog, EmbeddedSource};
+use crate::telemetry;
+use anyhow::Context;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+pub struct Launcher {
+    pub(crate) config: Config,
+    pub(crate) log: Arc<EmbeddedLog>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) store: Arc<LocalStore>,
+    pub(crate) supervisor: Supervisor,
+    handles: RwLock<BTreeMap<String, PipelineHandle>>,
+    /// Serialises create/replace/delete.
+    changing: Mutex<()>,
+}
+
+impl Launcher {
+    pub fn new(config: Config, log: Arc<EmbeddedLog>, registry: Arc<Registry>, store: Arc<LocalStore>) -> Self {
+        Launcher { config, log, registry, store, supervisor: Supervisor::new(), handles: RwLock::new(BTreeMap::new()), changing: Mutex::new(()) }
+    }
+
+    fn saved_dir(&self) -> PathBuf {
+        self.config.data_dir.join("pipelines")
+    }
+
+    /// The pipelines created through the API in earlier runs.
+    pub fn saved(&self) -> anyhow::Result<Vec<PipelineConfig>> {
+        let mut out = Vec::new();
+        let dir = self.saved_dir();
+        if !dir.exists() {
+            return Ok(out);
+        }
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+        paths.sort();
+        for path in paths {
+            let bytes = std::fs::read(&path)?;
+            out.push(serde_json::from_slice(&bytes).with_context(|| format!("reading the saved pipeline {}", path.display()))?);
+        }
+        Ok(out)
+    }
+
+    /// Build a pipeline's control and workers and start them.
+    pub fn launch(&self, p: &PipelineConfig) -> anyhow::Result<PipelineHandle> {
+        let control = PipelineControl::load(&p.name, &p.transforms, self.registry.clone(), p.auto_rollback.clone(), &self.config.data_dir.join("state"))?;
+        let stages: Vec<(String, String)> = control.status().into_iter().map(|s| (s.active.name, s.active.version)).collect();
+        telemetry::metrics().init_pipeline(&p.name, &stages);
+        let stats = Arc::new(PipelineStats::default());
+        let partitions = EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.partition_count();
+        let n = pipeline::worker_count(p, partitions);
+        let mut workers = Vec::new();
+        for w in 0..n {
+            let source = EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.assigned(w, n);
+            let store: Arc<dyn ObjectStore> = self.store.clone();
+            workers.push(pipeline::build(p, control.clone(), Box::new(source), store, stats.clone())?);
+        }
+        let spec = workers.first().map(|w| w.spec.clone()).context("a pipeline has at least one worker")?;
+        self.supervisor.start(workers)?;
+        let handle = PipelineHandle { config: p.clone(), control, stats, spec };
+        self.handles.write().unwrap_or_else(|e| e.into_inner()).insert(p.name.clone(), handle.clone());
+        Ok(handle)
+    }
+
+    fn from_file(&self, name: &str) -> bool {
+        self.config.pipelines.iter().any(|p| p.name == name)
+    }
+
+    /// The config as it would be with `p` in place of any pipeline of its name.
+    fn check(&self, p: &PipelineConfig) -> Result<(), ApiError> {
+        let mut whole = self.config.clone();
+        let others: Vec<PipelineConfig> = self.list().into_iter().map(|(_, h)| h.config).filter(|c| c.name != p.name).collect();
+        whole.pipelines = others;
+        whole.pipelines.push(p.clone());
+        whole.validate().map_err(ApiError::Invalid)?;
+        for t in &p.transforms {
+            self.registry.versions(t).map_err(|e| ApiError::Invalid(format!("pipeline `{}`: {e}", p.name)))?;
+        }
+        Ok(())
+    }
+
+    fn save(&self, p: &PipelineConfig) -> Result<(), ApiError> {
+        let dir = self.saved_dir();
+        std::fs::create_dir_all(&dir)?;
+        let bytes = serde_json::to_vec_pretty(p).map_err(|e| ApiError::Internal(e.to_string()))?;
+        write_atomically(&dir.join(format!("{}.json", p.name)), &bytes)?;
+        Ok(())
+    }
+
+    fn stop(&self, name: &str) -> Result<(), ApiError> {
+        self.supervisor.stop(name).map_err(ApiError::from)?;
+        self.handles.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        Ok(())
+    }
+}
+
+impl PipelineManager for Launcher {
+    fn list(&self) -> Vec<(String, PipelineHandle)> {
+        self.handles.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(n, h)| (n.clone(), h.clone())).collect()
+    }
+
+    fn get(&self, name: &str) -> Option<PipelineHandle> {
+        self.handles.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    fn create(&self, p: PipelineConfig) -> Result<PipelineHandle, ApiError> {
+        let _one_at_a_time = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        if self.get(&p.name).is_some() {
+            return Err(ApiError::Conflict(format!("pipeline `{}` already exists; PUT /api/v1/pipelines/{} replaces it", p.name, p.name)));
+        }
+        self.check(&p)?;
+        self.save(&p)?;
+        let handle = self.launch(&p).map_err(ApiError::from)?;
+        tracing::info!(pipeline = %p.name, "pipeline created through the admin API");
+        Ok(handle)
+    }
+
+    fn replace(&self, p: PipelineConfig) -> Result<PipelineHandle, ApiError> {
+        let _one_at_a_time = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        if self.from_file(&p.name) {
+            return Err(ApiError::Conflict(format!("pipeline `{}` is defined in the config file; change it there", p.name)));
+        }
+        self.check(&p)?;
+        self.stop(&p.name)?;
+        self.save(&p)?;
+        let handle = self.launch(&p).map_err(ApiError::from)?;
+        tracing::info!(pipeline = %p.name, "pipeline replaced through the admin API");
+        Ok(handle)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), ApiError> {
+        let _one_at_a_time = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        if self.from_file(name) {
+            return Err(ApiError::Conflict(format!("pipeline `{name}` is defined in the config file; remove it there")));
+        }
+        self.stop(name)?;
+        match std::fs::remove_file(self.saved_dir().join(format!("{name}.json"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        tracing::info!(pipeline = %name, "pipeline deleted through the admin API");
+        Ok(())
+    }
+}
+
+/// Names of the pipelines a launcher runs (for start-up checks).
+pub fn names(ps: &[PipelineConfig]) -> BTreeSet<&str> {
+    ps.iter().map(|p| p.name.as_str()).collect()
+}
