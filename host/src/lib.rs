@@ -10,6 +10,7 @@ pub mod config;
 pub mod emulate;
 pub mod failpoint;
 pub mod ingest;
+pub mod jobs;
 pub mod pipeline;
 pub mod runtime;
 pub mod sink;

@@ -5,6 +5,7 @@
 mod auth;
 mod dead_letters;
 mod error;
+mod jobs;
 pub mod openapi;
 mod page;
 mod pipelines;
@@ -68,6 +69,7 @@ pub struct AdminState {
     pub registry: Arc<Registry>,
     pub pipelines: Arc<dyn PipelineManager>,
     pub store: Arc<dyn ObjectStore>,
+    pub jobs: Arc<crate::jobs::JobRunner>,
 }
 
 impl AdminState {
@@ -95,6 +97,9 @@ pub fn router(state: Arc<AdminState>, token: Arc<str>) -> Router {
             "/api/v1/pipelines/{name}/stages/{stage}/shadow",
             post(pipelines::shadow_start).get(pipelines::shadow_get).delete(pipelines::shadow_stop),
         )
+        .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs/{name}/run", post(jobs::run))
+        .route("/api/v1/jobs/runs/{id}", get(jobs::get_run))
         .route("/api/v1/dead-letters/{pipeline}", get(dead_letters::list).delete(dead_letters::purge))
         .route("/api/v1/dead-letters/{pipeline}/replay", post(dead_letters::replay))
         .route("/api/v1/dead-letters/{pipeline}/{id}", get(dead_letters::get_one))

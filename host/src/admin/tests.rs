@@ -46,7 +46,10 @@ fn fixture() -> Fixture {
     let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path().join("landing")).expect("store"));
     let handle = PipelineHandle { config, control, stats: Arc::new(PipelineStats::default()), spec };
     let pipelines: Arc<dyn PipelineManager> = Arc::new(FixedPipelines([("pin".to_string(), handle)].into()));
-    let state = Arc::new(AdminState { registry, pipelines, store });
+    let mut jobs = crate::jobs::JobRunner::new();
+    let log = crate::source::embedded::EmbeddedLog::open(&dir.path().join("log.redb"), &Default::default()).expect("log");
+    jobs.register("retention", Arc::new(crate::jobs::RetentionJob(log)));
+    let state = Arc::new(AdminState { registry, pipelines, store, jobs: Arc::new(jobs) });
     let app = router(state.clone(), Arc::from(TOKEN)).merge(status_page(state.clone()));
     Fixture { _dir: dir, app, state }
 }
@@ -72,6 +75,9 @@ fn message(v: &Value) -> String {
 }
 
 fn concrete(path: &str) -> String {
+    if path.starts_with("/api/v1/jobs") {
+        return path.replace("{name}", "retention").replace("{id}", "1");
+    }
     path.replace("{name}", "pin").replace("{pipeline}", "pin").replace("{stage}", "0").replace("{id}", "t.pin+0+0")
 }
 
@@ -251,4 +257,31 @@ async fn dead_letter_routes_answer_clearly() {
     assert!(s.is_client_error(), "{s} {r}");
     let (s, r) = call(&f.app, Method::DELETE, "/api/v1/dead-letters/pin", Some(TOKEN), Body::empty()).await;
     assert_eq!((s, r["purged"].as_u64()), (StatusCode::OK, Some(0)));
+}
+
+#[tokio::test]
+async fn jobs_run_on_request_and_report_their_state() {
+    let f = fixture();
+    let (s, r) = call(&f.app, Method::POST, "/api/v1/jobs/nope/run", Some(TOKEN), Body::empty()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(message(&r), "no job named `nope` (jobs: retention)");
+    let (s, r) = call(&f.app, Method::POST, "/api/v1/jobs/retention/run", Some(TOKEN), Body::empty()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let poll = r["poll"].as_str().expect("poll url").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (s, r) = call(&f.app, Method::GET, &poll, Some(TOKEN), Body::empty()).await;
+        assert_eq!(s, StatusCode::OK);
+        if r["run"]["state"] == "succeeded" {
+            assert_eq!(r["run"]["summary"], "removed 0 stored batches");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (_, r) = call(&f.app, Method::GET, "/api/v1/jobs", Some(TOKEN), Body::empty()).await;
+    assert_eq!(r["jobs"][0]["name"], "retention");
+    assert_eq!(r["runs"].as_array().map(Vec::len), Some(1));
+    let (s, _) = call(&f.app, Method::GET, "/api/v1/jobs/runs/x", Some(TOKEN), Body::empty()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -9,6 +9,7 @@ pub use launcher::Launcher;
 
 use crate::admin::{self, AdminState, PipelineManager};
 use crate::config::Config;
+use crate::jobs::{JobRunner, RetentionJob};
 use crate::telemetry;
 use crate::ingest::{self, IngestState};
 use crate::pipeline::{StatsSnapshot, Supervisor};
@@ -104,7 +105,9 @@ impl RunningApp {
         };
         let dyn_store: Arc<dyn ObjectStore> = store.clone();
         let manager: Arc<dyn PipelineManager> = launcher.clone();
-        let admin_state = Arc::new(AdminState { registry: registry.clone(), pipelines: manager, store: dyn_store });
+        let mut jobs = JobRunner::new();
+        jobs.register("retention", Arc::new(RetentionJob(log.clone())));
+        let admin_state = Arc::new(AdminState { registry: registry.clone(), pipelines: manager, store: dyn_store, jobs: Arc::new(jobs) });
         let mut ingest_routes = ingest::router(IngestState::new(log.clone(), config.ingest.clone()));
         if let Some(t) = &server.ingest_token {
             ingest_routes = ingest_routes.layer(axum::middleware::from_fn_with_state(Arc::<str>::from(t.as_str()), crate::admin::require_token));

@@ -46,6 +46,13 @@ enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
+    /// Run the jobs of a running sluice.
+    Job {
+        #[command(subcommand)]
+        command: remote::JobCommand,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
     /// Validate a config file and exit (non-zero, naming the offending key, when invalid).
     CheckConfig {
         /// The config file to check.
@@ -72,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Emulate(args) => block_on(emulate::run(args)),
         Command::Pipeline { command, remote } => block_on(async move { remote::pipeline(&remote, command).await }),
         Command::Dlq { command, remote } => block_on(async move { remote::dlq(&remote, command).await }),
+        Command::Job { command, remote } => block_on(async move { remote::job(&remote, command).await }),
     };
     match result {
         Ok(code) => code,

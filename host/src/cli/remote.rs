@@ -209,3 +209,52 @@ pub async fn dlq(r: &Remote, cmd: DlqCommand) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// Jobs and their recent runs.
+    List,
+    /// Run a job now and follow it until it ends (exit code 1 if it fails).
+    Run { name: String },
+}
+
+pub async fn job(r: &Remote, cmd: JobCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        JobCommand::List => {
+            let v = r.call(reqwest::Method::GET, "/api/v1/jobs", None).await?;
+            r.print(&v, |v| {
+                for j in v["jobs"].as_array().into_iter().flatten() {
+                    println!("{:<16} {}", j["name"].as_str().unwrap_or("?"), j["description"].as_str().unwrap_or(""));
+                }
+                for run in v["runs"].as_array().into_iter().flatten().take(10) {
+                    println!("  run {:>4} {:<16} {:<10} {}", run["id"], run["job"].as_str().unwrap_or("?"), run["state"].as_str().unwrap_or("?"), run["summary"].as_str().or(run["error"].as_str()).unwrap_or(""));
+                }
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Run { name } => {
+            let started = r.call(reqwest::Method::POST, &format!("/api/v1/jobs/{name}/run"), None).await?;
+            let poll = started["poll"].as_str().context("the answer names no run to follow")?.to_owned();
+            loop {
+                let v = r.call(reqwest::Method::GET, &poll, None).await?;
+                let run = &v["run"];
+                let state = run["state"].as_str().unwrap_or("?");
+                let pct = run["progress"].as_f64().unwrap_or(0.0) * 100.0;
+                let bar: String = (0..30).map(|i| if (i as f64) < pct * 0.3 { '#' } else { '.' }).collect();
+                if !r.json {
+                    eprint!("\r{name}: [{bar}] {pct:>3.0}% {state:<10}");
+                }
+                match state {
+                    "succeeded" | "failed" => {
+                        if !r.json {
+                            eprintln!();
+                        }
+                        r.print(&v, |v| println!("{}", v["run"]["summary"].as_str().or(v["run"]["error"].as_str()).unwrap_or("")));
+                        return Ok(if state == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+                    }
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+                }
+            }
+        }
+    }
+}

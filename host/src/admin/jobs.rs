@@ -1,0 +1,33 @@
+//! `/api/v1/jobs`: run a named job now, see its state.
+
+use super::{AdminState, ApiError};
+use crate::jobs::JobError;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Unknown(..) | JobError::NoRun(_) => ApiError::NotFound(e.to_string()),
+            JobError::Busy(..) => ApiError::Conflict(e.to_string()),
+        }
+    }
+}
+
+pub async fn list(State(s): State<Arc<AdminState>>) -> Json<Value> {
+    let jobs: Vec<Value> = s.jobs.jobs().into_iter().map(|(name, description)| json!({ "name": name, "description": description })).collect();
+    Json(json!({ "jobs": jobs, "runs": s.jobs.runs() }))
+}
+
+pub async fn run(State(s): State<Arc<AdminState>>, Path(name): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let run = s.jobs.start(&name)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run": run, "poll": format!("/api/v1/jobs/runs/{}", run.id) }))))
+}
+
+pub async fn get_run(State(s): State<Arc<AdminState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id: u64 = id.parse().map_err(|_| ApiError::Invalid(format!("a run id is a number, got `{id}`")))?;
+    Ok(Json(json!({ "run": s.jobs.run_info(id)? })))
+}
