@@ -105,6 +105,16 @@ impl Drop for Server {
     }
 }
 
+/// A config with one topic `t.pin` (3 partitions) and one pipeline `pin`
+/// cleaning it into raw + table; `server` lines go under `[server]`, `pipeline`
+/// lines are appended to the pipeline's section.
+pub fn pin_config(data_dir: &Path, server: &str, pipeline: &str) -> String {
+    format!(
+        "data_dir = \"{}\"\n[server]\n{server}\n[log]\ntopics = [\"t.pin\"]\npartitions = 3\n\n[[pipeline]]\nname = \"pin\"\ntopics = [\"t.pin\"]\ntransforms = [\"clean-pin\"]\nland_raw = true\ntable = {{ name = \"pin\" }}\n{pipeline}\n",
+        data_dir.display()
+    )
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")

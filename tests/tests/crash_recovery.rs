@@ -42,23 +42,7 @@ impl Poster {
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let config = dir.join("sluice.toml");
-    let text = format!(
-        r#"data_dir = "{}"
-[log]
-topics = ["t.pin"]
-partitions = 3
-
-[[pipeline]]
-name = "pin"
-topics = ["t.pin"]
-transforms = ["clean-pin"]
-land_raw = true
-table = {{ name = "pin" }}
-batch = {{ max_records = 64 }}
-roll = {{ max_records = 200, max_age_ms = 150 }}
-"#,
-        dir.join("data").display()
-    );
+    let text = sluice_tests::pin_config(&dir.join("data"), "", "batch = { max_records = 64 }\nroll = { max_records = 200, max_age_ms = 150 }");
     std::fs::write(&config, text).expect("write config");
     config
 }

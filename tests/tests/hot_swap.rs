@@ -11,25 +11,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn config(dir: &Path) -> Config {
-    Config::parse(&format!(
-        r#"data_dir = "{}"
-[server]
-listen = "127.0.0.1:0"
-[log]
-topics = ["t.pin"]
-partitions = 3
-
-[[pipeline]]
-name = "pin"
-topics = ["t.pin"]
-transforms = ["clean-pin"]
-land_raw = true
-table = {{ name = "pin" }}
-batch = {{ max_records = 500 }}
-roll = {{ max_age_ms = 300 }}
-auto_rollback = {{ batches = 3, max_rejection_rate = 0.5 }}
-"#,
-        dir.join("data").display()
+    Config::parse(&sluice_tests::pin_config(
+        &dir.join("data"),
+        "listen = \"127.0.0.1:0\"",
+        "batch = { max_records = 500 }\nroll = { max_age_ms = 300 }\nauto_rollback = { batches = 3, max_rejection_rate = 0.5 }",
     ))
     .expect("valid config")
 }

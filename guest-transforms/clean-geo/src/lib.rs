@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use sluice_guest::json::{parse_object, row_id, Field, JsonWriter};
-use sluice_guest::time::{format_rfc3339_ms, parse_timestamp_ms};
+use sluice_guest::time::clean_timestamp;
 use sluice_guest::{Descriptor, Output, Record, Reject, Transform};
 
 pub struct CleanGeo;
@@ -39,7 +39,7 @@ impl Transform for CleanGeo {
         let lat = coordinate(&geo.latitude, 90.0, out);
         let lon = coordinate(&geo.longitude, 180.0, out);
         let coordinates = lat.zip(lon).map(|(a, b)| [a, b]);
-        let timestamp = timestamp(&geo.timestamp, out);
+        let timestamp = clean_timestamp(&geo.timestamp, out);
 
         out.emit(|buf| {
             JsonWriter::object(buf)
@@ -65,24 +65,6 @@ fn coordinate(f: &Field<'_>, limit: f64, out: &mut Output) -> Option<f64> {
     v
 }
 
-/// A timestamp in one of the accepted forms, normalised to RFC 3339 UTC; otherwise null, counted.
-pub fn timestamp(f: &Field<'_>, out: &mut Output) -> Option<String> {
-    if f.is_absent() {
-        return None;
-    }
-    match f.text().and_then(parse_timestamp_ms) {
-        Some(ms) => {
-            let mut s = String::with_capacity(24);
-            format_rfc3339_ms(ms, &mut s);
-            Some(s)
-        }
-        None => {
-            out.count("timestamp_unparsed", 1);
-            None
-        }
-    }
-}
-
 sluice_guest::export_transform!(CleanGeo);
 
 #[cfg(test)]
@@ -92,11 +74,7 @@ mod tests {
     use sluice_guest::{run_batch, BatchBuf, BatchResult};
 
     fn run(records: &[Value]) -> BatchResult {
-        let mut b = BatchBuf::default();
-        for r in records {
-            b.push(&serde_json::to_vec(r).expect("json"), b"", 0);
-        }
-        run_batch::<CleanGeo>(&b.as_ref())
+        run_batch::<CleanGeo>(&BatchBuf::from_json(records).as_ref())
     }
 
     fn values(res: &BatchResult) -> Vec<Value> {

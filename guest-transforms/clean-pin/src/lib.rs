@@ -160,11 +160,7 @@ mod tests {
     use sluice_guest::{run_batch, BatchBuf};
 
     fn clean(records: &[Value]) -> (Vec<Value>, Vec<(u32, String)>, Vec<(&'static str, u64)>) {
-        let mut b = BatchBuf::default();
-        for r in records {
-            b.push(&serde_json::to_vec(r).expect("json"), b"", 0);
-        }
-        raw(&b)
+        raw(&BatchBuf::from_json(records))
     }
 
     fn raw(b: &BatchBuf) -> (Vec<Value>, Vec<(u32, String)>, Vec<(&'static str, u64)>) {

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use sluice_guest::json::{parse_object, row_id, Field, JsonWriter};
-use sluice_guest::time::{format_rfc3339_ms, parse_timestamp_ms};
+use sluice_guest::time::clean_timestamp;
 use sluice_guest::{Descriptor, Output, Record, Reject, Transform};
 
 pub struct CleanUser;
@@ -46,19 +46,7 @@ impl Transform for CleanUser {
             }
             age
         };
-        let date_joined = if user.date_joined.is_absent() {
-            None
-        } else {
-            let ms = user.date_joined.text().and_then(parse_timestamp_ms);
-            if ms.is_none() {
-                out.count("timestamp_unparsed", 1);
-            }
-            ms.map(|ms| {
-                let mut s = String::with_capacity(24);
-                format_rfc3339_ms(ms, &mut s);
-                s
-            })
-        };
+        let date_joined = clean_timestamp(&user.date_joined, out);
 
         out.emit(|buf| {
             JsonWriter::object(buf)
@@ -81,11 +69,7 @@ mod tests {
     use sluice_guest::{run_batch, BatchBuf, BatchResult};
 
     fn run(records: &[Value]) -> BatchResult {
-        let mut b = BatchBuf::default();
-        for r in records {
-            b.push(&serde_json::to_vec(r).expect("json"), b"", 0);
-        }
-        run_batch::<CleanUser>(&b.as_ref())
+        run_batch::<CleanUser>(&BatchBuf::from_json(records).as_ref())
     }
 
     fn first(res: &BatchResult) -> Value {

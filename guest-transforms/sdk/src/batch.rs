@@ -125,6 +125,15 @@ impl BatchBuf {
         self.value_ends.is_empty()
     }
 
+    /// A batch of JSON values without keys (for tests and tools).
+    pub fn from_json(values: &[serde_json::Value]) -> Self {
+        let mut b = BatchBuf::default();
+        for v in values {
+            b.push(v.to_string().as_bytes(), b"", 0);
+        }
+        b
+    }
+
     pub fn clear(&mut self) {
         self.values.clear();
         self.value_ends.clear();

@@ -4,6 +4,25 @@
 //! `2020-08-28 03:52:47`, `2020-08-28T03:52:47` (optionally `.123`, then `Z`
 //! or an offset such as `+02:00` / `-0530`), and `2020:08:28 03:52:47`.
 
+/// Clean a timestamp field: absent stays null; one of the accepted forms becomes
+/// RFC 3339 UTC; anything else becomes null and bumps the `timestamp_unparsed` counter.
+pub fn clean_timestamp(f: &crate::json::Field<'_>, out: &mut crate::Output) -> Option<String> {
+    if f.is_absent() {
+        return None;
+    }
+    match f.text().and_then(parse_timestamp_ms) {
+        Some(ms) => {
+            let mut s = String::with_capacity(24);
+            format_rfc3339_ms(ms, &mut s);
+            Some(s)
+        }
+        None => {
+            out.count("timestamp_unparsed", 1);
+            None
+        }
+    }
+}
+
 /// Parse a timestamp into milliseconds since the Unix epoch (UTC).
 pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
     let b = s.trim().as_bytes();
