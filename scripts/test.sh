@@ -17,6 +17,12 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# A real S3-compatible server for the S3 landing tests (about 2.5 minutes, once).
+if ! command -v s3s-fs >/dev/null; then
+  echo "installing s3s-fs (an S3-compatible server) for the S3 tests…"
+  cargo install s3s-fs --version 0.14.1 --features binary --locked
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

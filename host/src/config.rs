@@ -81,12 +81,14 @@ impl ServerConfig {
     }
 }
 
-/// `[landing]`: where data lands.
+/// `[landing]`: where data lands: a local directory, or S3 when `[landing.s3]` is set.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct LandingConfig {
     /// A local directory laid out like the S3 bucket. Default: `<data_dir>/landing`.
     pub dir: Option<PathBuf>,
+    /// Land in S3 (or an S3-compatible store) instead, with the same layout.
+    pub s3: Option<crate::sink::s3::S3Config>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -115,6 +117,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
         self.sandbox.validate().map_err(|e| format!("sandbox: {e}"))?;
+        if let Some(s3) = &self.landing.s3 {
+            s3.validate()?;
+            if self.landing.dir.is_some() {
+                return Err("landing: give `dir` or `s3`, not both".into());
+            }
+        }
         for (key, token) in [("server.admin_token", &self.server.admin_token), ("server.ingest_token", &self.server.ingest_token)] {
             if token.as_ref().is_some_and(|t| t.len() < 16) {
                 return Err(format!("{key} must be at least 16 characters"));

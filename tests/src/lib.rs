@@ -182,3 +182,77 @@ pub fn column(batches: &[RecordBatch], name: &str) -> Vec<Value> {
     }
     out
 }
+
+/// An S3-compatible server (s3s-fs, installed by scripts/test.sh) on 127.0.0.1,
+/// stopped by PID when dropped.
+pub struct S3Server {
+    child: Option<Child>,
+    pub port: u16,
+    root: PathBuf,
+}
+
+pub const S3_ACCESS_KEY: &str = "sluice-test-access";
+pub const S3_SECRET_KEY: &str = "sluice-test-secret-key";
+
+impl S3Server {
+    pub fn start(root: &Path, port: u16) -> anyhow::Result<S3Server> {
+        std::fs::create_dir_all(root)?;
+        let mut s = S3Server { child: None, port, root: root.to_path_buf() };
+        s.resume()?;
+        Ok(s)
+    }
+
+    /// Start (again) on the same port and data.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting s3s-fs (scripts/test.sh installs it: cargo install s3s-fs --version 0.14.1 --features binary --locked)")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "s3s-fs did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Stop the server (the data stays for `resume`).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A client with the test credentials.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let creds = aws_sdk_s3::config::Credentials::new(S3_ACCESS_KEY, S3_SECRET_KEY, None, None, "test");
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .force_path_style(true)
+            .credentials_provider(creds)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// What a sluice process needs in its environment to reach this server.
+    pub fn env(&self) -> Vec<(&'static str, &'static str)> {
+        vec![("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY), ("AWS_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true")]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

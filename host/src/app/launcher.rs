@@ -6,7 +6,6 @@ use crate::admin::{ApiError, PipelineHandle, PipelineManager};
 use crate::config::Config;
 use crate::pipeline::{self, PipelineConfig, PipelineControl, PipelineStats, Supervisor};
 use crate::runtime::registry::{write_atomically, Registry};
-use crate::sink::local::LocalStore;
 use crate::sink::ObjectStore;
 use crate::source::embedded::{EmbeddedLog, EmbeddedSource};
 use crate::telemetry;
@@ -19,7 +18,7 @@ pub struct Launcher {
     pub(crate) config: Config,
     pub(crate) log: Arc<EmbeddedLog>,
     pub(crate) registry: Arc<Registry>,
-    pub(crate) store: Arc<LocalStore>,
+    pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) supervisor: Supervisor,
     handles: RwLock<BTreeMap<String, PipelineHandle>>,
     /// Serialises create/replace/delete.
@@ -27,7 +26,7 @@ pub struct Launcher {
 }
 
 impl Launcher {
-    pub fn new(config: Config, log: Arc<EmbeddedLog>, registry: Arc<Registry>, store: Arc<LocalStore>) -> Self {
+    pub fn new(config: Config, log: Arc<EmbeddedLog>, registry: Arc<Registry>, store: Arc<dyn ObjectStore>) -> Self {
         Launcher { config, log, registry, store, supervisor: Supervisor::new(), handles: RwLock::new(BTreeMap::new()), changing: Mutex::new(()) }
     }
 
@@ -62,7 +61,7 @@ impl Launcher {
         let mut workers = Vec::new();
         for w in 0..n {
             let source = EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.assigned(w, n);
-            let store: Arc<dyn ObjectStore> = self.store.clone();
+            let store = self.store.clone();
             workers.push(pipeline::build(p, control.clone(), Box::new(source), store, stats.clone())?);
         }
         let spec = workers.first().map(|w| w.spec.clone()).context("a pipeline has at least one worker")?;

@@ -16,6 +16,7 @@ use crate::pipeline::{StatsSnapshot, Supervisor};
 use crate::runtime::registry::Registry;
 use crate::runtime::Runtime;
 use crate::sink::local::LocalStore;
+use crate::sink::s3::S3Store;
 use crate::sink::ObjectStore;
 use crate::source::embedded::EmbeddedLog;
 use anyhow::Context;
@@ -31,7 +32,7 @@ pub struct RunningApp {
     /// The admin API's bearer token.
     pub admin_token: Arc<str>,
     pub log: Arc<EmbeddedLog>,
-    pub store: Arc<LocalStore>,
+    pub store: Arc<dyn ObjectStore>,
     launcher: Arc<Launcher>,
     server_stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -85,8 +86,12 @@ impl RunningApp {
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
         let runtime = Runtime::new(config.sandbox.clone(), Some(config.data_dir.join("compiled")))?;
         let log = EmbeddedLog::open(&config.data_dir.join("log.redb"), &config.log)?;
-        let store = Arc::new(LocalStore::new(config.landing_dir()).with_context(|| format!("creating the landing directory {}", config.landing_dir().display()))?);
-        let cleaned = store.clean_incomplete().context("cleaning up unfinished objects")?;
+        let store: Arc<dyn ObjectStore> = match &config.landing.s3 {
+            Some(s3) => Arc::new(S3Store::new(s3.clone(), tokio::runtime::Handle::current()).await?),
+            None => Arc::new(LocalStore::new(config.landing_dir()).with_context(|| format!("creating the landing directory {}", config.landing_dir().display()))?),
+        };
+        let cleaning = store.clone();
+        let cleaned = tokio::task::spawn_blocking(move || cleaning.clean_incomplete()).await?.context("cleaning up unfinished objects")?;
         if cleaned > 0 {
             tracing::info!(objects = cleaned, "removed objects left unfinished by the previous run");
         }
@@ -103,7 +108,7 @@ impl RunningApp {
             Some(t) => Arc::from(t.as_str()),
             None => Arc::from(generated_token(&config.data_dir.join("admin.token"))?.as_str()),
         };
-        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        let dyn_store = store.clone();
         let manager: Arc<dyn PipelineManager> = launcher.clone();
         let mut jobs = JobRunner::new();
         jobs.register("retention", Arc::new(RetentionJob(log.clone())));

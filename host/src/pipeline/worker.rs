@@ -339,8 +339,11 @@ impl PipelineWorker {
         tracing::error!("{msg}; retrying");
         self.stats.set_error(msg);
         metrics().pipeline_errors.with_label_values(&[&self.config.name]).inc();
-        if let Some(seg) = st.segment.take() {
-            st.next = st.replay.as_ref().map_or(seg.start, |i| i.start);
+        // Read the range again: exactly the recorded one if a roll had started
+        // (its segment is already out of `st`), else from the open segment's start.
+        let segment_start = st.segment.take().map(|seg| seg.start);
+        if let Some(start) = st.replay.as_ref().map(|i| i.start).or(segment_start) {
+            st.next = start;
         }
         std::thread::sleep(ERROR_BACKOFF);
     }

@@ -10,6 +10,7 @@
 pub mod layout;
 pub mod local;
 pub mod parquet;
+pub mod s3;
 pub mod schema;
 pub mod segment;
 pub mod store;
