@@ -33,7 +33,7 @@ fn config(dir: &Path) -> Config {
         land_raw: false,
         table: Some(TableConfig { name: "pin".into(), formats: vec![TableFormat::Parquet], schema: None, columns: None, partition_by: None }),
         batch: Default::default(),
-        roll: RollConfig { max_records: 250_000, max_bytes: 64 << 20, max_age_ms: 60_000 },
+        roll: RollConfig { max_records: 250_000, max_bytes: 64 << 20, max_age_ms: 60_000, ..Default::default() },
         workers: None,
         auto_rollback: Default::default(),
     }];

@@ -132,3 +132,41 @@ fn check_schema(kind: &str, landing: &Path) {
         assert!(locations.iter().all(|l| l.as_str().is_none_or(|l| l.starts_with("/data/"))));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_rolls_the_largest_segment_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing would roll by age or size during this test: only the budget can land data.
+    let config = Config::parse(&sluice_tests::pin_config(
+        &dir.path().join("data"),
+        "listen = \"127.0.0.1:0\"",
+        "workers = 1\nroll = { max_age_ms = 600000, max_bytes = 1073741824, memory_budget_bytes = 300000 }",
+    ))
+    .expect("config");
+    let app = RunningApp::start(&config).await.expect("start");
+    let client = reqwest::Client::new();
+    for n in (0..6000).step_by(500) {
+        let records: Vec<Value> = (n..n + 500).map(|i| json!({"value": {"index": i, "unique_id": format!("u{i}"), "description": "d".repeat(200)}})).collect();
+        let resp = client
+            .post(format!("http://{}/topics/t.pin", app.addr))
+            .header("content-type", "application/vnd.kafka.json.v2+json")
+            .body(json!({ "records": records }).to_string())
+            .send()
+            .await
+            .expect("ingest");
+        assert_eq!(resp.status(), 200);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while app.snapshot()["pin"].records_in < 6000 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", app.snapshot());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Landed before any age or size limit could have rolled them: the budget did.
+    let segments = app.snapshot()["pin"].segments;
+    assert!(segments > 3, "the budget rolled segments early ({segments})");
+    // Shutdown lands the rest (under the budget, so still open).
+    app.shutdown().await.expect("shutdown");
+    let ids = column(&parquet_batches(&config.landing_dir().join("tables/pin")), "unique_id");
+    let distinct: std::collections::BTreeSet<String> = ids.iter().map(|v| v.as_str().expect("id").to_owned()).collect();
+    assert_eq!((ids.len(), distinct.len()), (6000, 6000));
+}

@@ -98,6 +98,12 @@ async fn the_pipeline_lands_in_the_bucket_with_the_confluent_layout_and_lineage(
     table_ids.dedup();
     assert_eq!(table_ids.len(), 15_000, "each row once");
 
+    let bytes = tables.values().next().expect("a table object").clone();
+    let schema = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).expect("parquet").schema().clone();
+    let columns: Vec<(String, String)> = schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect();
+    let want = ["ind", "unique_id", "title", "description", "follower_count", "poster_name", "tag_list", "is_image_or_video", "image_src", "save_location", "category"];
+    assert_eq!(columns.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), want);
+    assert_eq!((columns[0].1.as_str(), columns[4].1.as_str(), columns[1].1.as_str()), ("Int64", "Int64", "Utf8"));
     let first_table = tables.keys().next().expect("a table object").clone();
     let head = s3.client().head_object().bucket("lake").key(&first_table).send().await.expect("head");
     let meta = head.metadata().expect("metadata");
@@ -136,7 +142,8 @@ async fn an_outage_of_the_store_stalls_the_pipeline_and_loses_nothing() {
         }
         let metrics = reqwest::blocking::get(format!("{}/metrics", server.base_url)).expect("metrics").text().expect("text");
         assert!(metrics.lines().any(|l| l.starts_with("sluice_sink_upload_retries_total") && !l.ends_with(" 0")), "retries are counted");
-        std::thread::sleep(Duration::from_secs(5));
+        // Down for 30 s in all, as a store outage might be.
+        std::thread::sleep(Duration::from_secs(25));
         s3.resume().expect("s3s-fs back");
         server.wait_caught_up(Duration::from_secs(120)).expect("caught up after the outage");
         assert!(server.terminate().expect("terminate"));
@@ -151,4 +158,67 @@ async fn an_outage_of_the_store_stalls_the_pipeline_and_loses_nothing() {
     assert_eq!(ids.len(), 6000);
     let raw = unique_ids_in_raw(&objects(&s3, "pinterest/topics/t.pin/").await);
     assert_eq!(raw.len(), 6000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_during_multipart_uploads_leave_every_row_once_and_no_half_objects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s3 = S3Server::start(&dir.path().join("s3"), free_port()).expect("s3s-fs");
+    s3.client().create_bucket().bucket("lake").send().await.expect("bucket");
+    let cfg = config(dir.path(), &s3);
+    let env = s3.env();
+    let port = free_port();
+    let (acked, uncertain) = tokio::task::spawn_blocking(move || {
+        let (mut acked, mut uncertain) = (Vec::new(), Vec::new());
+        let mut next = 0u64;
+        let mut send = |server: &Server, acked: &mut Vec<u64>, uncertain: &mut Vec<u64>| {
+            let ok = post(server, next, 500);
+            if ok { acked.push(next) } else { uncertain.push(next) }
+            next += 500;
+            ok
+        };
+        // Crash right after the first object of a roll (the big raw one, a multipart upload) is complete.
+        let mut crash: Vec<(&str, &str)> = env.clone();
+        crash.push(("SLUICE_CRASH_AT", "segment.object_finished:1"));
+        let mut server = Server::start(SLUICE, &cfg, port, &crash).expect("sluice");
+        for _ in 0..60 {
+            if !send(&server, &mut acked, &mut uncertain) {
+                break;
+            }
+        }
+        assert!(server.wait_exit(Duration::from_secs(60)), "the crash plan never fired");
+        // SIGKILL while parts are being uploaded.
+        let mut server = Server::start(SLUICE, &cfg, port, &env).expect("sluice");
+        for _ in 0..30 {
+            assert!(send(&server, &mut acked, &mut uncertain));
+        }
+        std::thread::sleep(Duration::from_millis(2500));
+        server.kill9();
+        // Finish cleanly.
+        let mut server = Server::start(SLUICE, &cfg, port, &env).expect("sluice");
+        for _ in 0..4 {
+            assert!(send(&server, &mut acked, &mut uncertain));
+        }
+        server.wait_caught_up(Duration::from_secs(120)).expect("caught up");
+        assert!(server.terminate().expect("terminate"));
+        (acked, uncertain)
+    })
+    .await
+    .expect("run");
+
+    let expand = |starts: &[u64]| -> std::collections::BTreeSet<String> { starts.iter().flat_map(|s| (*s..s + 500).map(|i| format!("id-{i:07}"))).collect() };
+    let (acked, uncertain) = (expand(&acked), expand(&uncertain));
+    for (what, prefix, parquet) in [("raw", "pinterest/topics/t.pin/", false), ("table", "pinterest/tables/pin/", true)] {
+        // Every visible object is complete: it parses to the end.
+        let objs = objects(&s3, prefix).await;
+        let ids = if parquet { unique_ids_in_parquet(&objs) } else { unique_ids_in_raw(&objs) };
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for id in &ids {
+            *counts.entry(id).or_default() += 1;
+        }
+        assert!(counts.values().all(|n| *n == 1), "{what}: a row landed twice");
+        let missing = acked.iter().filter(|id| !counts.contains_key(id.as_str())).count();
+        assert_eq!(missing, 0, "{what}: acknowledged rows lost");
+        assert!(counts.keys().all(|id| acked.contains(*id) || uncertain.contains(*id)), "{what}: rows never sent");
+    }
 }

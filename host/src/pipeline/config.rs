@@ -85,11 +85,16 @@ pub struct RollConfig {
     pub max_bytes: u64,
     /// Age of a segment's first record, in milliseconds: how stale landed data may get.
     pub max_age_ms: u64,
+    /// Bytes held in open objects across all of a worker's segments. Past it,
+    /// the segment holding the most is rolled first: many partitions or date
+    /// partitions cannot add up to unbounded memory (or thousands of tiny objects
+    /// from rolling everything early).
+    pub memory_budget_bytes: u64,
 }
 
 impl Default for RollConfig {
     fn default() -> Self {
-        RollConfig { max_records: 500_000, max_bytes: 128 << 20, max_age_ms: 10_000 }
+        RollConfig { max_records: 500_000, max_bytes: 128 << 20, max_age_ms: 10_000, memory_budget_bytes: 256 << 20 }
     }
 }
 
@@ -132,7 +137,7 @@ impl PipelineConfig {
         if self.workers == Some(0) || self.workers.is_some_and(|w| w > 256) {
             return Err(format!("pipeline `{n}`: workers must be between 1 and 256"));
         }
-        if self.roll.max_records == 0 || self.roll.max_bytes == 0 || self.roll.max_age_ms == 0 {
+        if self.roll.max_records == 0 || self.roll.max_bytes == 0 || self.roll.max_age_ms == 0 || self.roll.memory_budget_bytes == 0 {
             return Err(format!("pipeline `{n}`: roll limits must be above zero"));
         }
         Ok(())

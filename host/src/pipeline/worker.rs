@@ -111,6 +111,7 @@ impl PipelineWorker {
                     }
                 }
             }
+            self.keep_within_budget(&mut parts);
             if stop.is_stopped() && parts.iter().all(|p| p.segment.is_none() || p.replay.is_some()) {
                 break;
             }
@@ -296,6 +297,28 @@ impl PipelineWorker {
             || seg.input_records >= r.max_records
             || seg.buffered_bytes() >= r.max_bytes
             || seg.opened.elapsed() >= Duration::from_millis(r.max_age_ms)
+    }
+
+    /// Roll the largest segments until what they hold fits the memory budget.
+    fn keep_within_budget(&mut self, parts: &mut [PartitionState]) {
+        let budget = self.config.roll.memory_budget_bytes;
+        loop {
+            let held: u64 = parts.iter().filter_map(|p| p.segment.as_ref()).map(Segment::buffered_bytes).sum();
+            if held <= budget {
+                return;
+            }
+            let largest = parts
+                .iter_mut()
+                .filter(|p| p.replay.is_none())
+                .filter(|p| p.segment.is_some())
+                .max_by_key(|p| p.segment.as_ref().map_or(0, Segment::buffered_bytes));
+            let Some(st) = largest else { return };
+            tracing::debug!(partition = %st.id, held, budget, "memory budget reached: rolling the largest segment");
+            if let Err(e) = self.roll(st) {
+                self.recover(st, "rolling a segment", e);
+                return;
+            }
+        }
     }
 
     fn roll(&mut self, st: &mut PartitionState) -> anyhow::Result<()> {
