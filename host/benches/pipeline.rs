@@ -1,6 +1,10 @@
 //! Embedded log → Wasm clean-pin → Parquet: records/s and peak RSS.
 //!
-//! `cargo bench -p sluice --bench pipeline [-- --records N]`
+//! `cargo bench -p sluice --bench pipeline [-- --records N] [--s3]`
+//!
+//! With `--s3` the landing goes to an s3s-fs server (started by the bench on
+//! 127.0.0.1, from `cargo install s3s-fs`) instead of a local directory, and
+//! the report adds MB/s.
 //!
 //! The log is filled by one child process and drained by another, so the
 //! reported peak RSS (VmHWM) belongs to the pipeline alone, not to generating
@@ -59,13 +63,30 @@ fn load(dir: &Path, records: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(dir: &Path) -> anyhow::Result<()> {
-    let c = config(dir);
+fn run(dir: &Path, s3_endpoint: Option<String>) -> anyhow::Result<()> {
+    let mut c = config(dir);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let store: Arc<dyn sluice::sink::ObjectStore> = match &s3_endpoint {
+        Some(url) => {
+            let s3 = sluice::sink::s3::S3Config {
+                bucket: "bench".into(),
+                prefix: String::new(),
+                region: Some("us-east-1".into()),
+                endpoint_url: Some(url.clone()),
+                force_path_style: true,
+                part_size_mib: 8,
+                max_attempts: 3,
+                abort_incomplete_after_hours: 24,
+            };
+            c.landing.s3 = Some(s3.clone());
+            Arc::new(rt.block_on(sluice::sink::s3::S3Store::new(s3, rt.handle().clone()))?)
+        }
+        None => Arc::new(LocalStore::new(c.landing_dir())?),
+    };
     let log = EmbeddedLog::open(&c.data_dir.join("log.redb"), &c.log)?;
     let runtime = Runtime::new(c.sandbox.clone(), Some(c.data_dir.join("compiled")))?;
     // Compiles the built-ins before the clock starts.
     let registry = Arc::new(Registry::open(runtime, c.data_dir.join("transforms"))?);
-    let store = Arc::new(LocalStore::new(c.landing_dir())?);
     let p = &c.pipelines[0];
     let control = PipelineControl::load(&p.name, &p.transforms, registry, p.auto_rollback.clone(), &c.data_dir.join("state"))?;
     let stats = Arc::new(pipeline::PipelineStats::default());
@@ -76,7 +97,8 @@ fn run(dir: &Path) -> anyhow::Result<()> {
         workers.push(pipeline::build(p, control.clone(), Box::new(source), store.clone(), stats.clone())?);
     }
     let started = Instant::now();
-    let sup = Supervisor::start(workers)?;
+    let sup = Supervisor::new();
+    sup.start(workers)?;
     // Rolls happen when the log is drained (stop) so every record is landed and committed.
     let total: u64 = (0..c.log.partitions).map(|p| log.end_offset(TOPIC, p).unwrap_or(0)).sum();
     while stats.snapshot().records_in < total {
@@ -87,7 +109,9 @@ fn run(dir: &Path) -> anyhow::Result<()> {
     let snap = stats.snapshot();
     let rss = peak_rss_kib();
     println!(
-        "{{\"workers\": {n}, \"records\": {}, \"table_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
+        "{{\"landing\": \"{}\", \"mb_per_s\": {:.1}, \"workers\": {n}, \"records\": {}, \"table_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
+        if s3_endpoint.is_some() { "s3" } else { "local" },
+        snap.bytes_landed as f64 / secs / 1e6,
         snap.records_in,
         snap.table_rows,
         snap.records_in as f64 / secs,
@@ -108,7 +132,7 @@ fn main() -> anyhow::Result<()> {
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     match arg("--phase").as_deref() {
         Some("load") => return load(Path::new(&arg("--dir").expect("--dir")), arg("--records").expect("--records").parse()?),
-        Some("run") => return run(Path::new(&arg("--dir").expect("--dir"))),
+        Some("run") => return run(Path::new(&arg("--dir").expect("--dir")), arg("--s3-endpoint")),
         _ => {}
     }
     let records: u64 = arg("--records").map_or(Ok(1_000_000), |r| r.parse())?;
@@ -119,8 +143,46 @@ fn main() -> anyhow::Result<()> {
     let status = Command::new(&me).args(["--phase", "load", "--records", &records.to_string(), "--dir"]).arg(&path).status()?;
     anyhow::ensure!(status.success(), "loading the log failed");
     eprintln!("loaded {records} pins into the embedded log in {:.1}s", loaded.elapsed().as_secs_f64());
-    let out = Command::new(&me).args(["--phase", "run", "--dir"]).arg(&path).output()?;
+    let mut run = Command::new(&me);
+    run.args(["--phase", "run", "--dir"]).arg(&path);
+    let _s3 = if args.iter().any(|a| a == "--s3") {
+        let (server, url) = start_s3(&path)?;
+        run.args(["--s3-endpoint", &url]).envs([("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench-secret"), ("AWS_EC2_METADATA_DISABLED", "true")]);
+        Some(KillOnDrop(server))
+    } else {
+        None
+    };
+    let out = run.output()?;
     anyhow::ensure!(out.status.success(), "the pipeline run failed: {}", String::from_utf8_lossy(&out.stderr));
     print!("pipeline (embedded log -> clean-pin in Wasm -> Parquet): {}", String::from_utf8_lossy(&out.stdout));
     Ok(())
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start s3s-fs on a free port and create the `bench` bucket.
+fn start_s3(dir: &Path) -> anyhow::Result<(std::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let root = dir.join("s3");
+    std::fs::create_dir_all(root.join("bench"))?; // s3s-fs keeps a bucket as a directory
+    let child = Command::new("s3s-fs")
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "bench", "--secret-key", "bench-secret"])
+        .arg(&root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary --locked): {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "s3s-fs did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((child, format!("http://127.0.0.1:{port}")))
 }

@@ -140,12 +140,22 @@ async fn an_outage_of_the_store_stalls_the_pipeline_and_loses_nothing() {
             assert!(std::time::Instant::now() < deadline, "the outage was not reported: {status}");
             std::thread::sleep(Duration::from_millis(200));
         }
+        let ready = reqwest::blocking::get(format!("{}/ready", server.base_url)).expect("ready");
+        assert_eq!(ready.status(), 503, "not ready while landing fails");
+        let health: serde_json::Value = reqwest::blocking::get(format!("{}/health", server.base_url)).expect("health").json().expect("json");
+        assert_eq!(health["status"], "degraded", "{health}");
+        assert_eq!(health["pipelines"]["pin"]["failing"], true, "{health}");
         let metrics = reqwest::blocking::get(format!("{}/metrics", server.base_url)).expect("metrics").text().expect("text");
         assert!(metrics.lines().any(|l| l.starts_with("sluice_sink_upload_retries_total") && !l.ends_with(" 0")), "retries are counted");
         // Down for 30 s in all, as a store outage might be.
         std::thread::sleep(Duration::from_secs(25));
         s3.resume().expect("s3s-fs back");
         server.wait_caught_up(Duration::from_secs(120)).expect("caught up after the outage");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while reqwest::blocking::get(format!("{}/ready", server.base_url)).expect("ready").status() != 200 {
+            assert!(std::time::Instant::now() < deadline, "never ready again");
+            std::thread::sleep(Duration::from_millis(500));
+        }
         assert!(server.terminate().expect("terminate"));
         s3
     })

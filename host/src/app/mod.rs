@@ -61,6 +61,30 @@ fn generated_token(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// A pipeline that failed to read, land or commit this recently is `degraded`.
+const DEGRADED_FOR_SECS: u64 = 30;
+
+/// Liveness (`/health`, always 200 while serving) and readiness (`/ready`, 503
+/// while degraded) share this body: per pipeline, its state and recent failures.
+fn health(launcher: &Launcher) -> serde_json::Value {
+    let mut degraded = false;
+    let mut pipelines = serde_json::Map::new();
+    for (name, stats) in launcher.supervisor.stats() {
+        let snap = stats.snapshot();
+        let recent = stats.seconds_since_error().is_some_and(|s| s < DEGRADED_FOR_SECS);
+        degraded |= recent || snap.state == "failed";
+        pipelines.insert(
+            name,
+            serde_json::json!({
+                "state": snap.state,
+                "failing": recent,
+                "last_error": if recent { snap.last_error } else { None },
+            }),
+        );
+    }
+    serde_json::json!({ "status": if degraded { "degraded" } else { "ok" }, "pipelines": pipelines })
+}
+
 /// How often old records are removed from the embedded log.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -143,7 +167,21 @@ impl RunningApp {
             .merge(page)
             .merge(metrics_route)
             .merge(admin::router(admin_state, admin_token.clone()))
-            .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+            .route("/health", {
+                let launcher = launcher.clone();
+                get(move || {
+                    let h = health(&launcher);
+                    async move { Json(h) }
+                })
+            })
+            .route("/ready", {
+                let launcher = launcher.clone();
+                get(move || {
+                    let h = health(&launcher);
+                    let status = if h["status"] == "ok" { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+                    async move { (status, Json(h)) }
+                })
+            })
             .route("/status", {
                 let launcher = launcher.clone();
                 get(move || {

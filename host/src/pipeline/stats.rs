@@ -23,6 +23,7 @@ pub struct PipelineStats {
 struct Shared {
     state: String,
     last_error: Option<String>,
+    last_error_at: Option<std::time::Instant>,
     committed: BTreeMap<PartitionId, u64>,
     ends: BTreeMap<PartitionId, u64>,
 }
@@ -66,6 +67,7 @@ impl PipelineStats {
         self.errors.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut s) = self.state.lock() {
             s.last_error = Some(error);
+            s.last_error_at = Some(std::time::Instant::now());
         }
     }
 
@@ -73,6 +75,11 @@ impl PipelineStats {
         if let Ok(mut s) = self.state.lock() {
             s.committed.insert(p.clone(), next_offset);
         }
+    }
+
+    /// Seconds since the last error, if there was one.
+    pub fn seconds_since_error(&self) -> Option<u64> {
+        self.state.lock().ok()?.last_error_at.map(|t| t.elapsed().as_secs())
     }
 
     pub fn committed(&self, p: &PartitionId) -> Option<u64> {
