@@ -115,6 +115,21 @@ pub fn pin_config(data_dir: &Path, server: &str, pipeline: &str) -> String {
     )
 }
 
+/// Produce `values` to `topic` through the REST Proxy endpoint at `base`
+/// (`http://host:port`); panics unless the records were stored.
+pub async fn produce(base: &str, topic: &str, values: impl IntoIterator<Item = Value>) {
+    let records: Vec<Value> = values.into_iter().map(|v| serde_json::json!({ "value": v })).collect();
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/topics/{topic}"))
+        .header("content-type", "application/vnd.kafka.json.v2+json")
+        .body(serde_json::json!({ "records": records }).to_string())
+        .send()
+        .await
+        .expect("ingest reachable");
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap_or_default());
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")

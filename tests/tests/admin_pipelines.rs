@@ -28,15 +28,8 @@ async fn admin(app: &RunningApp, method: reqwest::Method, path: &str, body: &str
 }
 
 async fn post_geo(app: &RunningApp, from: i64, n: i64) {
-    let records: Vec<Value> = (from..from + n).map(|i| json!({"value": {"ind": i, "country": "Chad", "latitude": 1.0, "longitude": 2.0, "timestamp": "2020-01-01 00:00:00"}})).collect();
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/topics/t.geo", app.addr))
-        .header("content-type", "application/vnd.kafka.json.v2+json")
-        .body(json!({ "records": records }).to_string())
-        .send()
-        .await
-        .expect("ingest");
-    assert_eq!(resp.status(), 200);
+    let values = (from..from + n).map(|i| json!({"ind": i, "country": "Chad", "latitude": 1.0, "longitude": 2.0, "timestamp": "2020-01-01 00:00:00"}));
+    sluice_tests::produce(&format!("http://{}", app.addr), "t.geo", values).await;
 }
 
 const GEO: &str = "name = \"geo\"\ntopics = [\"t.geo\"]\ntransforms = [\"clean-geo\"]\nland_raw = true\nroll = { max_age_ms = 200 }\n";

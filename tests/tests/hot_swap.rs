@@ -27,18 +27,8 @@ struct Client {
 
 impl Client {
     async fn post_pins(&self, from: u64, count: u64) {
-        let records: Vec<Value> = (from..from + count)
-            .map(|n| json!({"value": {"index": n, "unique_id": format!("id-{n:07}"), "title": "t", "follower_count": "1k", "category": "art"}}))
-            .collect();
-        let resp = self
-            .http
-            .post(format!("{}/topics/t.pin", self.base))
-            .header("content-type", "application/vnd.kafka.json.v2+json")
-            .body(json!({ "records": records }).to_string())
-            .send()
-            .await
-            .expect("ingest reachable");
-        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+        let values = (from..from + count).map(|n| json!({"index": n, "unique_id": format!("id-{n:07}"), "title": "t", "follower_count": "1k", "category": "art"}));
+        sluice_tests::produce(&self.base, "t.pin", values).await;
     }
 
     async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {

@@ -39,16 +39,8 @@ async fn ten_thousand_of_each_kind_land_exactly_once() -> anyhow::Result<()> {
     let summary = post(&plan).await?;
     assert_eq!(summary.failed_requests, 0);
 
-    let client = reqwest::Client::new();
     for kind in ["pin", "geo", "user"] {
-        let records: Vec<Value> = bad_records(kind).into_iter().map(|v| json!({ "value": v })).collect();
-        let resp = client
-            .post(format!("{base}/topics/e2e.{kind}"))
-            .header("content-type", "application/vnd.kafka.json.v2+json")
-            .body(json!({ "records": records }).to_string())
-            .send()
-            .await?;
-        assert_eq!(resp.status(), 200, "{}", resp.text().await?);
+        sluice_tests::produce(&base, &format!("e2e.{kind}"), bad_records(kind)).await;
     }
 
     assert!(app.wait_caught_up(Duration::from_secs(120)).await, "pipelines did not catch up: {:?}", app.snapshot());
@@ -144,17 +136,9 @@ async fn the_memory_budget_rolls_the_largest_segment_first() {
     ))
     .expect("config");
     let app = RunningApp::start(&config).await.expect("start");
-    let client = reqwest::Client::new();
     for n in (0..6000).step_by(500) {
-        let records: Vec<Value> = (n..n + 500).map(|i| json!({"value": {"index": i, "unique_id": format!("u{i}"), "description": "d".repeat(200)}})).collect();
-        let resp = client
-            .post(format!("http://{}/topics/t.pin", app.addr))
-            .header("content-type", "application/vnd.kafka.json.v2+json")
-            .body(json!({ "records": records }).to_string())
-            .send()
-            .await
-            .expect("ingest");
-        assert_eq!(resp.status(), 200);
+        let values = (n..n + 500).map(|i| json!({"index": i, "unique_id": format!("u{i}"), "description": "d".repeat(200)}));
+        sluice_tests::produce(&format!("http://{}", app.addr), "t.pin", values).await;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while app.snapshot()["pin"].records_in < 6000 {
