@@ -18,6 +18,16 @@ fn config(dir: &Path, s3: &S3Server) -> std::path::PathBuf {
     path
 }
 
+/// A running s3s-fs with the bucket `lake`, and a sluice config landing in it.
+async fn setup() -> (tempfile::TempDir, S3Server, std::path::PathBuf, Vec<(&'static str, &'static str)>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s3 = S3Server::start(&dir.path().join("s3"), free_port()).expect("s3s-fs");
+    s3.client().create_bucket().bucket("lake").send().await.expect("bucket");
+    let cfg = config(dir.path(), &s3);
+    let env = s3.env();
+    (dir, s3, cfg, env)
+}
+
 fn post(server: &Server, from: u64, n: u64) -> bool {
     // Long descriptions, all in partition 0: one raw object big enough for a multipart upload.
     let records: Vec<_> = (from..from + n)
@@ -62,11 +72,7 @@ fn unique_ids_in_parquet(objects: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_lands_in_the_bucket_with_the_confluent_layout_and_lineage() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s3 = S3Server::start(&dir.path().join("s3"), free_port()).expect("s3s-fs");
-    s3.client().create_bucket().bucket("lake").send().await.expect("bucket");
-    let cfg = config(dir.path(), &s3);
-    let env = s3.env();
+    let (_dir, s3, cfg, env) = setup().await;
     let server = tokio::task::spawn_blocking(move || {
         let mut server = Server::start(SLUICE, &cfg, free_port(), &env).expect("sluice");
         for n in (0..15_000).step_by(1000) {
@@ -116,11 +122,7 @@ async fn the_pipeline_lands_in_the_bucket_with_the_confluent_layout_and_lineage(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_of_the_store_stalls_the_pipeline_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut s3 = S3Server::start(&dir.path().join("s3"), free_port()).expect("s3s-fs");
-    s3.client().create_bucket().bucket("lake").send().await.expect("bucket");
-    let cfg = config(dir.path(), &s3);
-    let env = s3.env();
+    let (_dir, mut s3, cfg, env) = setup().await;
     let s3 = tokio::task::spawn_blocking(move || {
         let mut server = Server::start(SLUICE, &cfg, free_port(), &env).expect("sluice");
         assert!(post(&server, 0, 2000));
@@ -172,11 +174,7 @@ async fn an_outage_of_the_store_stalls_the_pipeline_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_during_multipart_uploads_leave_every_row_once_and_no_half_objects() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s3 = S3Server::start(&dir.path().join("s3"), free_port()).expect("s3s-fs");
-    s3.client().create_bucket().bucket("lake").send().await.expect("bucket");
-    let cfg = config(dir.path(), &s3);
-    let env = s3.env();
+    let (_dir, s3, cfg, env) = setup().await;
     let port = free_port();
     let (acked, uncertain) = tokio::task::spawn_blocking(move || {
         let (mut acked, mut uncertain) = (Vec::new(), Vec::new());

@@ -8,25 +8,32 @@ use crate::sink::{DeadLetter, ObjectStore, Segment, SegmentSpec};
 use crate::source::PartitionId;
 use serde::Serialize;
 use sluice_guest::BatchBuf;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A dead letter's identity: where its record sits in the source.
 pub fn id_of(d: &DeadLetter) -> String {
     format!("{}+{}+{}", d.topic, d.partition, d.offset)
 }
 
-/// Every dead letter of the pipeline, with the object holding it.
-pub fn list(store: &dyn ObjectStore, pipeline: &str) -> std::io::Result<Vec<(String, DeadLetter)>> {
-    let mut out = Vec::new();
+/// Every dead letter of the pipeline, grouped by the object holding it.
+pub fn by_object(store: &dyn ObjectStore, pipeline: &str) -> std::io::Result<BTreeMap<String, Vec<DeadLetter>>> {
+    let mut out = BTreeMap::new();
     for key in store.list(&format!("dead-letters/{pipeline}/"))? {
+        let mut letters = Vec::new();
         for line in String::from_utf8_lossy(&store.get(&key)?).lines() {
             match serde_json::from_str::<DeadLetter>(line) {
-                Ok(d) => out.push((key.clone(), d)),
+                Ok(d) => letters.push(d),
                 Err(e) => tracing::warn!(object = %key, error = %e, "skipping an unreadable dead-letter line"),
             }
         }
+        out.insert(key, letters);
     }
     Ok(out)
+}
+
+/// Every dead letter of the pipeline, with the object holding it.
+pub fn list(store: &dyn ObjectStore, pipeline: &str) -> std::io::Result<Vec<(String, DeadLetter)>> {
+    Ok(by_object(store, pipeline)?.into_iter().flat_map(|(k, ds)| ds.into_iter().map(move |d| (k.clone(), d))).collect())
 }
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
@@ -50,10 +57,7 @@ pub fn replay(
 ) -> anyhow::Result<ReplayOutcome> {
     let (_, transforms) = control.chain();
     let mut outcome = ReplayOutcome::default();
-    let all = list(store, &spec.pipeline)?;
-    let keys: BTreeSet<String> = all.iter().map(|(k, _)| k.clone()).collect();
-    for key in keys {
-        let letters: Vec<DeadLetter> = all.iter().filter(|(k, _)| *k == key).map(|(_, d)| d.clone()).collect();
+    for (key, letters) in by_object(store, &spec.pipeline)? {
         let (chosen, mut kept): (Vec<DeadLetter>, Vec<DeadLetter>) =
             letters.into_iter().partition(|d| ids.is_none_or(|ids| ids.contains(&id_of(d))));
         let Some(first) = chosen.first() else { continue };
@@ -107,15 +111,12 @@ pub fn replay(
 
 /// Remove the selected dead letters (all when `ids` is `None`). Returns how many went.
 pub fn purge(store: &dyn ObjectStore, pipeline: &str, ids: Option<&BTreeSet<String>>) -> anyhow::Result<u64> {
-    let all = list(store, pipeline)?;
-    let keys: BTreeSet<String> = all.iter().map(|(k, _)| k.clone()).collect();
     let mut removed = 0;
-    for key in keys {
-        let (gone, kept): (Vec<&DeadLetter>, Vec<&DeadLetter>) =
-            all.iter().filter(|(k, _)| *k == key).map(|(_, d)| d).partition(|d| ids.is_none_or(|ids| ids.contains(&id_of(d))));
+    for (key, letters) in by_object(store, pipeline)? {
+        let (gone, kept): (Vec<DeadLetter>, Vec<DeadLetter>) = letters.into_iter().partition(|d| ids.is_none_or(|ids| ids.contains(&id_of(d))));
         removed += gone.len() as u64;
         if !gone.is_empty() {
-            rewrite(store, &key, &kept.into_iter().cloned().collect::<Vec<_>>())?;
+            rewrite(store, &key, &kept)?;
         }
     }
     Ok(removed)

@@ -188,15 +188,13 @@ impl PipelineWorker {
             seg.versions.push((first, hashes));
         }
         let n = fetched.offsets.len() as u64;
-        if self.spec.land_raw {
-            seg.write_raw(store.as_ref(), &fetched.batch.as_ref())?;
-            PipelineStats::add(&self.stats.raw_records, n);
-        }
         let m = metrics();
         let (pipeline, topic, partition) = (self.config.name.as_str(), &*st.id.topic, st.id.partition.to_string());
         m.source_records.with_label_values(&[pipeline, topic, &partition]).inc_by(n);
         m.source_bytes.with_label_values(&[pipeline, topic, &partition]).inc_by(fetched.batch.values.len() as u64);
         if self.spec.land_raw {
+            seg.write_raw(store.as_ref(), &fetched.batch.as_ref())?;
+            PipelineStats::add(&self.stats.raw_records, n);
             m.sink_records.with_label_values(&[pipeline, "raw"]).inc_by(n);
         }
         if !chain.is_empty() {

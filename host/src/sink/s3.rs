@@ -69,6 +69,8 @@ impl S3Config {
     }
 }
 
+/// Cheap to clone: the client shares its connection pool.
+#[derive(Clone)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     config: S3Config,
@@ -156,7 +158,7 @@ impl<E: std::error::Error> std::fmt::Display for Shown<E> {
 impl ObjectStore for S3Store {
     fn create(&self, key: &str) -> io::Result<Box<dyn ObjectWriter>> {
         Ok(Box::new(S3Object {
-            store: S3StoreRef { client: self.client.clone(), config: self.config.clone(), rt: self.rt.clone() },
+            store: self.clone(),
             key: self.full_key(key),
             buf: Vec::new(),
             upload: None,
@@ -245,20 +247,13 @@ where
     }
 }
 
-/// What an open object needs of its store.
-struct S3StoreRef {
-    client: aws_sdk_s3::Client,
-    config: S3Config,
-    rt: tokio::runtime::Handle,
-}
-
 struct Upload {
     id: String,
     parts: Vec<CompletedPart>,
 }
 
 struct S3Object {
-    store: S3StoreRef,
+    store: S3Store,
     key: String,
     buf: Vec<u8>,
     upload: Option<Upload>,
@@ -267,16 +262,12 @@ struct S3Object {
 }
 
 impl S3Object {
-    fn store(&self) -> S3Store {
-        S3Store { client: self.store.client.clone(), config: self.store.config.clone(), rt: self.store.rt.clone() }
-    }
-
     fn part_size(&self) -> usize {
         self.store.config.part_size_mib << 20
     }
 
     fn upload_part(&mut self) -> io::Result<()> {
-        let s = self.store();
+        let s = self.store.clone();
         let (bucket, key) = (s.config.bucket.clone(), self.key.clone());
         if self.upload.is_none() {
             let created = s.retry("create multipart upload", || s.client.create_multipart_upload().bucket(&bucket).key(&key).send().map_err_shown())?;
@@ -312,7 +303,7 @@ impl Write for S3Object {
 
 impl ObjectWriter for S3Object {
     fn finish(mut self: Box<Self>, metadata: &[(String, String)]) -> io::Result<()> {
-        let s = self.store();
+        let s = self.store.clone();
         let meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.replace('.', "-"), v.clone())).collect();
         let (bucket, key) = (s.config.bucket.clone(), self.key.clone());
         match self.upload.take() {
