@@ -8,14 +8,22 @@ cd "$(dirname "$0")/.."
 # asking again is a no-op when it is there and a fix when an older rustup skipped it.
 rustup target add wasm32-wasip2 >/dev/null
 
-# A real Prometheus (and promtool) for the observability tests: Debian's package.
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+# Debian packages: a real Prometheus (and promtool) for the observability tests,
+# and the headers librdkafka is built against (TLS and SASL/SCRAM need OpenSSL).
+missing=()
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
+if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "installing Prometheus (Debian package) for the observability tests…"
+  echo "installing Debian packages for the tests: ${missing[*]}…"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# A Kafka-protocol broker (tansu) for the Kafka tests; the tests start and stop it.
+bash scripts/kafka-broker.sh install >/dev/null
 
 # A real S3-compatible server for the S3 landing tests (about 2.5 minutes, once).
 if ! command -v s3s-fs >/dev/null; then

@@ -32,6 +32,7 @@ fn config(dir: &Path) -> Config {
     c.log.topics = vec![TOPIC.into()];
     c.pipelines = vec![PipelineConfig {
         name: "pin".into(),
+        source: None,
         topics: vec![TOPIC.into()],
         transforms: vec!["clean-pin".into()],
         land_raw: false,

@@ -3,9 +3,11 @@
 //! rules are checked once at start.
 
 use crate::ingest::IngestConfig;
-use crate::pipeline::config::{PipelineConfig, TableConfig, TableFormat};
+use crate::ingest::DestinationKind;
+use crate::pipeline::config::{PipelineConfig, SourceKind, TableConfig, TableFormat};
 use crate::runtime::SandboxLimits;
 use crate::source::embedded::EmbeddedLogConfig;
+use crate::source::kafka::KafkaConfig;
 use anyhow::Context;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +26,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub log: EmbeddedLogConfig,
+    /// Read from (and let the ingest API write to) Kafka instead of the embedded log.
+    pub kafka: Option<KafkaConfig>,
     #[serde(default)]
     pub sandbox: SandboxLimits,
     #[serde(default)]
@@ -109,6 +113,16 @@ impl Config {
         Ok(config)
     }
 
+    /// Where a pipeline reads: as configured, else Kafka when it is configured.
+    pub fn source_of(&self, p: &PipelineConfig) -> SourceKind {
+        p.source.unwrap_or(if self.kafka.is_some() { SourceKind::Kafka } else { SourceKind::Embedded })
+    }
+
+    /// Where the ingest API stores records: as configured, else Kafka when it is configured.
+    pub fn ingest_destination(&self) -> DestinationKind {
+        self.ingest.destination.unwrap_or(if self.kafka.is_some() { DestinationKind::Kafka } else { DestinationKind::Embedded })
+    }
+
     pub fn landing_dir(&self) -> PathBuf {
         self.landing.dir.clone().unwrap_or_else(|| self.data_dir.join("landing"))
     }
@@ -128,6 +142,12 @@ impl Config {
                 return Err(format!("{key} must be at least 16 characters"));
             }
         }
+        if let Some(k) = &self.kafka {
+            k.validate()?;
+        }
+        if self.ingest_destination() == DestinationKind::Kafka && self.kafka.is_none() {
+            return Err("ingest.destination is `kafka` but there is no [kafka] section with the brokers".into());
+        }
         if self.ingest.max_body_bytes < 1024 {
             return Err("ingest.max_body_bytes must be at least 1024".into());
         }
@@ -140,8 +160,12 @@ impl Config {
             if !names.insert(p.name.as_str()) {
                 return Err(format!("two pipelines are named `{}`", p.name));
             }
+            let source = self.source_of(p);
+            if source == SourceKind::Kafka && self.kafka.is_none() {
+                return Err(format!("pipeline `{}` reads Kafka (source = \"kafka\") but there is no [kafka] section with the brokers", p.name));
+            }
             for t in &p.topics {
-                if !topics.contains(t.as_str()) {
+                if source == SourceKind::Embedded && !topics.contains(t.as_str()) {
                     return Err(format!("pipeline `{}` reads topic `{t}`, which is not in log.topics", p.name));
                 }
                 if p.land_raw {
@@ -164,6 +188,7 @@ impl Config {
     pub fn demo(data_dir: PathBuf, user_id: &str) -> Self {
         let pipeline = |kind: &str, partition_by: Option<&str>| PipelineConfig {
             name: kind.to_owned(),
+            source: None,
             topics: vec![format!("{user_id}.{kind}")],
             transforms: vec![format!("clean-{kind}")],
             land_raw: true,
@@ -187,6 +212,7 @@ impl Config {
                 topics: ["pin", "geo", "user"].iter().map(|k| format!("{user_id}.{k}")).collect(),
                 ..Default::default()
             },
+            kafka: None,
             sandbox: SandboxLimits::default(),
             landing: LandingConfig::default(),
             pipelines: vec![pipeline("pin", None), pipeline("geo", None), pipeline("user", None)],

@@ -4,6 +4,7 @@ use anyhow::Context;
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -269,5 +270,111 @@ impl S3Server {
 impl Drop for S3Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// How often each value occurs.
+pub fn multiset<T: Ord>(values: impl IntoIterator<Item = T>) -> BTreeMap<T, usize> {
+    let mut m = BTreeMap::new();
+    for v in values {
+        *m.entry(v).or_default() += 1;
+    }
+    m
+}
+
+/// Raw records under `dir` by (partition, offset), checking on the way that the
+/// objects of each partition tile it from offset 0 without gaps or overlaps.
+pub fn raw_by_position(dir: &Path) -> BTreeMap<(u64, u64), Value> {
+    let mut out = BTreeMap::new();
+    let mut expected_start: BTreeMap<u64, u64> = BTreeMap::new();
+    for f in files(dir) {
+        let name = f.file_name().expect("name").to_string_lossy().into_owned();
+        let parts: Vec<&str> = name.trim_end_matches(".json").rsplitn(3, '+').collect();
+        let (start, partition): (u64, u64) = (parts[0].parse().expect("start offset"), parts[1].parse().expect("partition"));
+        assert_eq!(parts[0].len(), 10, "offset is zero-padded to 10 digits: {name}");
+        assert!(f.parent().expect("dir").ends_with(format!("partition={partition}")), "{}", f.display());
+        let want = expected_start.entry(partition).or_insert(0);
+        assert_eq!(start, *want, "{name}: objects must tile the partition without gaps or overlaps");
+        let text = std::fs::read_to_string(&f).expect("read");
+        for (i, line) in text.lines().enumerate() {
+            out.insert((partition, start + i as u64), serde_json::from_str(line).expect("one JSON value per line"));
+        }
+        *want = start + text.lines().count() as u64;
+    }
+    out
+}
+
+/// A Kafka-protocol broker (tansu, in-memory) on 127.0.0.1, installed by
+/// `scripts/kafka-broker.sh install` (which `scripts/test.sh` runs); stopped by PID on drop.
+pub struct KafkaBroker {
+    child: Option<Child>,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl KafkaBroker {
+    /// Where `scripts/kafka-broker.sh` installs tansu.
+    fn binary() -> PathBuf {
+        if let Some(p) = std::env::var_os("SLUICE_TANSU") {
+            return PathBuf::from(p);
+        }
+        let tools = std::env::var_os("SLUICE_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+            cache.join("sluice")
+        });
+        tools.join("bin/tansu")
+    }
+
+    pub fn start() -> anyhow::Result<KafkaBroker> {
+        let bin = Self::binary();
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {} (install it with: bash scripts/kafka-broker.sh install)", bin.display()))?;
+        let broker = KafkaBroker { child: Some(child), bin, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "tansu did not start listening on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(broker)
+    }
+
+    /// `host:port`, as `kafka.brokers` wants it.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) -> anyhow::Result<()> {
+        let out = Command::new(&self.bin)
+            .args(["topic", "create", name, "--partitions", &partitions.to_string(), "--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "creating topic {name}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    }
+
+    /// Freeze (SIGSTOP) or thaw (SIGCONT) the broker: an outage that keeps its in-memory data.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(c) = &self.child {
+            #[allow(unsafe_code)]
+            // SAFETY: sending a signal to our own child process by its pid.
+            unsafe {
+                libc::kill(c.id() as i32, if frozen { libc::SIGSTOP } else { libc::SIGCONT });
+            }
+        }
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        self.freeze(false);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

@@ -6,8 +6,7 @@ use sluice::app::RunningApp;
 use sluice::config::Config;
 use sluice::emulate::data::Generator;
 use sluice::emulate::post::{post, Api, PostPlan};
-use sluice_tests::{column, files, json_lines, parquet_batches};
-use std::collections::BTreeMap;
+use sluice_tests::{column, json_lines, multiset, parquet_batches, raw_by_position};
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,14 +19,6 @@ fn bad_records(kind: &str) -> Vec<Value> {
     vec![json!([1, 2, 3]), json!("a string"), json!(null), json!(42), json!({"no": "id"}), json!({ id: "12" }), json!({ id: 1.5 })]
 }
 
-fn multiset(values: impl IntoIterator<Item = i64>) -> BTreeMap<i64, usize> {
-    let mut m = BTreeMap::new();
-    for v in values {
-        *m.entry(v).or_default() += 1;
-    }
-    m
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_of_each_kind_land_exactly_once() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -35,7 +26,7 @@ async fn ten_thousand_of_each_kind_land_exactly_once() -> anyhow::Result<()> {
     let app = RunningApp::start(&config).await?;
     let base = format!("http://{}", app.addr);
 
-    let plan = PostPlan { base_url: base.clone(), api: Api::Rest, user_id: "e2e".into(), rows: ROWS, batch: 250, rate: 0, seed: SEED, concurrency: 4, progress: false };
+    let plan = PostPlan { base_url: base.clone(), api: Api::Rest, user_id: "e2e".into(), rows: ROWS, batch: 250, rate: 0, seed: SEED, concurrency: 4, progress: false, kafka: None };
     let summary = post(&plan).await?;
     assert_eq!(summary.failed_requests, 0);
 
@@ -72,27 +63,6 @@ async fn ten_thousand_of_each_kind_land_exactly_once() -> anyhow::Result<()> {
         check_schema(kind, &landing);
     }
     Ok(())
-}
-
-/// Raw records by (partition, offset), checking file names and contiguity on the way.
-fn raw_by_position(dir: &Path) -> BTreeMap<(u64, u64), Value> {
-    let mut out = BTreeMap::new();
-    let mut expected_start: BTreeMap<u64, u64> = BTreeMap::new();
-    for f in files(dir) {
-        let name = f.file_name().expect("name").to_string_lossy().into_owned();
-        let parts: Vec<&str> = name.trim_end_matches(".json").rsplitn(3, '+').collect();
-        let (start, partition): (u64, u64) = (parts[0].parse().expect("start offset"), parts[1].parse().expect("partition"));
-        assert_eq!(parts[0].len(), 10, "offset is zero-padded to 10 digits: {name}");
-        assert!(f.parent().expect("dir").ends_with(format!("partition={partition}")), "{}", f.display());
-        let want = expected_start.entry(partition).or_insert(0);
-        assert_eq!(start, *want, "{name}: objects must tile the partition without gaps or overlaps");
-        let text = std::fs::read_to_string(&f).expect("read");
-        for (i, line) in text.lines().enumerate() {
-            out.insert((partition, start + i as u64), serde_json::from_str(line).expect("one JSON value per line"));
-        }
-        *want = start + text.lines().count() as u64;
-    }
-    out
 }
 
 fn check_schema(kind: &str, landing: &Path) {

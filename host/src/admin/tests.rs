@@ -28,6 +28,7 @@ fn fixture() -> Fixture {
     let registry = Arc::new(Registry::open(runtime, dir.path().join("transforms")).expect("registry"));
     let config = PipelineConfig {
         name: "pin".into(),
+        source: None,
         topics: vec!["t.pin".into()],
         transforms: vec!["clean-pin".into()],
         land_raw: true,

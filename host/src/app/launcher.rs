@@ -7,7 +7,10 @@ use crate::config::Config;
 use crate::pipeline::{self, PipelineConfig, PipelineControl, PipelineStats, Supervisor};
 use crate::runtime::registry::{write_atomically, Registry};
 use crate::sink::ObjectStore;
+use crate::pipeline::config::SourceKind;
 use crate::source::embedded::{EmbeddedLog, EmbeddedSource};
+use crate::source::kafka::{self, KafkaSource};
+use crate::source::Source;
 use crate::telemetry;
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,19 +59,42 @@ impl Launcher {
         let stages: Vec<(String, String)> = control.status().into_iter().map(|s| (s.active.name, s.active.version)).collect();
         telemetry::metrics().init_pipeline(&p.name, &stages);
         let stats = Arc::new(PipelineStats::default());
-        let partitions = EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.partition_count();
-        let n = pipeline::worker_count(p, partitions);
         let mut workers = Vec::new();
-        for w in 0..n {
-            let source = EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.assigned(w, n);
-            let store = self.store.clone();
-            workers.push(pipeline::build(p, control.clone(), Box::new(source), store, stats.clone())?);
+        for source in self.sources(p)? {
+            workers.push(pipeline::build(p, control.clone(), source, self.store.clone(), stats.clone())?);
         }
         let spec = workers.first().map(|w| w.spec.clone()).context("a pipeline has at least one worker")?;
         self.supervisor.start(workers)?;
         let handle = PipelineHandle { config: p.clone(), control, stats, spec };
         self.handles.write().unwrap_or_else(|e| e.into_inner()).insert(p.name.clone(), handle.clone());
         Ok(handle)
+    }
+
+    /// One source per worker thread of the pipeline.
+    fn sources(&self, p: &PipelineConfig) -> anyhow::Result<Vec<Box<dyn Source>>> {
+        let mut sources: Vec<Box<dyn Source>> = Vec::new();
+        match self.config.source_of(p) {
+            SourceKind::Embedded => {
+                let partitions = EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.partition_count();
+                let n = pipeline::worker_count(p, partitions);
+                for w in 0..n {
+                    sources.push(Box::new(EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.assigned(w, n)));
+                }
+            }
+            SourceKind::Kafka => {
+                // Each worker is a member of the pipeline's consumer group; the
+                // group shares the partitions among them and among other sluice processes.
+                let kafka = self.config.kafka.as_ref().context("the pipeline reads Kafka but [kafka] is missing")?;
+                let partitions = kafka::partition_count(kafka, &p.topics).unwrap_or(usize::MAX);
+                let n = pipeline::worker_count(p, partitions);
+                let host = hostname();
+                for w in 0..n {
+                    let client_id = format!("sluice-{host}-{}-{}-{w}", std::process::id(), p.name);
+                    sources.push(Box::new(KafkaSource::new(kafka, &kafka.group(&p.name), &client_id, &p.topics, self.store.clone())?));
+                }
+            }
+        }
+        Ok(sources)
     }
 
     fn from_file(&self, name: &str) -> bool {
@@ -155,4 +181,9 @@ impl PipelineManager for Launcher {
 /// Names of the pipelines a launcher runs (for start-up checks).
 pub fn names(ps: &[PipelineConfig]) -> BTreeSet<&str> {
     ps.iter().map(|p| p.name.as_str()).collect()
+}
+
+/// This machine's name, for Kafka client ids (visible in the brokers' group listings).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into())
 }

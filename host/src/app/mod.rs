@@ -19,6 +19,7 @@ use crate::sink::local::LocalStore;
 use crate::sink::s3::S3Store;
 use crate::sink::ObjectStore;
 use crate::source::embedded::EmbeddedLog;
+use crate::source::kafka::KafkaProducer;
 use anyhow::Context;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -38,6 +39,7 @@ pub struct RunningApp {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     retention: tokio::task::JoinHandle<()>,
     metrics_server: Option<tokio::task::JoinHandle<()>>,
+    destination: ingest::Destination,
 }
 
 /// The admin token kept at `path`, created (random, owner-only) on first use.
@@ -137,7 +139,14 @@ impl RunningApp {
         let mut jobs = JobRunner::new();
         jobs.register("retention", Arc::new(RetentionJob(log.clone())));
         let admin_state = Arc::new(AdminState { registry: registry.clone(), pipelines: manager, store: dyn_store, jobs: Arc::new(jobs) });
-        let mut ingest_routes = ingest::router(IngestState::new(log.clone(), config.ingest.clone()));
+        let destination = match config.ingest_destination() {
+            ingest::DestinationKind::Embedded => ingest::Destination::Embedded(log.clone()),
+            ingest::DestinationKind::Kafka => {
+                let kafka = config.kafka.as_ref().context("ingest.destination is kafka but [kafka] is missing")?;
+                ingest::Destination::Kafka(Arc::new(KafkaProducer::new(kafka)?))
+            }
+        };
+        let mut ingest_routes = ingest::router(IngestState::new(destination.clone(), config.ingest.clone()));
         if let Some(t) = &server.ingest_token {
             ingest_routes = ingest_routes.layer(axum::middleware::from_fn_with_state(Arc::<str>::from(t.as_str()), crate::admin::require_token));
         }
@@ -201,7 +210,7 @@ impl RunningApp {
             .await
         });
         tracing::info!(%addr, landing = %store.location(), "sluice is running");
-        Ok(RunningApp { addr, admin_token, log, store, launcher, server_stop, server, retention, metrics_server })
+        Ok(RunningApp { addr, admin_token, log, store, launcher, server_stop, server, retention, metrics_server, destination })
     }
 
     pub fn supervisor(&self) -> &Supervisor {
@@ -228,6 +237,10 @@ impl RunningApp {
         match tokio::time::timeout(Duration::from_secs(10), &mut self.server).await {
             Ok(r) => r.context("the HTTP server task failed")?.context("the HTTP server failed")?,
             Err(_) => tracing::warn!("HTTP connections still open after 10 s; closing them"),
+        }
+        if let ingest::Destination::Kafka(producer) = &self.destination {
+            let producer = producer.clone();
+            tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await?;
         }
         let launcher = self.launcher.clone();
         tokio::task::spawn_blocking(move || launcher.supervisor.shutdown()).await.context("joining the pipelines")??;

@@ -42,6 +42,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         concurrency: 4,
         progress: true,
+        kafka: None,
     };
     let posted = post(&plan).await?;
     eprintln!("waiting for the pipelines to land everything…");

@@ -31,6 +31,10 @@ pub struct EmulateArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Produce straight into Kafka at these brokers (`host:port,…`) instead of
+    /// posting to --url; topics `<user-id>.pin|geo|user` must exist.
+    #[arg(long, value_name = "BROKERS")]
+    kafka: Option<String>,
 }
 
 pub async fn run(a: EmulateArgs) -> anyhow::Result<ExitCode> {
@@ -44,6 +48,14 @@ pub async fn run(a: EmulateArgs) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         concurrency: a.concurrency,
         progress: true,
+        kafka: match a.kafka {
+            Some(brokers) => {
+                let k: crate::source::kafka::KafkaConfig = toml::from_str(&format!("brokers = {}", toml::Value::String(brokers)))?;
+                k.validate().map_err(anyhow::Error::msg)?;
+                Some(k)
+            }
+            None => None,
+        },
     };
     let s = post(&plan).await?;
     println!("posted {} rows ({} records) in {} requests; {} requests failed", s.rows, s.records, s.requests, s.failed_requests);

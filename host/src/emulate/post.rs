@@ -2,6 +2,7 @@
 //! emulator did: pin, geo and user events for each row.
 
 use super::data::Generator;
+use crate::source::kafka::KafkaProducer;
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -33,6 +34,9 @@ pub struct PostPlan {
     /// Requests in flight at once.
     pub concurrency: usize,
     pub progress: bool,
+    /// Produce straight into Kafka with this client config (topics `<user>.<kind>`)
+    /// instead of posting to `base_url`.
+    pub kafka: Option<crate::source::kafka::KafkaConfig>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +53,10 @@ const KINDS: [&str; 3] = ["pin", "geo", "user"];
 /// retried with backoff; a request refused for good counts as failed.
 pub async fn post(plan: &PostPlan) -> anyhow::Result<PostSummary> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().context("building the HTTP client")?;
+    let producer = match &plan.kafka {
+        Some(k) => Some(Arc::new(KafkaProducer::new(k)?)),
+        None => None,
+    };
     let g = Generator::new(plan.seed);
     let batches = plan.rows.div_ceil(plan.batch.max(1));
     let next = Arc::new(AtomicU64::new(0));
@@ -57,7 +65,7 @@ pub async fn post(plan: &PostPlan) -> anyhow::Result<PostSummary> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..plan.concurrency.max(1) {
-        let (client, plan, next, done_rows, failed) = (client.clone(), plan.clone(), next.clone(), done_rows.clone(), failed.clone());
+        let (client, plan, next, done_rows, failed, producer) = (client.clone(), plan.clone(), next.clone(), done_rows.clone(), failed.clone(), producer.clone());
         tasks.spawn(async move {
             loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
@@ -77,7 +85,11 @@ pub async fn post(plan: &PostPlan) -> anyhow::Result<PostSummary> {
                         "geo" => &r.geo,
                         _ => &r.user,
                     }).collect();
-                    if let Err(e) = send(&client, &plan, kind, &values).await {
+                    let sent = match &producer {
+                        Some(p) => produce(p, &plan, kind, b, &values).await,
+                        None => send(&client, &plan, kind, &values).await,
+                    };
+                    if let Err(e) = sent {
                         failed.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %format!("{e:#}"), kind, "request failed");
                     }
@@ -108,6 +120,20 @@ fn progress_line(done: u64, total: u64, started: Instant, failed: u64) {
     let secs = started.elapsed().as_secs_f64().max(1e-3);
     eprint!("\rposted {done}/{total} rows ({:.0} rows/s), {failed} failed requests   ", done as f64 / secs);
     let _ = std::io::stderr().flush();
+}
+
+/// Produce one request's worth of records straight into Kafka, all to one
+/// partition (as the REST Proxy's sticky partitioner does for keyless records).
+async fn produce(producer: &KafkaProducer, plan: &PostPlan, kind: &str, batch_no: u64, values: &[&Value]) -> anyhow::Result<()> {
+    let topic = format!("{}.{kind}", plan.user_id);
+    let partitions = producer.partitions(&topic).await?.with_context(|| format!("Kafka has no topic `{topic}`; create it first"))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let mut batch = sluice_guest::BatchBuf::default();
+    for v in values {
+        batch.push(v.to_string().as_bytes(), b"", now);
+    }
+    producer.append(&topic, &[((batch_no % u64::from(partitions)) as u32, batch)]).await?;
+    Ok(())
 }
 
 async fn send(client: &reqwest::Client, plan: &PostPlan, kind: &str, values: &[&Value]) -> anyhow::Result<()> {

@@ -138,10 +138,11 @@ fn data_value(raw: &RawValue) -> Vec<u8> {
 
 async fn put(state: &IngestState, stream: &str, entries: Vec<(Option<&RawValue>, Option<String>)>) -> Result<Vec<PutRecordReply>, IngestError> {
     let shards = state
-        .log
-        .topic(stream)
-        .ok_or_else(|| IngestError::UnknownTopic { name: stream.to_owned(), kind: "stream", shape: SHAPE })?
-        .partitions;
+        .destination
+        .partitions(stream)
+        .await
+        .map_err(|e| IngestError::Unavailable { reason: e.to_string(), shape: SHAPE })?
+        .ok_or_else(|| IngestError::UnknownTopic { name: stream.to_owned(), kind: "stream", shape: SHAPE })?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let mut by_shard: BTreeMap<u32, BatchBuf> = BTreeMap::new();
     let mut placed = Vec::with_capacity(entries.len());
@@ -162,14 +163,14 @@ async fn put(state: &IngestState, stream: &str, entries: Vec<(Option<&RawValue>,
     let parts: Vec<(u32, BatchBuf)> = by_shard.into_iter().collect();
     let totals = super::totals(&parts);
     let order: Vec<u32> = parts.iter().map(|(p, _)| *p).collect();
-    let bases = state.log.append(stream, parts).await.map_err(|e| match e {
+    let stored = state.destination.append(stream, parts).await.map_err(|e| match e {
         AppendError::UnknownTopic(name) => IngestError::UnknownTopic { name, kind: "stream", shape: SHAPE },
         other => IngestError::Unavailable { reason: other.to_string(), shape: SHAPE },
     })?;
     super::count_stored(stream, totals);
-    let base_of: BTreeMap<u32, u64> = order.into_iter().zip(bases).collect();
+    let offsets_of: BTreeMap<u32, Vec<u64>> = order.into_iter().zip(stored).collect();
     Ok(placed
         .into_iter()
-        .map(|(shard, i)| PutRecordReply { sequence_number: format!("{:020}", base_of[&shard] + i), shard_id: format!("shardId-{shard:012}") })
+        .map(|(shard, i)| PutRecordReply { sequence_number: format!("{:020}", offsets_of[&shard][i as usize]), shard_id: format!("shardId-{shard:012}") })
         .collect())
 }

@@ -3,14 +3,15 @@
 //! Kinesis (`PUT /streams/{stream}/record|records`). A 2xx reply means the
 //! records are durable; on any error nothing of the request was stored.
 
+mod destination;
 mod error;
 mod kinesis;
 mod partition;
 mod rest_proxy;
 
+pub use destination::Destination;
 pub use error::{IngestError, WireShape};
 
-use crate::source::embedded::EmbeddedLog;
 use axum::routing::{post, put};
 use axum::Router;
 use serde::Deserialize;
@@ -23,24 +24,34 @@ use std::sync::Arc;
 pub struct IngestConfig {
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Where accepted records go: `embedded` (the embedded log) or `kafka`.
+    /// Default: `kafka` when `[kafka]` is configured, else `embedded`.
+    pub destination: Option<DestinationKind>,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { max_body_bytes: 16 << 20 }
+        IngestConfig { max_body_bytes: 16 << 20, destination: None }
     }
 }
 
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationKind {
+    Embedded,
+    Kafka,
+}
+
 pub struct IngestState {
-    pub log: Arc<EmbeddedLog>,
+    pub destination: Destination,
     pub config: IngestConfig,
     /// Spreads keyless records over partitions, one partition per request.
     next_partition: AtomicU32,
 }
 
 impl IngestState {
-    pub fn new(log: Arc<EmbeddedLog>, config: IngestConfig) -> Arc<Self> {
-        Arc::new(IngestState { log, config, next_partition: AtomicU32::new(0) })
+    pub fn new(destination: Destination, config: IngestConfig) -> Arc<Self> {
+        Arc::new(IngestState { destination, config, next_partition: AtomicU32::new(0) })
     }
 }
 

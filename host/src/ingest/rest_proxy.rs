@@ -63,11 +63,12 @@ async fn produce_inner(state: &IngestState, topic: &str, headers: &HeaderMap, bo
     if !media.eq_ignore_ascii_case(CONTENT_TYPE) {
         return Err(IngestError::ContentType { got: content_type.to_owned(), expected: CONTENT_TYPE });
     }
-    let info = state
-        .log
-        .topic(topic)
-        .ok_or_else(|| IngestError::UnknownTopic { name: topic.to_owned(), kind: "topic", shape: SHAPE })?
-        .clone();
+    let partitions = state
+        .destination
+        .partitions(topic)
+        .await
+        .map_err(|e| IngestError::Unavailable { reason: e.to_string(), shape: SHAPE })?
+        .ok_or_else(|| IngestError::UnknownTopic { name: topic.to_owned(), kind: "topic", shape: SHAPE })?;
     let bytes = read_body(body, state.config.max_body_bytes, SHAPE).await?;
     let parsed: ProduceBody = serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => IngestError::MalformedJson(e.to_string(), SHAPE),
@@ -78,17 +79,17 @@ async fn produce_inner(state: &IngestState, topic: &str, headers: &HeaderMap, bo
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     // Keyless records of one request share a partition, as Kafka's sticky partitioner does.
-    let sticky = state.next_partition.fetch_add(1, Ordering::Relaxed) % info.partitions;
+    let sticky = state.next_partition.fetch_add(1, Ordering::Relaxed) % partitions;
     let mut by_partition: BTreeMap<u32, BatchBuf> = BTreeMap::new();
     let mut placed = Vec::with_capacity(parsed.records.len());
     for (i, r) in parsed.records.iter().enumerate() {
         let key = r.key.map(|k| k.get().as_bytes()).filter(|k| *k != b"null").unwrap_or(b"");
         let p = match r.partition {
-            Some(p) if p >= info.partitions => {
-                return Err(IngestError::UnknownPartition { topic: topic.to_owned(), partition: p, partitions: info.partitions })
+            Some(p) if p >= partitions => {
+                return Err(IngestError::UnknownPartition { topic: topic.to_owned(), partition: p, partitions })
             }
             Some(p) => p,
-            None if !key.is_empty() => kafka_partition(key, info.partitions),
+            None if !key.is_empty() => kafka_partition(key, partitions),
             None => sticky,
         };
         let value = compact(r.value.map_or("null", |v| v.get()), i)?;
@@ -98,17 +99,17 @@ async fn produce_inner(state: &IngestState, topic: &str, headers: &HeaderMap, bo
     }
     let parts: Vec<(u32, BatchBuf)> = by_partition.into_iter().collect();
     let totals = super::totals(&parts);
-    let partitions: Vec<u32> = parts.iter().map(|(p, _)| *p).collect();
-    let bases = state.log.append(topic, parts).await.map_err(|e| match e {
+    let order: Vec<u32> = parts.iter().map(|(p, _)| *p).collect();
+    let stored = state.destination.append(topic, parts).await.map_err(|e| match e {
         AppendError::UnknownTopic(name) => IngestError::UnknownTopic { name, kind: "topic", shape: SHAPE },
         AppendError::UnknownPartition { topic, partition, partitions } => IngestError::UnknownPartition { topic, partition, partitions },
         other => IngestError::Unavailable { reason: other.to_string(), shape: SHAPE },
     })?;
     super::count_stored(topic, totals);
-    let base_of: BTreeMap<u32, u64> = partitions.into_iter().zip(bases).collect();
+    let offsets_of: BTreeMap<u32, Vec<u64>> = order.into_iter().zip(stored).collect();
     let offsets = placed
         .into_iter()
-        .map(|(p, i)| Offset { partition: p, offset: base_of[&p] + i, error_code: None, error: None })
+        .map(|(p, i)| Offset { partition: p, offset: offsets_of[&p][i as usize], error_code: None, error: None })
         .collect();
     Ok(ProduceReply { offsets, key_schema_id: None, value_schema_id: None })
 }

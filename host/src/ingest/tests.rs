@@ -18,7 +18,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = EmbeddedLogConfig { topics: vec!["u.pin".into(), "streaming-u-pin".into()], partitions: 3, ..Default::default() };
     let log = EmbeddedLog::open(&dir.path().join("log.redb"), &cfg).expect("log");
-    let app = router(IngestState::new(log.clone(), IngestConfig { max_body_bytes: 4096 }));
+    let app = router(IngestState::new(Destination::Embedded(log.clone()), IngestConfig { max_body_bytes: 4096, ..Default::default() }));
     Fixture { _dir: dir, log, app }
 }
 

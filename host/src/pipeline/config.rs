@@ -9,7 +9,12 @@ use serde::Deserialize;
 pub struct PipelineConfig {
     /// Unique name; also the consumer group and the dead-letter folder name.
     pub name: String,
-    /// Topics read (embedded-log topics or Kinesis-style stream names).
+    /// Where the pipeline reads: `embedded` (the embedded log) or `kafka`.
+    /// Default: `kafka` when `[kafka]` is configured, else `embedded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceKind>,
+    /// Topics read (embedded-log topics or Kinesis-style stream names; on Kafka,
+    /// a name starting with `^` is a regular expression, e.g. `^0a1b2c\\..*`).
     pub topics: Vec<String>,
     /// Transform chain, applied in order: built-in names (`clean-pin`, …) or the
     /// names of uploaded transforms. Each stage starts on the built-in (or first
@@ -31,6 +36,13 @@ pub struct PipelineConfig {
     /// When a newly activated transform version is rolled back by itself.
     #[serde(default)]
     pub auto_rollback: super::control::AutoRollbackConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Embedded,
+    Kafka,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]

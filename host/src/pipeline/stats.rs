@@ -77,6 +77,14 @@ impl PipelineStats {
         }
     }
 
+    /// A partition this process no longer reads (it went to another group member).
+    pub fn forget_partition(&self, p: &PartitionId) {
+        if let Ok(mut s) = self.state.lock() {
+            s.committed.remove(p);
+            s.ends.remove(p);
+        }
+    }
+
     /// Seconds since the last error, if there was one.
     pub fn seconds_since_error(&self) -> Option<u64> {
         self.state.lock().ok()?.last_error_at.map(|t| t.elapsed().as_secs())

@@ -85,7 +85,20 @@ impl PipelineWorker {
         metrics().pipeline_up.with_label_values(&[&self.config.name]).set(1);
         tracing::info!(partitions = parts.len(), "pipeline started");
         let mut was_paused = false;
+        let mut reported_problem: Option<(Instant, String)> = None;
+        let mut reassign_pending = false;
         loop {
+            if self.source.assignment_changed() || reassign_pending {
+                reassign_pending = false;
+                if let Err(e) = self.reassign(&mut parts) {
+                    let msg = format!("taking over partitions failed: {e:#}");
+                    tracing::error!("{msg}; retrying");
+                    self.stats.set_error(msg);
+                    reassign_pending = true;
+                    std::thread::sleep(ERROR_BACKOFF);
+                }
+            }
+            self.report_source_problem(&mut reported_problem);
             let paused = self.control.is_paused();
             if paused != was_paused {
                 self.stats.set_state(if paused { "paused" } else { "running" });
@@ -128,16 +141,56 @@ impl PipelineWorker {
     fn load_partitions(&mut self) -> anyhow::Result<Vec<PartitionState>> {
         let mut parts = Vec::new();
         for id in self.source.partitions()? {
-            let cp = self.source.checkpoint(&id)?;
-            let mut next = cp.next_offset;
-            if let Some(intent) = &cp.intent {
-                tracing::warn!(partition = %id, start = intent.start, end = intent.end, "resuming an interrupted roll: rewriting its objects");
-                next = intent.start;
-            }
-            self.stats.set_committed(&id, cp.next_offset);
-            parts.push(PartitionState { id, next, replay: cp.intent, segment: None });
+            parts.push(self.open_partition(id)?);
         }
         Ok(parts)
+    }
+
+    /// Start reading a partition where its checkpoint says.
+    fn open_partition(&mut self, id: PartitionId) -> anyhow::Result<PartitionState> {
+        let cp = self.source.checkpoint(&id)?;
+        let mut next = cp.next_offset;
+        if let Some(intent) = &cp.intent {
+            tracing::warn!(partition = %id, start = intent.start, end = intent.end, "resuming an interrupted roll: rewriting its objects");
+            next = intent.start;
+        }
+        self.stats.set_committed(&id, cp.next_offset);
+        Ok(PartitionState { id, next, replay: cp.intent, segment: None })
+    }
+
+    /// The source's partitions changed (a consumer-group rebalance): drop the
+    /// ones that went to another member, open the ones that came to this one.
+    fn reassign(&mut self, parts: &mut Vec<PartitionState>) -> anyhow::Result<()> {
+        let now = self.source.partitions()?;
+        parts.retain_mut(|st| {
+            let kept = now.contains(&st.id);
+            if !kept {
+                // Never made visible; the new owner lands these records from the committed offset.
+                let held = st.segment.take().map_or(0, |s| s.input_records);
+                self.stats.forget_partition(&st.id);
+                tracing::info!(partition = %st.id, abandoned_records = held, "partition revoked: its open segment is abandoned for the new owner to land");
+            }
+            kept
+        });
+        for id in now {
+            if parts.iter().any(|st| st.id == id) {
+                continue;
+            }
+            parts.push(self.open_partition(id)?);
+        }
+        Ok(())
+    }
+
+    /// A problem the source reports by itself (e.g. brokers unreachable) shows
+    /// in the pipeline's health; reported again at most every few seconds.
+    fn report_source_problem(&mut self, last: &mut Option<(Instant, String)>) {
+        let Some(problem) = self.source.problem() else { return };
+        if last.as_ref().is_some_and(|(at, text)| *text == problem && at.elapsed() < Duration::from_secs(5)) {
+            return;
+        }
+        tracing::warn!(problem = %problem, "source problem");
+        self.stats.set_error(problem.clone());
+        *last = Some((Instant::now(), problem));
     }
 
     /// Fetch and process one batch of a partition. Returns whether anything was read.

@@ -8,6 +8,17 @@ use std::path::{Path, PathBuf};
 /// Objects in progress are hidden files (`.name.inprogress`): Spark, Hive and
 /// most readers skip names starting with a dot.
 const IN_PROGRESS: &str = ".inprogress";
+/// Unfinished objects older than this are removed at start. Younger ones may
+/// belong to another sluice process landing in the same directory (a shared
+/// volume, consumer-group members), so they are left alone.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Distinguishes the in-progress files of writers that may land the same object
+/// at once (a partition handed from one group member to another).
+fn writer_tag() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
 
 pub struct LocalStore {
     root: PathBuf,
@@ -40,7 +51,7 @@ impl ObjectStore for LocalStore {
         let dir = path.parent().expect("a key has a parent under the root").to_path_buf();
         fs::create_dir_all(&dir)?;
         let name = path.file_name().expect("a key has a file name").to_string_lossy();
-        let tmp = dir.join(format!(".{name}{IN_PROGRESS}"));
+        let tmp = dir.join(format!(".{name}.{}{IN_PROGRESS}", writer_tag()));
         let file = File::create(&tmp)?;
         Ok(Box::new(LocalObject { out: Some(BufWriter::with_capacity(256 << 10, file)), tmp, path, dir, written: 0 }))
     }
@@ -83,13 +94,26 @@ impl ObjectStore for LocalStore {
     }
 
     fn clean_incomplete(&self) -> io::Result<usize> {
-        fn walk(dir: &Path, removed: &mut usize) -> io::Result<()> {
+        self.remove_unfinished_older_than(ABANDONED_AFTER)
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+impl LocalStore {
+    /// Remove in-progress files not written to for `age`.
+    pub fn remove_unfinished_older_than(&self, age: std::time::Duration) -> io::Result<usize> {
+        fn walk(dir: &Path, age: std::time::Duration, removed: &mut usize) -> io::Result<()> {
             for entry in fs::read_dir(dir)? {
                 let entry = entry?;
                 let path = entry.path();
                 if entry.file_type()?.is_dir() {
-                    walk(&path, removed)?;
-                } else if path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(IN_PROGRESS)) {
+                    walk(&path, age, removed)?;
+                } else if path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(IN_PROGRESS))
+                    && entry.metadata()?.modified()?.elapsed().is_ok_and(|idle| idle >= age)
+                {
                     fs::remove_file(&path)?;
                     *removed += 1;
                 }
@@ -97,12 +121,8 @@ impl ObjectStore for LocalStore {
             Ok(())
         }
         let mut removed = 0;
-        walk(&self.root, &mut removed)?;
+        walk(&self.root, age, &mut removed)?;
         Ok(removed)
-    }
-
-    fn location(&self) -> String {
-        self.root.display().to_string()
     }
 }
 
@@ -169,7 +189,17 @@ mod tests {
         drop(abandoned);
         let leftover = store.create("x/y.json").expect("create");
         std::mem::forget(leftover); // as if the process died mid-write
-        assert_eq!(store.clean_incomplete().expect("clean"), 1);
+        assert_eq!(store.clean_incomplete().expect("clean"), 0, "a young leftover may be another process's write in progress");
+        assert_eq!(store.remove_unfinished_older_than(std::time::Duration::ZERO).expect("clean"), 1);
+
+        // Two writers of one key (a partition changing owner) never share a file.
+        let mut first = store.create("k/same.json").expect("create");
+        let mut second = store.create("k/same.json").expect("create");
+        first.write_all(b"first\n").expect("write");
+        second.write_all(b"second\n").expect("write");
+        first.finish(&[]).expect("finish");
+        second.finish(&[]).expect("finish");
+        assert_eq!(store.get("k/same.json").expect("get"), b"second\n");
         let names: Vec<_> = fs::read_dir(dir.path().join("topics/t/partition=0")).expect("dir").flatten().map(|e| e.file_name()).collect();
         assert_eq!(names.len(), 1);
         assert!(store.create("../escape.json").is_err());

@@ -4,6 +4,7 @@
 //! may resume: positions advance only after the sinks report the records durable.
 
 pub mod embedded;
+pub mod kafka;
 
 use sluice_guest::BatchBuf;
 use std::fmt;
@@ -68,4 +69,14 @@ pub trait Source: Send {
     fn wait(&mut self, timeout: Duration);
     /// The offset after the last record available now (for lag), if known.
     fn end_offset(&mut self, partition: &PartitionId) -> anyhow::Result<Option<u64>>;
+    /// Whether the partitions this reader owns changed since the last call (a
+    /// consumer-group rebalance); the pipeline then asks [`Source::partitions`] again.
+    fn assignment_changed(&mut self) -> bool {
+        false
+    }
+    /// A problem the source has right now (e.g. brokers unreachable) that the
+    /// pipeline's health should show, though no call of its own failed.
+    fn problem(&mut self) -> Option<String> {
+        None
+    }
 }

@@ -1,0 +1,11 @@
+//! Kafka through librdkafka (the `rdkafka` crate): a consumer-group member per
+//! pipeline worker as a [`crate::source::Source`], and the idempotent producer
+//! the ingest API writes through when Kafka is configured.
+
+mod config;
+mod producer;
+mod source;
+
+pub use config::{KafkaConfig, StartFrom};
+pub use producer::KafkaProducer;
+pub use source::{partition_count, KafkaSource};

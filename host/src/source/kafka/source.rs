@@ -1,0 +1,418 @@
+//! A Kafka consumer-group member as a pipeline [`Source`].
+//!
+//! The consumer hands over records of every assigned partition in one stream;
+//! they are kept per partition ("read ahead") until the pipeline asks for that
+//! partition, and a partition whose read-ahead is full is paused at the broker.
+//! Offsets are committed only by [`Source::commit`], i.e. after the sinks made
+//! the records durable. A roll's intent is kept in the landing store next to
+//! the objects it protects (`_sluice/intents/<group>/<topic>/<partition>.json`),
+//! so whichever group member owns the partition next — on this machine or
+//! another that lands in the same bucket — rewrites exactly the same objects.
+//! An intent counts only while the committed offset is below its end: once the
+//! commit is done it is stale, whether or not deleting it succeeded. (Kafka's
+//! commit metadata would be the natural home, but not every Kafka-protocol
+//! broker keeps it.)
+//!
+//! Revocation: once the group takes a partition away, intents and commits for
+//! it are refused here, so the pipeline abandons the partition's open segment
+//! (its objects are never made visible) and the new owner lands those records.
+
+use super::config::{KafkaConfig, StartFrom};
+use crate::sink::ObjectStore;
+use crate::source::{Checkpoint, Fetched, Intent, PartitionId, Source};
+use anyhow::Context as _;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sluice_guest::BatchBuf;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Requests to the group coordinator (committed offsets, commits) give up after this.
+const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(10);
+/// Watermarks (for lag) are asked for at most this often per partition.
+const WATERMARK_EVERY: Duration = Duration::from_secs(5);
+/// Messages taken from the consumer per fetch, at most.
+const PUMP_LIMIT: usize = 20_000;
+/// A client error is reported as the source's problem for this long.
+const PROBLEM_FOR: Duration = Duration::from_secs(15);
+
+/// What librdkafka tells us from its own threads or from inside `poll`.
+#[derive(Default)]
+pub(crate) struct GroupContext {
+    /// The assignment changed since the pipeline last asked.
+    changed: AtomicBool,
+    /// Partitions this member owns now, as the last rebalance said.
+    assigned: Mutex<BTreeSet<(String, i32)>>,
+    /// The latest client error and when it happened.
+    problem: Mutex<Option<(Instant, String)>>,
+}
+
+impl GroupContext {
+    fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.assigned.lock().unwrap_or_else(|e| e.into_inner()).contains(&(topic.to_owned(), partition))
+    }
+
+    fn set_problem(&self, text: String) {
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), text));
+    }
+
+    fn clear_problem(&self) {
+        let mut p = self.problem.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_some() {
+            *p = None;
+        }
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(error = %error, "kafka client: {reason}");
+        self.set_problem(format!("kafka: {reason}"));
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let added: Vec<String> = tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect();
+                assigned.extend(tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
+                tracing::info!(partitions = ?added, "kafka group assigned partitions");
+            }
+            Rebalance::Revoke(tpl) => {
+                for e in tpl.elements() {
+                    assigned.remove(&(e.topic().to_owned(), e.partition()));
+                }
+                tracing::info!(revoked = tpl.count(), "kafka group revoked partitions: their open segments are abandoned, the new owner lands them");
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "kafka group rebalance failed");
+                drop(assigned);
+                self.set_problem(format!("kafka rebalance failed: {e}"));
+                return;
+            }
+        }
+        self.changed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Records of one partition read from the consumer but not yet asked for.
+#[derive(Default)]
+struct ReadAhead {
+    /// Every record the consumer delivered from `covers_from` on is in `records`
+    /// (or was asked for already); `None` until the position is known.
+    covers_from: Option<u64>,
+    /// The offset after the last record delivered.
+    delivered_to: u64,
+    records: VecDeque<OwnedRecord>,
+    bytes: usize,
+    paused: bool,
+    /// A seek that has not been carried out yet.
+    seek_to: Option<u64>,
+}
+
+struct OwnedRecord {
+    offset: u64,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    timestamp: i64,
+}
+
+pub struct KafkaSource {
+    consumer: BaseConsumer<GroupContext>,
+    start_from: StartFrom,
+    read_ahead_records: usize,
+    ahead: BTreeMap<PartitionId, ReadAhead>,
+    /// Topic names shared by every [`PartitionId`] of a topic.
+    names: BTreeMap<String, Arc<str>>,
+    watermarks: BTreeMap<PartitionId, (Instant, Option<u64>)>,
+    /// Where roll intents are kept, and under which folder.
+    intents: Arc<dyn ObjectStore>,
+    intent_folder: String,
+    /// Partitions with an intent recorded and not yet cleared.
+    pending_intents: BTreeSet<PartitionId>,
+}
+
+impl KafkaSource {
+    /// Join `group` and subscribe to `topics` (a name starting with `^` is a regex,
+    /// e.g. `^0a1b2c3d\..*`).
+    /// Roll intents go into `intents` (the landing store).
+    pub fn new(config: &KafkaConfig, group: &str, client_id: &str, topics: &[String], intents: Arc<dyn ObjectStore>) -> anyhow::Result<Self> {
+        let consumer: BaseConsumer<GroupContext> =
+            config.consumer(group, client_id).create_with_context(GroupContext::default()).context("creating the Kafka consumer")?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names).with_context(|| format!("subscribing to {topics:?}"))?;
+        Ok(KafkaSource {
+            consumer,
+            start_from: config.start_from,
+            read_ahead_records: config.read_ahead_records,
+            ahead: BTreeMap::new(),
+            names: BTreeMap::new(),
+            watermarks: BTreeMap::new(),
+            intents,
+            intent_folder: format!("_sluice/intents/{group}"),
+            pending_intents: BTreeSet::new(),
+        })
+    }
+
+    fn intent_key(&self, p: &PartitionId) -> String {
+        format!("{}/{}/{}.json", self.intent_folder, p.topic, p.partition)
+    }
+
+    /// The intent recorded for `p`, if it still applies with `committed` as the committed offset.
+    fn stored_intent(&self, p: &PartitionId, committed: u64) -> anyhow::Result<Option<Intent>> {
+        let bytes = match self.intents.get(&self.intent_key(p)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading the roll intent of {p}")),
+        };
+        let intent: Intent = serde_json::from_slice(&bytes).with_context(|| format!("reading the roll intent of {p}"))?;
+        Ok((intent.end > committed).then_some(intent))
+    }
+
+    fn id(&mut self, topic: &str, partition: i32) -> PartitionId {
+        let name = self.names.entry(topic.to_owned()).or_insert_with(|| Arc::from(topic)).clone();
+        PartitionId { topic: name, partition: partition as u32 }
+    }
+
+    fn tpl(p: &PartitionId, offset: Offset) -> anyhow::Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&p.topic, p.partition as i32, offset)?;
+        Ok(tpl)
+    }
+
+    fn ensure_owned(&self, p: &PartitionId, doing: &str) -> anyhow::Result<()> {
+        if self.consumer.context().owns(&p.topic, p.partition as i32) {
+            Ok(())
+        } else {
+            anyhow::bail!("cannot {doing} for {p}: the consumer group gave the partition to another member")
+        }
+    }
+
+
+    /// Move what the consumer has delivered into the read-ahead, waiting up to
+    /// `wait` for the first message.
+    fn pump(&mut self, wait: Duration) {
+        let mut timeout = wait;
+        for _ in 0..PUMP_LIMIT {
+            let (topic, partition, record) = match self.consumer.poll(timeout) {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer");
+                    self.consumer.context().set_problem(format!("kafka consumer: {e}"));
+                    break;
+                }
+                Some(Ok(m)) => {
+                    let Ok(offset) = u64::try_from(m.offset()) else { continue };
+                    let record = OwnedRecord {
+                        offset,
+                        key: m.key().unwrap_or_default().to_vec(),
+                        value: m.payload().unwrap_or_default().to_vec(),
+                        timestamp: m.timestamp().to_millis().unwrap_or(0),
+                    };
+                    (m.topic().to_owned(), m.partition(), record)
+                }
+            };
+            timeout = Duration::ZERO;
+            self.consumer.context().clear_problem();
+            let id = self.id(&topic, partition);
+            let a = self.ahead.entry(id).or_default();
+            let from = *a.covers_from.get_or_insert(record.offset);
+            // Left over from before a seek: the consumer drops these itself, mostly.
+            if a.seek_to.is_some() || record.offset < from.max(a.delivered_to) {
+                continue;
+            }
+            a.delivered_to = record.offset + 1;
+            a.bytes += record.value.len() + record.key.len();
+            a.records.push_back(record);
+        }
+        self.apply_backpressure();
+    }
+
+    /// Pause partitions whose read-ahead is full; resume them once half drained.
+    fn apply_backpressure(&mut self) {
+        let high = self.read_ahead_records;
+        let mut pause = TopicPartitionList::new();
+        let mut resume = TopicPartitionList::new();
+        for (p, a) in self.ahead.iter_mut() {
+            if !a.paused && a.records.len() >= high {
+                pause.add_partition(&p.topic, p.partition as i32);
+                a.paused = true;
+            } else if a.paused && a.records.len() < high / 2 {
+                resume.add_partition(&p.topic, p.partition as i32);
+                a.paused = false;
+            }
+        }
+        if pause.count() > 0 {
+            if let Err(e) = self.consumer.pause(&pause) {
+                tracing::warn!(error = %e, "pausing kafka partitions");
+            }
+        }
+        if resume.count() > 0 {
+            if let Err(e) = self.consumer.resume(&resume) {
+                tracing::warn!(error = %e, "resuming kafka partitions");
+            }
+        }
+    }
+
+    /// Make the consumer deliver `p` from `offset` on.
+    fn seek(&mut self, p: &PartitionId, offset: u64) -> anyhow::Result<()> {
+        let a = self.ahead.entry(p.clone()).or_default();
+        a.records.clear();
+        a.bytes = 0;
+        a.seek_to = Some(offset);
+        self.consumer
+            .seek(&p.topic, p.partition as i32, Offset::Offset(offset as i64), Duration::from_secs(5))
+            .with_context(|| format!("seeking {p} to offset {offset}"))?;
+        let a = self.ahead.entry(p.clone()).or_default();
+        a.seek_to = None;
+        a.covers_from = Some(offset);
+        a.delivered_to = offset;
+        Ok(())
+    }
+
+    fn watermarks(&self, p: &PartitionId) -> anyhow::Result<(u64, u64)> {
+        let (low, high) = self.consumer.fetch_watermarks(&p.topic, p.partition as i32, Duration::from_millis(1500))?;
+        Ok((low.max(0) as u64, high.max(0) as u64))
+    }
+}
+
+impl Source for KafkaSource {
+    fn partitions(&mut self) -> anyhow::Result<Vec<PartitionId>> {
+        let owned: Vec<(String, i32)> = self.consumer.context().assigned.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+        let ids: Vec<PartitionId> = owned.into_iter().map(|(t, p)| self.id(&t, p)).collect();
+        // Read-ahead of partitions that went to another member is theirs to read now.
+        self.ahead.retain(|p, _| ids.contains(p));
+        self.watermarks.retain(|p, _| ids.contains(p));
+        Ok(ids)
+    }
+
+    fn assignment_changed(&mut self) -> bool {
+        self.consumer.context().changed.swap(false, Ordering::SeqCst)
+    }
+
+    fn checkpoint(&mut self, p: &PartitionId) -> anyhow::Result<Checkpoint> {
+        let tpl = Self::tpl(p, Offset::Invalid)?;
+        let committed = self.consumer.committed_offsets(tpl, COORDINATOR_TIMEOUT).with_context(|| format!("reading the committed offset of {p}"))?;
+        let e = committed.find_partition(&p.topic, p.partition as i32).with_context(|| format!("no committed offset for {p} in the reply"))?;
+        let next_offset = match e.offset() {
+            Offset::Offset(n) if n >= 0 => n as u64,
+            // Nothing committed yet: where the consumer will start by itself.
+            _ => {
+                let (low, high) = self.watermarks(p).with_context(|| format!("reading the watermarks of {p}"))?;
+                if self.start_from == StartFrom::Latest { high } else { low }
+            }
+        };
+        let intent = self.stored_intent(p, next_offset)?;
+        if intent.is_some() {
+            self.pending_intents.insert(p.clone());
+        }
+        let a = self.ahead.entry(p.clone()).or_default();
+        if a.covers_from.is_none() {
+            a.covers_from = Some(next_offset);
+            a.delivered_to = next_offset;
+        }
+        Ok(Checkpoint { next_offset, intent })
+    }
+
+    fn fetch(&mut self, p: &PartitionId, offset: u64, max_records: usize, wait: Duration) -> anyhow::Result<Fetched> {
+        self.pump(Duration::ZERO);
+        if !self.consumer.context().owns(&p.topic, p.partition as i32) {
+            return Ok(Fetched { next_offset: offset, ..Default::default() });
+        }
+        let a = self.ahead.entry(p.clone()).or_default();
+        let servable = match a.covers_from {
+            None => {
+                a.covers_from = Some(offset);
+                a.delivered_to = offset;
+                true
+            }
+            Some(from) => from <= offset && offset <= a.delivered_to && a.seek_to.is_none(),
+        };
+        if !servable {
+            // The pipeline went back (a failed roll is read again) or skipped ahead.
+            self.seek(p, offset)?;
+        } else if a.records.is_empty() && !wait.is_zero() {
+            self.pump(wait);
+        }
+        let a = self.ahead.entry(p.clone()).or_default();
+        while a.records.front().is_some_and(|r| r.offset < offset) {
+            let r = a.records.pop_front().expect("front exists");
+            a.bytes -= r.value.len() + r.key.len();
+        }
+        let n = a.records.len().min(max_records);
+        let mut out = Fetched { batch: BatchBuf::with_capacity(n, a.bytes.min(64 << 20)), offsets: Vec::with_capacity(n), next_offset: offset };
+        for r in a.records.drain(..n) {
+            a.bytes -= r.value.len() + r.key.len();
+            out.batch.push(&r.value, &r.key, r.timestamp);
+            out.offsets.push(r.offset);
+            out.next_offset = r.offset + 1;
+        }
+        a.covers_from = Some(out.next_offset);
+        self.apply_backpressure();
+        Ok(out)
+    }
+
+    fn record_intent(&mut self, p: &PartitionId, intent: &Intent) -> anyhow::Result<()> {
+        self.ensure_owned(p, "record a roll intent")?;
+        let mut w = self.intents.create(&self.intent_key(p))?;
+        std::io::Write::write_all(&mut w, &serde_json::to_vec(intent)?)?;
+        w.finish(&[]).with_context(|| format!("recording the roll intent of {p}"))?;
+        self.pending_intents.insert(p.clone());
+        Ok(())
+    }
+
+    fn commit(&mut self, p: &PartitionId, next_offset: u64) -> anyhow::Result<()> {
+        self.ensure_owned(p, "commit")?;
+        let tpl = Self::tpl(p, Offset::Offset(next_offset as i64))?;
+        self.consumer.commit(&tpl, CommitMode::Sync).with_context(|| format!("committing offset {next_offset} of {p} to Kafka"))?;
+        self.consumer.context().clear_problem();
+        if self.pending_intents.remove(p) {
+            // Stale from now on anyway; removing it keeps the folder tidy.
+            if let Err(e) = self.intents.delete(&self.intent_key(p)) {
+                tracing::debug!(partition = %p, error = %e, "removing a done roll intent");
+            }
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        self.pump(timeout);
+    }
+
+    fn end_offset(&mut self, p: &PartitionId) -> anyhow::Result<Option<u64>> {
+        if let Some((at, high)) = self.watermarks.get(p) {
+            if at.elapsed() < WATERMARK_EVERY {
+                return Ok(*high);
+            }
+        }
+        let high = self.watermarks(p).ok().map(|(_, high)| high);
+        self.watermarks.insert(p.clone(), (Instant::now(), high));
+        Ok(high)
+    }
+
+    fn problem(&mut self) -> Option<String> {
+        let p = self.consumer.context().problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        p.filter(|(at, _)| at.elapsed() < PROBLEM_FOR).map(|(_, text)| text)
+    }
+}
+
+/// Partitions of the named topics (regex subscriptions count as unknown), to
+/// size a pipeline's worker pool.
+pub fn partition_count(config: &KafkaConfig, topics: &[String]) -> Option<usize> {
+    if topics.iter().any(|t| t.starts_with('^')) {
+        return None;
+    }
+    let probe: BaseConsumer = config.consumer("sluice-metadata-probe", "sluice-metadata-probe").create().ok()?;
+    let mut total = 0;
+    for t in topics {
+        let md = probe.fetch_metadata(Some(t), Duration::from_secs(5)).ok()?;
+        total += md.topics().first().map_or(0, |t| t.partitions().len());
+    }
+    Some(total)
+}

@@ -1,0 +1,308 @@
+//! sluice on a real Kafka-protocol broker (tansu, started by the test on
+//! 127.0.0.1): the ingest API produces into Kafka, pipelines consume as group
+//! members and land; every record lands exactly once through crashes, group
+//! handovers and a broker outage.
+
+use serde_json::{json, Value};
+use sluice::emulate::data::Generator;
+use sluice::emulate::post::{post, Api, PostPlan};
+use sluice_tests::{column, files, free_port, json_lines, multiset, parquet_batches, raw_by_position, KafkaBroker, Server};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
+const KINDS: [&str; 3] = ["pin", "geo", "user"];
+
+/// One broker and its sluice processes at a time: they share two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A config reading `<user>.pin|geo|user` from the broker, landing raw and
+/// cleaned data in `landing`; `extra` goes into each pipeline section.
+fn config(dir: &Path, data: &str, landing: &Path, broker: &KafkaBroker, user: &str, kinds: &[&str], extra: &str) -> PathBuf {
+    let mut text = format!(
+        "data_dir = \"{}\"\n\n[landing]\ndir = \"{}\"\n\n[kafka]\nbrokers = \"{}\"\nsession_timeout_ms = 6000\nheartbeat_interval_ms = 1000\nproduce_timeout_ms = 5000\n[kafka.properties]\n\"socket.timeout.ms\" = \"3000\"\n",
+        dir.join(data).display(),
+        landing.display(),
+        broker.address()
+    );
+    for kind in kinds {
+        text.push_str(&format!(
+            "\n[[pipeline]]\nname = \"{kind}\"\ntopics = [\"{user}.{kind}\"]\ntransforms = [\"clean-{kind}\"]\nland_raw = true\ntable = {{ name = \"{kind}\" }}\n{extra}\n"
+        ));
+    }
+    let path = dir.join(format!("{data}.toml"));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn topics(broker: &KafkaBroker, user: &str, kinds: &[&str]) {
+    for kind in kinds {
+        broker.create_topic(&format!("{user}.{kind}"), 3).expect("create topic");
+    }
+}
+
+/// Raw records landed under `topics/<topic>` (visible objects only).
+fn raw_count(landing: &Path, topic: &str) -> usize {
+    files(&landing.join("topics").join(topic)).iter().map(|f| std::fs::read_to_string(f).map_or(0, |t| t.lines().count())).sum()
+}
+
+/// Wait until at least `want` raw records of each topic have landed.
+fn wait_raw(landing: &Path, want: &[(String, usize)], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got: Vec<usize> = want.iter().map(|(t, _)| raw_count(landing, t)).collect();
+        if got.iter().zip(want).all(|(g, (_, w))| g >= w) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not landed in time: got {got:?}, want {want:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_hundred_thousand_records_through_kafka_land_exactly_once() -> anyhow::Result<()> {
+    let _one = serial();
+    const ROWS: u64 = 33_334; // three records per row: 100,002 in all
+    const SEED: u64 = 11;
+    let dir = tempfile::tempdir()?;
+    let broker = KafkaBroker::start()?;
+    topics(&broker, "k", &KINDS);
+    let landing = dir.path().join("landing");
+    let cfg = config(dir.path(), "a", &landing, &broker, "k", &KINDS, "roll = { max_records = 20000, max_age_ms = 1000 }");
+    let mut server = Server::start(SLUICE, &cfg, free_port(), &[])?;
+
+    let rt = tokio::runtime::Runtime::new()?;
+    let plan = PostPlan { base_url: server.base_url.clone(), api: Api::Rest, user_id: "k".into(), rows: ROWS, batch: 500, rate: 0, seed: SEED, concurrency: 4, progress: false, kafka: None };
+    let summary = rt.block_on(post(&plan))?;
+    assert_eq!(summary.failed_requests, 0, "every request was acknowledged by Kafka");
+
+    let want: Vec<(String, usize)> = KINDS.iter().map(|k| (format!("k.{k}"), ROWS as usize)).collect();
+    wait_raw(&landing, &want, Duration::from_secs(300));
+    assert!(server.terminate()?, "SIGTERM stops sluice cleanly");
+
+    let posted_ids = multiset((0..ROWS).map(|n| Generator::new(SEED).pick(n)));
+    for kind in KINDS {
+        let raw = raw_by_position(&landing.join(format!("topics/k.{kind}")));
+        assert_eq!(raw.len(), ROWS as usize, "{kind}: every produced record landed raw once");
+        let ids: Vec<i64> = column(&parquet_batches(&landing.join(format!("tables/{kind}"))), "ind").iter().map(|v| v.as_i64().expect("ind")).collect();
+        let dead = json_lines(&landing.join(format!("dead-letters/{kind}")));
+        assert_eq!(ids.len() + dead.len(), raw.len(), "{kind}: cleaned + dead letters = raw");
+        assert!(dead.is_empty(), "{kind}: the emulator's rows are all cleanable: {:?}", dead.first());
+        assert_eq!(multiset(ids), posted_ids, "{kind}: every record cleaned exactly once");
+    }
+    Ok(())
+}
+
+/// Posts pins with fresh unique ids; remembers which were acknowledged.
+struct Poster {
+    client: reqwest::blocking::Client,
+    topic: String,
+    next: u64,
+    acked: BTreeSet<String>,
+    /// Not acknowledged (refused or cut off): may or may not have reached Kafka.
+    uncertain: BTreeSet<String>,
+}
+
+impl Poster {
+    fn new(topic: &str) -> Self {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
+        Poster { client, topic: topic.into(), next: 0, acked: BTreeSet::new(), uncertain: BTreeSet::new() }
+    }
+
+    /// Post 50 pins; returns the HTTP status (0 when the request failed).
+    fn post(&mut self, base: &str) -> u16 {
+        let ids: Vec<String> = (self.next..self.next + 50).map(|n| format!("id-{n:08}")).collect();
+        let records: Vec<Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| json!({"key": id, "value": {"index": self.next + i as u64, "unique_id": id, "title": "t", "follower_count": "1k", "category": "art"}}))
+            .collect();
+        self.next += 50;
+        let status = self
+            .client
+            .post(format!("{base}/topics/{}", self.topic))
+            .header("content-type", "application/vnd.kafka.json.v2+json")
+            .body(json!({ "records": records }).to_string())
+            .send()
+            .map_or(0, |r| r.status().as_u16());
+        if status == 200 {
+            self.acked.extend(ids);
+        } else {
+            self.uncertain.extend(ids);
+        }
+        status
+    }
+}
+
+/// Every acknowledged pin is in raw and table exactly once; nothing lands twice,
+/// and nothing that was never sent lands at all.
+fn check_exactly_once(landing: &Path, topic: &str, p: &Poster) {
+    let acked = &p.acked;
+    let raw: Vec<String> = json_lines(&landing.join("topics").join(topic)).iter().map(|v| v["unique_id"].as_str().expect("id").to_owned()).collect();
+    let table: Vec<String> = column(&parquet_batches(&landing.join("tables/pin")), "unique_id").iter().map(|v| v.as_str().expect("id").to_owned()).collect();
+    for (what, ids) in [("raw", raw), ("table", table)] {
+        let counts = multiset(ids);
+        let dupes: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(dupes.is_empty(), "{what}: landed twice: {} e.g. {:?}", dupes.len(), dupes.first());
+        let missing: Vec<_> = acked.iter().filter(|id| !counts.contains_key(*id)).collect();
+        assert!(missing.is_empty(), "{what}: acknowledged but lost: {} e.g. {:?}", missing.len(), missing.first());
+        let strangers: Vec<_> = counts.keys().filter(|id| !acked.contains(*id) && !p.uncertain.contains(*id)).collect();
+        assert!(strangers.is_empty(), "{what}: never sent: {strangers:?}");
+    }
+}
+
+fn wait_ids(landing: &Path, topic: &str, n: usize) {
+    wait_raw(landing, &[(topic.to_owned(), n)], Duration::from_secs(180));
+}
+
+#[test]
+fn kill_9_and_crash_plans_mid_run_lose_and_duplicate_nothing() -> anyhow::Result<()> {
+    let _one = serial();
+    let dir = tempfile::tempdir()?;
+    let broker = KafkaBroker::start()?;
+    topics(&broker, "c", &["pin"]);
+    let landing = dir.path().join("landing");
+    let cfg = config(dir.path(), "c", &landing, &broker, "c", &["pin"], "batch = { max_records = 64 }\nroll = { max_records = 300, max_age_ms = 200 }");
+    let port = free_port();
+    let mut p = Poster::new("c.pin");
+
+    // Objects of a roll visible, its intent in the Kafka commit metadata, the commit not done.
+    let mut s = Server::start(SLUICE, &cfg, port, &[("SLUICE_CRASH_AT", "roll.before_commit:3")])?;
+    while s.alive() && p.next < 40_000 {
+        p.post(&s.base_url);
+    }
+    assert!(s.wait_exit(Duration::from_secs(30)), "the crash plan never fired");
+    // SIGKILL while the pipeline is behind.
+    let mut s = Server::start(SLUICE, &cfg, port, &[])?;
+    for _ in 0..100 {
+        assert_eq!(p.post(&s.base_url), 200);
+    }
+    s.kill9();
+    // A clean run to the end.
+    let mut s = Server::start(SLUICE, &cfg, port, &[])?;
+    for _ in 0..40 {
+        assert_eq!(p.post(&s.base_url), 200);
+    }
+    wait_ids(&landing, "c.pin", p.acked.len());
+    assert!(s.terminate()?, "SIGTERM stops sluice cleanly");
+    check_exactly_once(&landing, "c.pin", &p);
+    assert!(p.acked.len() >= 140 * 50, "posted too little to mean anything: {}", p.acked.len());
+    Ok(())
+}
+
+fn owned_partitions(server: &Server) -> usize {
+    reqwest::blocking::get(format!("{}/status", server.base_url))
+        .and_then(|r| r.json::<Value>())
+        .map_or(0, |s| s["pin"]["partitions"].as_array().map_or(0, Vec::len))
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn two_processes_share_a_group_and_one_takes_over_when_the_other_stops() -> anyhow::Result<()> {
+    let _one = serial();
+    let dir = tempfile::tempdir()?;
+    let broker = KafkaBroker::start()?;
+    topics(&broker, "g", &["pin"]);
+    let landing = dir.path().join("landing");
+    let extra = "workers = 1\nroll = { max_records = 500, max_age_ms = 300 }";
+    let (cfg_a, cfg_b) = (config(dir.path(), "a", &landing, &broker, "g", &["pin"], extra), config(dir.path(), "b", &landing, &broker, "g", &["pin"], extra));
+    let a = Server::start(SLUICE, &cfg_a, free_port(), &[])?;
+    let mut b = Server::start(SLUICE, &cfg_b, free_port(), &[])?;
+    let mut p = Poster::new("g.pin");
+
+    wait_until("both members own partitions", Duration::from_secs(60), || {
+        p.post(&a.base_url);
+        let (na, nb) = (owned_partitions(&a), owned_partitions(&b));
+        na > 0 && nb > 0 && na + nb == 3
+    });
+    for _ in 0..60 {
+        assert_eq!(p.post(&a.base_url), 200);
+    }
+    assert!(b.terminate()?, "SIGTERM stops the second member cleanly");
+    wait_until("the first member owns every partition", Duration::from_secs(60), || owned_partitions(&a) == 3);
+    for _ in 0..60 {
+        assert_eq!(p.post(&a.base_url), 200);
+    }
+    wait_ids(&landing, "g.pin", p.acked.len());
+    drop(a);
+    check_exactly_once(&landing, "g.pin", &p);
+    Ok(())
+}
+
+fn ready(server: &Server) -> u16 {
+    reqwest::blocking::get(format!("{}/ready", server.base_url)).map_or(0, |r| r.status().as_u16())
+}
+
+#[test]
+fn a_broker_outage_is_reported_refused_at_ingest_and_loses_nothing() -> anyhow::Result<()> {
+    let _one = serial();
+    let dir = tempfile::tempdir()?;
+    let broker = KafkaBroker::start()?;
+    topics(&broker, "o", &["pin"]);
+    let landing = dir.path().join("landing");
+    let cfg = config(dir.path(), "o", &landing, &broker, "o", &["pin"], "roll = { max_records = 500, max_age_ms = 300 }");
+    let s = Server::start(SLUICE, &cfg, free_port(), &[])?;
+    let mut p = Poster::new("o.pin");
+    for _ in 0..40 {
+        assert_eq!(p.post(&s.base_url), 200);
+    }
+    wait_ids(&landing, "o.pin", p.acked.len());
+    assert_eq!(ready(&s), 200, "healthy before the outage");
+
+    broker.freeze(true);
+    let refused_at = Instant::now();
+    let status = p.post(&s.base_url);
+    assert_eq!(status, 503, "ingest refuses what Kafka cannot take");
+    assert!(refused_at.elapsed() < Duration::from_secs(30), "refused within the produce timeout");
+    wait_until("/ready reports the outage", Duration::from_secs(60), || ready(&s) == 503);
+    let health: Value = reqwest::blocking::get(format!("{}/health", s.base_url))?.json()?;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["pipelines"]["pin"]["last_error"].as_str().is_some_and(|e| e.contains("kafka") || e.contains("Kafka")), "{health}");
+
+    broker.freeze(false);
+    wait_until("ingest works again", Duration::from_secs(90), || p.post(&s.base_url) == 200);
+    for _ in 0..20 {
+        assert_eq!(p.post(&s.base_url), 200);
+    }
+    wait_ids(&landing, "o.pin", p.acked.len());
+    drop(s);
+    assert!(!p.uncertain.is_empty(), "the outage refused something");
+    check_exactly_once(&landing, "o.pin", &p);
+    Ok(())
+}
+
+#[test]
+fn the_emulator_produces_straight_into_kafka() -> anyhow::Result<()> {
+    let _one = serial();
+    let dir = tempfile::tempdir()?;
+    let broker = KafkaBroker::start()?;
+    topics(&broker, "e", &KINDS);
+    let kafka: sluice::source::kafka::KafkaConfig = toml::from_str(&format!("brokers = \"{}\"", broker.address()))?;
+    let plan = PostPlan { base_url: String::new(), api: Api::Rest, user_id: "e".into(), rows: 2_000, batch: 100, rate: 0, seed: 3, concurrency: 2, progress: false, kafka: Some(kafka) };
+    let summary = tokio::runtime::Runtime::new()?.block_on(post(&plan))?;
+    assert_eq!(summary.failed_requests, 0);
+
+    let landing = dir.path().join("landing");
+    let cfg = config(dir.path(), "e", &landing, &broker, "e", &KINDS, "roll = { max_age_ms = 300 }");
+    let mut server = Server::start(SLUICE, &cfg, free_port(), &[])?;
+    let want: Vec<(String, usize)> = KINDS.iter().map(|k| (format!("e.{k}"), 2_000)).collect();
+    wait_raw(&landing, &want, Duration::from_secs(120));
+    assert!(server.terminate()?);
+    for kind in KINDS {
+        assert_eq!(raw_by_position(&landing.join(format!("topics/e.{kind}"))).len(), 2_000, "{kind}");
+    }
+    Ok(())
+}
