@@ -1,12 +1,14 @@
 //! Embedded log → Wasm clean-pin → Parquet: records/s and peak RSS.
 //!
-//! `cargo bench -p sluice --bench pipeline [-- --records N] [--s3]`
+//! `cargo bench -p sluice --bench pipeline [-- --records N] [--s3] [--kafka]`
 //!
 //! With `--s3` the landing goes to an s3s-fs server (started by the bench on
 //! 127.0.0.1, from `cargo install s3s-fs`) instead of a local directory, and
-//! the report adds MB/s.
+//! the report adds MB/s. With `--kafka` the input is a 3-partition topic on a
+//! tansu broker the bench starts on 127.0.0.1 (`scripts/kafka-broker.sh install`),
+//! read by the pipeline's consumer group instead of the embedded log.
 //!
-//! The log is filled by one child process and drained by another, so the
+//! The input is filled by one child process and drained by another, so the
 //! reported peak RSS (VmHWM) belongs to the pipeline alone, not to generating
 //! the input. The sandbox is on (64 MiB cap, 2 s deadline), raw landing off:
 //! the job measured is the cleaning job.
@@ -19,6 +21,8 @@ use sluice::runtime::registry::Registry;
 use sluice::runtime::Runtime;
 use sluice::sink::local::LocalStore;
 use sluice::source::embedded::{EmbeddedLog, EmbeddedSource};
+use sluice::source::kafka::{KafkaConfig, KafkaProducer, KafkaSource};
+use sluice::source::Source;
 use sluice_guest::BatchBuf;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,9 +49,15 @@ fn config(dir: &Path) -> Config {
     c
 }
 
-fn load(dir: &Path, records: u64) -> anyhow::Result<()> {
+fn kafka_config(brokers: &str) -> anyhow::Result<KafkaConfig> {
+    Ok(toml::from_str(&format!("brokers = \"{brokers}\"\nsession_timeout_ms = 6000\nheartbeat_interval_ms = 1000"))?)
+}
+
+fn load(dir: &Path, records: u64, kafka: Option<String>) -> anyhow::Result<()> {
     let c = config(dir);
     let log = EmbeddedLog::open(&c.data_dir.join("log.redb"), &c.log)?;
+    let producer = kafka.map(|b| kafka_config(&b).and_then(|k| KafkaProducer::new(&k))).transpose()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let g = Generator::new(3);
     let partitions = c.log.partitions;
     let mut n = 0u64;
@@ -58,13 +68,16 @@ fn load(dir: &Path, records: u64) -> anyhow::Result<()> {
             parts[(n % partitions as u64) as usize].1.push(&serde_json::to_vec(&row.pin)?, b"", 0);
             n += 1;
         }
-        log.append_blocking(TOPIC, parts)?;
+        match &producer {
+            Some(p) => drop(rt.block_on(p.append(TOPIC, &parts))?),
+            None => drop(log.append_blocking(TOPIC, parts)?),
+        }
     }
     log.close();
     Ok(())
 }
 
-fn run(dir: &Path, s3_endpoint: Option<String>) -> anyhow::Result<()> {
+fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, records: u64) -> anyhow::Result<()> {
     let mut c = config(dir);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let store: Arc<dyn sluice::sink::ObjectStore> = match &s3_endpoint {
@@ -94,15 +107,21 @@ fn run(dir: &Path, s3_endpoint: Option<String>) -> anyhow::Result<()> {
     let n = pipeline::worker_count(p, c.log.partitions as usize);
     let mut workers = Vec::new();
     for w in 0..n {
-        let source = EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?.assigned(w, n);
-        workers.push(pipeline::build(p, control.clone(), Box::new(source), store.clone(), stats.clone())?);
+        let source: Box<dyn Source> = match &kafka {
+            Some(brokers) => Box::new(KafkaSource::new(&kafka_config(brokers)?, "bench-pin", &format!("bench-{w}"), &p.topics, store.clone())?),
+            None => Box::new(EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?.assigned(w, n)),
+        };
+        workers.push(pipeline::build(p, control.clone(), source, store.clone(), stats.clone())?);
     }
-    let started = Instant::now();
     let sup = Supervisor::new();
     sup.start(workers)?;
-    // Rolls happen when the log is drained (stop) so every record is landed and committed.
-    let total: u64 = (0..c.log.partitions).map(|p| log.end_offset(TOPIC, p).unwrap_or(0)).sum();
-    while stats.snapshot().records_in < total {
+    // Timed from the first record read: a consumer group's first join is not throughput.
+    while stats.snapshot().records_in == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let started = Instant::now();
+    // Rolls happen when the input is drained (stop) so every record is landed and committed.
+    while stats.snapshot().records_in < records {
         std::thread::sleep(Duration::from_millis(5));
     }
     sup.shutdown()?;
@@ -110,7 +129,8 @@ fn run(dir: &Path, s3_endpoint: Option<String>) -> anyhow::Result<()> {
     let snap = stats.snapshot();
     let rss = peak_rss_kib();
     println!(
-        "{{\"landing\": \"{}\", \"mb_per_s\": {:.1}, \"workers\": {n}, \"records\": {}, \"table_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
+        "{{\"source\": \"{}\", \"landing\": \"{}\", \"mb_per_s\": {:.1}, \"workers\": {n}, \"records\": {}, \"table_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
+        if kafka.is_some() { "kafka" } else { "embedded" },
         if s3_endpoint.is_some() { "s3" } else { "local" },
         snap.bytes_landed as f64 / secs / 1e6,
         snap.records_in,
@@ -132,20 +152,26 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     match arg("--phase").as_deref() {
-        Some("load") => return load(Path::new(&arg("--dir").expect("--dir")), arg("--records").expect("--records").parse()?),
-        Some("run") => return run(Path::new(&arg("--dir").expect("--dir")), arg("--s3-endpoint")),
+        Some("load") => return load(Path::new(&arg("--dir").expect("--dir")), arg("--records").expect("--records").parse()?, arg("--kafka")),
+        Some("run") => return run(Path::new(&arg("--dir").expect("--dir")), arg("--s3-endpoint"), arg("--kafka"), arg("--records").expect("--records").parse()?),
         _ => {}
     }
     let records: u64 = arg("--records").map_or(Ok(1_000_000), |r| r.parse())?;
     let dir = tempfile::tempdir()?;
     let path: PathBuf = dir.path().into();
     let me = std::env::current_exe()?;
+    let (_broker, kafka) = if args.iter().any(|a| a == "--kafka") {
+        let (broker, address) = start_kafka()?;
+        (Some(KillOnDrop(broker)), vec!["--kafka".to_owned(), address])
+    } else {
+        (None, vec![])
+    };
     let loaded = Instant::now();
-    let status = Command::new(&me).args(["--phase", "load", "--records", &records.to_string(), "--dir"]).arg(&path).status()?;
-    anyhow::ensure!(status.success(), "loading the log failed");
-    eprintln!("loaded {records} pins into the embedded log in {:.1}s", loaded.elapsed().as_secs_f64());
+    let status = Command::new(&me).args(["--phase", "load", "--records", &records.to_string()]).args(&kafka).arg("--dir").arg(&path).status()?;
+    anyhow::ensure!(status.success(), "loading the input failed");
+    eprintln!("loaded {records} pins in {:.1}s", loaded.elapsed().as_secs_f64());
     let mut run = Command::new(&me);
-    run.args(["--phase", "run", "--dir"]).arg(&path);
+    run.args(["--phase", "run", "--records", &records.to_string()]).args(&kafka).arg("--dir").arg(&path);
     let _s3 = if args.iter().any(|a| a == "--s3") {
         let (server, url) = start_s3(&path)?;
         run.args(["--s3-endpoint", &url]).envs([("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench-secret"), ("AWS_EC2_METADATA_DISABLED", "true")]);
@@ -155,7 +181,7 @@ fn main() -> anyhow::Result<()> {
     };
     let out = run.output()?;
     anyhow::ensure!(out.status.success(), "the pipeline run failed: {}", String::from_utf8_lossy(&out.stderr));
-    print!("pipeline (embedded log -> clean-pin in Wasm -> Parquet): {}", String::from_utf8_lossy(&out.stdout));
+    print!("pipeline ({} -> clean-pin in Wasm -> Parquet): {}", if kafka.is_empty() { "embedded log" } else { "Kafka" }, String::from_utf8_lossy(&out.stdout));
     Ok(())
 }
 
@@ -166,6 +192,28 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Start tansu (in memory) on a free port and create the 3-partition input topic.
+fn start_kafka() -> anyhow::Result<(std::process::Child, String)> {
+    let out = Command::new("bash").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka-broker.sh")).arg("install").output()?;
+    anyhow::ensure!(out.status.success(), "installing tansu: {}", String::from_utf8_lossy(&out.stderr));
+    let bin = String::from_utf8(out.stdout)?.trim().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(&bin)
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "tansu did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let created = Command::new(&bin).args(["topic", "create", TOPIC, "--partitions", "3", "--broker", &url]).status()?;
+    anyhow::ensure!(created.success(), "creating the topic failed");
+    Ok((child, format!("127.0.0.1:{port}")))
 }
 
 /// Start s3s-fs on a free port and create the `bench` bucket.

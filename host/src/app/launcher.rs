@@ -4,7 +4,7 @@
 
 use crate::admin::{ApiError, PipelineHandle, PipelineManager};
 use crate::config::Config;
-use crate::pipeline::{self, PipelineConfig, PipelineControl, PipelineStats, Supervisor};
+use crate::pipeline::{self, PipelineConfig, PipelineControl, PipelineStats, StatsSnapshot, Supervisor};
 use crate::runtime::registry::{write_atomically, Registry};
 use crate::sink::ObjectStore;
 use crate::pipeline::config::SourceKind;
@@ -95,6 +95,41 @@ impl Launcher {
             }
         }
         Ok(sources)
+    }
+
+    /// Every pipeline's stats, with the end offsets of embedded-log partitions
+    /// read now (the workers only see them when they next read), so a lag of 0
+    /// means everything stored so far is landed.
+    pub fn status(&self) -> BTreeMap<String, StatsSnapshot> {
+        let mut out = BTreeMap::new();
+        for (name, handle) in self.list() {
+            let mut snap = handle.stats.snapshot();
+            if self.config.source_of(&handle.config) == SourceKind::Embedded {
+                for p in &mut snap.partitions {
+                    if let Some(end) = self.log.end_offset(&p.topic, p.partition) {
+                        p.end = Some(end);
+                        p.lag = Some(end.saturating_sub(p.committed));
+                    }
+                }
+            }
+            out.insert(name, snap);
+        }
+        out
+    }
+
+    /// Wait until every pipeline has no lag (see [`Launcher::status`]), or `timeout` passes.
+    pub fn wait_caught_up(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let caught_up = self.status().values().all(|s| !s.partitions.is_empty() && s.partitions.iter().all(|p| p.lag == Some(0)));
+            if caught_up {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     fn from_file(&self, name: &str) -> bool {

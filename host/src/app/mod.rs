@@ -194,7 +194,7 @@ impl RunningApp {
             .route("/status", {
                 let launcher = launcher.clone();
                 get(move || {
-                    let snap: BTreeMap<String, StatsSnapshot> = launcher.supervisor.stats().iter().map(|(n, s)| (n.clone(), s.snapshot())).collect();
+                    let snap = launcher.status();
                     async move { Json(snap) }
                 })
             });
@@ -219,12 +219,12 @@ impl RunningApp {
 
     /// Wait until every pipeline has landed everything the log holds now.
     pub async fn wait_caught_up(&self, timeout: Duration) -> bool {
-        let sup = self.supervisor();
-        tokio::task::block_in_place(|| sup.wait_caught_up(timeout))
+        let launcher = self.launcher.clone();
+        tokio::task::block_in_place(|| launcher.wait_caught_up(timeout))
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, StatsSnapshot> {
-        self.supervisor().stats().iter().map(|(n, s)| (n.clone(), s.snapshot())).collect()
+        self.launcher.status()
     }
 
     /// Ordered shutdown: stop ingest, let pipelines land and commit, close the log.

@@ -23,7 +23,6 @@ use config::TableFormat;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 /// Resolve a pipeline's config into a runnable worker. Workers of one
 /// pipeline share `stats` and `control`.
@@ -134,25 +133,6 @@ impl Supervisor {
 
     pub fn stats(&self) -> BTreeMap<String, Arc<PipelineStats>> {
         self.lock().iter().map(|r| (r.name.clone(), r.stats.clone())).collect()
-    }
-
-    /// Wait until every pipeline has committed everything its source holds now
-    /// (lag zero), or `timeout` passes. Returns whether they caught up.
-    pub fn wait_caught_up(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let done = self.stats().values().all(|s| {
-                let snap = s.snapshot();
-                !snap.partitions.is_empty() && snap.partitions.iter().all(|p| p.lag == Some(0))
-            });
-            if done {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     /// Stop one pipeline (it lands what it holds and commits) and wait for it.
