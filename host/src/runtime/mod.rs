@@ -12,6 +12,7 @@
 //! library links against for files, sockets, clocks, environment, randomness —
 //! is defined as a trap. Every call runs under a memory cap and a deadline.
 
+mod aggregate;
 mod bindings;
 mod builtin;
 mod cache;
@@ -22,7 +23,8 @@ mod instance;
 pub mod registry;
 
 pub use builtin::{builtin_names, BUILTINS};
-pub use compiled::{CompiledTransform, ContentHash, Descriptor, LoadError};
+pub use aggregate::{AggregateInstance, Folded};
+pub use compiled::{CompiledTransform, ComponentKind, ContentHash, Descriptor, LoadError};
 pub use engine::{Runtime, SandboxLimits};
 pub use instance::{CallFailure, FailureKind, InstanceStats, ProcessedBatch, RecordFailure, TransformInstance};
 
