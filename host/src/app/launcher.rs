@@ -52,11 +52,20 @@ impl Launcher {
 
     /// Build a pipeline's control and workers and start them.
     pub fn launch(&self, p: &PipelineConfig) -> anyhow::Result<PipelineHandle> {
-        let control = PipelineControl::load(&p.name, &p.transforms, self.registry.clone(), p.auto_rollback.clone(), &self.config.data_dir.join("state"))?;
+        let control = PipelineControl::load(&p.name, &p.stage_names(), self.registry.clone(), p.auto_rollback.clone(), &self.config.data_dir.join("state"))?;
         let stages: Vec<(String, String)> = control.status().into_iter().map(|s| (s.active.name, s.active.version)).collect();
         telemetry::metrics().init_pipeline(&p.name, &stages);
         let stats = Arc::new(PipelineStats::default());
         let partitions = EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.partition_count();
+        if p.aggregate.is_some() && partitions > 1 {
+            // Windows are kept per input partition (that is what the state is checkpointed with);
+            // rows of several partitions would be partial results of the same window.
+            anyhow::bail!(
+                "pipeline `{}`: an aggregate reads its windows from one partition, but its topics have {partitions}; \
+                 give the aggregate its own topic with one partition (log.partitions = 1, or a one-partition Kafka topic)",
+                p.name
+            );
+        }
         let n = pipeline::worker_count(p, partitions);
         let mut workers = Vec::new();
         for w in 0..n {
@@ -82,7 +91,7 @@ impl Launcher {
         whole.pipelines = others;
         whole.pipelines.push(p.clone());
         whole.validate().map_err(ApiError::Invalid)?;
-        for t in &p.transforms {
+        for t in &p.stage_names() {
             self.registry.versions(t).map_err(|e| ApiError::Invalid(format!("pipeline `{}`: {e}", p.name)))?;
         }
         Ok(())

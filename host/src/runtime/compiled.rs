@@ -59,7 +59,7 @@ pub(crate) enum WorldPre {
 pub enum LoadError {
     #[error("not a valid WebAssembly component: {0}")]
     Invalid(String),
-    #[error("the component implements neither the sluice:transform/transform@0.1.0 nor the sluice:transform/aggregate@0.1.0 world: {0}")]
+    #[error("the component does not implement the sluice:transform/transform@0.1.0 world, nor sluice:transform/aggregate@0.1.0: {0}")]
     WrongWorld(String),
     #[error("the component's describe() failed: {0}")]
     DescribeFailed(String),

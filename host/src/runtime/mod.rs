@@ -27,6 +27,7 @@ pub use aggregate::{AggregateInstance, Folded};
 pub use compiled::{CompiledTransform, ComponentKind, ContentHash, Descriptor, LoadError};
 pub use engine::{Runtime, SandboxLimits};
 pub use instance::{CallFailure, FailureKind, InstanceStats, ProcessedBatch, RecordFailure, TransformInstance};
+pub(crate) use instance::merge_counters;
 
 #[cfg(any(test, feature = "test-guests"))]
 pub mod testing {

@@ -1,0 +1,151 @@
+//! Windowed aggregation end to end: the real binary, killed with SIGKILL in
+//! the middle of open windows and restarted, emits exactly the windows an
+//! uninterrupted run emits — each once — and they equal a count made here
+//! without the aggregate component.
+
+use serde_json::{json, Value};
+use sluice_tests::{free_port, json_lines, Server};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
+const WINDOW_MS: i64 = 60_000;
+const LATENESS_MS: i64 = 5_000;
+const START_MS: i64 = 1_598_586_767_000; // 2020-08-28T03:52:47Z, a geo timestamp
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let text = format!(
+        r#"data_dir = "{}"
+[server]
+[log]
+topics = ["t.post"]
+partitions = 1
+
+[[pipeline]]
+name = "posts"
+topics = ["t.post"]
+table = {{ name = "posts_by_country", formats = ["jsonl"] }}
+batch = {{ max_records = 64 }}
+roll = {{ max_records = 200, max_age_ms = 150 }}
+
+[pipeline.aggregate]
+name = "count-posts"
+time_field = "timestamp"
+group_by = ["country", "category"]
+window_ms = {WINDOW_MS}
+allowed_lateness_ms = {LATENESS_MS}
+"#,
+        dir.join("data").display()
+    );
+    let path = dir.join("sluice.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Joined posts (pin category + geo country and timestamp), event time rising
+/// one second per record with up to three seconds of disorder, some rows resent.
+fn posts(n: i64) -> Vec<Value> {
+    let countries = ["Albania", "Peru", "France", "Chad"];
+    let categories = ["art", "travel", "quotes"];
+    (0..n)
+        .map(|i| {
+            let t = START_MS + i * 1_000 - (i * 7919 % 4) * 1_000;
+            let mut ts = String::new();
+            sluice_guest::time::format_rfc3339_ms(t, &mut ts);
+            let ind = if i % 13 == 12 { i - 5 } else { i };
+            json!({"ind": ind, "country": countries[(i * 31 % 4) as usize], "category": categories[(i * 17 % 3) as usize], "timestamp": ts})
+        })
+        .collect()
+}
+
+fn produce(base: &str, values: &[Value]) {
+    let records: Vec<Value> = values.iter().map(|v| json!({ "value": v })).collect();
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{base}/topics/t.post"))
+        .header("content-type", "application/vnd.kafka.json.v2+json")
+        .body(json!({ "records": records }).to_string())
+        .send()
+        .expect("ingest reachable");
+    assert_eq!(resp.status(), 200);
+}
+
+/// `(window start ms, country, category) → post_count` of every landed row; panics on a row landed twice.
+fn landed(data: &Path) -> BTreeMap<(i64, String, String), i64> {
+    let mut out = BTreeMap::new();
+    for r in json_lines(&data.join("landing/tables/posts_by_country")) {
+        let start = sluice_guest::time::parse_timestamp_ms(r["window_start"].as_str().expect("window_start")).expect("a timestamp");
+        let key = (start, r["country"].as_str().expect("country").to_owned(), r["category"].as_str().expect("category").to_owned());
+        assert_eq!(r["revision"], 0);
+        let count = r["post_count"].as_i64().expect("post_count");
+        assert!(out.insert(key.clone(), count).is_none(), "window {key:?} was emitted twice");
+    }
+    out
+}
+
+/// The same count, made directly: distinct row ids per tumbling window and key,
+/// for the windows the final watermark has closed.
+fn expected(records: &[Value]) -> BTreeMap<(i64, String, String), i64> {
+    let max = records.iter().map(|r| sluice_guest::time::parse_timestamp_ms(r["timestamp"].as_str().expect("ts")).expect("ts")).max().expect("records");
+    let closed = (max - LATENESS_MS).div_euclid(WINDOW_MS) * WINDOW_MS;
+    let mut ids: BTreeMap<(i64, String, String), BTreeSet<i64>> = BTreeMap::new();
+    for r in records {
+        let t = sluice_guest::time::parse_timestamp_ms(r["timestamp"].as_str().expect("ts")).expect("ts");
+        let start = t.div_euclid(WINDOW_MS) * WINDOW_MS;
+        if start + WINDOW_MS <= closed {
+            ids.entry((start, r["country"].as_str().expect("c").to_owned(), r["category"].as_str().expect("k").to_owned()))
+                .or_default()
+                .insert(r["ind"].as_i64().expect("ind"));
+        }
+    }
+    ids.into_iter().map(|(k, v)| (k, v.len() as i64)).collect()
+}
+
+#[test]
+fn kill_9_mid_window_and_restart_emits_the_same_windows_once() {
+    let records = posts(3_000);
+    let chunks: Vec<&[Value]> = records.chunks(150).collect();
+
+    // Uninterrupted.
+    let calm = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start(SLUICE, &write_config(calm.path()), free_port(), &[]).expect("start");
+    for c in &chunks {
+        produce(&server.base_url, c);
+    }
+    server.wait_caught_up(Duration::from_secs(60)).expect("caught up");
+    assert!(server.terminate().expect("terminate"), "clean exit");
+    let uninterrupted = landed(&calm.path().join("data"));
+
+    // Killed with SIGKILL five times while windows are open, restarted each time.
+    let rough = tempfile::tempdir().expect("tempdir");
+    let config = write_config(rough.path());
+    let mut server = Server::start(SLUICE, &config, free_port(), &[]).expect("start");
+    for (i, c) in chunks.iter().enumerate() {
+        produce(&server.base_url, c);
+        if i % 4 == 3 {
+            std::thread::sleep(Duration::from_millis(20 + (i as u64 * 37) % 200));
+            server.kill9();
+            server = Server::start(SLUICE, &config, free_port(), &[]).expect("restart");
+        }
+    }
+    server.wait_caught_up(Duration::from_secs(60)).expect("caught up");
+    assert!(server.terminate().expect("terminate"), "clean exit");
+    let killed = landed(&rough.path().join("data"));
+
+    let want = expected(&records);
+    assert!(want.len() > 100, "the input spans many windows and keys");
+    assert_same(&uninterrupted, &want, "the uninterrupted run differs from a count made without the aggregate");
+    assert_same(&killed, &uninterrupted, "kill -9 and restart changed the emitted windows");
+}
+
+/// Equal maps, or a panic naming the first few differences.
+fn assert_same(got: &BTreeMap<(i64, String, String), i64>, want: &BTreeMap<(i64, String, String), i64>, what: &str) {
+    let keys: BTreeSet<_> = got.keys().chain(want.keys()).collect();
+    let diff: Vec<String> = keys
+        .into_iter()
+        .filter(|k| got.get(*k) != want.get(*k))
+        .take(5)
+        .map(|k| format!("{k:?}: got {:?}, want {:?}", got.get(k), want.get(k)))
+        .collect();
+    assert!(diff.is_empty(), "{what} ({} vs {} rows): {}", got.len(), want.len(), diff.join("; "));
+}
