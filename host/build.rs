@@ -17,6 +17,7 @@ const GUESTS: &[&[(&str, &str)]] = &[
     &[("clean-pin", "clean_pin"), ("clean-geo", "clean_geo"), ("clean-user", "clean_user"), ("hostile", "hostile")],
     &[("clean-pin-marked", "clean_pin_marked"), ("reject-all", "reject_all")],
     &[("count-posts", "count_posts"), ("follower-percentiles", "follower_percentiles")],
+    &[("count-posts-v2", "count_posts_v2")],
 ];
 
 fn main() {

@@ -14,8 +14,8 @@ const WINDOW_MS: i64 = 60_000;
 const LATENESS_MS: i64 = 5_000;
 const START_MS: i64 = 1_598_586_767_000; // 2020-08-28T03:52:47Z, a geo timestamp
 
-fn write_config(dir: &Path) -> std::path::PathBuf {
-    let text = format!(
+fn config_text(dir: &Path) -> String {
+    format!(
         r#"data_dir = "{}"
 [server]
 [log]
@@ -37,7 +37,11 @@ window_ms = {WINDOW_MS}
 allowed_lateness_ms = {LATENESS_MS}
 "#,
         dir.join("data").display()
-    );
+    )
+}
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let text = config_text(dir);
     let path = dir.join("sluice.toml");
     std::fs::write(&path, text).expect("write config");
     path
@@ -148,4 +152,58 @@ fn assert_same(got: &BTreeMap<(i64, String, String), i64>, want: &BTreeMap<(i64,
         .map(|k| format!("{k:?}: got {:?}, want {:?}", got.get(k), want.get(k)))
         .collect();
     assert!(diff.is_empty(), "{what} ({} vs {} rows): {}", got.len(), want.len(), diff.join("; "));
+}
+
+/// One post at event time `t` (ms).
+fn post(ind: i64, t: i64) -> Value {
+    let mut ts = String::new();
+    sluice_guest::time::format_rfc3339_ms(t, &mut ts);
+    json!({"ind": ind, "country": "Peru", "category": "art", "timestamp": ts})
+}
+
+async fn admin(app: &sluice::app::RunningApp, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .request(method, format!("http://{}{path}", app.addr))
+        .bearer_auth(app.admin_token.to_string())
+        .body(body)
+        .send()
+        .await
+        .expect("admin reachable");
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_swap_mid_window_hands_the_state_over_and_the_count_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = sluice::config::Config::parse(&config_text(dir.path()).replace("[server]", "[server]\nlisten = \"127.0.0.1:0\"")).expect("config");
+    let app = sluice::app::RunningApp::start(&config).await.expect("start");
+    let base = format!("http://{}", app.addr);
+    let window = START_MS.div_euclid(WINDOW_MS) * WINDOW_MS;
+
+    // The first half of a window, folded by 0.1.0.
+    sluice_tests::produce(&base, "t.post", (0..40).map(|i| post(i, window + i * 500))).await;
+    assert!(app.wait_caught_up(Duration::from_secs(30)).await);
+    let (s, v) = admin(&app, reqwest::Method::PUT, "/api/v1/transforms/count-posts", sluice::runtime::testing::COUNT_POSTS_V2_WASM.to_vec()).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["state_format"], "count-posts/ids-by-key/2");
+    let (s, v) = admin(&app, reqwest::Method::POST, "/api/v1/pipelines/posts/stages/0/activate", br#"{"version":"0.2.0"}"#.to_vec()).await;
+    assert_eq!(s, 200, "{v}");
+
+    // The second half (a resent row among it), then a record that closes the window.
+    sluice_tests::produce(&base, "t.post", (40..80).map(|i| post(i, window + i * 500)).chain([post(3, window + 59_000)])).await;
+    sluice_tests::produce(&base, "t.post", [post(1000, window + WINDOW_MS + LATENESS_MS + 1)]).await;
+    assert!(app.wait_caught_up(Duration::from_secs(30)).await);
+
+    // 0.1.0 cannot read the state 0.2.0 keeps: going back is refused, not a silent reset.
+    let (s, v) = admin(&app, reqwest::Method::POST, "/api/v1/pipelines/posts/stages/0/rollback", Vec::new()).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("cannot take the state over"), "{v}");
+    app.shutdown().await.expect("clean shutdown");
+
+    let rows = json_lines(&dir.path().join("data/landing/tables/posts_by_country"));
+    assert_eq!(rows.len(), 1, "one window closed: {rows:?}");
+    assert_eq!(rows[0]["post_count"], 80, "the count went on across the swap: {rows:?}");
+    let snapshots = sluice_tests::files(&dir.path().join("data/state/aggregates/posts"));
+    let last: Value = serde_json::from_slice(&std::fs::read(snapshots.last().expect("a snapshot")).expect("read")).expect("json");
+    assert_eq!(last["format"], "count-posts/ids-by-key/2", "the open window's state was upgraded");
 }

@@ -61,6 +61,7 @@ impl Aggregate for CountPosts {
     }
 }
 
+#[cfg(feature = "component")]
 sluice_guest::export_aggregate!(CountPosts);
 
 #[cfg(test)]

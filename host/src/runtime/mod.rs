@@ -40,6 +40,9 @@ pub mod testing {
     /// clean-pin 0.2.0-marked: the real cleaning, with `v2:` before every unique_id.
     pub const CLEAN_PIN_MARKED_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/clean_pin_marked.wasm"));
 
+    /// count-posts 0.2.0: the same counts, its state in a new format it upgrades 0.1.0's into.
+    pub const COUNT_POSTS_V2_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/count_posts_v2.wasm"));
+
     /// clean-pin 0.3.0-rejects-all: refuses every record.
     pub const REJECT_ALL_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reject_all.wasm"));
 }
