@@ -194,6 +194,16 @@ async fn a_hot_swap_mid_window_hands_the_state_over_and_the_count_goes_on() {
     sluice_tests::produce(&base, "t.post", [post(1000, window + WINDOW_MS + LATENESS_MS + 1)]).await;
     assert!(app.wait_caught_up(Duration::from_secs(30)).await);
 
+    // A record for the emitted window is late: a dead letter saying so, not a second row.
+    sluice_tests::produce(&base, "t.post", [post(2000, window + 30_000)]).await;
+    assert!(app.wait_caught_up(Duration::from_secs(30)).await);
+    let (s, v) = admin(&app, reqwest::Method::GET, "/api/v1/dead-letters/posts", Vec::new()).await;
+    assert_eq!(s, 200, "{v}");
+    let letters = v["dead_letters"].as_array().cloned().unwrap_or_default();
+    assert_eq!(letters.len(), 1, "{v}");
+    assert_eq!(letters[0]["letter"]["kind"], "late", "{v}");
+    assert!(letters[0]["letter"]["reason"].as_str().unwrap_or_default().contains("closed when the watermark passed"), "{v}");
+
     // 0.1.0 cannot read the state 0.2.0 keeps: going back is refused, not a silent reset.
     let (s, v) = admin(&app, reqwest::Method::POST, "/api/v1/pipelines/posts/stages/0/rollback", Vec::new()).await;
     assert_eq!(s, 409, "{v}");

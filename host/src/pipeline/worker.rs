@@ -347,7 +347,10 @@ impl PipelineWorker {
         }
         crate::failpoint::hit("roll.after_intent");
         let started = Instant::now();
-        let lineage = self.lineage(&seg.versions);
+        let mut lineage = self.lineage(&seg.versions);
+        if let Some(a) = &self.aggregate {
+            lineage.push(("sluice.aggregate".to_owned(), a.lineage()));
+        }
         let summary = seg.finish(&lineage)?;
         if let Some(a) = &mut self.aggregate {
             // The window state goes with the position: saved before it is committed.

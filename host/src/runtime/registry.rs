@@ -323,3 +323,47 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Descriptor;
+
+    fn aggregate(version: &str, format: &str, upgrades_from: &[&str]) -> Descriptor {
+        Descriptor {
+            name: "count-posts".into(),
+            version: version.into(),
+            input_kind: "post".into(),
+            output_kind: "post-count".into(),
+            kind: ComponentKind::Aggregate,
+            state_format: Some(format.into()),
+            upgrades_from: upgrades_from.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn stored(d: &Descriptor) -> VersionInfo {
+        VersionInfo {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            content_hash: "0".repeat(64),
+            size_bytes: 1,
+            input_kind: d.input_kind.clone(),
+            output_kind: d.output_kind.clone(),
+            uploaded_at_ms: 0,
+            builtin: true,
+            kind: d.kind,
+            state_format: d.state_format.clone(),
+            upgrades_from: d.upgrades_from.clone(),
+        }
+    }
+
+    #[test]
+    fn an_aggregate_upload_must_be_able_to_take_over_an_earlier_state() {
+        let v1 = stored(&aggregate("0.1.0", "f/1", &[]));
+        check_state_handover(&aggregate("0.1.1", "f/1", &[]), std::slice::from_ref(&v1)).expect("same format");
+        check_state_handover(&aggregate("0.2.0", "f/2", &["f/1"]), std::slice::from_ref(&v1)).expect("upgrades from it");
+        let err = check_state_handover(&aggregate("0.3.0", "f/3", &["f/0"]), &[v1]).unwrap_err();
+        assert!(err.to_string().contains("could never take over"), "{err}");
+        check_state_handover(&aggregate("0.1.0", "f/9", &[]), &[]).expect("a first version has nothing to take over");
+    }
+}

@@ -162,6 +162,12 @@ impl AggregateStage {
         }
     }
 
+    /// Which aggregate version made the window rows of a segment (object metadata).
+    pub fn lineage(&self) -> String {
+        let d = self.compiled.descriptor();
+        format!("{}@{} sha256:{} state {}", d.name, d.version, self.compiled.content_hash(), d.state_format.as_deref().unwrap_or_default())
+    }
+
     /// The kind a table of this aggregate's rows has.
     pub fn output_kind(&self) -> &str {
         &self.compiled.descriptor().output_kind
