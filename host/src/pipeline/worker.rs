@@ -394,10 +394,10 @@ impl PipelineWorker {
         if let Some(start) = st.replay.as_ref().map(|i| i.start).or(segment_start) {
             st.next = start;
             // The windows folded records that will be read again: go back to their state at the start.
-            if let Some(a) = &mut self.aggregate {
-                if let Err(e) = a.resume(&st.id, start) {
-                    tracing::error!(partition = %st.id, error = %format!("{e:#}"), "could not reload the aggregate state");
-                }
+            if let Some(a) = &mut self.aggregate
+                && let Err(e) = a.resume(&st.id, start)
+            {
+                tracing::error!(partition = %st.id, error = %format!("{e:#}"), "could not reload the aggregate state");
             }
         }
         std::thread::sleep(ERROR_BACKOFF);
@@ -416,16 +416,15 @@ impl PipelineWorker {
         }
         let (generation, stages) = self.control.chain();
         let (transforms, aggregate) = super::aggregate::split_stages(stages, self.aggregate.is_some());
-        if let (Some(stage), Some(next)) = (&mut self.aggregate, aggregate) {
-            if stage.compiled().content_hash() != next.content_hash() {
-                if let Err(e) = stage.swap(next) {
-                    // Activation checks the state format, so this is a failing upgrade: keep the running version.
-                    let msg = format!("handing the window state to the new aggregate version failed: {e}");
-                    tracing::error!("{msg}");
-                    self.stats.set_error(msg);
-                    metrics().pipeline_errors.with_label_values(&[&self.config.name]).inc();
-                }
-            }
+        if let (Some(stage), Some(next)) = (&mut self.aggregate, aggregate)
+            && stage.compiled().content_hash() != next.content_hash()
+            && let Err(e) = stage.swap(next)
+        {
+            // Activation checks the state format, so this is a failing upgrade: keep the running version.
+            let msg = format!("handing the window state to the new aggregate version failed: {e}");
+            tracing::error!("{msg}");
+            self.stats.set_error(msg);
+            metrics().pipeline_errors.with_label_values(&[&self.config.name]).inc();
         }
         self.chain = Chain::new(transforms);
         self.generation = generation;

@@ -362,7 +362,7 @@ mod tests {
         let v1 = stored(&aggregate("0.1.0", "f/1", &[]));
         check_state_handover(&aggregate("0.1.1", "f/1", &[]), std::slice::from_ref(&v1)).expect("same format");
         check_state_handover(&aggregate("0.2.0", "f/2", &["f/1"]), std::slice::from_ref(&v1)).expect("upgrades from it");
-        let err = check_state_handover(&aggregate("0.3.0", "f/3", &["f/0"]), &[v1]).unwrap_err();
+        let err = check_state_handover(&aggregate("0.3.0", "f/3", &["f/0"]), &[v1]).expect_err("no earlier format readable");
         assert!(err.to_string().contains("could never take over"), "{err}");
         check_state_handover(&aggregate("0.1.0", "f/9", &[]), &[]).expect("a first version has nothing to take over");
     }

@@ -75,7 +75,7 @@ impl AggregateConfig {
         if self.window_ms == 0 || slide == 0 {
             return Err("aggregate.window_ms and aggregate.slide_ms must be above zero".into());
         }
-        if slide > self.window_ms || self.window_ms % slide != 0 {
+        if slide > self.window_ms || !self.window_ms.is_multiple_of(slide) {
             return Err(format!("aggregate.window_ms ({}) must be a multiple of aggregate.slide_ms ({slide})", self.window_ms));
         }
         if self.window_ms / slide > MAX_PANES_PER_WINDOW {

@@ -36,9 +36,11 @@ pub struct AggregateStage {
     checkpoints: Checkpoints,
 }
 
+type Stages = Vec<Arc<CompiledTransform>>;
+
 /// Split a pipeline's stages into its transform chain and, when the config has
 /// an aggregate, the aggregate (always the last stage).
-pub fn split_stages(mut stages: Vec<Arc<CompiledTransform>>, has_aggregate: bool) -> (Vec<Arc<CompiledTransform>>, Option<Arc<CompiledTransform>>) {
+pub fn split_stages(mut stages: Stages, has_aggregate: bool) -> (Stages, Option<Arc<CompiledTransform>>) {
     let aggregate = if has_aggregate { stages.pop() } else { None };
     (stages, aggregate)
 }

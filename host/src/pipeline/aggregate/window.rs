@@ -317,7 +317,7 @@ impl Windows<'_> {
         }
         let old = self.state.format.clone();
         let refuse = |reason: String| WindowError::Handover { name: self.name.to_owned(), format: old.clone(), reason };
-        if !upgrades_from.iter().any(|f| *f == old) {
+        if !upgrades_from.contains(&old) {
             return Err(refuse(format!("it keeps format `{format}` and upgrades only from [{}]", upgrades_from.join(", "))));
         }
         let mut upgraded = BTreeMap::new();
