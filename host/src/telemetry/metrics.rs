@@ -136,6 +136,9 @@ impl Metrics {
         self.sink_upload_retries.with_label_values(&[pipeline]);
         self.pipeline_errors.with_label_values(&[pipeline]);
         self.pipeline_up.with_label_values(&[pipeline]);
+        // Zero for pipelines without an aggregate, so one alert rule covers every pipeline.
+        self.aggregate_windows_emitted.with_label_values(&[pipeline]);
+        self.aggregate_over_budget.with_label_values(&[pipeline]);
         for (i, (transform, version)) in stages.iter().enumerate() {
             let stage = i.to_string();
             for reason in SWAP_REASONS {
