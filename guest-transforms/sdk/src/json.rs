@@ -385,4 +385,16 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_row_continues_its_group_key() {
+        let mut buf = Vec::new();
+        JsonWriter::extend_object(&mut buf, br#"{"country":"Chad"}"#).int("n", Some(2)).end();
+        assert_eq!(buf, br#"{"country":"Chad","n":2}"#);
+        for empty in [&b"{}"[..], b" { } ", b"", b"[1]"] {
+            buf.clear();
+            JsonWriter::extend_object(&mut buf, empty).float("x", Some(0.5)).float("nan", Some(f64::NAN)).end();
+            assert_eq!(buf, br#"{"x":0.5,"nan":null}"#, "{:?}", String::from_utf8_lossy(empty));
+        }
+    }
 }

@@ -99,3 +99,33 @@ impl AggregateConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml_text: &str) -> Result<AggregateConfig, String> {
+        let c: AggregateConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        c.validate().map(|_| c)
+    }
+
+    #[test]
+    fn windows_and_lateness_are_checked_with_the_key_named() {
+        let base = "name = \"count-posts\"\ntime_field = \"timestamp\"\n";
+        let c = config(&format!("{base}window_ms = 60000\n")).expect("tumbling");
+        assert_eq!((c.slide(), c.update_for(), c.late), (60_000, 0, LatePolicy::DeadLetter));
+        let c = config(&format!("{base}window_ms = 60000\nslide_ms = 10000\nlate = \"update\"\n")).expect("sliding");
+        assert_eq!((c.slide(), c.update_for()), (10_000, 60_000));
+        for (extra, msg) in [
+            ("window_ms = 60000\nslide_ms = 7000\n", "must be a multiple of aggregate.slide_ms"),
+            ("window_ms = 0\n", "must be above zero"),
+            ("window_ms = 60000\ngroup_by = [\"revision\"]\n", "a column the host adds"),
+            ("window_ms = 60000\nupdate_for_ms = 5\n", "only applies with late = \"update\""),
+            ("window_ms = 60000\nlate = \"drop\"\n", "unknown variant `drop`"),
+            ("window_ms = 60000\nwindow = 5\n", "unknown field `window`"),
+        ] {
+            let err = config(&format!("{base}{extra}")).expect_err(extra);
+            assert!(err.contains(msg), "{extra}: {err}");
+        }
+    }
+}
