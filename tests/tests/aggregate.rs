@@ -110,13 +110,16 @@ fn kill_9_mid_window_and_restart_emits_the_same_windows_once() {
     let records = posts(3_000);
     let chunks: Vec<&[Value]> = records.chunks(150).collect();
 
+    let want = expected(&records);
+    assert!(want.len() > 100, "the input spans many windows and keys");
+
     // Uninterrupted.
     let calm = tempfile::tempdir().expect("tempdir");
     let mut server = Server::start(SLUICE, &write_config(calm.path()), free_port(), &[]).expect("start");
     for c in &chunks {
         produce(&server.base_url, c);
     }
-    server.wait_caught_up(Duration::from_secs(60)).expect("caught up");
+    wait_for_windows(&calm.path().join("data"), want.len());
     assert!(server.terminate().expect("terminate"), "clean exit");
     let uninterrupted = landed(&calm.path().join("data"));
 
@@ -132,14 +135,32 @@ fn kill_9_mid_window_and_restart_emits_the_same_windows_once() {
             server = Server::start(SLUICE, &config, free_port(), &[]).expect("restart");
         }
     }
-    server.wait_caught_up(Duration::from_secs(60)).expect("caught up");
+    wait_for_windows(&rough.path().join("data"), want.len());
     assert!(server.terminate().expect("terminate"), "clean exit");
     let killed = landed(&rough.path().join("data"));
-
-    let want = expected(&records);
-    assert!(want.len() > 100, "the input spans many windows and keys");
     assert_same(&uninterrupted, &want, "the uninterrupted run differs from a count made without the aggregate");
     assert_same(&killed, &uninterrupted, "kill -9 and restart changed the emitted windows");
+}
+
+/// Wait until `n` window rows landed (or 60 s passed; the comparison then says what is missing).
+/// Lag alone cannot tell: it is measured against the end the pipeline last saw.
+fn wait_for_windows(data: &Path, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while landed(data).len() < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Poll `check` every 50 ms until it holds or `secs` pass; returns whether it held.
+async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// Equal maps, or a panic naming the first few differences.
@@ -182,7 +203,8 @@ async fn a_hot_swap_mid_window_hands_the_state_over_and_the_count_goes_on() {
 
     // The first half of a window, folded by 0.1.0.
     sluice_tests::produce(&base, "t.post", (0..40).map(|i| post(i, window + i * 500))).await;
-    assert!(app.wait_caught_up(Duration::from_secs(30)).await);
+    let folded = async || app.snapshot().get("posts").is_some_and(|s| s.records_in == 40);
+    assert!(eventually(30, folded).await, "0.1.0 folded the first half before the swap");
     let (s, v) = admin(&app, reqwest::Method::PUT, "/api/v1/transforms/count-posts", sluice::runtime::testing::COUNT_POSTS_V2_WASM.to_vec()).await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["state_format"], "count-posts/ids-by-key/2");
@@ -192,13 +214,20 @@ async fn a_hot_swap_mid_window_hands_the_state_over_and_the_count_goes_on() {
     // The second half (a resent row among it), then a record that closes the window.
     sluice_tests::produce(&base, "t.post", (40..80).map(|i| post(i, window + i * 500)).chain([post(3, window + 59_000)])).await;
     sluice_tests::produce(&base, "t.post", [post(1000, window + WINDOW_MS + LATENESS_MS + 1)]).await;
-    assert!(app.wait_caught_up(Duration::from_secs(30)).await);
+    let table = dir.path().join("data/landing/tables/posts_by_country");
+    assert!(eventually(30, async || !json_lines(&table).is_empty()).await, "the window closed and landed");
 
     // A record for the emitted window is late: a dead letter saying so, not a second row.
     sluice_tests::produce(&base, "t.post", [post(2000, window + 30_000)]).await;
-    assert!(app.wait_caught_up(Duration::from_secs(30)).await);
-    let (s, v) = admin(&app, reqwest::Method::GET, "/api/v1/dead-letters/posts", Vec::new()).await;
-    assert_eq!(s, 200, "{v}");
+    let mut v = Value::Null;
+    assert!(
+        eventually(30, async || {
+            v = admin(&app, reqwest::Method::GET, "/api/v1/dead-letters/posts", Vec::new()).await.1;
+            v["total"] != 0
+        })
+        .await,
+        "the late record became a dead letter: {v}"
+    );
     let letters = v["dead_letters"].as_array().cloned().unwrap_or_default();
     assert_eq!(letters.len(), 1, "{v}");
     assert_eq!(letters[0]["letter"]["kind"], "late", "{v}");
@@ -210,10 +239,38 @@ async fn a_hot_swap_mid_window_hands_the_state_over_and_the_count_goes_on() {
     assert!(v["error"]["message"].as_str().unwrap_or_default().contains("cannot take the state over"), "{v}");
     app.shutdown().await.expect("clean shutdown");
 
-    let rows = json_lines(&dir.path().join("data/landing/tables/posts_by_country"));
+    let rows = json_lines(&table);
     assert_eq!(rows.len(), 1, "one window closed: {rows:?}");
     assert_eq!(rows[0]["post_count"], 80, "the count went on across the swap: {rows:?}");
     let snapshots = sluice_tests::files(&dir.path().join("data/state/aggregates/posts"));
     let last: Value = serde_json::from_slice(&std::fs::read(snapshots.last().expect("a snapshot")).expect("read")).expect("json");
     assert_eq!(last["format"], "count-posts/ids-by-key/2", "the open window's state was upgraded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_past_the_budget_stops_the_windows_with_an_error_the_operator_sees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(dir.path()).replace("[server]", "[server]\nlisten = \"127.0.0.1:0\"") + "max_state_bytes = 4096\n";
+    let app = sluice::app::RunningApp::start(&sluice::config::Config::parse(&text).expect("config")).await.expect("start");
+    let base = format!("http://{}", app.addr);
+    // Many groups in one open window: far more state than 4 KiB.
+    let window = START_MS.div_euclid(WINDOW_MS) * WINDOW_MS;
+    sluice_tests::produce(&base, "t.post", (0..500).map(|i| json!({"ind": i, "country": format!("c{i}"), "category": "art", "timestamp": window + i}))).await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let snap = app.snapshot();
+        let s = snap.get("posts").expect("pipeline").clone();
+        if s.last_error.is_some() || std::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let error = status.last_error.clone().unwrap_or_default();
+    assert!(error.contains("over aggregate.max_state_bytes = 4096"), "{status:?}");
+    let scrape = sluice::telemetry::metrics().render();
+    let over = scrape.lines().find(|l| l.starts_with("sluice_aggregate_over_budget_total{pipeline=\"posts\"}")).expect("the counter is exported");
+    assert!(!over.ends_with(" 0"), "{over}");
+    assert_eq!(status.table_rows, 0, "nothing half-aggregated landed");
+    app.shutdown().await.expect("the pipeline still stops cleanly");
 }
