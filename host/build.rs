@@ -12,9 +12,12 @@ use std::process::Command;
 /// `(package, artifact)`, in groups built by separate cargo runs: a test guest
 /// links `clean-pin` without its `component` feature, and one cargo run would
 /// unify that feature back on (and export two worlds from one component).
+/// Likewise the aggregates link the SDK with only its `aggregate` world glue.
 const GUESTS: &[&[(&str, &str)]] = &[
     &[("clean-pin", "clean_pin"), ("clean-geo", "clean_geo"), ("clean-user", "clean_user"), ("hostile", "hostile")],
     &[("clean-pin-marked", "clean_pin_marked"), ("reject-all", "reject_all")],
+    &[("count-posts", "count_posts"), ("follower-percentiles", "follower_percentiles")],
+    &[("count-posts-v2", "count_posts_v2")],
 ];
 
 fn main() {

@@ -203,6 +203,7 @@ impl Config {
             roll: crate::pipeline::config::RollConfig { max_age_ms: 2_000, ..Default::default() },
             workers: None,
             auto_rollback: Default::default(),
+            aggregate: None,
         };
         Config {
             data_dir,

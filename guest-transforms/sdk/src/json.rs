@@ -161,6 +161,31 @@ impl<'b> JsonWriter<'b> {
         JsonWriter { buf, first: true }
     }
 
+    /// Continue the JSON object `object` (e.g. a group key): its fields come
+    /// first, the writer's after them. Anything but a JSON object starts an empty one.
+    pub fn extend_object(buf: &'b mut Vec<u8>, object: &[u8]) -> Self {
+        let trimmed = object.trim_ascii();
+        match trimmed.strip_suffix(b"}").filter(|_| trimmed.starts_with(b"{")) {
+            Some(open) if open[1..].iter().any(|b| !b.is_ascii_whitespace()) => {
+                buf.extend_from_slice(open);
+                JsonWriter { buf, first: false }
+            }
+            _ => JsonWriter::object(buf),
+        }
+    }
+
+    /// Write a float, or null (NaN and infinities, which JSON cannot hold, become null).
+    pub fn float(&mut self, k: &str, v: Option<f64>) -> &mut Self {
+        self.key(k);
+        match v.filter(|f| f.is_finite()) {
+            Some(f) => {
+                let _ = serde_json::to_writer(&mut *self.buf, &f);
+            }
+            None => self.buf.extend_from_slice(b"null"),
+        }
+        self
+    }
+
     fn key(&mut self, k: &str) {
         if !self.first {
             self.buf.push(b',');
@@ -358,6 +383,18 @@ mod tests {
                     assert_eq!(theirs, s);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_row_continues_its_group_key() {
+        let mut buf = Vec::new();
+        JsonWriter::extend_object(&mut buf, br#"{"country":"Chad"}"#).int("n", Some(2)).end();
+        assert_eq!(buf, br#"{"country":"Chad","n":2}"#);
+        for empty in [&b"{}"[..], b" { } ", b"", b"[1]"] {
+            buf.clear();
+            JsonWriter::extend_object(&mut buf, empty).float("x", Some(0.5)).float("nan", Some(f64::NAN)).end();
+            assert_eq!(buf, br#"{"x":0.5,"nan":null}"#, "{:?}", String::from_utf8_lossy(empty));
         }
     }
 }

@@ -21,15 +21,24 @@
 //! sluice_guest::export_transform!(Upper);
 //! ```
 
+pub mod aggregate;
 pub mod batch;
 pub mod json;
 pub mod time;
 
+pub use aggregate::{Aggregate, AggregateDescriptor, Counters, Window};
 pub use batch::{BatchBuf, BatchRef, BatchResult, Output, Record, Reject, Rejection};
 
-#[cfg(target_arch = "wasm32")]
+// A component exports exactly one world, and wit-bindgen merges the worlds of
+// every binding linked into it: hence one feature per world, and guests of the
+// two kinds are built by separate cargo runs (see host/build.rs).
+#[cfg(all(target_arch = "wasm32", feature = "transform"))]
 #[doc(hidden)]
 pub mod wasm;
+
+#[cfg(all(target_arch = "wasm32", feature = "aggregate"))]
+#[doc(hidden)]
+pub mod wasm_aggregate;
 
 /// What a transform says about itself (the WIT `descriptor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

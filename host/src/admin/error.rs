@@ -55,7 +55,7 @@ impl From<RegistryError> for ApiError {
         let msg = e.to_string();
         match e {
             RegistryError::UnknownName(_) | RegistryError::UnknownVersion { .. } => ApiError::NotFound(msg),
-            RegistryError::VersionConflict { .. } => ApiError::Conflict(msg),
+            RegistryError::VersionConflict { .. } | RegistryError::KindMismatch { .. } | RegistryError::StateIncompatible { .. } => ApiError::Conflict(msg),
             RegistryError::TooLarge { .. } => ApiError::TooLarge(msg),
             RegistryError::Storage(_) => ApiError::Internal(msg),
             RegistryError::Invalid(_) | RegistryError::NameMismatch { .. } | RegistryError::GoldenSample { .. } | RegistryError::BadName(_) => {
@@ -71,7 +71,7 @@ impl From<ControlError> for ApiError {
         match e {
             ControlError::NoStage { .. } => ApiError::NotFound(msg),
             ControlError::WrongTransform { .. } => ApiError::Invalid(msg),
-            ControlError::NothingToRollBack { .. } | ControlError::AlreadyActive(_) => ApiError::Conflict(msg),
+            ControlError::NothingToRollBack { .. } | ControlError::AlreadyActive(_) | ControlError::StateIncompatible { .. } => ApiError::Conflict(msg),
             ControlError::Registry(r) => r.into(),
             ControlError::Storage(_) => ApiError::Internal(msg),
         }

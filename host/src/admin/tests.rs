@@ -37,6 +37,7 @@ fn fixture() -> Fixture {
         roll: Default::default(),
         workers: None,
         auto_rollback: AutoRollbackConfig::default(),
+        aggregate: None,
     };
     let control = PipelineControl::load("pin", &config.transforms, registry.clone(), config.auto_rollback.clone(), &dir.path().join("state")).expect("control");
     let spec = SegmentSpec {

@@ -55,7 +55,7 @@ impl Launcher {
 
     /// Build a pipeline's control and workers and start them.
     pub fn launch(&self, p: &PipelineConfig) -> anyhow::Result<PipelineHandle> {
-        let control = PipelineControl::load(&p.name, &p.transforms, self.registry.clone(), p.auto_rollback.clone(), &self.config.data_dir.join("state"))?;
+        let control = PipelineControl::load(&p.name, &p.stage_names(), self.registry.clone(), p.auto_rollback.clone(), &self.config.data_dir.join("state"))?;
         let stages: Vec<(String, String)> = control.status().into_iter().map(|s| (s.active.name, s.active.version)).collect();
         telemetry::metrics().init_pipeline(&p.name, &stages);
         let stats = Arc::new(PipelineStats::default());
@@ -76,6 +76,7 @@ impl Launcher {
         match self.config.source_of(p) {
             SourceKind::Embedded => {
                 let partitions = EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.partition_count();
+                refuse_partitioned_aggregate(p, Some(partitions))?;
                 let n = pipeline::worker_count(p, partitions);
                 for w in 0..n {
                     sources.push(Box::new(EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.assigned(w, n)));
@@ -85,8 +86,9 @@ impl Launcher {
                 // Each worker is a member of the pipeline's consumer group; the
                 // group shares the partitions among them and among other sluice processes.
                 let kafka = self.config.kafka.as_ref().context("the pipeline reads Kafka but [kafka] is missing")?;
-                let partitions = kafka::partition_count(kafka, &p.topics).unwrap_or(usize::MAX);
-                let n = pipeline::worker_count(p, partitions);
+                let known = kafka::partition_count(kafka, &p.topics);
+                refuse_partitioned_aggregate(p, known)?;
+                let n = pipeline::worker_count(p, known.unwrap_or(usize::MAX));
                 let host = hostname();
                 for w in 0..n {
                     let client_id = format!("sluice-{host}-{}-{}-{w}", std::process::id(), p.name);
@@ -143,7 +145,7 @@ impl Launcher {
         whole.pipelines = others;
         whole.pipelines.push(p.clone());
         whole.validate().map_err(ApiError::Invalid)?;
-        for t in &p.transforms {
+        for t in &p.stage_names() {
             self.registry.versions(t).map_err(|e| ApiError::Invalid(format!("pipeline `{}`: {e}", p.name)))?;
         }
         Ok(())
@@ -216,6 +218,20 @@ impl PipelineManager for Launcher {
 /// Names of the pipelines a launcher runs (for start-up checks).
 pub fn names(ps: &[PipelineConfig]) -> BTreeSet<&str> {
     ps.iter().map(|p| p.name.as_str()).collect()
+}
+
+/// Windows are kept per input partition (that is what the state is checkpointed
+/// with); rows of several partitions would be partial results of the same window.
+fn refuse_partitioned_aggregate(p: &PipelineConfig, partitions: Option<usize>) -> anyhow::Result<()> {
+    if p.aggregate.is_none() || partitions == Some(1) {
+        return Ok(());
+    }
+    let found = partitions.map_or_else(|| "an unknown number (a regex, or the brokers did not answer)".to_owned(), |n| n.to_string());
+    anyhow::bail!(
+        "pipeline `{}`: an aggregate reads its windows from one partition, but its topics have {found}; \
+         give the aggregate its own topic with one partition (log.partitions = 1, or a one-partition Kafka topic)",
+        p.name
+    )
 }
 
 /// This machine's name, for Kafka client ids (visible in the brokers' group listings).

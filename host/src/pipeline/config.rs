@@ -36,6 +36,10 @@ pub struct PipelineConfig {
     /// When a newly activated transform version is rolled back by itself.
     #[serde(default)]
     pub auto_rollback: super::control::AutoRollbackConfig,
+    /// Aggregate the transformed records in event-time windows; the table then
+    /// receives one row per group per window instead of the records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<super::aggregate::AggregateConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
@@ -111,6 +115,12 @@ impl Default for RollConfig {
 }
 
 impl PipelineConfig {
+    /// The components the pipeline runs, in order: its transforms, then its aggregate.
+    /// Each is a stage an operator can swap through the admin API.
+    pub fn stage_names(&self) -> Vec<String> {
+        self.transforms.iter().cloned().chain(self.aggregate.as_ref().map(|a| a.name.clone())).collect()
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         let n = &self.name;
         if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -122,8 +132,17 @@ impl PipelineConfig {
         if !self.land_raw && self.table.is_none() {
             return Err(format!("pipeline `{n}` lands nothing: set `land_raw = true` or a `[pipeline.table]`"));
         }
-        if self.table.is_some() && self.transforms.is_empty() {
-            return Err(format!("pipeline `{n}`: a table needs at least one transform"));
+        if self.table.is_some() && self.transforms.is_empty() && self.aggregate.is_none() {
+            return Err(format!("pipeline `{n}`: a table needs at least one transform or an aggregate"));
+        }
+        if let Some(a) = &self.aggregate {
+            if self.table.is_none() {
+                return Err(format!("pipeline `{n}`: an aggregate needs a `[pipeline.table]` for its window rows"));
+            }
+            if a.name.is_empty() || !a.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+                return Err(format!("pipeline `{n}`: aggregate.name `{}` must be a-z 0-9 - _", a.name));
+            }
+            a.validate().map_err(|e| format!("pipeline `{n}`: {e}"))?;
         }
         if let Some(t) = &self.table {
             if t.formats.is_empty() {

@@ -41,6 +41,8 @@ pub enum ControlError {
     NothingToRollBack { stage: usize },
     #[error("version sha256:{0} is already active")]
     AlreadyActive(String),
+    #[error("stage {stage} is aggregate `{name}` holding state in format `{format}`; version {version} reads only {reads}, so it cannot take the state over (refused; the running version stays)")]
+    StateIncompatible { stage: usize, name: String, format: String, version: String, reads: String },
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("saving the pipeline state failed: {0}")]
@@ -98,11 +100,29 @@ pub struct PipelineControl {
     paused: AtomicBool,
     swaps: Mutex<VecDeque<SwapEvent>>,
     state_file: PathBuf,
+    state_dir: PathBuf,
     shadow: Mutex<Option<ShadowState>>,
     shadow_generation: AtomicU64,
 }
 
 const SWAP_HISTORY: usize = 50;
+
+/// An aggregate stage may only switch to a version that reads the running state.
+fn check_state_handover(stage: usize, active: &VersionInfo, next: &VersionInfo) -> Result<(), ControlError> {
+    let Some(format) = &active.state_format else { return Ok(()) };
+    let reads = |f: &str| next.state_format.as_deref() == Some(f) || next.upgrades_from.iter().any(|u| u == f);
+    if reads(format) {
+        return Ok(());
+    }
+    let known: Vec<&str> = next.state_format.iter().map(String::as_str).chain(next.upgrades_from.iter().map(String::as_str)).collect();
+    Err(ControlError::StateIncompatible {
+        stage,
+        name: active.name.clone(),
+        format: format.clone(),
+        version: next.version.clone(),
+        reads: if known.is_empty() { "no state".into() } else { known.join(", ") },
+    })
+}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -149,6 +169,7 @@ impl PipelineControl {
             paused: AtomicBool::new(saved.paused),
             swaps: Mutex::new(VecDeque::new()),
             state_file,
+            state_dir: state_dir.to_owned(),
             shadow: Mutex::new(None),
             shadow_generation: AtomicU64::new(0),
         }))
@@ -156,6 +177,11 @@ impl PipelineControl {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Where the pipeline keeps its durable state (aggregate checkpoints live under it).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
     }
 
     /// Changes whenever a stage's version changes; workers compare it between batches.
@@ -210,6 +236,7 @@ impl PipelineControl {
         if v.content_hash == s.active.content_hash {
             return Err(ControlError::AlreadyActive(v.content_hash));
         }
+        check_state_handover(stage, &s.active, &v)?;
         let compiled = self.registry.compiled(&v)?;
         let old = std::mem::replace(&mut s.active, v);
         s.previous.push(old.clone());
@@ -233,8 +260,10 @@ impl PipelineControl {
         }
         let count = stages.len();
         let s = stages.get_mut(stage).ok_or(ControlError::NoStage { pipeline: self.name.clone(), stage, stages: count })?;
-        let back = s.previous.pop().ok_or(ControlError::NothingToRollBack { stage })?;
+        let back = s.previous.last().cloned().ok_or(ControlError::NothingToRollBack { stage })?;
+        check_state_handover(stage, &s.active, &back)?;
         let compiled = self.registry.compiled(&back)?;
+        s.previous.pop();
         let old = std::mem::replace(&mut s.active, back);
         s.compiled = compiled;
         let event = self.record_swap(&mut stages, stage, &old, reason)?;

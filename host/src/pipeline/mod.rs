@@ -2,6 +2,7 @@
 //! and supervision. Each pipeline runs on a thread of its own; the Wasm calls
 //! and file writes it makes are synchronous and CPU-bound.
 
+pub mod aggregate;
 pub mod chain;
 pub mod config;
 pub mod control;
@@ -33,11 +34,23 @@ pub fn build(
     store: Arc<dyn ObjectStore>,
     stats: Arc<PipelineStats>,
 ) -> anyhow::Result<PipelineWorker> {
-    let (generation, transforms) = control.chain();
+    let (generation, stages) = control.chain();
+    let (transforms, aggregate) = aggregate::split_stages(stages, config.aggregate.is_some());
+    if let Some(t) = transforms.iter().find(|t| t.kind() != crate::runtime::ComponentKind::Transform) {
+        anyhow::bail!("pipeline `{}`: `{}` is an aggregate component; name it in `[pipeline.aggregate]`, not in `transforms`", config.name, t.descriptor().name);
+    }
+    let aggregate = match (&config.aggregate, aggregate) {
+        (Some(a), Some(compiled)) => Some(aggregate::AggregateStage::new(&config.name, a, compiled, control.state_dir())?),
+        _ => None,
+    };
     let table = match &config.table {
         None => None,
         Some(t) => {
-            let kind = t.schema.clone().or_else(|| transforms.last().map(|x| x.descriptor().output_kind.clone()));
+            let last_kind = match &aggregate {
+                Some(a) => Some(a.output_kind().to_owned()),
+                None => transforms.last().map(|x| x.descriptor().output_kind.clone()),
+            };
+            let kind = t.schema.clone().or(last_kind);
             let schema = match (&t.columns, &kind) {
                 (Some(cols), _) => Some(schema::from_columns(cols)),
                 (None, Some(kind)) => schema::builtin(kind),
@@ -61,6 +74,7 @@ pub fn build(
         spec: SegmentSpec { pipeline: config.name.clone(), land_raw: config.land_raw, table },
         source,
         chain: Chain::new(transforms),
+        aggregate,
         generation,
         replay_chain: None,
         probe: None,

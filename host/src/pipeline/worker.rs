@@ -10,6 +10,7 @@
 //! rewriting the same objects (names depend only on `start`; content only on
 //! the records and the transform versions).
 
+use super::aggregate::AggregateStage;
 use super::chain::{Chain, ChainOutput};
 use super::config::PipelineConfig;
 use super::control::PipelineControl;
@@ -57,6 +58,8 @@ pub struct PipelineWorker {
     pub control: Arc<PipelineControl>,
     /// The active chain, as of `generation`.
     pub(crate) chain: Chain,
+    /// Event-time windows after the chain, when the pipeline aggregates.
+    pub(crate) aggregate: Option<AggregateStage>,
     pub(crate) generation: u64,
     /// A chain of other versions, for rewriting an interrupted roll exactly as it was.
     pub(crate) replay_chain: Option<Chain>,
@@ -155,6 +158,10 @@ impl PipelineWorker {
             next = intent.start;
         }
         self.stats.set_committed(&id, cp.next_offset);
+        if let Some(a) = &mut self.aggregate {
+            // The windows as they were at the committed position.
+            a.resume(&id, cp.next_offset)?;
+        }
         Ok(PartitionState { id, next, replay: cp.intent, segment: None })
     }
 
@@ -250,7 +257,7 @@ impl PipelineWorker {
             PipelineStats::add(&self.stats.raw_records, n);
             m.sink_records.with_label_values(&[pipeline, "raw"]).inc_by(n);
         }
-        if !chain.is_empty() {
+        if !chain.is_empty() || self.aggregate.is_some() {
             let shadow_stage = self.shadow.as_ref().filter(|_| !use_replay_chain).map(|(_, stage, _)| *stage);
             let (out, captured) = chain.run_capturing(&fetched.batch, shadow_stage);
             if let (Some(seen), Some((generation, _, candidate))) = (captured, self.shadow.as_mut()) {
@@ -266,14 +273,26 @@ impl PipelineWorker {
                 d.set_value(&f.value);
                 dead.push(d);
             }
+            // With an aggregate, the table gets window rows; their origin is the record that closed the window.
+            let windows = match &mut self.aggregate {
+                Some(a) => Some(super::aggregate::land::fold(a, &self.config.name, &st.id, &fetched, &out, &mut dead)?),
+                None => None,
+            };
+            let (table_rows, table_origins) = match &windows {
+                Some(w) => (&w.rows, w.origins.as_slice()),
+                None => (&out.output, out.origins.as_slice()),
+            };
             if let Some(table) = &self.spec.table {
-                let misfits = seg.write_table(store.as_ref(), table, &out.output.as_ref())?;
-                PipelineStats::add(&self.stats.table_rows, (out.output.len() - misfits.len()) as u64);
-                // The last stage wrote output the table cannot hold.
-                let last = chain.stages().len() as u32 - 1;
+                let misfits = seg.write_table(store.as_ref(), table, &table_rows.as_ref())?;
+                PipelineStats::add(&self.stats.table_rows, (table_rows.len() - misfits.len()) as u64);
                 for (i, reason) in misfits {
-                    let mut d = self.dead_letter(chain, &st.id, &fetched, out.origins[i as usize] as usize, last, "schema", &reason);
-                    d.set_value(out.output.as_ref().get(i as usize).value);
+                    let origin = table_origins[i as usize] as usize;
+                    let mut d = match &self.aggregate {
+                        Some(a) => super::aggregate::land::dead_letter(a, &self.config.name, chain.stages().len() as u32, &st.id, &fetched, origin, "schema", &reason),
+                        // The last stage wrote output the table cannot hold.
+                        None => self.dead_letter(chain, &st.id, &fetched, origin, chain.stages().len() as u32 - 1, "schema", &reason),
+                    };
+                    d.set_value(table_rows.as_ref().get(i as usize).value);
                     dead.push(d);
                 }
             }
@@ -281,7 +300,7 @@ impl PipelineWorker {
             for d in &dead {
                 m.dead_letters.with_label_values(&[pipeline, &d.kind]).inc();
             }
-            let landed = (out.output.len() + out.failures.len()).saturating_sub(dead.len());
+            let landed = (table_rows.len() + out.failures.len()).saturating_sub(dead.len());
             if self.spec.table.is_some() {
                 m.sink_records.with_label_values(&[pipeline, "table"]).inc_by(landed as u64);
             }
@@ -382,11 +401,21 @@ impl PipelineWorker {
         }
         crate::failpoint::hit("roll.after_intent");
         let started = Instant::now();
-        let lineage = self.lineage(&seg.versions);
+        let mut lineage = self.lineage(&seg.versions);
+        if let Some(a) = &self.aggregate {
+            lineage.push(("sluice.aggregate".to_owned(), a.lineage()));
+        }
         let summary = seg.finish(&lineage)?;
+        if let Some(a) = &mut self.aggregate {
+            // The window state goes with the position: saved before it is committed.
+            a.checkpoint(&st.id, intent.end)?;
+        }
         crate::failpoint::hit("roll.before_commit");
         self.source.commit(&st.id, intent.end)?;
         st.replay = None;
+        if let Some(a) = &mut self.aggregate {
+            a.committed(&st.id, intent.end);
+        }
         self.stats.set_committed(&st.id, intent.end);
         let m = metrics();
         let (pipeline, partition) = (self.config.name.as_str(), st.id.partition.to_string());
@@ -418,6 +447,12 @@ impl PipelineWorker {
         let segment_start = st.segment.take().map(|seg| seg.start);
         if let Some(start) = st.replay.as_ref().map(|i| i.start).or(segment_start) {
             st.next = start;
+            // The windows folded records that will be read again: go back to their state at the start.
+            if let Some(a) = &mut self.aggregate
+                && let Err(e) = a.resume(&st.id, start)
+            {
+                tracing::error!(partition = %st.id, error = %format!("{e:#}"), "could not reload the aggregate state");
+            }
         }
         std::thread::sleep(ERROR_BACKOFF);
     }
@@ -433,7 +468,18 @@ impl PipelineWorker {
         if self.control.generation() == self.generation {
             return;
         }
-        let (generation, transforms) = self.control.chain();
+        let (generation, stages) = self.control.chain();
+        let (transforms, aggregate) = super::aggregate::split_stages(stages, self.aggregate.is_some());
+        if let (Some(stage), Some(next)) = (&mut self.aggregate, aggregate)
+            && stage.compiled().content_hash() != next.content_hash()
+            && let Err(e) = stage.swap(next)
+        {
+            // Activation checks the state format, so this is a failing upgrade: keep the running version.
+            let msg = format!("handing the window state to the new aggregate version failed: {e}");
+            tracing::error!("{msg}");
+            self.stats.set_error(msg);
+            metrics().pipeline_errors.with_label_values(&[&self.config.name]).inc();
+        }
         self.chain = Chain::new(transforms);
         self.generation = generation;
         self.probe = self

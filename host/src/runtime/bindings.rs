@@ -11,3 +11,18 @@ wasmtime::component::bindgen!({
 // `self::`: the generated module shares its name with this crate.
 pub use self::sluice::transform::host::{Host, Level};
 pub use self::sluice::transform::types::{BatchParam, Descriptor as WitDescriptor, Host as TypesHost};
+
+/// The `aggregate` world, sharing the `host` and `types` interfaces with the one above.
+pub mod aggregate {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "aggregate",
+        ownership: Borrowing { duplicate_if_necessary: true },
+        with: {
+            "sluice:transform/host": super::sluice::transform::host,
+            "sluice:transform/types": super::sluice::transform::types,
+        },
+    });
+
+    pub use self::sluice::transform::aggregate_types::Host as AggregateTypesHost;
+}

@@ -1,10 +1,12 @@
-//! The built-in cleaning transforms, compiled by `build.rs` and embedded in the binary.
+//! The built-in cleaning transforms and aggregates, compiled by `build.rs` and embedded in the binary.
 
 /// `(name, component bytes)` for every built-in transform.
 pub const BUILTINS: &[(&str, &[u8])] = &[
     ("clean-pin", include_bytes!(concat!(env!("OUT_DIR"), "/clean_pin.wasm"))),
     ("clean-geo", include_bytes!(concat!(env!("OUT_DIR"), "/clean_geo.wasm"))),
     ("clean-user", include_bytes!(concat!(env!("OUT_DIR"), "/clean_user.wasm"))),
+    ("count-posts", include_bytes!(concat!(env!("OUT_DIR"), "/count_posts.wasm"))),
+    ("follower-percentiles", include_bytes!(concat!(env!("OUT_DIR"), "/follower_percentiles.wasm"))),
 ];
 
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {

@@ -1,5 +1,7 @@
 //! A validated, compiled transform component, ready to instantiate cheaply.
 
+use super::aggregate::AggregateInstance;
+use super::bindings::aggregate::AggregatePre;
 use super::bindings::{TransformPre, WitDescriptor};
 use super::cache::ArtifactCache;
 use super::engine::Runtime;
@@ -13,6 +15,17 @@ use wasmtime::component::{Component, HasSelf, Linker};
 /// SHA-256 of the component bytes, lowercase hex: the identity of a version.
 pub type ContentHash = String;
 
+/// Which world of the WIT package a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentKind {
+    /// `transform`: a stateless record transform.
+    #[default]
+    Transform,
+    /// `aggregate`: a windowed aggregate over host-owned state.
+    Aggregate,
+}
+
 /// What a component says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Descriptor {
@@ -20,23 +33,43 @@ pub struct Descriptor {
     pub version: String,
     pub input_kind: String,
     pub output_kind: String,
+    pub kind: ComponentKind,
+    /// Aggregates: the layout of their state bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_format: Option<String>,
+    /// Aggregates: older state formats their `upgrade` reads.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upgrades_from: Vec<String>,
+}
+
+impl Descriptor {
+    /// Whether this aggregate can take over state written in `format`.
+    pub fn reads_state(&self, format: &str) -> bool {
+        self.state_format.as_deref() == Some(format) || self.upgrades_from.iter().any(|f| f == format)
+    }
+}
+
+/// The pre-instantiated bindings of the world a component implements.
+pub(crate) enum WorldPre {
+    Transform(TransformPre<HostState>),
+    Aggregate(AggregatePre<HostState>),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("not a valid WebAssembly component: {0}")]
     Invalid(String),
-    #[error("the component does not implement the sluice:transform/transform@0.1.0 world: {0}")]
+    #[error("the component does not implement the sluice:transform/transform@0.1.0 world, nor sluice:transform/aggregate@0.1.0: {0}")]
     WrongWorld(String),
     #[error("the component's describe() failed: {0}")]
     DescribeFailed(String),
-    #[error("no built-in transform named `{0}` (built-ins: clean-pin, clean-geo, clean-user)")]
+    #[error("no built-in transform named `{0}` (built-ins: clean-pin, clean-geo, clean-user, count-posts, follower-percentiles)")]
     UnknownBuiltin(String),
 }
 
 pub struct CompiledTransform {
     pub(crate) runtime: Runtime,
-    pub(crate) pre: TransformPre<HostState>,
+    pub(crate) pre: WorldPre,
     pub(crate) name: Arc<str>,
     hash: ContentHash,
     descriptor: Descriptor,
@@ -66,21 +99,50 @@ impl CompiledTransform {
         // random...) is satisfied by a function that traps: the sandbox is closed.
         linker.define_unknown_imports_as_traps(&component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let pre = TransformPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-
         let provisional: Arc<str> = Arc::from(format!("sha256:{}", &hash[..12]));
-        let mut probe = TransformInstance::new_raw(runtime.clone(), pre.clone(), provisional);
-        let d: WitDescriptor = probe
-            .with_instance(|store, bindings| call_with_limits(store, |s| bindings.call_describe(s)))
-            .map_err(|f| LoadError::DescribeFailed(f.to_string()))?;
-        if d.name.is_empty() || d.name.len() > 128 || d.version.is_empty() || d.version.len() > 64 {
+        let (pre, descriptor) = match TransformPre::new(instance_pre.clone()) {
+            Ok(pre) => {
+                let mut probe = TransformInstance::new_raw(runtime.clone(), pre.clone(), provisional);
+                let d: WitDescriptor = probe
+                    .with_instance(|store, bindings| call_with_limits(store, |s| bindings.call_describe(s)))
+                    .map_err(|f| LoadError::DescribeFailed(f.to_string()))?;
+                let descriptor = Descriptor {
+                    name: d.name,
+                    version: d.version,
+                    input_kind: d.input_kind,
+                    output_kind: d.output_kind,
+                    kind: ComponentKind::Transform,
+                    state_format: None,
+                    upgrades_from: Vec::new(),
+                };
+                (WorldPre::Transform(pre), descriptor)
+            }
+            Err(not_transform) => {
+                let pre = AggregatePre::new(instance_pre)
+                    .map_err(|e| LoadError::WrongWorld(format!("not a transform ({not_transform:#}); not an aggregate ({e:#})")))?;
+                let mut probe = AggregateInstance::new_raw(runtime.clone(), pre.clone(), provisional);
+                let d = probe.describe().map_err(|f| LoadError::DescribeFailed(f.to_string()))?;
+                if d.state_format.is_empty() || d.state_format.len() > 128 {
+                    return Err(LoadError::DescribeFailed(format!("describe-aggregate() must give a state format (1-128 bytes), got {:?}", d.state_format)));
+                }
+                let descriptor = Descriptor {
+                    name: d.name,
+                    version: d.version,
+                    input_kind: d.input_kind,
+                    output_kind: d.output_kind,
+                    kind: ComponentKind::Aggregate,
+                    state_format: Some(d.state_format),
+                    upgrades_from: d.upgrades_from,
+                };
+                (WorldPre::Aggregate(pre), descriptor)
+            }
+        };
+        if descriptor.name.is_empty() || descriptor.name.len() > 128 || descriptor.version.is_empty() || descriptor.version.len() > 64 {
             return Err(LoadError::DescribeFailed(format!(
                 "describe() must give a name (1-128 bytes) and a version (1-64 bytes), got {:?} / {:?}",
-                d.name, d.version
+                descriptor.name, descriptor.version
             )));
         }
-        let descriptor =
-            Descriptor { name: d.name, version: d.version, input_kind: d.input_kind, output_kind: d.output_kind };
         Ok(CompiledTransform {
             runtime: runtime.clone(),
             pre,
@@ -104,7 +166,23 @@ impl CompiledTransform {
     }
 
     /// A worker that runs batches through this transform (one per pipeline stage and thread).
+    /// For an aggregate component it refuses every record, saying why.
     pub fn instance(self: &Arc<Self>) -> TransformInstance {
-        TransformInstance::new_raw(self.runtime.clone(), self.pre.clone(), self.name.clone())
+        match &self.pre {
+            WorldPre::Transform(pre) => TransformInstance::new_raw(self.runtime.clone(), pre.clone(), self.name.clone()),
+            WorldPre::Aggregate(_) => TransformInstance::not_a_transform(self.name.clone()),
+        }
+    }
+
+    pub fn kind(&self) -> ComponentKind {
+        self.descriptor.kind
+    }
+
+    /// Calls into this aggregate (one per pipeline worker); `None` for a transform.
+    pub fn aggregate_instance(self: &Arc<Self>) -> Option<AggregateInstance> {
+        match &self.pre {
+            WorldPre::Aggregate(pre) => Some(AggregateInstance::new_raw(self.runtime.clone(), pre.clone(), self.name.clone())),
+            WorldPre::Transform(_) => None,
+        }
     }
 }

@@ -44,6 +44,7 @@ impl HostState {
 
 // The `types` interface has no functions; its trait is empty.
 impl super::bindings::TypesHost for HostState {}
+impl super::bindings::aggregate::AggregateTypesHost for HostState {}
 
 impl Host for HostState {
     fn log(&mut self, level: Level, message: String) {

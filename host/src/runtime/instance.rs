@@ -99,36 +99,49 @@ pub struct InstanceStats {
     pub memory_limit_hits: u64,
 }
 
-struct Live {
+struct Live<B> {
     store: Store<HostState>,
-    bindings: Transform,
+    bindings: B,
     calls: u32,
 }
 
-/// Runs batches through one component. Not shared between threads: each
-/// pipeline worker owns one. Cheap to create; the store is made on first use.
-pub struct TransformInstance {
-    runtime: Runtime,
-    pre: TransformPre<HostState>,
-    name: Arc<str>,
-    live: Option<Live>,
-    stats: InstanceStats,
+/// Pre-instantiated bindings of one world, able to make a fresh instance.
+pub(crate) trait Instantiate {
+    type Bindings;
+    fn instantiate_in(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Bindings>;
 }
 
-impl TransformInstance {
-    pub(crate) fn new_raw(runtime: Runtime, pre: TransformPre<HostState>, name: Arc<str>) -> Self {
-        TransformInstance { runtime, pre, name, live: None, stats: InstanceStats::default() }
+impl Instantiate for TransformPre<HostState> {
+    type Bindings = Transform;
+    fn instantiate_in(&self, store: &mut Store<HostState>) -> wasmtime::Result<Transform> {
+        self.instantiate(store)
+    }
+}
+
+/// A component's store, made on first use, reused for a bounded number of
+/// calls and thrown away after any failure: what every world's instance shares.
+pub(crate) struct Sandboxed<P: Instantiate> {
+    runtime: Runtime,
+    pre: P,
+    pub(crate) name: Arc<str>,
+    live: Option<Live<P::Bindings>>,
+    pub(crate) stats: InstanceStats,
+}
+
+impl<P: Instantiate> Sandboxed<P> {
+    pub(crate) fn new(runtime: Runtime, pre: P, name: Arc<str>) -> Self {
+        Sandboxed { runtime, pre, name, live: None, stats: InstanceStats::default() }
     }
 
-    pub fn stats(&self) -> InstanceStats {
-        self.stats
+    pub(crate) fn limits(&self) -> &super::SandboxLimits {
+        self.runtime.limits()
     }
 
     /// Run `f` against a live instance, creating one if needed. Any failure
     /// discards the store: a guest that trapped may have left its memory inconsistent.
     pub(crate) fn with_instance<R>(
         &mut self,
-        f: impl FnOnce(&mut Store<HostState>, &Transform) -> Result<R, CallFailure>,
+        f: impl FnOnce(&mut Store<HostState>, &P::Bindings) -> Result<R, CallFailure>,
     ) -> Result<R, CallFailure> {
         let limits = self.runtime.limits();
         if self.live.as_ref().is_some_and(|l| l.calls >= limits.reuse_batches) {
@@ -140,7 +153,7 @@ impl TransformInstance {
             store.epoch_deadline_trap();
             // Instantiation runs the component's start functions: same deadline as a call.
             store.set_epoch_deadline(limits.deadline_ticks());
-            let bindings = self.pre.instantiate(&mut store).map_err(|e| CallFailure::Trap(format!("instantiation failed: {e:#}")))?;
+            let bindings = self.pre.instantiate_in(&mut store).map_err(|e| CallFailure::Trap(format!("instantiation failed: {e:#}")))?;
             self.stats.instantiations += 1;
             self.live = Some(Live { store, bindings, calls: 0 });
         }
@@ -149,14 +162,56 @@ impl TransformInstance {
         self.stats.calls += 1;
         let result = f(&mut live.store, &live.bindings);
         if let Err(failure) = &result {
-            match failure {
-                CallFailure::Timeout { .. } => self.stats.timeouts += 1,
-                CallFailure::MemoryLimit { .. } => self.stats.memory_limit_hits += 1,
-                CallFailure::Trap(_) | CallFailure::Malformed(_) => self.stats.traps += 1,
-            }
+            self.count_failure(failure);
             self.live = None;
         }
         result
+    }
+
+    /// Count a failure found after the call returned (a malformed result) and drop the store.
+    pub(crate) fn count_failure(&mut self, failure: &CallFailure) {
+        match failure {
+            CallFailure::Timeout { .. } => self.stats.timeouts += 1,
+            CallFailure::MemoryLimit { .. } => self.stats.memory_limit_hits += 1,
+            CallFailure::Trap(_) | CallFailure::Malformed(_) => self.stats.traps += 1,
+        }
+        self.live = None;
+    }
+}
+
+/// Runs batches through one transform component. Not shared between threads:
+/// each pipeline worker owns one. Cheap to create; the store is made on first use.
+pub struct TransformInstance {
+    /// `None` when the component is not a transform (an aggregate put in a chain):
+    /// every record then fails with the reason, nothing crashes.
+    sandbox: Result<Sandboxed<TransformPre<HostState>>, (Arc<str>, InstanceStats)>,
+}
+
+impl TransformInstance {
+    pub(crate) fn new_raw(runtime: Runtime, pre: TransformPre<HostState>, name: Arc<str>) -> Self {
+        TransformInstance { sandbox: Ok(Sandboxed::new(runtime, pre, name)) }
+    }
+
+    /// An instance of a component that does not implement the transform world.
+    pub(crate) fn not_a_transform(name: Arc<str>) -> Self {
+        TransformInstance { sandbox: Err((name, InstanceStats::default())) }
+    }
+
+    pub fn stats(&self) -> InstanceStats {
+        match &self.sandbox {
+            Ok(s) => s.stats,
+            Err((_, stats)) => *stats,
+        }
+    }
+
+    pub(crate) fn with_instance<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<HostState>, &Transform) -> Result<R, CallFailure>,
+    ) -> Result<R, CallFailure> {
+        match &mut self.sandbox {
+            Ok(s) => s.with_instance(f),
+            Err((name, _)) => Err(CallFailure::Trap(format!("`{name}` is an aggregate component, not a transform: it cannot run in a transform chain"))),
+        }
     }
 
     /// Run a batch. Never fails as a whole: a guest failure is narrowed down to
@@ -189,9 +244,11 @@ impl TransformInstance {
         let output = BatchBuf { values: o.values, value_ends: o.value_ends, keys: o.keys, key_ends: o.key_ends, timestamps: o.timestamps };
         let checked = check_output(n, &output, &result.origins, result.rejections.iter().map(|r| r.index));
         if let Err(msg) = checked {
-            self.live = None;
-            self.stats.traps += 1;
-            return Err(CallFailure::Malformed(msg));
+            let failure = CallFailure::Malformed(msg);
+            if let Ok(s) = &mut self.sandbox {
+                s.count_failure(&failure);
+            }
+            return Err(failure);
         }
         let failures = result
             .rejections
@@ -207,8 +264,15 @@ impl TransformInstance {
             done.failures.push(RecordFailure { index: 0, kind: (&first).into(), reason: first.to_string() });
             return done;
         }
-        let max_failures = self.runtime.limits().max_isolation_failures;
-        tracing::warn!(transform = &*self.name, records = input.len(), reason = %first, "batch failed; retrying its records one by one");
+        let (max_failures, name) = match &self.sandbox {
+            Ok(s) => (s.limits().max_isolation_failures, s.name.clone()),
+            // Not a transform: every record fails the same way; trying each would say nothing new.
+            Err(_) => {
+                done.failures.extend((0..input.len() as u32).map(|index| RecordFailure { index, kind: (&first).into(), reason: first.to_string() }));
+                return done;
+            }
+        };
+        tracing::warn!(transform = &*name, records = input.len(), reason = %first, "batch failed; retrying its records one by one");
         let mut failed = 0u32;
         let mut single = BatchBuf::default();
         for i in 0..input.len() {
@@ -242,7 +306,7 @@ impl TransformInstance {
     }
 }
 
-fn merge_counters(into: &mut Vec<(String, u64)>, from: Vec<(String, u64)>) {
+pub(crate) fn merge_counters(into: &mut Vec<(String, u64)>, from: Vec<(String, u64)>) {
     for (name, delta) in from {
         match into.iter_mut().find(|(n, _)| *n == name) {
             Some((_, v)) => *v += delta,

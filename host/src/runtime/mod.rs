@@ -12,6 +12,7 @@
 //! library links against for files, sockets, clocks, environment, randomness —
 //! is defined as a trap. Every call runs under a memory cap and a deadline.
 
+mod aggregate;
 mod bindings;
 mod builtin;
 mod cache;
@@ -22,9 +23,11 @@ mod instance;
 pub mod registry;
 
 pub use builtin::{builtin_names, BUILTINS};
-pub use compiled::{CompiledTransform, ContentHash, Descriptor, LoadError};
+pub use aggregate::{AggregateInstance, Folded};
+pub use compiled::{CompiledTransform, ComponentKind, ContentHash, Descriptor, LoadError};
 pub use engine::{Runtime, SandboxLimits};
 pub use instance::{CallFailure, FailureKind, InstanceStats, ProcessedBatch, RecordFailure, TransformInstance};
+pub(crate) use instance::merge_counters;
 
 #[cfg(any(test, feature = "test-guests"))]
 pub mod testing {
@@ -36,6 +39,9 @@ pub mod testing {
 
     /// clean-pin 0.2.0-marked: the real cleaning, with `v2:` before every unique_id.
     pub const CLEAN_PIN_MARKED_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/clean_pin_marked.wasm"));
+
+    /// count-posts 0.2.0: the same counts, its state in a new format it upgrades 0.1.0's into.
+    pub const COUNT_POSTS_V2_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/count_posts_v2.wasm"));
 
     /// clean-pin 0.3.0-rejects-all: refuses every record.
     pub const REJECT_ALL_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reject_all.wasm"));

@@ -6,7 +6,7 @@
 //! stored for that name.
 
 use super::builtin::BUILTINS;
-use super::compiled::{CompiledTransform, LoadError};
+use super::compiled::{CompiledTransform, ComponentKind, LoadError};
 use super::engine::Runtime;
 use serde::{Deserialize, Serialize};
 use sluice_guest::BatchBuf;
@@ -30,6 +30,15 @@ pub struct VersionInfo {
     /// Milliseconds since the epoch; 0 for built-ins.
     pub uploaded_at_ms: i64,
     pub builtin: bool,
+    /// `transform` or `aggregate`.
+    #[serde(default)]
+    pub kind: ComponentKind,
+    /// Aggregates: the layout of their state bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_format: Option<String>,
+    /// Aggregates: older state formats their `upgrade` reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upgrades_from: Vec<String>,
 }
 
 /// A sample input and what the transform must make of it.
@@ -63,6 +72,10 @@ pub enum RegistryError {
     GoldenSample { index: usize, reason: String },
     #[error("transform name `{0}` must be 1-64 characters of a-z 0-9 - _")]
     BadName(String),
+    #[error("`{name}` is {existing:?} component; an upload under that name must be one too, not {got:?}")]
+    KindMismatch { name: String, existing: ComponentKind, got: ComponentKind },
+    #[error("aggregate `{name}` {version} keeps its state in format `{format}`, which no earlier version writes, and it cannot upgrade any of theirs ({earlier}); it could never take over a running pipeline's state. Keep the format, or export an `upgrade` from one of them")]
+    StateIncompatible { name: String, version: String, format: String, earlier: String },
     #[error("storing the transform failed: {0}")]
     Storage(String),
 }
@@ -188,6 +201,10 @@ impl Registry {
             if let Some(other) = versions.iter().find(|v| v.version == d.version) {
                 return Err(RegistryError::VersionConflict { name: name.to_owned(), version: d.version.clone(), existing: other.content_hash.clone() });
             }
+            if let Some(other) = versions.iter().find(|v| v.kind != d.kind) {
+                return Err(RegistryError::KindMismatch { name: name.to_owned(), existing: other.kind, got: d.kind });
+            }
+            check_state_handover(d, &versions)?;
         }
         check_samples(&t, &self.samples(name))?;
         let v = info(&t, false, now_ms());
@@ -230,6 +247,18 @@ impl Registry {
     }
 }
 
+/// A new aggregate version must be able to take over the state of at least one
+/// earlier version (same format, or an upgrade from it); otherwise no hot swap
+/// to it could ever succeed, so it is refused now rather than at activation.
+fn check_state_handover(d: &super::Descriptor, earlier: &[VersionInfo]) -> Result<(), RegistryError> {
+    let (ComponentKind::Aggregate, Some(format)) = (d.kind, &d.state_format) else { return Ok(()) };
+    let formats: Vec<&str> = earlier.iter().filter_map(|v| v.state_format.as_deref()).collect();
+    if formats.is_empty() || formats.iter().any(|f| d.reads_state(f)) {
+        return Ok(());
+    }
+    Err(RegistryError::StateIncompatible { name: d.name.clone(), version: d.version.clone(), format: format.clone(), earlier: formats.join(", ") })
+}
+
 fn info(t: &CompiledTransform, builtin: bool, uploaded_at_ms: i64) -> VersionInfo {
     let d = t.descriptor();
     VersionInfo {
@@ -241,11 +270,17 @@ fn info(t: &CompiledTransform, builtin: bool, uploaded_at_ms: i64) -> VersionInf
         output_kind: d.output_kind.clone(),
         uploaded_at_ms,
         builtin,
+        kind: d.kind,
+        state_format: d.state_format.clone(),
+        upgrades_from: d.upgrades_from.clone(),
     }
 }
 
 /// Run each sample alone through a fresh instance and compare.
 fn check_samples(t: &Arc<CompiledTransform>, samples: &[GoldenSample]) -> Result<(), RegistryError> {
+    if t.kind() == ComponentKind::Aggregate && !samples.is_empty() {
+        return Err(RegistryError::GoldenSample { index: 0, reason: "golden samples are record-in, records-out checks of transforms; an aggregate has none".into() });
+    }
     for (index, s) in samples.iter().enumerate() {
         let fail = |reason: String| RegistryError::GoldenSample { index, reason };
         let mut batch = BatchBuf::default();
@@ -287,4 +322,48 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Descriptor;
+
+    fn aggregate(version: &str, format: &str, upgrades_from: &[&str]) -> Descriptor {
+        Descriptor {
+            name: "count-posts".into(),
+            version: version.into(),
+            input_kind: "post".into(),
+            output_kind: "post-count".into(),
+            kind: ComponentKind::Aggregate,
+            state_format: Some(format.into()),
+            upgrades_from: upgrades_from.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn stored(d: &Descriptor) -> VersionInfo {
+        VersionInfo {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            content_hash: "0".repeat(64),
+            size_bytes: 1,
+            input_kind: d.input_kind.clone(),
+            output_kind: d.output_kind.clone(),
+            uploaded_at_ms: 0,
+            builtin: true,
+            kind: d.kind,
+            state_format: d.state_format.clone(),
+            upgrades_from: d.upgrades_from.clone(),
+        }
+    }
+
+    #[test]
+    fn an_aggregate_upload_must_be_able_to_take_over_an_earlier_state() {
+        let v1 = stored(&aggregate("0.1.0", "f/1", &[]));
+        check_state_handover(&aggregate("0.1.1", "f/1", &[]), std::slice::from_ref(&v1)).expect("same format");
+        check_state_handover(&aggregate("0.2.0", "f/2", &["f/1"]), std::slice::from_ref(&v1)).expect("upgrades from it");
+        let err = check_state_handover(&aggregate("0.3.0", "f/3", &["f/0"]), &[v1]).expect_err("no earlier format readable");
+        assert!(err.to_string().contains("could never take over"), "{err}");
+        check_state_handover(&aggregate("0.1.0", "f/9", &[]), &[]).expect("a first version has nothing to take over");
+    }
 }

@@ -60,6 +60,12 @@ impl ColumnType {
     }
 }
 
+/// The columns the host puts first in every aggregate row.
+fn window_columns() -> Vec<ColumnSpec> {
+    let col = |name: &str, kind| ColumnSpec { name: name.into(), kind, nullable: false, dictionary: true };
+    vec![col("window_start", ColumnType::Timestamp), col("window_end", ColumnType::Timestamp), col("revision", ColumnType::Int64)]
+}
+
 pub fn from_columns(columns: &[ColumnSpec]) -> SchemaRef {
     let fields: Vec<Field> = columns
         .iter()
@@ -71,7 +77,9 @@ pub fn from_columns(columns: &[ColumnSpec]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// The schema of a built-in output kind (`pin-clean`, `geo-clean`, `user-clean`).
+/// The schema of a built-in output kind: the cleaned kinds (`pin-clean`,
+/// `geo-clean`, `user-clean`) and the rows of the built-in aggregates
+/// (`post-count` grouped by country and category, `follower-percentiles`).
 pub fn builtin(kind: &str) -> Option<SchemaRef> {
     use ColumnType::*;
     let col = |name: &str, kind, nullable| ColumnSpec { name: name.into(), kind, nullable, dictionary: true };
@@ -103,6 +111,18 @@ pub fn builtin(kind: &str) -> Option<SchemaRef> {
             col("age", Int64, true),
             col("date_joined", Timestamp, true),
         ],
+        "post-count" => [window_columns(), vec![col("country", String, true), col("category", String, true), col("post_count", Int64, false)]].concat(),
+        "follower-percentiles" => [
+            window_columns(),
+            vec![
+                col("age_group", String, false),
+                col("post_count", Int64, false),
+                col("follower_count_p50", Int64, false),
+                col("follower_count_p90", Int64, false),
+                col("follower_count_p99", Int64, false),
+            ],
+        ]
+        .concat(),
         _ => return None,
     };
     Some(from_columns(&columns))

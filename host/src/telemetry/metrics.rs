@@ -39,6 +39,11 @@ pub struct Metrics {
     pub sink_upload_retries: IntCounterVec,
     pub pipeline_errors: IntCounterVec,
     pub pipeline_up: IntGaugeVec,
+    // Aggregates.
+    pub aggregate_windows_emitted: IntCounterVec,
+    pub aggregate_state_bytes: IntGaugeVec,
+    pub aggregate_over_budget: IntCounterVec,
+    pub aggregate_watermark: GaugeVec,
 }
 
 /// Kinds of transform failure, as the `kind` label spells them.
@@ -103,6 +108,14 @@ impl Metrics {
             sink_upload_retries: counter(&r, "sluice_sink_upload_retries_total", "Object-store writes retried after an error", &["pipeline"]),
             pipeline_errors: counter(&r, "sluice_pipeline_errors_total", "Failed reads, writes or commits (each retried)", &["pipeline"]),
             pipeline_up: gauge(&r, "sluice_pipeline_up", "1 while the pipeline runs, 0 when paused, stopped or failed", &["pipeline"]),
+            aggregate_windows_emitted: counter(&r, "sluice_aggregate_windows_emitted_total", "Windows closed and emitted (revisions of late updates included)", &["pipeline"]),
+            aggregate_state_bytes: gauge(&r, "sluice_aggregate_state_bytes", "Aggregate state held for open windows, per input partition", &["pipeline", "topic", "partition"]),
+            aggregate_over_budget: counter(&r, "sluice_aggregate_over_budget_total", "Batches refused because the open windows' state passed aggregate.max_state_bytes", &["pipeline"]),
+            aggregate_watermark: {
+                let g = GaugeVec::new(Opts::new("sluice_aggregate_watermark_seconds", "Event-time watermark (largest event time seen minus allowed lateness), Unix seconds"), &["pipeline", "topic", "partition"]).expect("valid metric definition");
+                r.register(Box::new(g.clone())).expect("metric names are unique");
+                g
+            },
             registry: r,
         }
     }
@@ -123,6 +136,9 @@ impl Metrics {
         self.sink_upload_retries.with_label_values(&[pipeline]);
         self.pipeline_errors.with_label_values(&[pipeline]);
         self.pipeline_up.with_label_values(&[pipeline]);
+        // Zero for pipelines without an aggregate, so one alert rule covers every pipeline.
+        self.aggregate_windows_emitted.with_label_values(&[pipeline]);
+        self.aggregate_over_budget.with_label_values(&[pipeline]);
         for (i, (transform, version)) in stages.iter().enumerate() {
             let stage = i.to_string();
             for reason in SWAP_REASONS {

@@ -1,0 +1,61 @@
+//! Between the aggregate stage and the segment: which rows land, which records
+//! become dead letters.
+
+use super::{AggregateStage, WindowOutput};
+use crate::pipeline::chain::ChainOutput;
+use crate::sink::DeadLetter;
+use crate::source::{Fetched, PartitionId};
+
+/// Fold the chain's output of one fetched batch into the partition's windows.
+/// Records the windows refuse (late, no event time, refused by the aggregate)
+/// are added to `dead`; the rows of the windows that closed are returned.
+pub fn fold(
+    a: &mut AggregateStage,
+    pipeline: &str,
+    p: &PartitionId,
+    fetched: &Fetched,
+    chain_out: &ChainOutput,
+    dead: &mut Vec<DeadLetter>,
+) -> anyhow::Result<WindowOutput> {
+    let mut out = a.process(p, &chain_out.output.as_ref())?;
+    let stage = chain_out.stage_runs.len() as u32;
+    for f in &out.failures {
+        let origin = chain_out.origins[f.index as usize] as usize;
+        let mut d = dead_letter(a, pipeline, stage, p, fetched, origin, f.kind, &f.reason);
+        d.set_value(chain_out.output.as_ref().get(f.index as usize).value);
+        dead.push(d);
+    }
+    // Rows point at chain-output records; the segment wants input records.
+    for o in &mut out.origins {
+        *o = chain_out.origins[*o as usize];
+    }
+    let m = crate::telemetry::metrics();
+    let d = a.compiled().descriptor();
+    for (name, value) in &out.counters {
+        m.transform_guest_counter.with_label_values(&[&d.name, name]).inc_by(*value);
+    }
+    Ok(out)
+}
+
+/// A dead letter of the aggregate stage (number `stage`, after the transforms).
+#[allow(clippy::too_many_arguments)]
+pub fn dead_letter(a: &AggregateStage, pipeline: &str, stage: u32, p: &PartitionId, fetched: &Fetched, index: usize, kind: &str, reason: &str) -> DeadLetter {
+    let rec = fetched.batch.as_ref().get(index);
+    let c = a.compiled();
+    DeadLetter {
+        pipeline: pipeline.to_owned(),
+        topic: p.topic.to_string(),
+        partition: p.partition,
+        offset: fetched.offsets[index],
+        stage,
+        transform: c.descriptor().name.clone(),
+        version: c.descriptor().version.clone(),
+        content_hash: c.content_hash().to_owned(),
+        kind: kind.to_owned(),
+        reason: reason.to_owned(),
+        timestamp: rec.timestamp,
+        key: (!rec.key.is_empty()).then(|| String::from_utf8_lossy(rec.key).into_owned()),
+        value: None,
+        value_base64: None,
+    }
+}

@@ -1,0 +1,180 @@
+//! The aggregate stage of a pipeline: event-time windows folded by a Wasm
+//! aggregate component, with state the host owns and checkpoints.
+//!
+//! State survives what the pipeline survives. Each roll of a partition's
+//! segment (see `worker.rs`) saves that partition's window state for the
+//! roll's end position after the objects are durable and before the position
+//! is committed; a restart loads the snapshot at the committed position and
+//! replays the rest, which emits the same rows into the same objects. A hot
+//! swap hands the state to the new version between batches (through its
+//! `upgrade` when the state format changed; activation refuses a version that
+//! cannot read it).
+
+pub mod checkpoint;
+pub mod config;
+pub mod land;
+pub mod window;
+
+pub use config::{AggregateConfig, LatePolicy};
+pub use window::{WindowError, WindowOutput, WindowState};
+
+use crate::runtime::{AggregateInstance, CompiledTransform};
+use crate::source::PartitionId;
+use crate::telemetry::metrics;
+use checkpoint::Checkpoints;
+use sluice_guest::BatchRef;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use window::{WindowRules, Windows};
+
+pub struct AggregateStage {
+    pipeline: String,
+    rules: WindowRules,
+    compiled: Arc<CompiledTransform>,
+    instance: AggregateInstance,
+    partitions: BTreeMap<PartitionId, WindowState>,
+    checkpoints: Checkpoints,
+}
+
+type Stages = Vec<Arc<CompiledTransform>>;
+
+/// Split a pipeline's stages into its transform chain and, when the config has
+/// an aggregate, the aggregate (always the last stage).
+pub fn split_stages(mut stages: Stages, has_aggregate: bool) -> (Stages, Option<Arc<CompiledTransform>>) {
+    let aggregate = if has_aggregate { stages.pop() } else { None };
+    (stages, aggregate)
+}
+
+impl AggregateStage {
+    pub fn new(pipeline: &str, config: &AggregateConfig, compiled: Arc<CompiledTransform>, state_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let instance = compiled.aggregate_instance().ok_or_else(|| {
+            anyhow::anyhow!("pipeline `{pipeline}`: aggregate.name `{}` is a transform, not an aggregate component", config.name)
+        })?;
+        Ok(AggregateStage {
+            pipeline: pipeline.to_owned(),
+            rules: WindowRules::new(config),
+            compiled,
+            instance,
+            partitions: BTreeMap::new(),
+            checkpoints: Checkpoints::new(state_dir, pipeline),
+        })
+    }
+
+    pub fn compiled(&self) -> &Arc<CompiledTransform> {
+        &self.compiled
+    }
+
+    fn format(&self) -> String {
+        self.compiled.descriptor().state_format.clone().unwrap_or_default()
+    }
+
+    /// Load the windows of `p` as they were after every record before
+    /// `committed` (a start, a restart, or a rewind after a failed write).
+    pub fn resume(&mut self, p: &PartitionId, committed: u64) -> anyhow::Result<()> {
+        let state = match self.checkpoints.load(p, committed)? {
+            Some((_, state)) => state,
+            None if self.checkpoints.any(p)? => anyhow::bail!(
+                "pipeline `{}`, {p}: the aggregate state for position {committed} is missing (only later snapshots exist); \
+                 the windows cannot be rebuilt. Delete the snapshots to start the windows afresh",
+                self.pipeline
+            ),
+            None => {
+                if committed > 0 {
+                    tracing::warn!(partition = %p, committed, "no aggregate state saved yet: windows start empty at the committed position");
+                }
+                WindowState::new(&self.format())
+            }
+        };
+        self.partitions.insert(p.clone(), state);
+        self.hand_over(p)?;
+        self.publish(p);
+        Ok(())
+    }
+
+    /// Give partition `p`'s state the current version's format.
+    fn hand_over(&mut self, p: &PartitionId) -> Result<(), WindowError> {
+        let d = self.compiled.descriptor().clone();
+        let state = self.partitions.get_mut(p).expect("resumed");
+        let from = state.format.clone();
+        let mut w = Windows { rules: &self.rules, state, agg: &mut self.instance, name: &d.name };
+        w.hand_over(d.state_format.as_deref().unwrap_or_default(), &d.upgrades_from)?;
+        if from != w.state.format {
+            tracing::info!(partition = %p, from, to = %w.state.format, "aggregate state upgraded to the new version's format");
+        }
+        Ok(())
+    }
+
+    /// Take over the state with a new aggregate version (between batches).
+    /// On failure the running version stays.
+    pub fn swap(&mut self, compiled: Arc<CompiledTransform>) -> Result<(), WindowError> {
+        let Some(instance) = compiled.aggregate_instance() else {
+            return Err(WindowError::Handover { name: compiled.descriptor().name.clone(), format: self.format(), reason: "it is not an aggregate".into() });
+        };
+        let saved = self.partitions.clone();
+        let (old_compiled, old_instance) = (std::mem::replace(&mut self.compiled, compiled), std::mem::replace(&mut self.instance, instance));
+        let ids: Vec<PartitionId> = self.partitions.keys().cloned().collect();
+        for p in &ids {
+            if let Err(e) = self.hand_over(p) {
+                self.partitions = saved;
+                self.compiled = old_compiled;
+                self.instance = old_instance;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fold a batch of partition `p` (the transform chain's output) into its windows.
+    pub fn process(&mut self, p: &PartitionId, input: &BatchRef<'_>) -> Result<WindowOutput, WindowError> {
+        let name = self.compiled.descriptor().name.clone();
+        let state = self.partitions.entry(p.clone()).or_insert_with(|| WindowState::new(self.compiled.descriptor().state_format.as_deref().unwrap_or_default()));
+        let result = Windows { rules: &self.rules, state, agg: &mut self.instance, name: &name }.process(input);
+        let m = metrics();
+        match &result {
+            Ok(out) => m.aggregate_windows_emitted.with_label_values(&[&self.pipeline]).inc_by(out.windows_emitted),
+            Err(WindowError::OverBudget { .. }) => m.aggregate_over_budget.with_label_values(&[&self.pipeline]).inc(),
+            Err(_) => {}
+        }
+        self.publish(p);
+        result
+    }
+
+    fn publish(&self, p: &PartitionId) {
+        let Some(state) = self.partitions.get(p) else { return };
+        let (m, partition) = (metrics(), p.partition.to_string());
+        let labels = [self.pipeline.as_str(), &p.topic, &partition];
+        m.aggregate_state_bytes.with_label_values(&labels).set(state.state_bytes() as i64);
+        if let Some(max) = state.max_event_ms {
+            m.aggregate_watermark.with_label_values(&labels).set((max - self.rules.lateness_ms()) as f64 / 1000.0);
+        }
+    }
+
+    /// Save `p`'s windows as of position `offset` (called before that position is committed).
+    pub fn checkpoint(&mut self, p: &PartitionId, offset: u64) -> anyhow::Result<()> {
+        let state = self.partitions.get(p).ok_or_else(|| anyhow::anyhow!("no aggregate state for {p}"))?;
+        let bytes = self.checkpoints.save(p, offset, state)?;
+        tracing::debug!(partition = %p, offset, bytes, "aggregate state saved");
+        Ok(())
+    }
+
+    /// Position `offset` of `p` is committed: older snapshots are no longer needed.
+    pub fn committed(&mut self, p: &PartitionId, offset: u64) {
+        if let Err(e) = self.checkpoints.prune(p, offset) {
+            tracing::warn!(partition = %p, error = %format!("{e:#}"), "could not delete old aggregate snapshots; they are ignored");
+        }
+    }
+
+    /// Which aggregate version made the window rows of a segment (object metadata).
+    pub fn lineage(&self) -> String {
+        let d = self.compiled.descriptor();
+        format!("{}@{} sha256:{} state {}", d.name, d.version, self.compiled.content_hash(), d.state_format.as_deref().unwrap_or_default())
+    }
+
+    /// The kind a table of this aggregate's rows has.
+    pub fn output_kind(&self) -> &str {
+        &self.compiled.descriptor().output_kind
+    }
+}
+
+#[cfg(test)]
+mod tests;

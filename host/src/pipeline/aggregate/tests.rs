@@ -1,0 +1,229 @@
+//! The window engine with the real `count-posts` and `follower-percentiles`
+//! components, checked against sums computed here without them.
+
+use super::config::{AggregateConfig, LatePolicy};
+use super::window::{WindowError, WindowRules, WindowState, Windows};
+use super::WindowOutput;
+use crate::runtime::{AggregateInstance, Runtime, SandboxLimits};
+use serde_json::{json, Value};
+use sluice_guest::BatchBuf;
+use std::collections::{BTreeMap, BTreeSet};
+
+const MIN: i64 = 60_000;
+
+fn runtime() -> Runtime {
+    Runtime::new(SandboxLimits::default(), None).expect("runtime")
+}
+
+fn instance(rt: &Runtime, name: &str) -> AggregateInstance {
+    rt.load_builtin(name).expect("builtin").aggregate_instance().expect("an aggregate")
+}
+
+fn config(window_ms: u64, slide_ms: Option<u64>, lateness: u64, late: LatePolicy) -> AggregateConfig {
+    AggregateConfig {
+        name: "count-posts".into(),
+        time_field: "timestamp".into(),
+        group_by: vec!["country".into(), "category".into()],
+        window_ms,
+        slide_ms,
+        allowed_lateness_ms: lateness,
+        late,
+        update_for_ms: None,
+        max_state_bytes: 64 << 20,
+    }
+}
+
+/// Posts with event times mostly rising, jittered up to `jitter` ms backwards.
+fn posts(n: i64, jitter: i64) -> Vec<Value> {
+    let mut seed = 42u64;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as i64
+    };
+    let countries = ["Albania", "France", "Peru"];
+    let categories = ["art", "travel", "diy-and-crafts", "quotes"];
+    (0..n)
+        .map(|i| {
+            let t = 1_600_000_000_000 + i * 1_000 - next() % (jitter + 1);
+            // Resent rows (same ind) are normal: the emulator does it.
+            let ind = if i % 10 == 9 { i - 1 } else { i };
+            json!({"ind": ind, "country": countries[(next() % 3) as usize], "category": categories[(next() % 4) as usize], "timestamp": t})
+        })
+        .collect()
+}
+
+fn batch(records: &[Value]) -> BatchBuf {
+    BatchBuf::from_json(records)
+}
+
+struct Run {
+    rows: Vec<Value>,
+    failures: Vec<(u32, &'static str)>,
+    state: WindowState,
+}
+
+/// Feed `records` in batches of `batch_size`, carrying `state` (a fresh one if `None`).
+fn run(rt: &Runtime, name: &str, c: &AggregateConfig, records: &[Value], batch_size: usize, state: Option<WindowState>) -> Result<Run, WindowError> {
+    let rules = WindowRules::new(c);
+    let mut agg = instance(rt, name);
+    let mut state = state.unwrap_or_else(|| WindowState::new(&rt.load_builtin(name).expect("builtin").descriptor().state_format.clone().expect("format")));
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for (n, chunk) in records.chunks(batch_size).enumerate() {
+        let out: WindowOutput = Windows { rules: &rules, state: &mut state, agg: &mut agg, name }.process(&batch(chunk).as_ref())?;
+        rows.extend(out.rows.as_ref().iter().map(|r| serde_json::from_slice::<Value>(r.value).expect("row is JSON")));
+        failures.extend(out.failures.iter().map(|f| ((n * batch_size) as u32 + f.index, f.kind)));
+    }
+    Ok(Run { rows, failures, state })
+}
+
+fn iso(ms: i64) -> String {
+    let mut s = String::new();
+    sluice_guest::time::format_rfc3339_ms(ms, &mut s);
+    s
+}
+
+/// Distinct posts per (window, country, category), computed directly: every
+/// window that contains a record's time, for windows ending at or before `closed`.
+fn expected_counts(records: &[Value], size: i64, slide: i64, closed: i64) -> BTreeSet<(String, String, String, i64)> {
+    let mut ids: BTreeMap<(i64, String, String), BTreeSet<i64>> = BTreeMap::new();
+    for r in records {
+        let t = r["timestamp"].as_i64().expect("ms");
+        let first_end = t.div_euclid(slide) * slide + slide;
+        for end in (first_end..first_end + size).step_by(slide as usize) {
+            if end <= closed {
+                let key = (end, r["country"].as_str().expect("c").to_owned(), r["category"].as_str().expect("k").to_owned());
+                ids.entry(key).or_default().insert(r["ind"].as_i64().expect("ind"));
+            }
+        }
+    }
+    ids.into_iter().map(|((end, c, k), s)| (iso(end - size), c, k, s.len() as i64)).collect()
+}
+
+fn got_counts(rows: &[Value]) -> BTreeSet<(String, String, String, i64)> {
+    rows.iter()
+        .map(|r| {
+            assert_eq!(r["revision"], 0, "{r}");
+            (r["window_start"].as_str().expect("start").to_owned(), r["country"].as_str().expect("c").to_owned(), r["category"].as_str().expect("k").to_owned(), r["post_count"].as_i64().expect("n"))
+        })
+        .collect()
+}
+
+fn closed_until(records: &[Value], lateness: i64, slide: i64) -> i64 {
+    let max = records.iter().map(|r| r["timestamp"].as_i64().expect("ms")).max().expect("records");
+    (max - lateness).div_euclid(slide) * slide
+}
+
+#[test]
+fn tumbling_windows_equal_a_direct_count_and_each_is_emitted_once() {
+    let rt = runtime();
+    let records = posts(2_000, 0);
+    let c = config(5 * MIN as u64, None, 0, LatePolicy::DeadLetter);
+    let r = run(&rt, "count-posts", &c, &records, 256, None).expect("run");
+    assert!(r.failures.is_empty());
+    let want = expected_counts(&records, 5 * MIN, 5 * MIN, closed_until(&records, 0, 5 * MIN));
+    assert_eq!(got_counts(&r.rows), want);
+    assert_eq!(r.rows.len(), want.len(), "a (window, key) row was emitted twice");
+    assert!(want.len() > 20, "the test data spans several windows");
+}
+
+#[test]
+fn sliding_windows_out_of_order_input_and_any_batch_size_give_the_same_rows() {
+    let rt = runtime();
+    let (size, slide, lateness) = (4 * MIN, MIN, 30_000);
+    let records = posts(1_500, 20_000);
+    let c = config(size as u64, Some(slide as u64), lateness as u64, LatePolicy::DeadLetter);
+    let whole = run(&rt, "count-posts", &c, &records, 4096, None).expect("run");
+    assert!(whole.failures.is_empty(), "jitter is within the allowed lateness: {:?}", &whole.failures[..whole.failures.len().min(3)]);
+    assert_eq!(got_counts(&whole.rows), expected_counts(&records, size, slide, closed_until(&records, lateness, slide)));
+    for batch_size in [1, 7, 333] {
+        let other = run(&rt, "count-posts", &c, &records, batch_size, None).expect("run");
+        assert_eq!(other.rows, whole.rows, "batch size {batch_size}");
+        assert_eq!(other.state, whole.state);
+    }
+}
+
+#[test]
+fn state_carried_through_a_checkpoint_continues_the_same_windows() {
+    let rt = runtime();
+    let records = posts(1_200, 5_000);
+    let c = config(3 * MIN as u64, None, 10_000, LatePolicy::DeadLetter);
+    let whole = run(&rt, "count-posts", &c, &records, 100, None).expect("run");
+    let first = run(&rt, "count-posts", &c, &records[..517], 100, None).expect("run");
+    let saved: WindowState = serde_json::from_slice(&serde_json::to_vec(&first.state).expect("json")).expect("parse");
+    let rest = run(&rt, "count-posts", &c, &records[517..], 100, Some(saved)).expect("run");
+    let mut both = first.rows;
+    both.extend(rest.rows);
+    assert_eq!(both, whole.rows);
+}
+
+#[test]
+fn late_records_go_to_dead_letters_or_update_their_window_as_configured() {
+    let rt = runtime();
+    let base = 1_600_000_000_000i64 - 1_600_000_000_000i64 % (5 * MIN);
+    let rec = |ind: i64, t: i64| json!({"ind": ind, "country": "Peru", "category": "art", "timestamp": t});
+    // Window [base, base+5m) gets 2 posts; a record 6 minutes later closes it
+    // (lateness 30 s); then one more for the first window arrives.
+    let records = vec![rec(1, base + 1_000), rec(2, base + 2_000), rec(3, base + 6 * MIN), rec(4, base + 3_000), rec(5, base + 5 * MIN + 10), json!({"ind": 6})];
+
+    let dl = run(&rt, "count-posts", &config(5 * MIN as u64, None, 30_000, LatePolicy::DeadLetter), &records, 10, None).expect("run");
+    assert_eq!(dl.failures, vec![(3, "late"), (5, "no_event_time")]);
+    assert_eq!(dl.rows.len(), 1);
+    assert_eq!(dl.rows[0]["post_count"], 2);
+
+    let up = run(&rt, "count-posts", &config(5 * MIN as u64, None, 30_000, LatePolicy::Update), &records, 10, None).expect("run");
+    assert_eq!(up.failures, vec![(5, "no_event_time")]);
+    let revisions: Vec<(i64, i64)> = up.rows.iter().map(|r| (r["revision"].as_i64().expect("rev"), r["post_count"].as_i64().expect("n"))).collect();
+    assert_eq!(revisions, vec![(0, 2), (1, 3)]);
+    // Record 5 is in the still-open second window, not late.
+    assert!(up.rows.iter().all(|r| r["window_start"] == iso(base)));
+}
+
+#[test]
+fn follower_percentiles_per_age_group_match_a_direct_computation() {
+    let rt = runtime();
+    let mut c = config(10 * MIN as u64, None, 0, LatePolicy::DeadLetter);
+    c.name = "follower-percentiles".into();
+    c.group_by = Vec::new();
+    let records: Vec<Value> = (0..600i64)
+        .map(|i| json!({"ind": i, "age": 18 + (i * 7) % 45, "follower_count": (i * 7919) % 10_000, "timestamp": 1_600_000_000_000i64 + i * 2_000}))
+        .collect();
+    let r = run(&rt, "follower-percentiles", &c, &records, 128, None).expect("run");
+    let closed = closed_until(&records, 0, 10 * MIN);
+    let mut groups: BTreeMap<(i64, &str), Vec<i64>> = BTreeMap::new();
+    for rec in &records {
+        let t = rec["timestamp"].as_i64().expect("t");
+        let start = t.div_euclid(10 * MIN) * 10 * MIN;
+        if start + 10 * MIN > closed {
+            continue;
+        }
+        let group = match rec["age"].as_i64().expect("age") {
+            18..=24 => "18-24",
+            25..=35 => "25-35",
+            36..=50 => "36-50",
+            _ => "50+",
+        };
+        groups.entry((start, group)).or_default().push(rec["follower_count"].as_i64().expect("n"));
+    }
+    let want: Vec<Value> = groups
+        .into_iter()
+        .map(|((start, group), mut v)| {
+            v.sort_unstable();
+            let at = |p: f64| v[((p * v.len() as f64).ceil() as usize).max(1) - 1];
+            json!({"window_start": iso(start), "window_end": iso(start + 10 * MIN), "revision": 0, "age_group": group,
+                   "post_count": v.len(), "follower_count_p50": at(0.5), "follower_count_p90": at(0.9), "follower_count_p99": at(0.99)})
+        })
+        .collect();
+    assert_eq!(r.rows, want);
+}
+
+#[test]
+fn state_past_the_budget_is_an_error_not_growth() {
+    let rt = runtime();
+    let mut c = config(60 * MIN as u64, None, 0, LatePolicy::DeadLetter);
+    c.max_state_bytes = 2_000;
+    match run(&rt, "count-posts", &c, &posts(500, 0), 50, None) {
+        Err(WindowError::OverBudget { held, budget }) => assert!(held > budget && budget == 2_000),
+        other => panic!("expected the budget error, got {:?}", other.map(|r| r.rows.len())),
+    }
+}
