@@ -30,6 +30,9 @@ pub struct Config {
     pub landing: LandingConfig,
     #[serde(default, rename = "pipeline")]
     pub pipelines: Vec<PipelineConfig>,
+    /// `[jobs]`: the built-in schedule of named jobs (reports, retention).
+    #[serde(default)]
+    pub jobs: crate::jobs::schedule::JobsConfig,
 }
 
 /// `[server]`: the HTTP listener for ingest, the admin API, health and the status page.
@@ -117,6 +120,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
         self.sandbox.validate().map_err(|e| format!("sandbox: {e}"))?;
+        self.jobs.validate()?;
         if let Some(s3) = &self.landing.s3 {
             s3.validate()?;
             if self.landing.dir.is_some() {
@@ -190,6 +194,7 @@ impl Config {
             sandbox: SandboxLimits::default(),
             landing: LandingConfig::default(),
             pipelines: vec![pipeline("pin", None), pipeline("geo", None), pipeline("user", None)],
+            jobs: Default::default(),
         }
     }
 }
@@ -243,6 +248,7 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
             (format!("{GOOD}\n[[pipeline]]\nname = \"pin\"\ntopics = [\"u.pin\"]\nland_raw = false\ntable = {{ name = \"p2\" }}\ntransforms = [\"clean-pin\"]"), "two pipelines are named `pin`"),
             (GOOD.replace("table = { name = \"pin\", formats = [\"parquet\", \"jsonl\"] }", "").replace("land_raw = true", ""), "lands nothing"),
             (GOOD.replace("[log]", "[sandbox]\nmemory_mib = 0\n[log]"), "memory_mib must be between"),
+            (GOOD.replace("[log]", "[jobs]\nschedule = { reports = \"0 0 * *\" }\n[log]"), "jobs.schedule.reports: `0 0 * *` has 4 fields"),
         ];
         for (text, want) in cases {
             let err = Config::parse(&text).unwrap_err().to_string();

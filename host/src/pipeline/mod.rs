@@ -35,7 +35,26 @@ pub fn build(
     stats: Arc<PipelineStats>,
 ) -> anyhow::Result<PipelineWorker> {
     let (generation, transforms) = control.chain();
-    let table = match &config.table {
+    let table = table_spec(config, &transforms)?;
+    Ok(PipelineWorker {
+        config: config.clone(),
+        spec: SegmentSpec { pipeline: config.name.clone(), land_raw: config.land_raw, table },
+        source,
+        chain: Chain::new(transforms),
+        generation,
+        replay_chain: None,
+        probe: None,
+        shadow: None,
+        store,
+        stats,
+        control,
+    })
+}
+
+/// Where a pipeline's cleaned output lands: the table named in its config, with
+/// the schema its config or its last transform's output kind gives.
+pub fn table_spec(config: &PipelineConfig, transforms: &[Arc<crate::runtime::CompiledTransform>]) -> anyhow::Result<Option<TableSpec>> {
+    Ok(match &config.table {
         None => None,
         Some(t) => {
             let kind = t.schema.clone().or_else(|| transforms.last().map(|x| x.descriptor().output_kind.clone()));
@@ -56,19 +75,6 @@ pub fn build(
             }
             Some(TableSpec { name: t.name.clone(), schema, parquet, jsonl: t.formats.contains(&TableFormat::Jsonl), partition_by: t.partition_by.clone() })
         }
-    };
-    Ok(PipelineWorker {
-        config: config.clone(),
-        spec: SegmentSpec { pipeline: config.name.clone(), land_raw: config.land_raw, table },
-        source,
-        chain: Chain::new(transforms),
-        generation,
-        replay_chain: None,
-        probe: None,
-        shadow: None,
-        store,
-        stats,
-        control,
     })
 }
 
