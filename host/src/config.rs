@@ -49,7 +49,9 @@ pub struct ServerConfig {
     /// Unset: ingest is open, as the Kafka REST Proxy is by default.
     pub ingest_token: Option<String>,
     /// Serve the status page at `/` without a token (it shows counts and
-    /// versions, no data). `/health` is always open.
+    /// versions, no data), and the latest report summary at `/reports` (the
+    /// reports' aggregates: countries, categories, poster names, counts).
+    /// `/health` is always open.
     pub public_status_page: bool,
     /// Serve `/metrics` without a token (as Prometheus scrapes expect).
     pub public_metrics: bool,
@@ -230,6 +232,7 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
         let c = Config::parse(include_str!("../../deploy/sluice.toml")).expect("deploy/sluice.toml is valid");
         assert_eq!(c.pipelines.len(), 3);
         assert_eq!(c.pipelines[1].table.as_ref().and_then(|t| t.partition_by.as_deref()), Some("timestamp"));
+        assert_eq!(c.jobs.schedule.get("reports").map(String::as_str), Some("0 0 * * *"));
     }
 
     #[test]

@@ -36,8 +36,7 @@ impl Landing {
 
 /// A SQL session with every landed table registered. Returns the table names.
 pub async fn session(landing: &Landing) -> anyhow::Result<(SessionContext, Vec<String>)> {
-    // Sorting and window partitions stay in one partition per core; the landing
-    // tables are many small files, so let DataFusion group them.
+    // The information schema makes `SHOW TABLES` and `SHOW COLUMNS FROM pin` work in `sluice query`.
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
     let mut names = Vec::new();
     match landing {

@@ -5,8 +5,9 @@
 //!   the reports read are kept once (the emulator resends whole rows);
 //! - a row with a null in a field a report uses is left out of that report;
 //! - ties go to the alphabetically first name (category, poster, country);
-//! - the median is the lower median: the value at position ceil(n/2) of the
-//!   ascending values (`(n + 1) / 2` in integer arithmetic);
+//! - the median is the lower median: the value at position p = ceil(n/2) of the
+//!   ascending values, found as `2p BETWEEN n AND n + 1` (no division, so the
+//!   same SQL means the same in engines where `/` on integers gives a fraction);
 //! - years are calendar years in UTC; age groups 18-24, 25-35, 36-50, 50+ (age > 50);
 //!   ages under 18 belong to no group and are left out of the age reports.
 
@@ -45,7 +46,7 @@ fn lower_median(groups: &str) -> String {
          COUNT(*) OVER (PARTITION BY {groups}) AS n
   FROM vals
 )
-SELECT {groups}, v AS median_follower_count FROM ranked WHERE rn = (n + 1) / 2 ORDER BY {groups}"
+SELECT {groups}, v AS median_follower_count FROM ranked WHERE 2 * rn BETWEEN n AND n + 1 ORDER BY {groups}"
     )
 }
 
