@@ -83,7 +83,7 @@ pub fn summary_key(run_id: &str) -> String {
 /// The latest HTML summary in the store, if any run has written one.
 pub fn latest_summary(store: &dyn ObjectStore) -> std::io::Result<Option<Vec<u8>>> {
     // Run ids are UTC times in a sortable form, and list() is sorted.
-    match store.list("reports/summary/")?.into_iter().filter(|k| k.ends_with("/index.html")).next_back() {
+    match store.list("reports/summary/")?.into_iter().rfind(|k| k.ends_with("/index.html")) {
         Some(key) => store.get(&key).map(Some),
         None => Ok(None),
     }

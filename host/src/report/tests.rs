@@ -328,6 +328,6 @@ async fn missing_tables_and_bad_sql_are_explained() {
     let err = run::execute(&Landing::Dir(dir.path().to_owned()), &|_, _, _| {}).await.err().expect("fails").to_string();
     assert!(err.contains("no table pin, geo, user") && err.contains("found: none"), "{err}");
     land(dir.path(), &generate(10));
-    let err = query(&Landing::Dir(dir.path().to_owned()), "SELECT nope FROM pin").await.err().expect("fails").to_string();
+    let err = query(&Landing::Dir(dir.path().to_owned()), "SELECT nope FROM pin").await.expect_err("fails").to_string();
     assert!(err.contains("nope") && err.contains("tables under") && err.contains("geo, pin, user"), "{err}");
 }
