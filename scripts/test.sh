@@ -31,6 +31,16 @@ if ! command -v s3s-fs >/dev/null; then
   cargo install s3s-fs --version 0.14.1 --features binary --locked
 fi
 
+# Apache Airflow in a venv of its own (about a minute, once), so the Airflow DAG in
+# deploy/airflow is loaded by Airflow's own parser (tests/tests/airflow_dag.rs).
+airflow_venv="${SLUICE_AIRFLOW_VENV:-$HOME/.cache/sluice/airflow-venv}"
+if [ ! -x "$airflow_venv/bin/airflow" ]; then
+  echo "installing Apache Airflow (PyPI) into $airflow_venv for the DAG check…"
+  python3 -m venv "$airflow_venv"
+  "$airflow_venv/bin/pip" install -q "apache-airflow==2.11.2" "apache-airflow-providers-http==6.3.0"
+fi
+export SLUICE_AIRFLOW_PYTHON="$airflow_venv/bin/python"
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

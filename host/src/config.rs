@@ -34,6 +34,9 @@ pub struct Config {
     pub landing: LandingConfig,
     #[serde(default, rename = "pipeline")]
     pub pipelines: Vec<PipelineConfig>,
+    /// `[jobs]`: the built-in schedule of named jobs (reports, retention).
+    #[serde(default)]
+    pub jobs: crate::jobs::schedule::JobsConfig,
 }
 
 /// `[server]`: the HTTP listener for ingest, the admin API, health and the status page.
@@ -50,7 +53,9 @@ pub struct ServerConfig {
     /// Unset: ingest is open, as the Kafka REST Proxy is by default.
     pub ingest_token: Option<String>,
     /// Serve the status page at `/` without a token (it shows counts and
-    /// versions, no data). `/health` is always open.
+    /// versions, no data), and the latest report summary at `/reports` (the
+    /// reports' aggregates: countries, categories, poster names, counts).
+    /// `/health` is always open.
     pub public_status_page: bool,
     /// Serve `/metrics` without a token (as Prometheus scrapes expect).
     pub public_metrics: bool,
@@ -131,6 +136,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
         self.sandbox.validate().map_err(|e| format!("sandbox: {e}"))?;
+        self.jobs.validate()?;
         if let Some(s3) = &self.landing.s3 {
             s3.validate()?;
             if self.landing.dir.is_some() {
@@ -217,6 +223,7 @@ impl Config {
             sandbox: SandboxLimits::default(),
             landing: LandingConfig::default(),
             pipelines: vec![pipeline("pin", None), pipeline("geo", None), pipeline("user", None)],
+            jobs: Default::default(),
         }
     }
 }
@@ -252,6 +259,7 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
         let c = Config::parse(include_str!("../../deploy/sluice.toml")).expect("deploy/sluice.toml is valid");
         assert_eq!(c.pipelines.len(), 3);
         assert_eq!(c.pipelines[1].table.as_ref().and_then(|t| t.partition_by.as_deref()), Some("timestamp"));
+        assert_eq!(c.jobs.schedule.get("reports").map(String::as_str), Some("0 0 * * *"));
     }
 
     #[test]
@@ -270,6 +278,7 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
             (format!("{GOOD}\n[[pipeline]]\nname = \"pin\"\ntopics = [\"u.pin\"]\nland_raw = false\ntable = {{ name = \"p2\" }}\ntransforms = [\"clean-pin\"]"), "two pipelines are named `pin`"),
             (GOOD.replace("table = { name = \"pin\", formats = [\"parquet\", \"jsonl\"] }", "").replace("land_raw = true", ""), "lands nothing"),
             (GOOD.replace("[log]", "[sandbox]\nmemory_mib = 0\n[log]"), "memory_mib must be between"),
+            (GOOD.replace("[log]", "[jobs]\nschedule = { reports = \"0 0 * *\" }\n[log]"), "jobs.schedule.reports: `0 0 * *` has 4 fields"),
         ];
         for (text, want) in cases {
             let err = Config::parse(&text).unwrap_err().to_string();

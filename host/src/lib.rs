@@ -15,4 +15,5 @@ pub mod pipeline;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod report;
 pub mod telemetry;

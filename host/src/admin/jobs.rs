@@ -22,8 +22,10 @@ pub async fn list(State(s): State<Arc<AdminState>>) -> Json<Value> {
     Json(json!({ "jobs": jobs, "runs": s.jobs.runs() }))
 }
 
-pub async fn run(State(s): State<Arc<AdminState>>, Path(name): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let run = s.jobs.start(&name)?;
+/// The body, if any, is the run's parameters (e.g. what a backfill is to do).
+pub async fn run(State(s): State<Arc<AdminState>>, Path(name): Path<String>, body: axum::body::Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let params: Value = if body.iter().all(u8::is_ascii_whitespace) { Value::Null } else { super::parse_json(&body, "job parameters")? };
+    let run = s.jobs.start_with(&name, params)?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "run": run, "poll": format!("/api/v1/jobs/runs/{}", run.id) }))))
 }
 

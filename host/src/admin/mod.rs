@@ -110,7 +110,7 @@ pub fn router(state: Arc<AdminState>, token: Arc<str>) -> Router {
 
 /// The status page, for people.
 pub fn status_page(state: Arc<AdminState>) -> Router {
-    Router::new().route("/", get(page::render)).with_state(state)
+    Router::new().route("/", get(page::render)).route("/reports", get(page::reports)).with_state(state)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

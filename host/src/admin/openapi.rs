@@ -24,7 +24,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     ("get", "/api/v1/pipelines/{name}/stages/{stage}/shadow", "How the shadow candidate's output and refusals differ from the active version's", None, 200),
     ("delete", "/api/v1/pipelines/{name}/stages/{stage}/shadow", "Stop the shadow run; returns its final report", None, 200),
     ("get", "/api/v1/jobs", "Jobs and their recent runs", None, 200),
-    ("post", "/api/v1/jobs/{name}/run", "Run a job now; answers with the run to poll", None, 202),
+    ("post", "/api/v1/jobs/{name}/run", "Run a job now (reports, backfill, retention); an optional JSON body holds the run's parameters, e.g. for backfill {\"pipeline\": \"pin\", \"transforms\": [\"clean-pin@0.2.0\"], \"from_offset\": 0, \"to_offset\": 5000, \"partitions\": [0]}; answers with the run to poll", Some("application/json"), 202),
     ("get", "/api/v1/jobs/runs/{id}", "One run: state, progress, log, summary or error", None, 200),
     ("get", "/api/v1/dead-letters/{pipeline}", "List dead letters (query: kind, limit, skip)", None, 200),
     ("delete", "/api/v1/dead-letters/{pipeline}", "Purge dead letters (body: {\"ids\": [...]}, or empty for all)", Some("application/json"), 200),

@@ -59,6 +59,22 @@ pub async fn render(State(s): State<Arc<AdminState>>) -> Html<String> {
     if !any {
         h.push_str("<tr><td colspan=5>none since start</td></tr>");
     }
-    h.push_str("</table><p>API: <code>/api/v1/openapi.json</code> · health: <code>/health</code></p></body></html>");
+    h.push_str("</table><p><a href='/reports'>Latest reports</a> (charts) · API: <code>/api/v1/openapi.json</code> · health: <code>/health</code></p></body></html>");
     Html(h)
+}
+
+/// The HTML summary of the latest report run, with its charts.
+pub async fn reports(State(s): State<Arc<AdminState>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let store = s.store.clone();
+    match tokio::task::spawn_blocking(move || crate::report::run::latest_summary(store.as_ref())).await {
+        Ok(Ok(Some(page))) => Html(String::from_utf8_lossy(&page).into_owned()).into_response(),
+        Ok(Ok(None)) => (
+            axum::http::StatusCode::NOT_FOUND,
+            Html("<!doctype html><p>No report run yet. Run one: <code>sluice job run reports</code>, or wait for the schedule (<code>[jobs.schedule]</code>). <a href='/'>status</a>".to_owned()),
+        )
+            .into_response(),
+        Ok(Err(e)) => (axum::http::StatusCode::BAD_GATEWAY, Html(format!("could not read the reports: {}", esc(&e.to_string())))).into_response(),
+        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, Html(format!("task failed: {}", esc(&e.to_string())))).into_response(),
+    }
 }

@@ -38,6 +38,7 @@ pub struct RunningApp {
     server_stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     retention: tokio::task::JoinHandle<()>,
+    schedule: Vec<tokio::task::JoinHandle<()>>,
     metrics_server: Option<tokio::task::JoinHandle<()>>,
     destination: ingest::Destination,
 }
@@ -138,7 +139,12 @@ impl RunningApp {
         let manager: Arc<dyn PipelineManager> = launcher.clone();
         let mut jobs = JobRunner::new();
         jobs.register("retention", Arc::new(RetentionJob(log.clone())));
-        let admin_state = Arc::new(AdminState { registry: registry.clone(), pipelines: manager, store: dyn_store, jobs: Arc::new(jobs) });
+        let local_dir = config.landing.s3.is_none().then(|| config.landing_dir());
+        jobs.register("reports", Arc::new(crate::report::job::ReportJob::new(store.clone(), local_dir)));
+        jobs.register("backfill", Arc::new(crate::report::job::BackfillJob { store: store.clone(), registry: registry.clone(), pipelines: manager.clone() }));
+        let jobs = Arc::new(jobs);
+        let schedule = crate::jobs::schedule::spawn(jobs.clone(), &config.jobs);
+        let admin_state = Arc::new(AdminState { registry: registry.clone(), pipelines: manager, store: dyn_store, jobs });
         let destination = match config.ingest_destination() {
             ingest::DestinationKind::Embedded => ingest::Destination::Embedded(log.clone()),
             ingest::DestinationKind::Kafka => {
@@ -210,7 +216,7 @@ impl RunningApp {
             .await
         });
         tracing::info!(%addr, landing = %store.location(), "sluice is running");
-        Ok(RunningApp { addr, admin_token, log, store, launcher, server_stop, server, retention, metrics_server, destination })
+        Ok(RunningApp { addr, admin_token, log, store, launcher, server_stop, server, retention, schedule, metrics_server, destination })
     }
 
     pub fn supervisor(&self) -> &Supervisor {
@@ -230,6 +236,7 @@ impl RunningApp {
     /// Ordered shutdown: stop ingest, let pipelines land and commit, close the log.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.retention.abort();
+        self.schedule.iter().for_each(|t| t.abort());
         if let Some(m) = &self.metrics_server {
             m.abort();
         }

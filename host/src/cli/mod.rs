@@ -3,6 +3,7 @@
 mod demo;
 mod emulate;
 mod remote;
+mod report;
 mod serve;
 mod transform;
 
@@ -58,6 +59,11 @@ enum Command {
         /// The config file to check.
         file: std::path::PathBuf,
     },
+    /// Run SQL over the landed tables (pin, geo, user, …): an aligned table, CSV, JSON lines or Parquet.
+    Query(report::QueryArgs),
+    /// Run the nine reports now over the landed tables: print them, write each as
+    /// Parquet and CSV under reports/<name>/run=<time>/, and an HTML summary with charts.
+    Report(report::ReportArgs),
     /// Work with transform components: run one over a file, list the built-ins.
     #[command(subcommand)]
     Transform(transform::TransformCommand),
@@ -75,6 +81,8 @@ pub fn main() -> ExitCode {
         Command::Transform(cmd) => transform::run(cmd),
         Command::CheckConfig { file } => serve::check_config(file),
         Command::Demo(args) => block_on(demo::run(args)),
+        Command::Query(args) => block_on(report::query(args)),
+        Command::Report(args) => block_on(report::report(args)),
         Command::Serve(args) => block_on(serve::serve(args)),
         Command::Emulate(args) => block_on(emulate::run(args)),
         Command::Pipeline { command, remote } => block_on(async move { remote::pipeline(&remote, command).await }),

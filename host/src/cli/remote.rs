@@ -215,7 +215,14 @@ pub enum JobCommand {
     /// Jobs and their recent runs.
     List,
     /// Run a job now and follow it until it ends (exit code 1 if it fails).
-    Run { name: String },
+    Run {
+        /// reports, backfill, retention (`sluice job list` shows them).
+        name: String,
+        /// The run's parameters as JSON, e.g. for a backfill:
+        /// '{"pipeline":"pin","transforms":["clean-pin@0.2.0"],"from_offset":0,"to_offset":5000}'
+        #[arg(long)]
+        params: Option<String>,
+    },
 }
 
 pub async fn job(r: &Remote, cmd: JobCommand) -> anyhow::Result<ExitCode> {
@@ -232,8 +239,12 @@ pub async fn job(r: &Remote, cmd: JobCommand) -> anyhow::Result<ExitCode> {
             });
             Ok(ExitCode::SUCCESS)
         }
-        JobCommand::Run { name } => {
-            let started = r.call(reqwest::Method::POST, &format!("/api/v1/jobs/{name}/run"), None).await?;
+        JobCommand::Run { name, params } => {
+            let body = match params {
+                Some(p) => Some(serde_json::from_str::<Value>(&p).context("--params must be JSON")?.to_string().into_bytes()),
+                None => None,
+            };
+            let started = r.call(reqwest::Method::POST, &format!("/api/v1/jobs/{name}/run"), body).await?;
             let poll = started["poll"].as_str().context("the answer names no run to follow")?.to_owned();
             loop {
                 let v = r.call(reqwest::Method::GET, &poll, None).await?;

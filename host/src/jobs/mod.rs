@@ -1,6 +1,8 @@
 //! Named jobs run on demand (and, with the reports, on a schedule): each run
 //! has a state (queued, running, succeeded, failed), progress and a log.
 
+pub mod schedule;
+
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +16,15 @@ const KEEP_LINES: usize = 1000;
 /// What a job can tell the runner while it works.
 pub struct JobContext {
     run: Arc<Mutex<JobRun>>,
+    params: serde_json::Value,
 }
 
 impl JobContext {
+    /// What the run was started with (the JSON body of the run request; `null` if none).
+    pub fn params(&self) -> &serde_json::Value {
+        &self.params
+    }
+
     pub fn log(&self, line: impl Into<String>) {
         let line = line.into();
         tracing::info!(job = %self.lock().job, "{line}");
@@ -110,6 +118,11 @@ impl JobRunner {
 
     /// Start a run of `name` on a thread of its own; one run per job at a time.
     pub fn start(self: &Arc<Self>, name: &str) -> Result<JobRun, JobError> {
+        self.start_with(name, serde_json::Value::Null)
+    }
+
+    /// Start a run with parameters (what a backfill is to do, say).
+    pub fn start_with(self: &Arc<Self>, name: &str, params: serde_json::Value) -> Result<JobRun, JobError> {
         let job = self.jobs.get(name).cloned().ok_or_else(|| JobError::Unknown(name.to_owned(), self.jobs.keys().cloned().collect::<Vec<_>>().join(", ")))?;
         let run = {
             let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
@@ -141,7 +154,7 @@ impl JobRunner {
                 r.state = RunState::Running;
                 r.started_at_ms = Some(now_ms());
             }
-            let ctx = JobContext { run: run.clone() };
+            let ctx = JobContext { run: run.clone(), params };
             let outcome = job.run(&ctx);
             let mut r = run.lock().unwrap_or_else(|p| p.into_inner());
             r.finished_at_ms = Some(now_ms());

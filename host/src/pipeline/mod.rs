@@ -43,13 +43,33 @@ pub fn build(
         (Some(a), Some(compiled)) => Some(aggregate::AggregateStage::new(&config.name, a, compiled, control.state_dir())?),
         _ => None,
     };
-    let table = match &config.table {
+    let last_kind = match &aggregate {
+        Some(a) => Some(a.output_kind().to_owned()),
+        None => transforms.last().map(|x| x.descriptor().output_kind.clone()),
+    };
+    let table = table_spec(config, last_kind)?;
+    Ok(PipelineWorker {
+        config: config.clone(),
+        spec: SegmentSpec { pipeline: config.name.clone(), land_raw: config.land_raw, table },
+        source,
+        chain: Chain::new(transforms),
+        aggregate,
+        generation,
+        replay_chain: None,
+        probe: None,
+        shadow: None,
+        store,
+        stats,
+        control,
+    })
+}
+
+/// Where a pipeline's output lands: the table named in its config, with the
+/// schema its config or `last_kind` (the output kind of its last stage) gives.
+pub fn table_spec(config: &PipelineConfig, last_kind: Option<String>) -> anyhow::Result<Option<TableSpec>> {
+    Ok(match &config.table {
         None => None,
         Some(t) => {
-            let last_kind = match &aggregate {
-                Some(a) => Some(a.output_kind().to_owned()),
-                None => transforms.last().map(|x| x.descriptor().output_kind.clone()),
-            };
             let kind = t.schema.clone().or(last_kind);
             let schema = match (&t.columns, &kind) {
                 (Some(cols), _) => Some(schema::from_columns(cols)),
@@ -68,20 +88,6 @@ pub fn build(
             }
             Some(TableSpec { name: t.name.clone(), schema, parquet, jsonl: t.formats.contains(&TableFormat::Jsonl), partition_by: t.partition_by.clone() })
         }
-    };
-    Ok(PipelineWorker {
-        config: config.clone(),
-        spec: SegmentSpec { pipeline: config.name.clone(), land_raw: config.land_raw, table },
-        source,
-        chain: Chain::new(transforms),
-        aggregate,
-        generation,
-        replay_chain: None,
-        probe: None,
-        shadow: None,
-        store,
-        stats,
-        control,
     })
 }
 
