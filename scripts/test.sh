@@ -36,10 +36,14 @@ fi
 airflow_venv="${SLUICE_AIRFLOW_VENV:-$HOME/.cache/sluice/airflow-venv}"
 if [ ! -x "$airflow_venv/bin/airflow" ]; then
   echo "installing Apache Airflow (PyPI) into $airflow_venv for the DAG check…"
-  python3 -m venv "$airflow_venv"
-  "$airflow_venv/bin/pip" install -q "apache-airflow==2.11.2" "apache-airflow-providers-http==6.3.0"
+  # A failed install is not a failed test run: the DAG test then falls back to a
+  # syntax check and says so.
+  if ! { python3 -m venv "$airflow_venv" && "$airflow_venv/bin/pip" install -q "apache-airflow==2.11.2" "apache-airflow-providers-http==6.3.0"; }; then
+    echo "warning: installing Airflow failed; the DAG gets a syntax check only" >&2
+    rm -rf "$airflow_venv"
+  fi
 fi
-export SLUICE_AIRFLOW_PYTHON="$airflow_venv/bin/python"
+[ -x "$airflow_venv/bin/airflow" ] && export SLUICE_AIRFLOW_PYTHON="$airflow_venv/bin/python"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
