@@ -319,24 +319,8 @@ impl PipelineWorker {
 
     #[allow(clippy::too_many_arguments)]
     fn dead_letter(&self, chain: &Chain, p: &PartitionId, fetched: &Fetched, index: usize, stage: u32, kind: &str, reason: &str) -> DeadLetter {
-        let rec = fetched.batch.as_ref().get(index);
         let t = &chain.stages()[stage as usize].transform;
-        DeadLetter {
-            pipeline: self.config.name.clone(),
-            topic: p.topic.to_string(),
-            partition: p.partition,
-            offset: fetched.offsets[index],
-            stage,
-            transform: t.descriptor().name.clone(),
-            version: t.descriptor().version.clone(),
-            content_hash: t.content_hash().to_owned(),
-            kind: kind.to_owned(),
-            reason: reason.to_owned(),
-            timestamp: rec.timestamp,
-            key: (!rec.key.is_empty()).then(|| String::from_utf8_lossy(rec.key).into_owned()),
-            value: None,
-            value_base64: None,
-        }
+        DeadLetter::refused(&self.config.name, p, fetched.offsets[index], stage, t, kind, reason).with_record(&fetched.batch.as_ref().get(index))
     }
 
     /// Lineage written into every object: which transform versions made it, from which offset.

@@ -166,22 +166,7 @@ pub fn run(
             let mut dead = Vec::new();
             let letter = |index: u32, stage: u32, kind: &str, reason: &str, value: &[u8]| {
                 let t = &chain.stages()[stage as usize].transform;
-                let mut d = DeadLetter {
-                    pipeline: config.name.clone(),
-                    topic: raw.partition.topic.to_string(),
-                    partition: raw.partition.partition,
-                    offset: offset + u64::from(index),
-                    stage,
-                    transform: t.descriptor().name.clone(),
-                    version: t.descriptor().version.clone(),
-                    content_hash: t.content_hash().to_owned(),
-                    kind: kind.to_owned(),
-                    reason: reason.to_owned(),
-                    timestamp: 0,
-                    key: None,
-                    value: None,
-                    value_base64: None,
-                };
+                let mut d = DeadLetter::refused(&config.name, &raw.partition, offset + u64::from(index), stage, t, kind, reason);
                 d.set_value(value);
                 d
             };

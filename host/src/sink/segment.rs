@@ -3,6 +3,7 @@
 use super::layout;
 use super::parquet::{decode_json, split_by_date, ParquetObject};
 use super::store::{ObjectStore, ObjectWriter};
+use crate::runtime::CompiledTransform;
 use crate::source::PartitionId;
 use arrow_schema::SchemaRef;
 use serde::Serialize;
@@ -60,6 +61,34 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// A record at `offset` of `partition` that `component` (stage `stage` of
+    /// `pipeline`) refused or failed on; timestamp, key and value are set by the caller.
+    pub fn refused(pipeline: &str, partition: &PartitionId, offset: u64, stage: u32, component: &CompiledTransform, kind: &str, reason: &str) -> Self {
+        DeadLetter {
+            pipeline: pipeline.to_owned(),
+            topic: partition.topic.to_string(),
+            partition: partition.partition,
+            offset,
+            stage,
+            transform: component.descriptor().name.clone(),
+            version: component.descriptor().version.clone(),
+            content_hash: component.content_hash().to_owned(),
+            kind: kind.to_owned(),
+            reason: reason.to_owned(),
+            timestamp: 0,
+            key: None,
+            value: None,
+            value_base64: None,
+        }
+    }
+
+    /// Take the timestamp and (UTF-8) key of the record it stands for.
+    pub fn with_record(mut self, record: &sluice_guest::Record<'_>) -> Self {
+        self.timestamp = record.timestamp;
+        self.key = (!record.key.is_empty()).then(|| String::from_utf8_lossy(record.key).into_owned());
+        self
+    }
+
     pub fn set_value(&mut self, bytes: &[u8]) {
         match std::str::from_utf8(bytes) {
             Ok(s) => self.value = Some(s.to_owned()),

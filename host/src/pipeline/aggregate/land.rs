@@ -40,22 +40,5 @@ pub fn fold(
 /// A dead letter of the aggregate stage (number `stage`, after the transforms).
 #[allow(clippy::too_many_arguments)]
 pub fn dead_letter(a: &AggregateStage, pipeline: &str, stage: u32, p: &PartitionId, fetched: &Fetched, index: usize, kind: &str, reason: &str) -> DeadLetter {
-    let rec = fetched.batch.as_ref().get(index);
-    let c = a.compiled();
-    DeadLetter {
-        pipeline: pipeline.to_owned(),
-        topic: p.topic.to_string(),
-        partition: p.partition,
-        offset: fetched.offsets[index],
-        stage,
-        transform: c.descriptor().name.clone(),
-        version: c.descriptor().version.clone(),
-        content_hash: c.content_hash().to_owned(),
-        kind: kind.to_owned(),
-        reason: reason.to_owned(),
-        timestamp: rec.timestamp,
-        key: (!rec.key.is_empty()).then(|| String::from_utf8_lossy(rec.key).into_owned()),
-        value: None,
-        value_base64: None,
-    }
+    DeadLetter::refused(pipeline, p, fetched.offsets[index], stage, a.compiled(), kind, reason).with_record(&fetched.batch.as_ref().get(index))
 }
