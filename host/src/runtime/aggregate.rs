@@ -5,7 +5,7 @@ use super::bindings::aggregate::{Aggregate, AggregatePre, Window};
 use super::bindings::BatchParam;
 use super::engine::Runtime;
 use super::host::HostState;
-use super::instance::{call_with_limits, merge_counters, CallFailure, FailureKind, Instantiate, InstanceStats, RecordFailure, Sandboxed};
+use super::instance::{call_with_limits, merge_counters, one_by_one, CallFailure, FailureKind, Instantiate, InstanceStats, RecordFailure, Sandboxed};
 use sluice_guest::{BatchBuf, BatchRef};
 use std::sync::Arc;
 use wasmtime::Store;
@@ -90,30 +90,13 @@ impl AggregateInstance {
         }
         tracing::warn!(aggregate = &*self.sandbox.name, records = input.len(), reason = %first, "fold failed; folding its records one by one");
         let max_failures = self.sandbox.limits().max_isolation_failures;
-        let mut failed = 0u32;
-        let mut single = BatchBuf::default();
-        for i in 0..input.len() {
-            let index = i as u32;
-            if failed >= max_failures {
-                let reason = format!("not attempted: {failed} records of this batch already failed (last: {})", done.failures.last().map_or("", |f| f.reason.as_str()));
-                done.failures.extend((index..input.len() as u32).map(|index| RecordFailure { index, kind: (&first).into(), reason: reason.clone() }));
-                break;
-            }
-            single.clear();
-            let rec = input.get(i);
-            single.push(rec.value, rec.key, rec.timestamp);
-            match self.call_fold(&done.state, &single.as_ref()) {
-                Ok(one) => {
-                    done.state = one.state;
-                    done.failures.extend(one.failures.into_iter().map(|f| RecordFailure { index, ..f }));
-                    merge_counters(&mut done.counters, one.counters);
-                }
-                Err(failure) => {
-                    failed += 1;
-                    done.failures.push(RecordFailure { index, kind: (&failure).into(), reason: failure.to_string() });
-                }
-            }
-        }
+        let (state, counters) = (&mut done.state, &mut done.counters);
+        one_by_one(input, &first, max_failures, &mut done.failures, |_, single| {
+            let one = self.call_fold(state, single)?;
+            *state = one.state;
+            merge_counters(counters, one.counters);
+            Ok(one.failures)
+        });
         done
     }
 

@@ -273,36 +273,52 @@ impl TransformInstance {
             }
         };
         tracing::warn!(transform = &*name, records = input.len(), reason = %first, "batch failed; retrying its records one by one");
-        let mut failed = 0u32;
-        let mut single = BatchBuf::default();
-        for i in 0..input.len() {
-            let index = i as u32;
-            if failed >= max_failures {
-                // The batch is hopeless; stop spending deadlines on it. Nothing is lost:
-                // the remaining records go to the dead letters and can be replayed.
-                let reason = format!("not attempted: {failed} records of this batch already failed (last: {})", done.failures.last().map_or("", |f| f.reason.as_str()));
-                done.failures.extend((index..input.len() as u32).map(|index| RecordFailure { index, kind: (&first).into(), reason: reason.clone() }));
-                break;
+        let (output, origins, counters) = (&mut done.output, &mut done.origins, &mut done.counters);
+        one_by_one(input, &first, max_failures, &mut done.failures, |index, single| {
+            let one = self.call_process(single)?;
+            for r in one.output.as_ref().iter() {
+                output.push(r.value, r.key, r.timestamp);
+                origins.push(index);
             }
-            single.clear();
-            let rec = input.get(i);
-            single.push(rec.value, rec.key, rec.timestamp);
-            match self.call_process(&single.as_ref()) {
-                Ok(one) => {
-                    for r in one.output.as_ref().iter() {
-                        done.output.push(r.value, r.key, r.timestamp);
-                        done.origins.push(index);
-                    }
-                    done.failures.extend(one.failures.into_iter().map(|f| RecordFailure { index, ..f }));
-                    merge_counters(&mut done.counters, one.counters);
-                }
-                Err(failure) => {
-                    failed += 1;
-                    done.failures.push(RecordFailure { index, kind: (&failure).into(), reason: failure.to_string() });
-                }
+            merge_counters(counters, one.counters);
+            Ok(one.failures)
+        });
+        done
+    }
+}
+
+/// After a batch call failed with `first`: call `call_one` on each record of
+/// `input` alone, so only the records that fail by themselves become failures
+/// (re-indexed to the batch). `call_one` keeps what a record produced and
+/// returns its own rejections.
+pub(crate) fn one_by_one(
+    input: &BatchRef<'_>,
+    first: &CallFailure,
+    max_failures: u32,
+    failures: &mut Vec<RecordFailure>,
+    mut call_one: impl FnMut(u32, &BatchRef<'_>) -> Result<Vec<RecordFailure>, CallFailure>,
+) {
+    let mut failed = 0u32;
+    let mut single = BatchBuf::default();
+    for i in 0..input.len() {
+        let index = i as u32;
+        if failed >= max_failures {
+            // The batch is hopeless; stop spending deadlines on it. Nothing is lost:
+            // the remaining records go to the dead letters and can be replayed.
+            let reason = format!("not attempted: {failed} records of this batch already failed (last: {})", failures.last().map_or("", |f| f.reason.as_str()));
+            failures.extend((index..input.len() as u32).map(|index| RecordFailure { index, kind: first.into(), reason: reason.clone() }));
+            break;
+        }
+        single.clear();
+        let rec = input.get(i);
+        single.push(rec.value, rec.key, rec.timestamp);
+        match call_one(index, &single.as_ref()) {
+            Ok(own) => failures.extend(own.into_iter().map(|f| RecordFailure { index, ..f })),
+            Err(failure) => {
+                failed += 1;
+                failures.push(RecordFailure { index, kind: (&failure).into(), reason: failure.to_string() });
             }
         }
-        done
     }
 }
 

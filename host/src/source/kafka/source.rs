@@ -61,10 +61,7 @@ impl GroupContext {
     }
 
     fn clear_problem(&self) {
-        let mut p = self.problem.lock().unwrap_or_else(|e| e.into_inner());
-        if p.is_some() {
-            *p = None;
-        }
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -199,6 +196,7 @@ impl KafkaSource {
     /// `wait` for the first message.
     fn pump(&mut self, wait: Duration) {
         let mut timeout = wait;
+        let mut received = false;
         for _ in 0..PUMP_LIMIT {
             let (topic, partition, record) = match self.consumer.poll(timeout) {
                 None => break,
@@ -219,7 +217,7 @@ impl KafkaSource {
                 }
             };
             timeout = Duration::ZERO;
-            self.consumer.context().clear_problem();
+            received = true;
             let id = self.id(&topic, partition);
             let a = self.ahead.entry(id).or_default();
             let from = *a.covers_from.get_or_insert(record.offset);
@@ -230,6 +228,9 @@ impl KafkaSource {
             a.delivered_to = record.offset + 1;
             a.bytes += record.value.len() + record.key.len();
             a.records.push_back(record);
+        }
+        if received {
+            self.consumer.context().clear_problem();
         }
         self.apply_backpressure();
     }
