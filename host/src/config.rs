@@ -8,6 +8,7 @@ use crate::pipeline::config::{PipelineConfig, SourceKind, TableConfig, TableForm
 use crate::runtime::SandboxLimits;
 use crate::source::embedded::EmbeddedLogConfig;
 use crate::source::kafka::KafkaConfig;
+use crate::source::kinesis::KinesisConfig;
 use anyhow::Context;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +29,8 @@ pub struct Config {
     pub log: EmbeddedLogConfig,
     /// Read from (and let the ingest API write to) Kafka instead of the embedded log.
     pub kafka: Option<KafkaConfig>,
+    /// Read Kinesis streams (and let the ingest API's Kinesis shapes forward to them).
+    pub kinesis: Option<KinesisConfig>,
     #[serde(default)]
     pub sandbox: SandboxLimits,
     #[serde(default)]
@@ -118,9 +121,16 @@ impl Config {
         Ok(config)
     }
 
-    /// Where a pipeline reads: as configured, else Kafka when it is configured.
+    /// Where a pipeline reads: as configured, else Kafka when it is configured,
+    /// else Kinesis when it is configured.
     pub fn source_of(&self, p: &PipelineConfig) -> SourceKind {
-        p.source.unwrap_or(if self.kafka.is_some() { SourceKind::Kafka } else { SourceKind::Embedded })
+        p.source.unwrap_or(if self.kafka.is_some() {
+            SourceKind::Kafka
+        } else if self.kinesis.is_some() {
+            SourceKind::Kinesis
+        } else {
+            SourceKind::Embedded
+        })
     }
 
     /// Where the ingest API stores records: as configured, else Kafka when it is configured.
@@ -154,6 +164,12 @@ impl Config {
         if self.ingest_destination() == DestinationKind::Kafka && self.kafka.is_none() {
             return Err("ingest.destination is `kafka` but there is no [kafka] section with the brokers".into());
         }
+        if let Some(k) = &self.kinesis {
+            k.validate()?;
+        }
+        if self.ingest_destination() == DestinationKind::Kinesis && self.kinesis.is_none() {
+            return Err("ingest.destination is `kinesis` but there is no [kinesis] section".into());
+        }
         if self.ingest.max_body_bytes < 1024 {
             return Err("ingest.max_body_bytes must be at least 1024".into());
         }
@@ -169,6 +185,9 @@ impl Config {
             let source = self.source_of(p);
             if source == SourceKind::Kafka && self.kafka.is_none() {
                 return Err(format!("pipeline `{}` reads Kafka (source = \"kafka\") but there is no [kafka] section with the brokers", p.name));
+            }
+            if source == SourceKind::Kinesis && self.kinesis.is_none() {
+                return Err(format!("pipeline `{}` reads Kinesis (source = \"kinesis\") but there is no [kinesis] section", p.name));
             }
             for t in &p.topics {
                 if source == SourceKind::Embedded && !topics.contains(t.as_str()) {
@@ -220,6 +239,7 @@ impl Config {
                 ..Default::default()
             },
             kafka: None,
+            kinesis: None,
             sandbox: SandboxLimits::default(),
             landing: LandingConfig::default(),
             pipelines: vec![pipeline("pin", None), pipeline("geo", None), pipeline("user", None)],

@@ -78,7 +78,7 @@ fn a_hundred_thousand_records_through_kafka_land_exactly_once() -> anyhow::Resul
     let mut server = Server::start(SLUICE, &cfg, free_port(), &[])?;
 
     let rt = tokio::runtime::Runtime::new()?;
-    let plan = PostPlan { base_url: server.base_url.clone(), api: Api::Rest, user_id: "k".into(), rows: ROWS, batch: 500, rate: 0, seed: SEED, concurrency: 4, progress: false, kafka: None };
+    let plan = PostPlan { base_url: server.base_url.clone(), api: Api::Rest, user_id: "k".into(), rows: ROWS, batch: 500, rate: 0, seed: SEED, concurrency: 4, progress: false, kafka: None, kinesis: None };
     let summary = rt.block_on(post(&plan))?;
     assert_eq!(summary.failed_requests, 0, "every request was acknowledged by Kafka");
 
@@ -291,7 +291,7 @@ fn the_emulator_produces_straight_into_kafka() -> anyhow::Result<()> {
     let broker = KafkaBroker::start()?;
     topics(&broker, "e", &KINDS);
     let kafka: sluice::source::kafka::KafkaConfig = toml::from_str(&format!("brokers = \"{}\"", broker.address()))?;
-    let plan = PostPlan { base_url: String::new(), api: Api::Rest, user_id: "e".into(), rows: 2_000, batch: 100, rate: 0, seed: 3, concurrency: 2, progress: false, kafka: Some(kafka) };
+    let plan = PostPlan { base_url: String::new(), api: Api::Rest, user_id: "e".into(), rows: 2_000, batch: 100, rate: 0, seed: 3, concurrency: 2, progress: false, kafka: Some(kafka), kinesis: None };
     let summary = tokio::runtime::Runtime::new()?.block_on(post(&plan))?;
     assert_eq!(summary.failed_requests, 0);
 

@@ -10,6 +10,7 @@ use crate::sink::ObjectStore;
 use crate::pipeline::config::SourceKind;
 use crate::source::embedded::{EmbeddedLog, EmbeddedSource};
 use crate::source::kafka::{self, KafkaSource};
+use crate::source::kinesis::{self, KinesisSource};
 use crate::source::Source;
 use crate::telemetry;
 use anyhow::Context;
@@ -93,6 +94,19 @@ impl Launcher {
                 for w in 0..n {
                     let client_id = format!("sluice-{host}-{}-{}-{w}", std::process::id(), p.name);
                     sources.push(Box::new(KafkaSource::new(kafka, &kafka.group(&p.name), &client_id, &p.topics, self.store.clone())?));
+                }
+            }
+            SourceKind::Kinesis => {
+                // Each worker holds leases on a share of the streams' shards;
+                // other sluice processes with the same config share them too.
+                let config = self.config.kinesis.as_ref().context("the pipeline reads Kinesis but [kinesis] is missing")?;
+                let known = kinesis::open_shard_count(config, &p.topics);
+                refuse_partitioned_aggregate(p, known)?;
+                let n = pipeline::worker_count(p, known.unwrap_or(usize::MAX));
+                let host = hostname();
+                for w in 0..n {
+                    let owner = format!("{host}-{}-{}-w{w}", std::process::id(), p.name);
+                    sources.push(Box::new(KinesisSource::new(config, &p.name, owner, &p.topics, self.store.clone())));
                 }
             }
         }

@@ -151,6 +151,10 @@ impl RunningApp {
                 let kafka = config.kafka.as_ref().context("ingest.destination is kafka but [kafka] is missing")?;
                 ingest::Destination::Kafka(Arc::new(KafkaProducer::new(kafka)?))
             }
+            ingest::DestinationKind::Kinesis => {
+                let kinesis = config.kinesis.as_ref().context("ingest.destination is kinesis but [kinesis] is missing")?;
+                ingest::Destination::Kinesis(Arc::new(crate::source::kinesis::KinesisProducer::new(kinesis).await))
+            }
         };
         let mut ingest_routes = ingest::router(IngestState::new(destination.clone(), config.ingest.clone()));
         if let Some(t) = &server.ingest_token {

@@ -43,6 +43,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         concurrency: 4,
         progress: true,
         kafka: None,
+        kinesis: None,
     };
     let posted = post(&plan).await?;
     eprintln!("waiting for the pipelines to land everything…");

@@ -35,6 +35,12 @@ pub struct EmulateArgs {
     /// posting to --url; topics `<user-id>.pin|geo|user` must exist.
     #[arg(long, value_name = "BROKERS")]
     kafka: Option<String>,
+    /// Put straight into Kinesis instead of posting to --url: give the endpoint
+    /// of a Kinesis-compatible server (`http://127.0.0.1:4567`), or `aws` for
+    /// AWS itself (region and credentials from the standard AWS chain).
+    /// Streams `streaming-<user-id>-pin|geo|user` must exist.
+    #[arg(long, value_name = "ENDPOINT", conflicts_with = "kafka")]
+    kinesis: Option<String>,
 }
 
 pub async fn run(a: EmulateArgs) -> anyhow::Result<ExitCode> {
@@ -56,6 +62,9 @@ pub async fn run(a: EmulateArgs) -> anyhow::Result<ExitCode> {
             }
             None => None,
         },
+        kinesis: a.kinesis.map(|endpoint| {
+            crate::source::kinesis::KinesisConfig::for_endpoint((endpoint != "aws").then_some(endpoint))
+        }),
     };
     let s = post(&plan).await?;
     println!("posted {} rows ({} records) in {} requests; {} requests failed", s.rows, s.records, s.requests, s.failed_requests);

@@ -3,6 +3,7 @@
 
 use super::data::Generator;
 use crate::source::kafka::KafkaProducer;
+use crate::source::kinesis::KinesisProducer;
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -37,6 +38,9 @@ pub struct PostPlan {
     /// Produce straight into Kafka with this client config (topics `<user>.<kind>`)
     /// instead of posting to `base_url`.
     pub kafka: Option<crate::source::kafka::KafkaConfig>,
+    /// Put straight into Kinesis with this client config (streams
+    /// `streaming-<user>-<kind>`) instead of posting to `base_url`.
+    pub kinesis: Option<crate::source::kinesis::KinesisConfig>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +61,10 @@ pub async fn post(plan: &PostPlan) -> anyhow::Result<PostSummary> {
         Some(k) => Some(Arc::new(KafkaProducer::new(k)?)),
         None => None,
     };
+    let kinesis = match &plan.kinesis {
+        Some(k) => Some(Arc::new(KinesisProducer::new(k).await)),
+        None => None,
+    };
     let g = Generator::new(plan.seed);
     let batches = plan.rows.div_ceil(plan.batch.max(1));
     let next = Arc::new(AtomicU64::new(0));
@@ -65,7 +73,8 @@ pub async fn post(plan: &PostPlan) -> anyhow::Result<PostSummary> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..plan.concurrency.max(1) {
-        let (client, plan, next, done_rows, failed, producer) = (client.clone(), plan.clone(), next.clone(), done_rows.clone(), failed.clone(), producer.clone());
+        let (client, plan, next, done_rows, failed) = (client.clone(), plan.clone(), next.clone(), done_rows.clone(), failed.clone());
+        let (producer, kinesis) = (producer.clone(), kinesis.clone());
         tasks.spawn(async move {
             loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
@@ -85,9 +94,10 @@ pub async fn post(plan: &PostPlan) -> anyhow::Result<PostSummary> {
                         "geo" => &r.geo,
                         _ => &r.user,
                     }).collect();
-                    let sent = match &producer {
-                        Some(p) => produce(p, &plan, kind, b, &values).await,
-                        None => send(&client, &plan, kind, &values).await,
+                    let sent = match (&producer, &kinesis) {
+                        (Some(p), _) => produce(p, &plan, kind, b, &values).await,
+                        (None, Some(k)) => put_kinesis(k, &plan, kind, &values).await,
+                        (None, None) => send(&client, &plan, kind, &values).await,
                     };
                     if let Err(e) = sent {
                         failed.fetch_add(1, Ordering::Relaxed);
@@ -136,6 +146,21 @@ async fn produce(producer: &KafkaProducer, plan: &PostPlan, kind: &str, batch_no
     Ok(())
 }
 
+/// The partition key the emulator gives a record: its row id, so a row's
+/// events of one kind stay in order on one shard.
+fn partition_key(v: &Value) -> String {
+    v.get("index").or_else(|| v.get("ind")).map(|i| i.to_string()).unwrap_or_default()
+}
+
+/// Put one request's worth of records straight into Kinesis.
+async fn put_kinesis(producer: &KinesisProducer, plan: &PostPlan, kind: &str, values: &[&Value]) -> anyhow::Result<()> {
+    let stream = format!("streaming-{}-{kind}", plan.user_id);
+    let records: Vec<(Vec<u8>, String)> = values.iter().map(|v| (v.to_string().into_bytes(), partition_key(v))).collect();
+    let refs: Vec<(&[u8], &str)> = records.iter().map(|(d, k)| (d.as_slice(), k.as_str())).collect();
+    producer.put(&stream, &refs).await.with_context(|| format!("putting records into Kinesis stream `{stream}`"))?;
+    Ok(())
+}
+
 async fn send(client: &reqwest::Client, plan: &PostPlan, kind: &str, values: &[&Value]) -> anyhow::Result<()> {
     let base = plan.base_url.trim_end_matches('/');
     let request = match plan.api {
@@ -150,7 +175,7 @@ async fn send(client: &reqwest::Client, plan: &PostPlan, kind: &str, values: &[&
             let stream = format!("streaming-{}-{kind}", plan.user_id);
             let records: Vec<Value> = values
                 .iter()
-                .map(|v| json!({ "Data": v, "PartitionKey": v.get("index").or_else(|| v.get("ind")).map(|i| i.to_string()).unwrap_or_default() }))
+                .map(|v| json!({ "Data": v, "PartitionKey": partition_key(v) }))
                 .collect();
             client
                 .put(format!("{base}/streams/{stream}/records"))

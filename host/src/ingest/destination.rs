@@ -1,8 +1,10 @@
-//! Where accepted records are stored: the embedded log, or Kafka when it is
-//! configured. Either way a request's records are all stored before it is answered.
+//! Where accepted records are stored: the embedded log, Kafka, or (for the
+//! Kinesis shapes) Kinesis. Either way a request's records are all stored
+//! before it is answered.
 
 use crate::source::embedded::{AppendError, EmbeddedLog};
 use crate::source::kafka::KafkaProducer;
+use crate::source::kinesis::KinesisProducer;
 use sluice_guest::BatchBuf;
 use std::sync::Arc;
 
@@ -10,6 +12,9 @@ use std::sync::Arc;
 pub enum Destination {
     Embedded(Arc<EmbeddedLog>),
     Kafka(Arc<KafkaProducer>),
+    /// Kinesis picks the shard from the partition key; only the Kinesis
+    /// shapes write here (see [`KinesisProducer::put`]).
+    Kinesis(Arc<KinesisProducer>),
 }
 
 impl Destination {
@@ -18,6 +23,7 @@ impl Destination {
         match self {
             Destination::Embedded(log) => Ok(log.topic(topic).map(|t| t.partitions)),
             Destination::Kafka(producer) => producer.partitions(topic).await,
+            Destination::Kinesis(_) => Err(AppendError::Storage("records for Kinesis are put by partition key, not by partition".into())),
         }
     }
 
@@ -30,6 +36,7 @@ impl Destination {
                 Ok(bases.into_iter().zip(lens).map(|(base, n)| (base..base + n).collect()).collect())
             }
             Destination::Kafka(producer) => producer.append(topic, &parts).await,
+            Destination::Kinesis(_) => Err(AppendError::Storage("records for Kinesis are put by partition key, not by partition".into())),
         }
     }
 }

@@ -27,6 +27,9 @@ pub enum IngestError {
     UnknownTopic { name: String, kind: &'static str, shape: WireShape },
     #[error("partition {partition} of topic `{topic}` not found (it has {partitions})")]
     UnknownPartition { topic: String, partition: u32, partitions: u32 },
+    /// This route is off because records go to a destination it cannot write to.
+    #[error("{0}")]
+    RouteOff(String),
     #[error("the log cannot take records right now: {reason}")]
     Unavailable { reason: String, shape: WireShape },
 }
@@ -38,7 +41,7 @@ impl IngestError {
 
     fn shape(&self) -> WireShape {
         match self {
-            IngestError::ContentType { .. } | IngestError::UnknownPartition { .. } => WireShape::RestProxy,
+            IngestError::ContentType { .. } | IngestError::UnknownPartition { .. } | IngestError::RouteOff(_) => WireShape::RestProxy,
             IngestError::MalformedJson(_, s) | IngestError::BadBody(_, s) => *s,
             IngestError::TooLarge { shape, .. } | IngestError::UnknownTopic { shape, .. } | IngestError::Unavailable { shape, .. } => *shape,
         }
@@ -53,6 +56,7 @@ impl IngestError {
             IngestError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, 413),
             IngestError::UnknownTopic { .. } => (StatusCode::NOT_FOUND, 40401),
             IngestError::UnknownPartition { .. } => (StatusCode::NOT_FOUND, 40402),
+            IngestError::RouteOff(_) => (StatusCode::NOT_FOUND, 40403),
             IngestError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, 50301),
         }
     }

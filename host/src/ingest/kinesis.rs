@@ -2,7 +2,7 @@
 
 use super::error::{IngestError, WireShape};
 use super::partition::kinesis_shard;
-use super::{read_body, IngestState};
+use super::{read_body, Destination, IngestState};
 use crate::source::embedded::AppendError;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -136,7 +136,40 @@ fn data_value(raw: &RawValue) -> Vec<u8> {
     text.as_bytes().to_vec()
 }
 
+/// Each entry's Data as stored and its partition key, checked as Kinesis checks them.
+fn validated(entries: Vec<(Option<&RawValue>, Option<String>)>) -> Result<Vec<(Vec<u8>, String)>, IngestError> {
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, (data, key))| {
+            let data = data.ok_or_else(|| IngestError::bad_body(SHAPE, format!("record {i}: Data is required")))?;
+            let key = key.filter(|k| !k.is_empty() && k.len() <= MAX_PARTITION_KEY).ok_or_else(|| {
+                IngestError::bad_body(SHAPE, format!("record {i}: PartitionKey is required and must be 1 to {MAX_PARTITION_KEY} characters"))
+            })?;
+            let value = data_value(data);
+            if value.len() > MAX_RECORD_BYTES {
+                return Err(IngestError::bad_body(SHAPE, format!("record {i}: Data is larger than 1 MiB")));
+            }
+            Ok((value, key))
+        })
+        .collect()
+}
+
+fn storage_error(stream: &str, e: AppendError) -> IngestError {
+    match e {
+        AppendError::UnknownTopic(_) => IngestError::UnknownTopic { name: stream.to_owned(), kind: "stream", shape: SHAPE },
+        other => IngestError::Unavailable { reason: other.to_string(), shape: SHAPE },
+    }
+}
+
 async fn put(state: &IngestState, stream: &str, entries: Vec<(Option<&RawValue>, Option<String>)>) -> Result<Vec<PutRecordReply>, IngestError> {
+    let records = validated(entries)?;
+    if let Destination::Kinesis(producer) = &state.destination {
+        let refs: Vec<(&[u8], &str)> = records.iter().map(|(v, k)| (v.as_slice(), k.as_str())).collect();
+        let stored = producer.put(stream, &refs).await.map_err(|e| storage_error(stream, e))?;
+        super::count_stored(stream, (records.len() as u64, records.iter().map(|(v, _)| v.len() as u64).sum()));
+        return Ok(stored.into_iter().map(|s| PutRecordReply { sequence_number: s.sequence_number, shard_id: s.shard_id }).collect());
+    }
     let shards = state
         .destination
         .partitions(stream)
@@ -145,16 +178,8 @@ async fn put(state: &IngestState, stream: &str, entries: Vec<(Option<&RawValue>,
         .ok_or_else(|| IngestError::UnknownTopic { name: stream.to_owned(), kind: "stream", shape: SHAPE })?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let mut by_shard: BTreeMap<u32, BatchBuf> = BTreeMap::new();
-    let mut placed = Vec::with_capacity(entries.len());
-    for (i, (data, key)) in entries.into_iter().enumerate() {
-        let data = data.ok_or_else(|| IngestError::bad_body(SHAPE, format!("record {i}: Data is required")))?;
-        let key = key.filter(|k| !k.is_empty() && k.len() <= MAX_PARTITION_KEY).ok_or_else(|| {
-            IngestError::bad_body(SHAPE, format!("record {i}: PartitionKey is required and must be 1 to {MAX_PARTITION_KEY} characters"))
-        })?;
-        let value = data_value(data);
-        if value.len() > MAX_RECORD_BYTES {
-            return Err(IngestError::bad_body(SHAPE, format!("record {i}: Data is larger than 1 MiB")));
-        }
+    let mut placed = Vec::with_capacity(records.len());
+    for (value, key) in records {
         let shard = kinesis_shard(&key, shards);
         let batch = by_shard.entry(shard).or_default();
         placed.push((shard, batch.len() as u64));
@@ -163,10 +188,7 @@ async fn put(state: &IngestState, stream: &str, entries: Vec<(Option<&RawValue>,
     let parts: Vec<(u32, BatchBuf)> = by_shard.into_iter().collect();
     let totals = super::totals(&parts);
     let order: Vec<u32> = parts.iter().map(|(p, _)| *p).collect();
-    let stored = state.destination.append(stream, parts).await.map_err(|e| match e {
-        AppendError::UnknownTopic(name) => IngestError::UnknownTopic { name, kind: "stream", shape: SHAPE },
-        other => IngestError::Unavailable { reason: other.to_string(), shape: SHAPE },
-    })?;
+    let stored = state.destination.append(stream, parts).await.map_err(|e| storage_error(stream, e))?;
     super::count_stored(stream, totals);
     let offsets_of: BTreeMap<u32, Vec<u64>> = order.into_iter().zip(stored).collect();
     Ok(placed

@@ -24,7 +24,9 @@ use std::sync::Arc;
 pub struct IngestConfig {
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Where accepted records go: `embedded` (the embedded log) or `kafka`.
+    /// Where accepted records go: `embedded` (the embedded log), `kafka`, or
+    /// `kinesis` (the Kinesis shapes only: `PUT /streams/...` forwards to
+    /// Kinesis, and the REST Proxy routes answer that they are off).
     /// Default: `kafka` when `[kafka]` is configured, else `embedded`.
     pub destination: Option<DestinationKind>,
 }
@@ -40,6 +42,7 @@ impl Default for IngestConfig {
 pub enum DestinationKind {
     Embedded,
     Kafka,
+    Kinesis,
 }
 
 pub struct IngestState {

@@ -63,6 +63,11 @@ async fn produce_inner(state: &IngestState, topic: &str, headers: &HeaderMap, bo
     if !media.eq_ignore_ascii_case(CONTENT_TYPE) {
         return Err(IngestError::ContentType { got: content_type.to_owned(), expected: CONTENT_TYPE });
     }
+    if matches!(state.destination, super::Destination::Kinesis(_)) {
+        return Err(IngestError::RouteOff(format!(
+            "the Kafka REST Proxy routes are off: ingest.destination is kinesis; put records with PUT /streams/{topic}/records"
+        )));
+    }
     let partitions = state
         .destination
         .partitions(topic)

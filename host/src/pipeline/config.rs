@@ -9,11 +9,12 @@ use serde::Deserialize;
 pub struct PipelineConfig {
     /// Unique name; also the consumer group and the dead-letter folder name.
     pub name: String,
-    /// Where the pipeline reads: `embedded` (the embedded log) or `kafka`.
-    /// Default: `kafka` when `[kafka]` is configured, else `embedded`.
+    /// Where the pipeline reads: `embedded` (the embedded log), `kafka` or
+    /// `kinesis`. Default: `kafka` when `[kafka]` is configured, else `kinesis`
+    /// when `[kinesis]` is, else `embedded`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceKind>,
-    /// Topics read (embedded-log topics or Kinesis-style stream names; on Kafka,
+    /// Topics read (embedded-log topics, Kinesis stream names; on Kafka,
     /// a name starting with `^` is a regular expression, e.g. `^0a1b2c\\..*`).
     pub topics: Vec<String>,
     /// Transform chain, applied in order: built-in names (`clean-pin`, …) or the
@@ -47,6 +48,7 @@ pub struct PipelineConfig {
 pub enum SourceKind {
     Embedded,
     Kafka,
+    Kinesis,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]

@@ -20,6 +20,13 @@ fn writer_tag() -> String {
     format!("{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
+/// A local object's version is its content's hash: documents written through
+/// [`ObjectStore::put_if`] carry a counter, so equal content means no change.
+fn content_version(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(bytes)[..12])
+}
+
 pub struct LocalStore {
     root: PathBuf,
 }
@@ -84,6 +91,40 @@ impl ObjectStore for LocalStore {
 
     fn get(&self, key: &str) -> io::Result<Vec<u8>> {
         fs::read(self.root.join(self.checked(key, false)?))
+    }
+
+    fn get_versioned(&self, key: &str) -> io::Result<Option<(Vec<u8>, String)>> {
+        match fs::read(self.root.join(self.checked(key, false)?)) {
+            Ok(bytes) => {
+                let version = content_version(&bytes);
+                Ok(Some((bytes, version)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn put_if(&self, key: &str, bytes: &[u8], expected: Option<&str>) -> io::Result<Option<String>> {
+        let path = self.root.join(self.checked(key, false)?);
+        let dir = path.parent().expect("a key has a parent under the root");
+        fs::create_dir_all(dir)?;
+        let name = path.file_name().expect("a key has a file name").to_string_lossy();
+        // An advisory lock beside the object serialises compare-and-swaps from
+        // every process on this machine (and on NFS with working locks).
+        let lock = File::options().create(true).truncate(false).write(true).open(dir.join(format!(".{name}.lock")))?;
+        lock.lock()?;
+        let current = match fs::read(&path) {
+            Ok(b) => Some(content_version(&b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if current.as_deref() != expected {
+            return Ok(None);
+        }
+        let mut w = self.create(key)?;
+        w.write_all(bytes)?;
+        w.finish(&[])?;
+        Ok(Some(content_version(bytes)))
     }
 
     fn delete(&self, key: &str) -> io::Result<()> {
@@ -172,6 +213,47 @@ impl Drop for LocalObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn put_if_is_a_compare_and_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let v1 = store.put_if("_sluice/lease.json", b"one", None).unwrap().expect("absent: written");
+        assert_eq!(store.put_if("_sluice/lease.json", b"two", None).unwrap(), None, "exists: not written");
+        assert_eq!(store.put_if("_sluice/lease.json", b"two", Some("stale")).unwrap(), None);
+        let (bytes, seen) = store.get_versioned("_sluice/lease.json").unwrap().unwrap();
+        assert_eq!((bytes.as_slice(), seen.as_str()), (&b"one"[..], v1.as_str()));
+        let v2 = store.put_if("_sluice/lease.json", b"two", Some(&v1)).unwrap().expect("current version: written");
+        assert_ne!(v1, v2);
+        assert_eq!(store.put_if("_sluice/lease.json", b"three", Some(&v1)).unwrap(), None, "a writer that read v1 lost the race");
+        assert_eq!(store.get("_sluice/lease.json").unwrap(), b"two");
+        assert!(store.get_versioned("_sluice/absent.json").unwrap().is_none());
+        assert!(store.list("_sluice").unwrap().iter().all(|k| !k.contains(".lock")), "lock files are hidden");
+    }
+
+    #[test]
+    fn concurrent_increments_through_put_if_lose_no_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(LocalStore::new(dir.path()).unwrap());
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let store = store.clone();
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        loop {
+                            let seen = store.get_versioned("counter").unwrap();
+                            let n: u64 = seen.as_ref().map_or(0, |(b, _)| String::from_utf8_lossy(b).parse().unwrap());
+                            let version = seen.as_ref().map(|(_, v)| v.as_str());
+                            if store.put_if("counter", (n + 1).to_string().as_bytes(), version).unwrap().is_some() {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(store.get("counter").unwrap(), b"400");
+    }
 
     #[test]
     fn objects_appear_only_when_finished() {

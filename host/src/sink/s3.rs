@@ -191,10 +191,42 @@ impl ObjectStore for S3Store {
     }
 
     fn get(&self, key: &str) -> io::Result<Vec<u8>> {
+        match self.get_versioned(key)? {
+            Some((bytes, _)) => Ok(bytes),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("no object {} in bucket {}", self.full_key(key), self.config.bucket))),
+        }
+    }
+
+    fn get_versioned(&self, key: &str) -> io::Result<Option<(Vec<u8>, String)>> {
         let full = self.full_key(key);
         self.retry("get", || async {
-            let o = self.client.get_object().bucket(&self.config.bucket).key(&full).send().await.map_err(|e| dump(&e))?;
-            o.body.collect().await.map(|b| b.into_bytes().to_vec()).map_err(|e| dump(&e))
+            let o = match self.client.get_object().bucket(&self.config.bucket).key(&full).send().await {
+                Ok(o) => o,
+                // Absent is an answer, not a failure to retry.
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+                Err(e) => return Err(dump(&e)),
+            };
+            let etag = o.e_tag().unwrap_or_default().to_owned();
+            let bytes = o.body.collect().await.map(|b| b.into_bytes().to_vec()).map_err(|e| dump(&e))?;
+            Ok(Some((bytes, etag)))
+        })
+    }
+
+    fn put_if(&self, key: &str, bytes: &[u8], expected: Option<&str>) -> io::Result<Option<String>> {
+        let full = self.full_key(key);
+        // S3 conditional writes: If-None-Match: * creates, If-Match: <etag> replaces.
+        self.retry("conditional put", || async {
+            let mut req = self.client.put_object().bucket(&self.config.bucket).key(&full).body(ByteStream::from(bytes.to_vec()));
+            req = match expected {
+                Some(etag) => req.if_match(etag),
+                None => req.if_none_match("*"),
+            };
+            match req.send().await {
+                Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_owned())),
+                // 412: the condition failed; 409: a concurrent conditional write won.
+                Err(e) if e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) => Ok(None),
+                Err(e) => Err(dump(&e)),
+            }
         })
     }
 

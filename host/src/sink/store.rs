@@ -14,6 +14,16 @@ pub trait ObjectStore: Send + Sync {
     /// The whole content of an object.
     fn get(&self, key: &str) -> io::Result<Vec<u8>>;
 
+    /// An object's content and its version tag for [`ObjectStore::put_if`];
+    /// `None` when there is no such object.
+    fn get_versioned(&self, key: &str) -> io::Result<Option<(Vec<u8>, String)>>;
+
+    /// Write a small object only if nobody changed it since it was read at
+    /// `expected` (`None`: only if there is no such object yet): a
+    /// compare-and-swap, for checkpoints and leases that several processes share.
+    /// `Ok(Some(version))` once written; `Ok(None)` when somebody else wrote first.
+    fn put_if(&self, key: &str, bytes: &[u8], expected: Option<&str>) -> io::Result<Option<String>>;
+
     /// Remove an object; removing one that is not there is not an error.
     fn delete(&self, key: &str) -> io::Result<()>;
 

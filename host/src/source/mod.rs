@@ -5,6 +5,7 @@
 
 pub mod embedded;
 pub mod kafka;
+pub mod kinesis;
 
 use sluice_guest::BatchBuf;
 use std::fmt;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub source_bytes: IntCounterVec,
     pub source_lag_records: IntGaugeVec,
     pub committed_offset: IntGaugeVec,
+    pub source_throttled: IntCounterVec,
+    pub source_millis_behind: IntGaugeVec,
     pub last_commit_timestamp: GaugeVec,
     // Transforms.
     pub transform_batch_seconds: HistogramVec,
@@ -90,6 +92,8 @@ impl Metrics {
             source_records: counter(&r, "sluice_source_records_total", "Records read by pipelines", &["pipeline", "topic", "partition"]),
             source_bytes: counter(&r, "sluice_source_bytes_total", "Record bytes read by pipelines", &["pipeline", "topic", "partition"]),
             source_lag_records: gauge(&r, "sluice_source_lag_records", "Records in the source not yet committed by the pipeline", &["pipeline", "topic", "partition"]),
+            source_throttled: counter(&r, "sluice_source_throttled_total", "Source calls the service throttled (Kinesis ProvisionedThroughputExceeded); answered with backoff", &["source", "operation"]),
+            source_millis_behind: gauge(&r, "sluice_source_millis_behind_latest", "How far a Kinesis shard's reader is behind the newest record, in ms", &["pipeline", "topic", "partition"]),
             committed_offset: gauge(&r, "sluice_pipeline_committed_offset", "Next offset the pipeline reads after a restart", &["pipeline", "topic", "partition"]),
             last_commit_timestamp: lg,
             transform_batch_seconds: histogram(&r, "sluice_transform_batch_duration_seconds", "Time of one batch through one stage", stage, seconds.clone()),

@@ -1,0 +1,15 @@
+//! Kinesis through aws-sdk-kinesis: shard readers with leases and checkpoints
+//! as a [`crate::source::Source`], and the producer the ingest API forwards to
+//! when Kinesis is its destination.
+
+mod client;
+mod config;
+mod lease;
+mod producer;
+mod source;
+
+pub use client::{shard_id, shard_number, CallError, Kinesis, ShardInfo};
+pub use config::{KinesisConfig, StartFrom};
+pub use lease::{LeaseDoc, Resume};
+pub use producer::{KinesisProducer, Stored, MAX_RECORDS_PER_PUT};
+pub use source::{open_shard_count, KinesisSource};
