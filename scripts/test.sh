@@ -9,11 +9,15 @@ cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2 >/dev/null
 
 # Debian packages: a real Prometheus (and promtool) for the observability tests,
-# and the headers librdkafka is built against (TLS and SASL/SCRAM need OpenSSL).
+# the headers librdkafka is built against (TLS and SASL/SCRAM need OpenSSL),
+# and Node.js for kinesalite.
 missing=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
+# Node.js runs kinesalite, the Kinesis-compatible server of the Kinesis tests.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -24,6 +28,9 @@ fi
 
 # A Kafka-protocol broker (tansu) for the Kafka tests; the tests start and stop it.
 bash scripts/kafka-broker.sh install >/dev/null
+
+# A Kinesis-compatible server (kinesalite, npm, about 5 s once) for the Kinesis tests; they start and stop it.
+bash scripts/kinesis-server.sh install >/dev/null
 
 # A real S3-compatible server for the S3 landing tests (about 2.5 minutes, once).
 if ! command -v s3s-fs >/dev/null; then

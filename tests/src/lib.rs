@@ -306,6 +306,14 @@ pub fn raw_by_position(dir: &Path) -> BTreeMap<(u64, u64), Value> {
 
 /// A Kafka-protocol broker (tansu, in-memory) on 127.0.0.1, installed by
 /// `scripts/kafka-broker.sh install` (which `scripts/test.sh` runs); stopped by PID on drop.
+/// Where the project's scripts install test servers (`scripts/*.sh install`).
+fn tools_dir() -> PathBuf {
+    std::env::var_os("SLUICE_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+        cache.join("sluice")
+    })
+}
+
 pub struct KafkaBroker {
     child: Option<Child>,
     bin: PathBuf,
@@ -318,11 +326,7 @@ impl KafkaBroker {
         if let Some(p) = std::env::var_os("SLUICE_TANSU") {
             return PathBuf::from(p);
         }
-        let tools = std::env::var_os("SLUICE_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
-            cache.join("sluice")
-        });
-        tools.join("bin/tansu")
+        tools_dir().join("bin/tansu")
     }
 
     pub fn start() -> anyhow::Result<KafkaBroker> {
@@ -376,5 +380,151 @@ impl Drop for KafkaBroker {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A Kinesis-compatible server (kinesalite, installed by `scripts/kinesis-server.sh
+/// install`) on 127.0.0.1, in memory, stopped by PID when dropped.
+pub struct KinesisServer {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+/// Kinesis-compatible servers take any credentials; the SDK needs some to sign.
+pub const KINESIS_ENV: [(&str, &str); 4] =
+    [("AWS_ACCESS_KEY_ID", "sluice-test"), ("AWS_SECRET_ACCESS_KEY", "sluice-test-secret"), ("AWS_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true")];
+
+impl KinesisServer {
+    pub fn start() -> anyhow::Result<KinesisServer> {
+        let launcher = tools_dir().join("kinesalite/serve.js");
+        let port = free_port();
+        let child = Command::new("node")
+            .arg(&launcher)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting kinesalite ({}; install it with: bash scripts/kinesis-server.sh install)", launcher.display()))?;
+        let server = KinesisServer { child: Some(child), port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "kinesalite did not start listening on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A client of this server (or of `endpoint`, e.g. a proxy in front of it).
+    pub async fn client(endpoint: &str) -> sluice::source::kinesis::Kinesis {
+        let config = sluice::source::kinesis::KinesisConfig::for_endpoint(Some(endpoint.to_owned()));
+        sluice::source::kinesis::Kinesis::connect_as(&config, KINESIS_ENV[0].1, KINESIS_ENV[1].1).await
+    }
+}
+
+impl Drop for KinesisServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An HTTP/1.1 proxy on 127.0.0.1 in front of a Kinesis server that answers
+/// some calls with `ProvisionedThroughputExceededException`, as Kinesis does
+/// when a shard's read or write limit is exceeded. `throttle(operation, n)`
+/// says whether the n-th call of an operation (`GetRecords`, `PutRecords`, …) is refused.
+pub struct ThrottlingProxy {
+    pub port: u16,
+    pub throttled: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ThrottlingProxy {
+    pub fn start(upstream: String, throttle: fn(&str, u64) -> bool) -> anyhow::Result<ThrottlingProxy> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let throttled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, u64>::new()));
+        let counter = throttled.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (upstream, calls, counter) = (upstream.clone(), calls.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    let _ = proxy_connection(conn, &upstream, &calls, &counter, throttle);
+                });
+            }
+        });
+        Ok(ThrottlingProxy { port, throttled })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn proxy_connection(
+    conn: std::net::TcpStream,
+    upstream: &str,
+    calls: &std::sync::Mutex<BTreeMap<String, u64>>,
+    throttled: &std::sync::atomic::AtomicU64,
+    throttle: fn(&str, u64) -> bool,
+) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let client = reqwest::blocking::Client::new();
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut out = conn;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let mut headers = Vec::new();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let line = line.trim_end().to_owned();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse()?;
+                }
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        let target = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target")).map(|(_, v)| v.clone()).unwrap_or_default();
+        let operation = target.rsplit('.').next().unwrap_or("").to_owned();
+        let n = {
+            let mut c = calls.lock().unwrap_or_else(|e| e.into_inner());
+            let n = c.entry(operation.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let (status, reply) = if throttle(&operation, n) {
+            throttled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            (400, br#"{"__type":"ProvisionedThroughputExceededException","message":"Rate exceeded for shard in stream under account 000000000000."}"#.to_vec())
+        } else {
+            let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+            let mut req = client.post(format!("{upstream}{path}")).body(body);
+            for (k, v) in &headers {
+                if !["host", "content-length", "connection"].contains(&k.to_ascii_lowercase().as_str()) {
+                    req = req.header(k.as_str(), v.as_str());
+                }
+            }
+            let resp = req.send()?;
+            let status = resp.status().as_u16();
+            (status, resp.bytes()?.to_vec())
+        };
+        write!(out, "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n", reply.len())?;
+        out.write_all(&reply)?;
+        out.flush()?;
     }
 }

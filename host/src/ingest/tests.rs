@@ -138,3 +138,18 @@ async fn kinesis_bad_input_table() {
     }
     assert_eq!(stored(&f.log, "streaming-u-pin"), 0);
 }
+
+#[tokio::test]
+async fn with_kinesis_as_destination_the_rest_proxy_routes_say_they_are_off_and_bad_records_never_reach_kinesis() {
+    // Nothing listens on this port: a record that reached the producer would fail with 503, not 4xx.
+    let config = crate::source::kinesis::KinesisConfig::for_endpoint(Some("http://127.0.0.1:9".into()));
+    let producer = crate::source::kinesis::KinesisProducer::new(&config).await;
+    let app = router(IngestState::new(Destination::Kinesis(Arc::new(producer)), IngestConfig { max_body_bytes: 4096, ..Default::default() }));
+    let (status, reply) = call(&app, Method::POST, "/topics/u.pin", KAFKA_JSON, json!({"records": [{"value": 1}]}).to_string()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(reply["error_code"], 40403);
+    assert!(reply["message"].as_str().unwrap().contains("/streams/u.pin/records"), "{reply}");
+    let (status, reply) = call(&app, Method::PUT, "/streams/s/records", Some("application/json"), json!({"Records": [{"Data": {"a": 1}}]}).to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(reply["message"].as_str().unwrap().contains("PartitionKey"), "{reply}");
+}

@@ -16,8 +16,21 @@ use std::time::Duration;
 const THROTTLING_CODES: &[&str] =
     &["ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException", "KMSThrottlingException"];
 
-/// Run `fut` to completion from a thread outside any async runtime.
-pub(crate) fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+/// Run `fut` to completion, blocking the calling thread. Pipeline workers
+/// call this; so does pipeline start-up, which may run inside the server's
+/// runtime, where blocking is not allowed: that case blocks a helper thread.
+pub(crate) fn block_on<F>(fut: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return std::thread::scope(|s| s.spawn(|| runtime().block_on(fut)).join().expect("a Kinesis call panicked"));
+    }
+    runtime().block_on(fut)
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
@@ -28,7 +41,6 @@ pub(crate) fn block_on<F: std::future::Future>(fut: F) -> F::Output {
                 .build()
                 .expect("starting the Kinesis client's runtime")
         })
-        .block_on(fut)
 }
 
 /// What went wrong with a call, sorted by what the caller does about it.
@@ -152,12 +164,33 @@ pub struct Kinesis {
 impl Kinesis {
     /// Build the client from the standard AWS chain plus the config's overrides.
     pub async fn connect(config: &KinesisConfig) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(r) = &config.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        let shared = loader.load().await;
-        let mut b = aws_sdk_kinesis::config::Builder::from(&shared)
+        Self::build(config, None).await
+    }
+
+    /// A client with fixed credentials (for tools and tests against a local server).
+    pub async fn connect_as(config: &KinesisConfig, access_key_id: &str, secret_access_key: &str) -> Self {
+        Self::build(config, Some(aws_sdk_kinesis::config::Credentials::new(access_key_id, secret_access_key, None, None, "sluice"))).await
+    }
+
+    async fn build(config: &KinesisConfig, credentials: Option<aws_sdk_kinesis::config::Credentials>) -> Self {
+        use aws_sdk_kinesis::config::{Builder, Region};
+        let mut b = match credentials {
+            // Fixed credentials: nothing to look up in the environment.
+            Some(c) => Builder::new()
+                .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+                .credentials_provider(c)
+                .region(Region::new(config.region.clone().unwrap_or_else(|| "us-east-1".into()))),
+            None => {
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                if let Some(r) = &config.region {
+                    loader = loader.region(aws_config::Region::new(r.clone()));
+                }
+                let shared = loader.load().await;
+                let b = Builder::from(&shared);
+                if shared.region().is_none() { b.region(Region::new("us-east-1")) } else { b }
+            }
+        };
+        b = b
             .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::standard().with_max_attempts(1))
             .timeout_config(
                 aws_sdk_kinesis::config::timeout::TimeoutConfig::builder()
@@ -165,9 +198,6 @@ impl Kinesis {
                     .operation_attempt_timeout(Duration::from_secs(30))
                     .build(),
             );
-        if shared.region().is_none() {
-            b = b.region(aws_sdk_kinesis::config::Region::new("us-east-1"));
-        }
         if let Some(url) = &config.endpoint_url {
             b = b.endpoint_url(url);
         }

@@ -205,7 +205,7 @@ pub fn plan(readable: &[&Versioned], me: &str, is_free: impl Fn(&Versioned) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::LocalStore;
+    use crate::sink::local::LocalStore;
 
     fn shard(id: &str, parents: &[&str]) -> ShardInfo {
         ShardInfo {

@@ -391,7 +391,13 @@ impl Source for KinesisSource {
         if n > 0 && held.lease.doc.resume == Resume::Start && held.ahead[0].offset == held.lease.doc.next_offset {
             // Pin the numbering before the first record goes out.
             let seq = held.ahead[0].sequence_number.clone();
-            self.write(p, |d| d.resume = Resume::At(seq))?;
+            if let Err(e) = self.write(p, |d| d.resume = Resume::At(seq)) {
+                if self.held.contains_key(p) {
+                    return Err(e);
+                }
+                // Taken over by another worker: nothing to hand out here any more.
+                return Ok(Fetched { next_offset: offset, ..Default::default() });
+            }
         }
         let held = self.held.get_mut(p).expect("held above");
         let bytes: usize = held.ahead.iter().take(n).map(|r| r.data.len() + r.key.len()).sum();

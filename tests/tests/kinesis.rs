@@ -1,0 +1,348 @@
+//! sluice on a real Kinesis-compatible server (kinesalite, started by the test
+//! on 127.0.0.1): the ingest API's Kinesis shapes forward into Kinesis,
+//! pipelines read the shards under leases and land; every record lands exactly
+//! once through a shard split, kill -9 and throttling.
+
+use serde_json::{json, Value};
+use sluice::emulate::data::Generator;
+use sluice::emulate::post::{post, Api, PostPlan};
+use sluice::source::kinesis::{Kinesis, LeaseDoc};
+use sluice_tests::{column, files, free_port, json_lines, multiset, parquet_batches, raw_by_position, KinesisServer, Server, ThrottlingProxy, KINESIS_ENV};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
+const KINDS: [&str; 3] = ["pin", "geo", "user"];
+
+/// One Kinesis server and its sluice processes at a time: they share two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A config reading `streaming-<user>-<kind>` from `endpoint`, with the ingest
+/// API's Kinesis shapes forwarding there; `extra` goes into each pipeline section.
+fn config(dir: &Path, data: &str, landing: &Path, endpoint: &str, user: &str, kinds: &[&str], extra: &str) -> PathBuf {
+    let mut text = format!(
+        "data_dir = \"{}\"\n\n[landing]\ndir = \"{}\"\n\n[ingest]\ndestination = \"kinesis\"\n\n[kinesis]\nendpoint_url = \"{endpoint}\"\nidle_poll_ms = 200\nlist_shards_every_ms = 1000\nlease_duration_ms = 3000\nmax_backoff_ms = 1000\n",
+        dir.join(data).display(),
+        landing.display(),
+    );
+    for kind in kinds {
+        text.push_str(&format!(
+            "\n[[pipeline]]\nname = \"{kind}\"\ntopics = [\"streaming-{user}-{kind}\"]\ntransforms = [\"clean-{kind}\"]\nland_raw = true\ntable = {{ name = \"{kind}\" }}\n{extra}\n"
+        ));
+    }
+    let path = dir.join(format!("{data}.toml"));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn create_streams(rt: &tokio::runtime::Runtime, kinesis: &Kinesis, user: &str, kinds: &[&str], shards: i32) {
+    for kind in kinds {
+        rt.block_on(kinesis.ensure_stream(&format!("streaming-{user}-{kind}"), shards)).expect("create stream");
+    }
+}
+
+/// Raw records landed under `topics/<stream>` (visible objects only).
+fn raw_count(landing: &Path, stream: &str) -> usize {
+    files(&landing.join("topics").join(stream)).iter().map(|f| std::fs::read_to_string(f).map_or(0, |t| t.lines().count())).sum()
+}
+
+fn wait_raw(landing: &Path, stream: &str, want: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = raw_count(landing, stream);
+        if got >= want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{stream}: {got} of {want} records landed in time");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Raw objects of a stream per partition (shard number), in offset order.
+fn raw_objects(landing: &Path, stream: &str) -> BTreeMap<u32, Vec<PathBuf>> {
+    let mut out: BTreeMap<u32, Vec<PathBuf>> = BTreeMap::new();
+    for f in files(&landing.join("topics").join(stream)) {
+        let part = f.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("partition=")).expect("partition folder");
+        out.entry(part.parse().expect("partition number")).or_default().push(f);
+    }
+    for objects in out.values_mut() {
+        objects.sort();
+    }
+    out
+}
+
+fn lease_docs(landing: &Path, pipeline: &str, stream: &str) -> Vec<LeaseDoc> {
+    files(&landing.join(format!("_sluice/kinesis/sluice-{pipeline}/{stream}")))
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        .map(|f| serde_json::from_slice(&std::fs::read(f).expect("read lease")).expect("lease document"))
+        .collect()
+}
+
+#[test]
+fn ten_thousand_records_per_stream_through_the_kinesis_ingest_shape_land_exactly_once() -> anyhow::Result<()> {
+    let _one = serial();
+    const ROWS: u64 = 10_000;
+    const SEED: u64 = 21;
+    let dir = tempfile::tempdir()?;
+    let kinesalite = KinesisServer::start()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
+    create_streams(&rt, &kinesis, "k", &KINDS, 2);
+    let landing = dir.path().join("landing");
+    let cfg = config(dir.path(), "a", &landing, &kinesalite.endpoint(), "k", &KINDS, "roll = { max_records = 5000, max_age_ms = 1000 }");
+    let mut server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
+
+    let plan = PostPlan { base_url: server.base_url.clone(), api: Api::Kinesis, user_id: "k".into(), rows: ROWS, batch: 250, rate: 0, seed: SEED, concurrency: 4, progress: false, kafka: None, kinesis: None };
+    let summary = rt.block_on(post(&plan))?;
+    assert_eq!(summary.failed_requests, 0, "every request was stored in Kinesis");
+    for kind in KINDS {
+        wait_raw(&landing, &format!("streaming-k-{kind}"), ROWS as usize, Duration::from_secs(300));
+    }
+    assert!(server.terminate()?, "SIGTERM stops sluice cleanly");
+
+    let posted_ids = multiset((0..ROWS).map(|n| Generator::new(SEED).pick(n)));
+    for kind in KINDS {
+        let stream = format!("streaming-k-{kind}");
+        let raw = raw_by_position(&landing.join(format!("topics/{stream}")));
+        assert_eq!(raw.len(), ROWS as usize, "{kind}: every record landed raw once");
+        let shards: Vec<u32> = raw_objects(&landing, &stream).keys().copied().collect();
+        assert_eq!(shards, [0, 1], "{kind}: both shards were read");
+        let ids: Vec<i64> = column(&parquet_batches(&landing.join(format!("tables/{kind}"))), "ind").iter().map(|v| v.as_i64().expect("ind")).collect();
+        assert!(json_lines(&landing.join(format!("dead-letters/{kind}"))).is_empty(), "{kind}: the emulator's rows are all cleanable");
+        assert_eq!(multiset(ids), posted_ids, "{kind}: every record cleaned exactly once");
+        let docs = lease_docs(&landing, kind, &stream);
+        assert_eq!(docs.len(), 2);
+        assert!(docs.iter().all(|d| d.owner.is_none()), "{kind}: leases released at shutdown: {docs:?}");
+        assert_eq!(docs.iter().map(|d| d.next_offset).sum::<u64>(), ROWS, "{kind}: checkpoints cover every record");
+    }
+    Ok(())
+}
+
+/// Puts pins straight into Kinesis with partition keys `key-<k>` and, per key,
+/// a sequence number in the title; remembers every id put.
+struct KeyedPins {
+    stream: String,
+    keys: u64,
+    next: u64,
+    ids: Vec<String>,
+}
+
+impl KeyedPins {
+    fn put(&mut self, rt: &tokio::runtime::Runtime, kinesis: &Kinesis, n: u64) {
+        for chunk_start in (0..n).step_by(250) {
+            let records: Vec<(Vec<u8>, String)> = (chunk_start..(chunk_start + 250).min(n))
+                .map(|_| {
+                    let i = self.next;
+                    self.next += 1;
+                    let (key, seq) = (i % self.keys, i / self.keys);
+                    let id = format!("id-{i:08}");
+                    self.ids.push(id.clone());
+                    let pin = json!({"index": i, "unique_id": id, "title": format!("{seq}"), "follower_count": "1k", "category": format!("key-{key}")});
+                    (pin.to_string().into_bytes(), format!("key-{key}"))
+                })
+                .collect();
+            let refs: Vec<(&[u8], &str)> = records.iter().map(|(d, k)| (d.as_slice(), k.as_str())).collect();
+            rt.block_on(put_all(kinesis, &self.stream, &refs));
+        }
+    }
+}
+
+/// PutRecords until every record is stored.
+async fn put_all(kinesis: &Kinesis, stream: &str, records: &[(&[u8], &str)]) {
+    for attempt in 0.. {
+        let outcomes = kinesis.put_records(stream, records).await.expect("PutRecords");
+        if outcomes.iter().all(|o| matches!(o, sluice::source::kinesis::PutOutcome::Stored { .. })) {
+            return;
+        }
+        assert!(attempt < 20, "kinesalite kept refusing records");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every id put is in raw and table exactly once.
+fn check_exactly_once(landing: &Path, stream: &str, ids: &[String]) {
+    let raw: Vec<String> = json_lines(&landing.join("topics").join(stream)).iter().map(|v| v["unique_id"].as_str().expect("id").to_owned()).collect();
+    let table: Vec<String> = column(&parquet_batches(&landing.join("tables/pin")), "unique_id").iter().map(|v| v.as_str().expect("id").to_owned()).collect();
+    let want = multiset(ids.iter().cloned());
+    for (what, got) in [("raw", raw), ("table", table)] {
+        let got = multiset(got);
+        let dupes: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(dupes.is_empty(), "{what}: landed twice: {} e.g. {:?}", dupes.len(), dupes.first());
+        let missing: Vec<_> = want.keys().filter(|id| !got.contains_key(*id)).collect();
+        assert!(missing.is_empty(), "{what}: put but lost: {} e.g. {:?}", missing.len(), missing.first());
+        assert_eq!(got.len(), want.len(), "{what}: nothing landed that was never put");
+    }
+}
+
+#[test]
+fn a_shard_split_mid_run_lands_every_record_and_keeps_each_keys_order() -> anyhow::Result<()> {
+    let _one = serial();
+    let dir = tempfile::tempdir()?;
+    let kinesalite = KinesisServer::start()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
+    create_streams(&rt, &kinesis, "s", &["pin"], 2);
+    let stream = "streaming-s-pin".to_owned();
+    let landing = dir.path().join("landing");
+    let cfg = config(dir.path(), "s", &landing, &kinesalite.endpoint(), "s", &["pin"], "roll = { max_records = 400, max_age_ms = 300 }");
+    let mut server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
+    let mut pins = KeyedPins { stream: stream.clone(), keys: 40, next: 0, ids: Vec::new() };
+
+    pins.put(&rt, &kinesis, 3_000);
+    wait_raw(&landing, &stream, 500, Duration::from_secs(120));
+    // Split shard 0 while the pipeline is reading it, then keep putting.
+    let shards = rt.block_on(kinesis.list_shards(&stream))?;
+    let parent = shards.iter().find(|s| s.id.ends_with("000000000000")).expect("shard 0").clone();
+    rt.block_on(kinesis.split_shard(&stream, &parent))?;
+    pins.put(&rt, &kinesis, 3_000);
+    wait_raw(&landing, &stream, 6_000, Duration::from_secs(180));
+    assert!(server.terminate()?, "SIGTERM stops sluice cleanly");
+    check_exactly_once(&landing, &stream, &pins.ids);
+
+    let shards = rt.block_on(kinesis.list_shards(&stream))?;
+    let children: Vec<u32> = shards.iter().filter(|s| s.parent.as_deref() == Some(parent.id.as_str())).map(|s| sluice::source::kinesis::shard_number(&s.id).expect("number")).collect();
+    assert_eq!(children.len(), 2, "the split made two children: {shards:?}");
+    let objects = raw_objects(&landing, &stream);
+    // Per partition key, in the order the records landed: the parent's objects
+    // (offset order), then each child's. The sequence in the title must rise.
+    let mut last_seq: BTreeMap<String, i64> = BTreeMap::new();
+    let mut landed_from_children = 0;
+    let parent_objects = &objects[&0];
+    let parent_last_landed = parent_objects.iter().map(|f| f.metadata().and_then(|m| m.modified()).expect("mtime")).max().expect("parent objects");
+    for shard in std::iter::once(0).chain(children.iter().copied()) {
+        for object in objects.get(&shard).map_or(&[][..], Vec::as_slice) {
+            if shard != 0 {
+                let landed = object.metadata()?.modified()?;
+                assert!(landed >= parent_last_landed, "a child's object {} landed before the parent's last one", object.display());
+            }
+            for line in std::fs::read_to_string(object)?.lines() {
+                let v: Value = serde_json::from_str(line)?;
+                let (key, seq) = (v["category"].as_str().expect("key").to_owned(), v["title"].as_str().expect("seq").parse::<i64>()?);
+                let prev = last_seq.insert(key.clone(), seq);
+                assert!(prev.is_none_or(|p| p < seq), "key {key}: record {seq} landed after {prev:?}");
+                landed_from_children += usize::from(shard != 0);
+            }
+        }
+    }
+    assert!(landed_from_children > 0, "records put after the split were read from the children");
+    let docs = lease_docs(&landing, "pin", &stream);
+    let parent_doc = docs.iter().find(|d| d.shard == parent.id).expect("the parent's lease");
+    assert!(parent_doc.finished, "the parent is checkpointed as read to its end: {parent_doc:?}");
+    Ok(())
+}
+
+#[test]
+fn kill_9_and_crash_plans_resume_from_the_checkpoints_losing_and_duplicating_nothing() -> anyhow::Result<()> {
+    let _one = serial();
+    let dir = tempfile::tempdir()?;
+    let kinesalite = KinesisServer::start()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
+    create_streams(&rt, &kinesis, "c", &["pin"], 2);
+    let stream = "streaming-c-pin".to_owned();
+    let landing = dir.path().join("landing");
+    let cfg = config(dir.path(), "c", &landing, &kinesalite.endpoint(), "c", &["pin"], "batch = { max_records = 64 }\nroll = { max_records = 300, max_age_ms = 200 }");
+    let port = free_port();
+    let mut pins = KeyedPins { stream: stream.clone(), keys: 16, next: 0, ids: Vec::new() };
+    pins.put(&rt, &kinesis, 12_000);
+
+    // Objects of a roll visible, its intent in the lease document, the checkpoint not moved.
+    let mut s = Server::start(SLUICE, &cfg, port, &[KINESIS_ENV.as_slice(), &[("SLUICE_CRASH_AT", "roll.before_commit:4")]].concat())?;
+    assert!(s.wait_exit(Duration::from_secs(60)), "the crash plan never fired");
+    // SIGKILL while behind: its leases stay held until they expire.
+    let mut s = Server::start(SLUICE, &cfg, port, &KINESIS_ENV)?;
+    wait_raw(&landing, &stream, 3_000, Duration::from_secs(120));
+    s.kill9();
+    assert!(raw_count(&landing, &stream) < 12_000, "killed while still behind");
+    pins.put(&rt, &kinesis, 3_000);
+    // A clean run to the end: it takes the leases over once they expire.
+    let mut s = Server::start(SLUICE, &cfg, port, &KINESIS_ENV)?;
+    wait_raw(&landing, &stream, 15_000, Duration::from_secs(180));
+    assert!(s.terminate()?, "SIGTERM stops sluice cleanly");
+    check_exactly_once(&landing, &stream, &pins.ids);
+    Ok(())
+}
+
+#[test]
+fn throttling_is_answered_with_backoff_not_errors() -> anyhow::Result<()> {
+    let _one = serial();
+    let dir = tempfile::tempdir()?;
+    let kinesalite = KinesisServer::start()?;
+    // Two of every three GetRecords calls and every other PutRecords call are refused.
+    let proxy = ThrottlingProxy::start(kinesalite.endpoint(), |op, n| match op {
+        "GetRecords" => n % 3 != 0,
+        "PutRecords" => n % 2 == 0,
+        _ => false,
+    })?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
+    create_streams(&rt, &kinesis, "t", &["pin"], 2);
+    let landing = dir.path().join("landing");
+    let cfg = config(dir.path(), "t", &landing, &proxy.endpoint(), "t", &["pin"], "roll = { max_records = 1000, max_age_ms = 300 }");
+    let server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
+
+    const ROWS: u64 = 3_000;
+    let plan = PostPlan { base_url: server.base_url.clone(), api: Api::Kinesis, user_id: "t".into(), rows: ROWS, batch: 100, rate: 0, seed: 5, concurrency: 2, progress: false, kafka: None, kinesis: None };
+    // The emulator posts only pins here: the plan's geo and user streams do not exist.
+    let client = reqwest::blocking::Client::new();
+    let g = Generator::new(plan.seed);
+    for first in (0..ROWS).step_by(100) {
+        let records: Vec<Value> = (first..first + 100).map(|n| g.row(g.pick(n)).pin).map(|p| json!({"Data": p, "PartitionKey": p["index"].to_string()})).collect();
+        let resp = client.put(format!("{}/streams/streaming-t-pin/records", server.base_url)).json(&json!({"Records": records})).send()?;
+        assert_eq!(resp.status(), 200, "throttled puts are retried inside sluice, not refused: {}", resp.text()?);
+    }
+    wait_raw(&landing, "streaming-t-pin", ROWS as usize, Duration::from_secs(180));
+    let status: Value = client.get(format!("{}/status", server.base_url)).send()?.json()?;
+    assert!(status["pin"]["error"].is_null(), "throttling is not an error: {status}");
+    let metrics = client.get(format!("{}/metrics", server.base_url)).send()?.text()?;
+    let throttled = |op: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("sluice_source_throttled_total") && l.contains(&format!("operation=\"{op}\"")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(throttled("GetRecords") > 0.0 && throttled("PutRecords") > 0.0, "throttling is counted: {metrics}");
+    assert!(proxy.throttled.load(std::sync::atomic::Ordering::SeqCst) > 10);
+    drop(server);
+    let raw = raw_by_position(&landing.join("topics/streaming-t-pin"));
+    assert_eq!(raw.len(), ROWS as usize, "every record landed raw exactly once");
+    let posted = multiset((0..ROWS).map(|n| g.pick(n)));
+    let ids: Vec<i64> = column(&parquet_batches(&landing.join("tables/pin")), "ind").iter().map(|v| v.as_i64().expect("ind")).collect();
+    assert_eq!(multiset(ids), posted);
+    Ok(())
+}
+
+#[test]
+fn the_emulator_puts_straight_into_kinesis() -> anyhow::Result<()> {
+    let _one = serial();
+    let dir = tempfile::tempdir()?;
+    let kinesalite = KinesisServer::start()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
+    create_streams(&rt, &kinesis, "e", &KINDS, 1);
+    let landing = dir.path().join("landing");
+    let cfg = config(dir.path(), "e", &landing, &kinesalite.endpoint(), "e", &KINDS, "roll = { max_age_ms = 300 }");
+    let server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
+    let out = std::process::Command::new(SLUICE)
+        .args(["emulate", "--kinesis", &kinesalite.endpoint(), "--user-id", "e", "--rows", "500", "--seed", "9"])
+        .envs(KINESIS_ENV)
+        .output()?;
+    assert!(out.status.success(), "emulate --kinesis: {}", String::from_utf8_lossy(&out.stderr));
+    for kind in KINDS {
+        wait_raw(&landing, &format!("streaming-e-{kind}"), 500, Duration::from_secs(120));
+    }
+    drop(server);
+    let posted = multiset((0..500).map(|n| Generator::new(9).pick(n)));
+    let ids: Vec<i64> = column(&parquet_batches(&landing.join("tables/user")), "ind").iter().map(|v| v.as_i64().expect("ind")).collect();
+    assert_eq!(multiset(ids), posted, "every row's user event cleaned once");
+    Ok(())
+}
