@@ -1,12 +1,14 @@
 //! Embedded log → Wasm clean-pin → Parquet: records/s and peak RSS.
 //!
-//! `cargo bench -p sluice --bench pipeline [-- --records N] [--s3] [--kafka]`
+//! `cargo bench -p sluice --bench pipeline [-- --records N] [--s3] [--kafka | --kinesis]`
 //!
 //! With `--s3` the landing goes to an s3s-fs server (started by the bench on
 //! 127.0.0.1, from `cargo install s3s-fs`) instead of a local directory, and
 //! the report adds MB/s. With `--kafka` the input is a 3-partition topic on a
 //! tansu broker the bench starts on 127.0.0.1 (`scripts/kafka-broker.sh install`),
-//! read by the pipeline's consumer group instead of the embedded log.
+//! read by the pipeline's consumer group instead of the embedded log. With
+//! `--kinesis` it is a 3-shard stream on kinesalite started by the bench
+//! (`scripts/kinesis-server.sh install`), read under shard leases.
 //!
 //! The input is filled by one child process and drained by another, so the
 //! reported peak RSS (VmHWM) belongs to the pipeline alone, not to generating
@@ -22,6 +24,7 @@ use sluice::runtime::Runtime;
 use sluice::sink::local::LocalStore;
 use sluice::source::embedded::{EmbeddedLog, EmbeddedSource};
 use sluice::source::kafka::{KafkaConfig, KafkaProducer, KafkaSource};
+use sluice::source::kinesis::{KinesisConfig, KinesisProducer, KinesisSource};
 use sluice::source::Source;
 use sluice_guest::BatchBuf;
 use std::path::{Path, PathBuf};
@@ -53,11 +56,18 @@ fn kafka_config(brokers: &str) -> anyhow::Result<KafkaConfig> {
     Ok(toml::from_str(&format!("brokers = \"{brokers}\"\nsession_timeout_ms = 6000\nheartbeat_interval_ms = 1000"))?)
 }
 
-fn load(dir: &Path, records: u64, kafka: Option<String>) -> anyhow::Result<()> {
+fn kinesis_config(endpoint: &str) -> KinesisConfig {
+    let mut k = KinesisConfig::for_endpoint(Some(endpoint.to_owned()));
+    k.idle_poll_ms = 200;
+    k
+}
+
+fn load(dir: &Path, records: u64, kafka: Option<String>, kinesis: Option<String>) -> anyhow::Result<()> {
     let c = config(dir);
     let log = EmbeddedLog::open(&c.data_dir.join("log.redb"), &c.log)?;
     let producer = kafka.map(|b| kafka_config(&b).and_then(|k| KafkaProducer::new(&k))).transpose()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let kinesis = kinesis.map(|e| rt.block_on(KinesisProducer::new(&kinesis_config(&e))));
     let g = Generator::new(3);
     let partitions = c.log.partitions;
     let mut n = 0u64;
@@ -68,16 +78,25 @@ fn load(dir: &Path, records: u64, kafka: Option<String>) -> anyhow::Result<()> {
             parts[(n % partitions as u64) as usize].1.push(&serde_json::to_vec(&row.pin)?, b"", 0);
             n += 1;
         }
-        match &producer {
-            Some(p) => drop(rt.block_on(p.append(TOPIC, &parts))?),
-            None => drop(log.append_blocking(TOPIC, parts)?),
+        match (&producer, &kinesis) {
+            (Some(p), _) => drop(rt.block_on(p.append(TOPIC, &parts))?),
+            (None, Some(k)) => {
+                let keys: Vec<String> = (0..parts.iter().map(|(_, b)| b.len()).sum::<usize>()).map(|i| format!("{}", n as usize + i)).collect();
+                let values: Vec<&[u8]> = parts
+                    .iter()
+                    .flat_map(|(_, b)| b.value_ends.iter().scan(0usize, |start, &end| Some(&b.values[std::mem::replace(start, end as usize)..end as usize])))
+                    .collect();
+                let records: Vec<(&[u8], &str)> = values.into_iter().zip(keys.iter().map(String::as_str)).collect();
+                rt.block_on(k.put(TOPIC, &records))?;
+            }
+            (None, None) => drop(log.append_blocking(TOPIC, parts)?),
         }
     }
     log.close();
     Ok(())
 }
 
-fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, records: u64) -> anyhow::Result<()> {
+fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, kinesis: Option<String>, records: u64) -> anyhow::Result<()> {
     let mut c = config(dir);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let store: Arc<dyn sluice::sink::ObjectStore> = match &s3_endpoint {
@@ -107,9 +126,10 @@ fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, records: 
     let n = pipeline::worker_count(p, c.log.partitions as usize);
     let mut workers = Vec::new();
     for w in 0..n {
-        let source: Box<dyn Source> = match &kafka {
-            Some(brokers) => Box::new(KafkaSource::new(&kafka_config(brokers)?, "bench-pin", &format!("bench-{w}"), &p.topics, store.clone())?),
-            None => Box::new(EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?.assigned(w, n)),
+        let source: Box<dyn Source> = match (&kafka, &kinesis) {
+            (Some(brokers), _) => Box::new(KafkaSource::new(&kafka_config(brokers)?, "bench-pin", &format!("bench-{w}"), &p.topics, store.clone())?),
+            (None, Some(endpoint)) => Box::new(KinesisSource::new(&kinesis_config(endpoint), "pin", format!("bench-{w}"), &p.topics, store.clone()).starting_with(n)),
+            (None, None) => Box::new(EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?.assigned(w, n)),
         };
         workers.push(pipeline::build(p, control.clone(), source, store.clone(), stats.clone())?);
     }
@@ -130,7 +150,7 @@ fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, records: 
     let rss = peak_rss_kib();
     println!(
         "{{\"source\": \"{}\", \"landing\": \"{}\", \"mb_per_s\": {:.1}, \"workers\": {n}, \"records\": {}, \"table_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
-        if kafka.is_some() { "kafka" } else { "embedded" },
+        if kafka.is_some() { "kafka" } else if kinesis.is_some() { "kinesis" } else { "embedded" },
         if s3_endpoint.is_some() { "s3" } else { "local" },
         snap.bytes_landed as f64 / secs / 1e6,
         snap.records_in,
@@ -152,36 +172,47 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     match arg("--phase").as_deref() {
-        Some("load") => return load(Path::new(&arg("--dir").expect("--dir")), arg("--records").expect("--records").parse()?, arg("--kafka")),
-        Some("run") => return run(Path::new(&arg("--dir").expect("--dir")), arg("--s3-endpoint"), arg("--kafka"), arg("--records").expect("--records").parse()?),
+        Some("load") => return load(Path::new(&arg("--dir").expect("--dir")), arg("--records").expect("--records").parse()?, arg("--kafka"), arg("--kinesis")),
+        Some("run") => {
+            return run(Path::new(&arg("--dir").expect("--dir")), arg("--s3-endpoint"), arg("--kafka"), arg("--kinesis"), arg("--records").expect("--records").parse()?);
+        }
         _ => {}
     }
     let records: u64 = arg("--records").map_or(Ok(1_000_000), |r| r.parse())?;
     let dir = tempfile::tempdir()?;
     let path: PathBuf = dir.path().into();
     let me = std::env::current_exe()?;
-    let (_broker, kafka) = if args.iter().any(|a| a == "--kafka") {
+    let (_broker, input) = if args.iter().any(|a| a == "--kafka") {
         let (broker, address) = start_kafka()?;
         (Some(KillOnDrop(broker)), vec!["--kafka".to_owned(), address])
+    } else if args.iter().any(|a| a == "--kinesis") {
+        let (server, endpoint) = start_kinesis()?;
+        (Some(KillOnDrop(server)), vec!["--kinesis".to_owned(), endpoint])
     } else {
         (None, vec![])
     };
+    let kinesis_env = [("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench-secret"), ("AWS_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true")];
     let loaded = Instant::now();
-    let status = Command::new(&me).args(["--phase", "load", "--records", &records.to_string()]).args(&kafka).arg("--dir").arg(&path).status()?;
+    let status = Command::new(&me).args(["--phase", "load", "--records", &records.to_string()]).args(&input).envs(kinesis_env).arg("--dir").arg(&path).status()?;
     anyhow::ensure!(status.success(), "loading the input failed");
     eprintln!("loaded {records} pins in {:.1}s", loaded.elapsed().as_secs_f64());
     let mut run = Command::new(&me);
-    run.args(["--phase", "run", "--records", &records.to_string()]).args(&kafka).arg("--dir").arg(&path);
+    run.args(["--phase", "run", "--records", &records.to_string()]).args(&input).envs(kinesis_env).arg("--dir").arg(&path);
     let _s3 = if args.iter().any(|a| a == "--s3") {
         let (server, url) = start_s3(&path)?;
-        run.args(["--s3-endpoint", &url]).envs([("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench-secret"), ("AWS_EC2_METADATA_DISABLED", "true")]);
+        run.args(["--s3-endpoint", &url]);
         Some(KillOnDrop(server))
     } else {
         None
     };
     let out = run.output()?;
     anyhow::ensure!(out.status.success(), "the pipeline run failed: {}", String::from_utf8_lossy(&out.stderr));
-    print!("pipeline ({} -> clean-pin in Wasm -> Parquet): {}", if kafka.is_empty() { "embedded log" } else { "Kafka" }, String::from_utf8_lossy(&out.stdout));
+    let source = match input.first().map(String::as_str) {
+        Some("--kafka") => "Kafka",
+        Some("--kinesis") => "Kinesis",
+        _ => "embedded log",
+    };
+    print!("pipeline ({source} -> clean-pin in Wasm -> Parquet): {}", String::from_utf8_lossy(&out.stdout));
     Ok(())
 }
 
@@ -214,6 +245,25 @@ fn start_kafka() -> anyhow::Result<(std::process::Child, String)> {
     let created = Command::new(&bin).args(["topic", "create", TOPIC, "--partitions", "3", "--broker", &url]).status()?;
     anyhow::ensure!(created.success(), "creating the topic failed");
     Ok((child, format!("127.0.0.1:{port}")))
+}
+
+/// Start kinesalite (in memory) on a free port and create the 3-shard input stream.
+fn start_kinesis() -> anyhow::Result<(std::process::Child, String)> {
+    let out = Command::new("bash").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kinesis-server.sh")).arg("install").output()?;
+    anyhow::ensure!(out.status.success(), "installing kinesalite: {}", String::from_utf8_lossy(&out.stderr));
+    let launcher = String::from_utf8(out.stdout)?.trim().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new("node").arg(&launcher).arg(port.to_string()).stdout(std::process::Stdio::null()).spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "kinesalite did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let kinesis = rt.block_on(sluice::source::kinesis::Kinesis::connect_as(&kinesis_config(&endpoint), "bench", "bench-secret"));
+    rt.block_on(kinesis.ensure_stream(TOPIC, 3)).map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
+    Ok((child, endpoint))
 }
 
 /// Start s3s-fs on a free port and create the `bench` bucket.

@@ -306,6 +306,34 @@ pub fn raw_by_position(dir: &Path) -> BTreeMap<(u64, u64), Value> {
 
 /// A Kafka-protocol broker (tansu, in-memory) on 127.0.0.1, installed by
 /// `scripts/kafka-broker.sh install` (which `scripts/test.sh` runs); stopped by PID on drop.
+/// Wait until a server we started accepts connections on `port`.
+fn wait_listening(port: u16, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "{what} did not start listening on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Raw records landed under `topics/<topic>` (visible objects only).
+pub fn raw_count(landing: &Path, topic: &str) -> usize {
+    files(&landing.join("topics").join(topic)).iter().map(|f| std::fs::read_to_string(f).map_or(0, |t| t.lines().count())).sum()
+}
+
+/// Wait until at least `want` raw records of each topic have landed.
+pub fn wait_raw(landing: &Path, want: &[(String, usize)], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got: Vec<usize> = want.iter().map(|(t, _)| raw_count(landing, t)).collect();
+        if got.iter().zip(want).all(|(g, (_, w))| g >= w) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not landed in time: got {got:?}, want {want:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// Where the project's scripts install test servers (`scripts/*.sh install`).
 fn tools_dir() -> PathBuf {
     std::env::var_os("SLUICE_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| {
@@ -340,11 +368,7 @@ impl KafkaBroker {
             .spawn()
             .with_context(|| format!("starting {} (install it with: bash scripts/kafka-broker.sh install)", bin.display()))?;
         let broker = KafkaBroker { child: Some(child), bin, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "tansu did not start listening on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port, "tansu")?;
         Ok(broker)
     }
 
@@ -406,11 +430,7 @@ impl KinesisServer {
             .spawn()
             .with_context(|| format!("starting kinesalite ({}; install it with: bash scripts/kinesis-server.sh install)", launcher.display()))?;
         let server = KinesisServer { child: Some(child), port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "kinesalite did not start listening on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port, "kinesalite")?;
         Ok(server)
     }
 

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use sluice::emulate::data::Generator;
 use sluice::emulate::post::{post, Api, PostPlan};
-use sluice_tests::{column, files, free_port, json_lines, multiset, parquet_batches, raw_by_position, KafkaBroker, Server};
+use sluice_tests::{column, free_port, json_lines, multiset, parquet_batches, raw_by_position, wait_raw, KafkaBroker, Server};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -44,24 +44,6 @@ fn config(dir: &Path, data: &str, landing: &Path, broker: &KafkaBroker, user: &s
 fn topics(broker: &KafkaBroker, user: &str, kinds: &[&str]) {
     for kind in kinds {
         broker.create_topic(&format!("{user}.{kind}"), 3).expect("create topic");
-    }
-}
-
-/// Raw records landed under `topics/<topic>` (visible objects only).
-fn raw_count(landing: &Path, topic: &str) -> usize {
-    files(&landing.join("topics").join(topic)).iter().map(|f| std::fs::read_to_string(f).map_or(0, |t| t.lines().count())).sum()
-}
-
-/// Wait until at least `want` raw records of each topic have landed.
-fn wait_raw(landing: &Path, want: &[(String, usize)], timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let got: Vec<usize> = want.iter().map(|(t, _)| raw_count(landing, t)).collect();
-        if got.iter().zip(want).all(|(g, (_, w))| g >= w) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not landed in time: got {got:?}, want {want:?}");
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

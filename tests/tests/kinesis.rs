@@ -7,11 +7,11 @@ use serde_json::{json, Value};
 use sluice::emulate::data::Generator;
 use sluice::emulate::post::{post, Api, PostPlan};
 use sluice::source::kinesis::{Kinesis, LeaseDoc};
-use sluice_tests::{column, files, free_port, json_lines, multiset, parquet_batches, raw_by_position, KinesisServer, Server, ThrottlingProxy, KINESIS_ENV};
+use sluice_tests::{column, files, free_port, json_lines, multiset, parquet_batches, raw_by_position, raw_count, wait_raw, KinesisServer, Server, ThrottlingProxy, KINESIS_ENV};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
 const KINDS: [&str; 3] = ["pin", "geo", "user"];
@@ -47,21 +47,8 @@ fn create_streams(rt: &tokio::runtime::Runtime, kinesis: &Kinesis, user: &str, k
     }
 }
 
-/// Raw records landed under `topics/<stream>` (visible objects only).
-fn raw_count(landing: &Path, stream: &str) -> usize {
-    files(&landing.join("topics").join(stream)).iter().map(|f| std::fs::read_to_string(f).map_or(0, |t| t.lines().count())).sum()
-}
-
-fn wait_raw(landing: &Path, stream: &str, want: usize, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let got = raw_count(landing, stream);
-        if got >= want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{stream}: {got} of {want} records landed in time");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+fn wait_stream(landing: &Path, stream: &str, want: usize, timeout: Duration) {
+    wait_raw(landing, &[(stream.to_owned(), want)], timeout);
 }
 
 /// Raw objects of a stream per partition (shard number), in offset order.
@@ -103,7 +90,7 @@ fn ten_thousand_records_per_stream_through_the_kinesis_ingest_shape_land_exactly
     let summary = rt.block_on(post(&plan))?;
     assert_eq!(summary.failed_requests, 0, "every request was stored in Kinesis");
     for kind in KINDS {
-        wait_raw(&landing, &format!("streaming-k-{kind}"), ROWS as usize, Duration::from_secs(300));
+        wait_stream(&landing, &format!("streaming-k-{kind}"), ROWS as usize, Duration::from_secs(300));
     }
     assert!(server.terminate()?, "SIGTERM stops sluice cleanly");
 
@@ -196,13 +183,13 @@ fn a_shard_split_mid_run_lands_every_record_and_keeps_each_keys_order() -> anyho
     let mut pins = KeyedPins { stream: stream.clone(), keys: 40, next: 0, ids: Vec::new() };
 
     pins.put(&rt, &kinesis, 3_000);
-    wait_raw(&landing, &stream, 500, Duration::from_secs(120));
+    wait_stream(&landing, &stream, 500, Duration::from_secs(120));
     // Split shard 0 while the pipeline is reading it, then keep putting.
     let shards = rt.block_on(kinesis.list_shards(&stream))?;
     let parent = shards.iter().find(|s| s.id.ends_with("000000000000")).expect("shard 0").clone();
     rt.block_on(kinesis.split_shard(&stream, &parent))?;
     pins.put(&rt, &kinesis, 3_000);
-    wait_raw(&landing, &stream, 6_000, Duration::from_secs(180));
+    wait_stream(&landing, &stream, 6_000, Duration::from_secs(180));
     assert!(server.terminate()?, "SIGTERM stops sluice cleanly");
     check_exactly_once(&landing, &stream, &pins.ids);
 
@@ -258,13 +245,13 @@ fn kill_9_and_crash_plans_resume_from_the_checkpoints_losing_and_duplicating_not
     assert!(s.wait_exit(Duration::from_secs(60)), "the crash plan never fired");
     // SIGKILL while behind: its leases stay held until they expire.
     let mut s = Server::start(SLUICE, &cfg, port, &KINESIS_ENV)?;
-    wait_raw(&landing, &stream, 3_000, Duration::from_secs(120));
+    wait_stream(&landing, &stream, 3_000, Duration::from_secs(120));
     s.kill9();
     assert!(raw_count(&landing, &stream) < 12_000, "killed while still behind");
     pins.put(&rt, &kinesis, 3_000);
     // A clean run to the end: it takes the leases over once they expire.
     let mut s = Server::start(SLUICE, &cfg, port, &KINESIS_ENV)?;
-    wait_raw(&landing, &stream, 15_000, Duration::from_secs(180));
+    wait_stream(&landing, &stream, 15_000, Duration::from_secs(180));
     assert!(s.terminate()?, "SIGTERM stops sluice cleanly");
     check_exactly_once(&landing, &stream, &pins.ids);
     Ok(())
@@ -298,7 +285,7 @@ fn throttling_is_answered_with_backoff_not_errors() -> anyhow::Result<()> {
         let resp = client.put(format!("{}/streams/streaming-t-pin/records", server.base_url)).json(&json!({"Records": records})).send()?;
         assert_eq!(resp.status(), 200, "throttled puts are retried inside sluice, not refused: {}", resp.text()?);
     }
-    wait_raw(&landing, "streaming-t-pin", ROWS as usize, Duration::from_secs(180));
+    wait_stream(&landing, "streaming-t-pin", ROWS as usize, Duration::from_secs(180));
     let status: Value = client.get(format!("{}/status", server.base_url)).send()?.json()?;
     assert!(status["pin"]["error"].is_null(), "throttling is not an error: {status}");
     let metrics = client.get(format!("{}/metrics", server.base_url)).send()?.text()?;
@@ -338,7 +325,7 @@ fn the_emulator_puts_straight_into_kinesis() -> anyhow::Result<()> {
         .output()?;
     assert!(out.status.success(), "emulate --kinesis: {}", String::from_utf8_lossy(&out.stderr));
     for kind in KINDS {
-        wait_raw(&landing, &format!("streaming-e-{kind}"), 500, Duration::from_secs(120));
+        wait_stream(&landing, &format!("streaming-e-{kind}"), 500, Duration::from_secs(120));
     }
     drop(server);
     let posted = multiset((0..500).map(|n| Generator::new(9).pick(n)));

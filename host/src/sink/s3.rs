@@ -137,15 +137,7 @@ impl S3Store {
 }
 
 fn dump(e: &impl std::error::Error) -> String {
-    // The SDK's Display is terse ("service error"); the source chain says what happened.
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
+    crate::telemetry::with_causes(e)
 }
 
 struct Shown<E>(E);

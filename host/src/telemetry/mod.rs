@@ -17,3 +17,16 @@ pub fn init_logging(json: bool) {
     // A second init (tests, embedding) is harmless: keep the first subscriber.
     let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
 }
+
+/// An error with the whole chain of its causes, `outer: inner: innermost`.
+/// The AWS SDK's own Display is terse ("service error"); its causes say what happened.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}

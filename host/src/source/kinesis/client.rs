@@ -68,21 +68,13 @@ where
     }
 }
 
-/// The SDK's Display is terse ("service error"); the error code, message and
-/// source chain say what happened.
+/// The error code and message, then the causes (the SDK's Display alone is terse).
 fn shown<E: ProvideErrorMetadata + std::error::Error>(e: &E) -> String {
-    let mut msg = match (e.code(), e.message()) {
+    match (e.code(), e.message()) {
         (Some(c), Some(m)) => format!("{c}: {m}"),
         (Some(c), None) => c.to_owned(),
-        _ => e.to_string(),
-    };
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
+        _ => crate::telemetry::with_causes(e),
     }
-    msg
 }
 
 /// A shard as ListShards describes it.

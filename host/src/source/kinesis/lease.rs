@@ -179,7 +179,10 @@ pub fn readable<'a>(docs: &'a [Versioned], listed: &BTreeSet<String>) -> Vec<&'a
 }
 
 /// The KCL's balancing rule over the readable shards of every stream.
-pub fn plan(readable: &[&Versioned], me: &str, is_free: impl Fn(&Versioned) -> bool) -> Plan {
+/// `expected_workers` counts workers known to exist though they may hold
+/// nothing yet (this process's other workers, at start-up), so the first to
+/// start does not take everything only to have it stolen back.
+pub fn plan(readable: &[&Versioned], me: &str, expected_workers: usize, is_free: impl Fn(&Versioned) -> bool) -> Plan {
     let mut load: BTreeMap<&str, usize> = BTreeMap::new();
     load.insert(me, 0);
     for v in readable {
@@ -187,7 +190,7 @@ pub fn plan(readable: &[&Versioned], me: &str, is_free: impl Fn(&Versioned) -> b
             *load.entry(o).or_default() += 1;
         }
     }
-    let target = readable.len().div_ceil(load.len());
+    let target = readable.len().div_ceil(load.len().max(expected_workers));
     let mine = load[me];
     let free: Vec<String> = readable.iter().filter(|v| is_free(v)).map(|v| v.doc.shard.clone()).collect();
     let want = target.saturating_sub(mine);
@@ -251,17 +254,18 @@ mod tests {
         let docs = vec![doc("0", &[], None, false), doc("1", &[], None, false), doc("2", &[], None, false), doc("3", &[], None, false)];
         let r: Vec<&Versioned> = docs.iter().collect();
         let free = |v: &Versioned| v.doc.owner.is_none();
-        assert_eq!(plan(&r, "a", free).take.len(), 4, "alone: everything");
+        assert_eq!(plan(&r, "a", 1, free).take.len(), 4, "alone: everything");
+        assert_eq!(plan(&r, "a", 2, free).take.len(), 2, "with a sibling starting: half");
         let docs = vec![doc("0", &[], Some("a"), false), doc("1", &[], Some("a"), false), doc("2", &[], Some("a"), false), doc("3", &[], Some("a"), false)];
         let r: Vec<&Versioned> = docs.iter().collect();
-        let p = plan(&r, "b", free);
+        let p = plan(&r, "b", 1, free);
         assert_eq!(p.take, Vec::<String>::new());
         assert_eq!(p.steal.as_deref(), Some("0"), "a newcomer steals from the busiest holder");
         let docs = vec![doc("0", &[], Some("a"), false), doc("1", &[], Some("a"), false), doc("2", &[], Some("b"), false), doc("3", &[], Some("b"), false)];
         let r: Vec<&Versioned> = docs.iter().collect();
-        assert_eq!(plan(&r, "b", free), Plan { take: vec![], steal: None }, "balanced: nothing moves");
+        assert_eq!(plan(&r, "b", 1, free), Plan { take: vec![], steal: None }, "balanced: nothing moves");
         // An expired lease counts as free, and its holder as gone.
-        let p = plan(&r, "b", |v: &Versioned| v.doc.owner.as_deref() == Some("a"));
+        let p = plan(&r, "b", 1, |v: &Versioned| v.doc.owner.as_deref() == Some("a"));
         assert_eq!(p.take, vec!["0".to_string(), "1".to_string()]);
     }
 

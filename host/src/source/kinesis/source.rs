@@ -145,6 +145,9 @@ pub struct KinesisSource {
     next_round: Instant,
     changed: bool,
     problem: Option<(Instant, String)>,
+    /// Workers of this pipeline starting in this process: counted in the first
+    /// lease round only (a worker that died later must not keep a share).
+    starting_workers: usize,
 }
 
 impl KinesisSource {
@@ -166,7 +169,14 @@ impl KinesisSource {
             next_round: Instant::now(),
             changed: false,
             problem: None,
+            starting_workers: 1,
         }
+    }
+
+    /// This worker starts together with `n` workers of the same pipeline in this process.
+    pub fn starting_with(mut self, n: usize) -> Self {
+        self.starting_workers = n.max(1);
+        self
     }
 
     fn id(&mut self, stream: &str, shard: &str) -> anyhow::Result<PartitionId> {
@@ -253,7 +263,8 @@ impl KinesisSource {
             let ids: BTreeSet<String> = readable(&owned, listed).iter().map(|v| v.doc.shard.clone()).collect();
             ready.extend(of_stream.into_iter().filter(|v| ids.contains(&v.doc.shard)));
         }
-        let plan = plan(&ready, &me, |v| self.leases.is_free(v));
+        let plan = plan(&ready, &me, self.starting_workers, |v| self.leases.is_free(v));
+        self.starting_workers = 1;
         let wanted: Vec<Versioned> = ready
             .iter()
             .filter(|v| plan.take.contains(&v.doc.shard) || plan.steal.as_deref() == Some(v.doc.shard.as_str()))
