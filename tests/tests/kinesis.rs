@@ -333,3 +333,88 @@ fn the_emulator_puts_straight_into_kinesis() -> anyhow::Result<()> {
     assert_eq!(multiset(ids), posted, "every row's user event cleaned once");
     Ok(())
 }
+
+fn owned_shards(server: &Server) -> usize {
+    reqwest::blocking::get(format!("{}/status", server.base_url))
+        .and_then(|r| r.json::<Value>())
+        .map_or(0, |s| s["pin"]["partitions"].as_array().map_or(0, Vec::len))
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The visible objects under `prefix` in the bucket `lake`, with their contents.
+fn bucket_objects(rt: &tokio::runtime::Runtime, s3: &sluice_tests::S3Server, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+    let c = s3.client();
+    rt.block_on(async {
+        let mut out = BTreeMap::new();
+        let list = c.list_objects_v2().bucket("lake").prefix(prefix).send().await.expect("list");
+        for o in list.contents() {
+            let key = o.key().expect("key").to_owned();
+            let body = c.get_object().bucket("lake").key(&key).send().await.expect("get").body.collect().await.expect("body").into_bytes();
+            out.insert(key, body.to_vec());
+        }
+        out
+    })
+}
+
+fn raw_ids_in_bucket(rt: &tokio::runtime::Runtime, s3: &sluice_tests::S3Server, stream: &str) -> Vec<String> {
+    bucket_objects(rt, s3, &format!("topics/{stream}/"))
+        .values()
+        .flat_map(|b| String::from_utf8_lossy(b).lines().map(|l| serde_json::from_str::<Value>(l).expect("json")["unique_id"].as_str().expect("id").to_owned()).collect::<Vec<_>>())
+        .collect()
+}
+
+#[test]
+fn two_processes_share_the_shards_through_leases_in_s3_and_one_takes_over_when_the_other_stops() -> anyhow::Result<()> {
+    let _one = serial();
+    let dir = tempfile::tempdir()?;
+    let kinesalite = KinesisServer::start()?;
+    let s3 = sluice_tests::S3Server::start(&dir.path().join("s3"), free_port())?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(s3.client().create_bucket().bucket("lake").send())?;
+    let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
+    create_streams(&rt, &kinesis, "m", &["pin"], 4);
+    let stream = "streaming-m-pin".to_owned();
+    // Both processes land in the bucket, where their leases and checkpoints live too.
+    let landing_s3 = format!("[landing.s3]\nbucket = \"lake\"\nendpoint_url = \"{}\"\nforce_path_style = true\n", s3.endpoint());
+    let configs: Vec<PathBuf> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let path = config(dir.path(), name, &dir.path().join("unused"), &kinesalite.endpoint(), "m", &["pin"], "workers = 1\nroll = { max_records = 500, max_age_ms = 300 }");
+            let text = std::fs::read_to_string(&path).expect("config");
+            let text = text.replacen(&format!("[landing]\ndir = \"{}\"\n", dir.path().join("unused").display()), &landing_s3, 1);
+            std::fs::write(&path, text).expect("config");
+            path
+        })
+        .collect();
+    let env = s3.env();
+    let a = Server::start(SLUICE, &configs[0], free_port(), &env)?;
+    let mut b = Server::start(SLUICE, &configs[1], free_port(), &env)?;
+    let mut pins = KeyedPins { stream: stream.clone(), keys: 64, next: 0, ids: Vec::new() };
+
+    wait_until("both processes hold leases", Duration::from_secs(60), || {
+        let (na, nb) = (owned_shards(&a), owned_shards(&b));
+        na > 0 && nb > 0 && na + nb == 4
+    });
+    pins.put(&rt, &kinesis, 2_000);
+    assert!(b.terminate()?, "SIGTERM stops the second process cleanly (and releases its leases)");
+    wait_until("the first process holds every lease", Duration::from_secs(60), || owned_shards(&a) == 4);
+    pins.put(&rt, &kinesis, 2_000);
+    wait_until("every record landed", Duration::from_secs(180), || raw_ids_in_bucket(&rt, &s3, &stream).len() >= pins.ids.len());
+    drop(a);
+
+    let landed = multiset(raw_ids_in_bucket(&rt, &s3, &stream));
+    assert_eq!(landed.len(), pins.ids.len(), "every record put landed");
+    assert!(landed.values().all(|n| *n == 1), "nothing landed twice");
+    let leases = bucket_objects(&rt, &s3, &format!("_sluice/kinesis/sluice-pin/{stream}/"));
+    assert_eq!(leases.len(), 4, "one lease document per shard: {:?}", leases.keys());
+    let total: u64 = leases.values().map(|b| serde_json::from_slice::<LeaseDoc>(b).expect("lease").next_offset).sum();
+    assert_eq!(total, pins.ids.len() as u64, "the checkpoints in the bucket cover every record");
+    Ok(())
+}
