@@ -283,6 +283,13 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
     }
 
     #[test]
+    fn a_kinesis_section_makes_pipelines_read_kinesis() {
+        let c = Config::parse(&GOOD.replace("[log]", "[kinesis]\nendpoint_url = \"http://127.0.0.1:4567\"\n[log]").replace("topics = [\"u.pin\"]\ntransforms", "topics = [\"streaming-u-pin\"]\ntransforms")).expect("valid");
+        assert_eq!(c.source_of(&c.pipelines[0]), SourceKind::Kinesis);
+        assert_eq!(c.ingest_destination(), DestinationKind::Embedded, "ingest stays on the log unless told");
+    }
+
+    #[test]
     fn unknown_keys_are_named_with_their_line() {
         let err = Config::parse(&GOOD.replace("land_raw = true", "land_raw = true\nlnad_raw = 1")).unwrap_err().to_string();
         assert!(err.contains("unknown field `lnad_raw`"), "{err}");
@@ -299,6 +306,9 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
             (GOOD.replace("table = { name = \"pin\", formats = [\"parquet\", \"jsonl\"] }", "").replace("land_raw = true", ""), "lands nothing"),
             (GOOD.replace("[log]", "[sandbox]\nmemory_mib = 0\n[log]"), "memory_mib must be between"),
             (GOOD.replace("[log]", "[jobs]\nschedule = { reports = \"0 0 * *\" }\n[log]"), "jobs.schedule.reports: `0 0 * *` has 4 fields"),
+            (GOOD.replace("land_raw = true", "land_raw = true\nsource = \"kinesis\""), "reads Kinesis (source = \"kinesis\") but there is no [kinesis] section"),
+            (GOOD.replace("[log]", "[ingest]\ndestination = \"kinesis\"\n[log]"), "ingest.destination is `kinesis` but there is no [kinesis] section"),
+            (GOOD.replace("[log]", "[kinesis]\nstart_from = \"latest\"\nstart_timestamp = \"2026-01-01T00:00:00Z\"\n[log]"), "kinesis.start_timestamp is set"),
         ];
         for (text, want) in cases {
             let err = Config::parse(&text).unwrap_err().to_string();
