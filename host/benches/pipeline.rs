@@ -128,7 +128,7 @@ fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, kinesis: 
     for w in 0..n {
         let source: Box<dyn Source> = match (&kafka, &kinesis) {
             (Some(brokers), _) => Box::new(KafkaSource::new(&kafka_config(brokers)?, "bench-pin", &format!("bench-{w}"), &p.topics, store.clone())?),
-            (None, Some(endpoint)) => Box::new(KinesisSource::new(&kinesis_config(endpoint), "pin", format!("bench-{w}"), &p.topics, store.clone()).starting_with(n)),
+            (None, Some(endpoint)) => Box::new(KinesisSource::new(&kinesis_config(endpoint), "pin", format!("bench-{w}"), &p.topics, store.clone())?.starting_with(n)),
             (None, None) => Box::new(EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?.assigned(w, n)),
         };
         workers.push(pipeline::build(p, control.clone(), source, store.clone(), stats.clone())?);

@@ -106,7 +106,7 @@ impl Launcher {
                 let host = hostname();
                 for w in 0..n {
                     let owner = format!("{host}-{}-{}-w{w}", std::process::id(), p.name);
-                    sources.push(Box::new(KinesisSource::new(config, &p.name, owner, &p.topics, self.store.clone()).starting_with(n)));
+                    sources.push(Box::new(KinesisSource::new(config, &p.name, owner, &p.topics, self.store.clone())?.starting_with(n)));
                 }
             }
         }

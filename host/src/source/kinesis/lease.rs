@@ -87,12 +87,12 @@ pub struct LeaseTable {
     pub owner: String,
     pub duration: Duration,
     /// Per document key: the counter last seen, and when it was first seen at that value.
-    seen: HashMap<String, (u64, Instant)>,
+    seen: std::sync::Mutex<HashMap<String, (u64, Instant)>>,
 }
 
 impl LeaseTable {
     pub fn new(store: Arc<dyn ObjectStore>, folder: String, owner: String, duration: Duration) -> Self {
-        LeaseTable { store, folder, owner, duration, seen: HashMap::new() }
+        LeaseTable { store, folder, owner, duration, seen: Default::default() }
     }
 
     fn key(&self, stream: &str, shard: &str) -> String {
@@ -111,7 +111,7 @@ impl LeaseTable {
     }
 
     /// Every document of `stream`, noting whose counters moved.
-    pub fn read_stream(&mut self, stream: &str) -> io::Result<Vec<Versioned>> {
+    pub fn read_stream(&self, stream: &str) -> io::Result<Vec<Versioned>> {
         let mut out = Vec::new();
         for key in self.store.list(&format!("{}/{stream}/", self.folder))? {
             if !key.ends_with(".json") {
@@ -121,7 +121,8 @@ impl LeaseTable {
             let doc: LeaseDoc = serde_json::from_slice(&bytes)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("lease document {key} is not valid: {e}")))?;
             let now = Instant::now();
-            let entry = self.seen.entry(key).or_insert((doc.counter, now));
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = seen.entry(key).or_insert((doc.counter, now));
             if entry.0 != doc.counter {
                 *entry = (doc.counter, now);
             }
@@ -137,6 +138,8 @@ impl LeaseTable {
             Some(o) if *o == self.owner => false,
             Some(_) => self
                 .seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
                 .get(&self.key(&v.doc.stream, &v.doc.shard))
                 .is_some_and(|(counter, since)| *counter == v.doc.counter && since.elapsed() >= self.duration),
         }
@@ -273,8 +276,8 @@ mod tests {
     fn writes_are_refused_to_a_stale_holder_and_expiry_is_observed() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
-        let mut a = LeaseTable::new(store.clone(), "_sluice/kinesis/t".into(), "a".into(), Duration::from_millis(200));
-        let mut b = LeaseTable::new(store, "_sluice/kinesis/t".into(), "b".into(), Duration::from_millis(200));
+        let a = LeaseTable::new(store.clone(), "_sluice/kinesis/t".into(), "a".into(), Duration::from_millis(200));
+        let b = LeaseTable::new(store, "_sluice/kinesis/t".into(), "b".into(), Duration::from_millis(200));
         a.ensure("s", &shard("shardId-000000000000", &[])).unwrap();
         b.ensure("s", &shard("shardId-000000000000", &[])).unwrap();
         let mut va = a.read_stream("s").unwrap().remove(0);

@@ -21,14 +21,15 @@
 
 use super::client::{block_on, shard_number, CallError, Kinesis, StartAt};
 use super::config::KinesisConfig;
-use super::lease::{plan, readable, LeaseTable, Resume, Versioned};
+use super::lease::{plan, readable, LeaseDoc, LeaseTable, Resume, Versioned};
 use crate::sink::ObjectStore;
 use crate::source::{Checkpoint, Fetched, Intent, PartitionId, Source};
 use crate::telemetry::metrics;
 use anyhow::Context as _;
 use sluice_guest::BatchBuf;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Kinesis allows 5 GetRecords calls per second per shard.
@@ -46,10 +47,26 @@ struct Buffered {
     arrived_ms: i64,
 }
 
-/// A shard this worker holds the lease of.
-struct Held {
+/// A held lease as the renewer thread and the worker share it: every write
+/// to the document goes through here, so the two never race each other.
+struct LeaseSlot {
     lease: Versioned,
     last_write: Instant,
+    /// A write was refused: another worker holds the shard now.
+    lost: bool,
+}
+
+type Slots = Arc<Mutex<BTreeMap<PartitionId, Arc<Mutex<LeaseSlot>>>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A shard this worker holds the lease of.
+struct Held {
+    slot: Arc<Mutex<LeaseSlot>>,
+    /// The document as this worker last wrote it (the renewer only moves its counter).
+    doc: LeaseDoc,
     /// `(offset, sequence number)` of records handed to the pipeline since the
     /// last checkpoint, in order: where to resume if the pipeline goes back.
     handed: VecDeque<(u64, String)>,
@@ -69,11 +86,11 @@ struct Held {
 
 impl Held {
     fn new(lease: Versioned, config: &KinesisConfig) -> Self {
-        let read_from = anchor(&lease, config);
+        let read_from = anchor(&lease.doc, config);
         let read_to = lease.doc.next_offset;
         Held {
-            lease,
-            last_write: Instant::now(),
+            doc: lease.doc.clone(),
+            slot: Arc::new(Mutex::new(LeaseSlot { lease, last_write: Instant::now(), lost: false })),
             handed: VecDeque::new(),
             ahead: VecDeque::new(),
             read_to,
@@ -93,14 +110,14 @@ impl Held {
 
     /// Read again from `offset` (the pipeline retries a failed roll).
     fn rewind(&mut self, offset: u64, config: &KinesisConfig) -> anyhow::Result<()> {
-        let from = if offset == self.lease.doc.next_offset {
-            anchor(&self.lease, config)
+        let from = if offset == self.doc.next_offset {
+            anchor(&self.doc, config)
         } else {
             let (_, seq) = self
                 .handed
                 .iter()
                 .find(|(o, _)| *o + 1 == offset)
-                .with_context(|| format!("cannot read offset {offset} again: only offsets from {} on are known", self.lease.doc.next_offset))?;
+                .with_context(|| format!("cannot read offset {offset} again: only offsets from {} on are known", self.doc.next_offset))?;
             StartAt::After(seq.clone())
         };
         self.handed.retain(|(o, _)| *o < offset);
@@ -115,18 +132,18 @@ impl Held {
 
     /// Whether everything of a closed shard is read and checkpointed.
     fn finished(&self) -> bool {
-        self.ended && self.ahead.is_empty() && self.lease.doc.next_offset == self.read_to
+        self.ended && self.ahead.is_empty() && self.doc.next_offset == self.read_to
     }
 }
 
 /// Where a shard's landed records end, as a place to start reading.
-fn anchor(lease: &Versioned, config: &KinesisConfig) -> StartAt {
-    match &lease.doc.resume {
+fn anchor(doc: &LeaseDoc, config: &KinesisConfig) -> StartAt {
+    match &doc.resume {
         Resume::At(seq) => StartAt::At(seq.clone()),
         Resume::After(seq) => StartAt::After(seq.clone()),
         // A child of a split or merge is read from its beginning: its parents
         // were read to their ends, so its first record is the next one.
-        Resume::Start if !lease.doc.parents.is_empty() => StartAt::TrimHorizon,
+        Resume::Start if !doc.parents.is_empty() => StartAt::TrimHorizon,
         Resume::Start => StartAt::configured(config),
     }
 }
@@ -136,8 +153,11 @@ pub struct KinesisSource {
     config: KinesisConfig,
     pipeline: String,
     streams: Vec<String>,
-    leases: LeaseTable,
+    leases: Arc<LeaseTable>,
     held: BTreeMap<PartitionId, Held>,
+    /// The held leases, as the renewer thread sees them.
+    slots: Slots,
+    renewer: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
     names: BTreeMap<String, Arc<str>>,
     /// Shard ids per stream as last listed.
     listed: BTreeMap<String, BTreeSet<String>>,
@@ -153,16 +173,20 @@ pub struct KinesisSource {
 impl KinesisSource {
     /// A worker of `pipeline` reading `streams`; `owner` names it in the lease
     /// documents, which live in `store` (the landing store).
-    pub fn new(config: &KinesisConfig, pipeline: &str, owner: String, streams: &[String], store: Arc<dyn ObjectStore>) -> Self {
+    pub fn new(config: &KinesisConfig, pipeline: &str, owner: String, streams: &[String], store: Arc<dyn ObjectStore>) -> anyhow::Result<Self> {
         let kinesis = block_on(Kinesis::connect(config));
-        let leases = LeaseTable::new(store, config.lease_folder(pipeline), owner, Duration::from_millis(config.lease_duration_ms));
-        KinesisSource {
+        let leases = Arc::new(LeaseTable::new(store, config.lease_folder(pipeline), owner, Duration::from_millis(config.lease_duration_ms)));
+        let slots = Slots::default();
+        let renewer = Some(spawn_renewer(leases.clone(), slots.clone(), Duration::from_millis(config.lease_duration_ms / 3)).context("starting the lease renewer thread")?);
+        Ok(KinesisSource {
             kinesis,
             config: config.clone(),
             pipeline: pipeline.to_owned(),
             streams: streams.to_vec(),
             leases,
             held: BTreeMap::new(),
+            slots,
+            renewer,
             names: BTreeMap::new(),
             listed: BTreeMap::new(),
             listed_at: None,
@@ -170,7 +194,7 @@ impl KinesisSource {
             changed: false,
             problem: None,
             starting_workers: 1,
-        }
+        })
     }
 
     /// This worker starts together with `n` workers of the same pipeline in this process.
@@ -197,6 +221,7 @@ impl KinesisSource {
     /// A lease write was refused: another worker holds the shard now.
     fn lost(&mut self, p: &PartitionId) -> anyhow::Error {
         self.held.remove(p);
+        lock(&self.slots).remove(p);
         self.changed = true;
         tracing::info!(partition = %p, "shard lease taken over by another worker: its open segment is abandoned, the new holder lands it");
         anyhow::anyhow!("the lease of {p} went to another worker")
@@ -204,9 +229,16 @@ impl KinesisSource {
 
     fn write(&mut self, p: &PartitionId, change: impl FnOnce(&mut super::lease::LeaseDoc)) -> anyhow::Result<()> {
         let held = self.held.get_mut(p).with_context(|| format!("this worker holds no lease of {p}"))?;
-        let written = self.leases.write(&mut held.lease, change).with_context(|| format!("writing the lease of {p}"))?;
-        held.last_write = Instant::now();
-        if written { Ok(()) } else { Err(self.lost(p)) }
+        let mut slot = lock(&held.slot);
+        let written = !slot.lost && self.leases.write(&mut slot.lease, change).with_context(|| format!("writing the lease of {p}"))?;
+        if written {
+            slot.last_write = Instant::now();
+            held.doc = slot.lease.doc.clone();
+            return Ok(());
+        }
+        slot.lost = true;
+        drop(slot);
+        Err(self.lost(p))
     }
 
     /// Renew leases, list shards when due, take or steal leases (every third of
@@ -222,11 +254,10 @@ impl KinesisSource {
     }
 
     fn try_lease_round(&mut self) -> anyhow::Result<()> {
-        let renew: Vec<PartitionId> = self.held.iter().filter(|(_, h)| h.last_write.elapsed() >= self.renew_every()).map(|(p, _)| p.clone()).collect();
-        for p in renew {
-            if let Err(e) = self.write(&p, |_| {}) {
-                tracing::debug!(partition = %p, error = %format!("{e:#}"), "renewing a lease");
-            }
+        // Leases the renewer found taken over.
+        let refused: Vec<PartitionId> = self.held.iter().filter(|(_, h)| lock(&h.slot).lost).map(|(p, _)| p.clone()).collect();
+        for p in refused {
+            let _ = self.lost(&p);
         }
         let list_due = self.listed_at.is_none_or(|at| at.elapsed() >= Duration::from_millis(self.config.list_shards_every_ms));
         if list_due {
@@ -248,7 +279,7 @@ impl KinesisSource {
         let taken: Vec<PartitionId> = self
             .held
             .iter()
-            .filter(|(_, h)| docs.iter().any(|v| v.doc.stream == h.lease.doc.stream && v.doc.shard == h.lease.doc.shard && v.doc.owner.as_deref() != Some(&me)))
+            .filter(|(_, h)| docs.iter().any(|v| v.doc.stream == h.doc.stream && v.doc.shard == h.doc.shard && v.doc.owner.as_deref() != Some(&me)))
             .map(|(p, _)| p.clone())
             .collect();
         for p in taken {
@@ -277,7 +308,9 @@ impl KinesisSource {
             }
             let p = self.id(&v.doc.stream, &v.doc.shard)?;
             tracing::info!(partition = %p, next_offset = v.doc.next_offset, stolen_from = ?stolen_from, "took the lease of a shard");
-            self.held.insert(p, Held::new(v, &self.config));
+            let held = Held::new(v, &self.config);
+            lock(&self.slots).insert(p.clone(), held.slot.clone());
+            self.held.insert(p, held);
             self.changed = true;
         }
         Ok(())
@@ -289,7 +322,7 @@ impl KinesisSource {
         let idle = Duration::from_millis(self.config.idle_poll_ms);
         let limit = self.config.records_per_call;
         let held = self.held.get_mut(p).expect("read only held shards");
-        let (stream, shard) = (held.lease.doc.stream.clone(), held.lease.doc.shard.clone());
+        let (stream, shard) = (held.doc.stream.clone(), held.doc.shard.clone());
         let result = (|| {
             let iterator = match held.iterator.clone() {
                 Some(it) => it,
@@ -362,6 +395,7 @@ impl KinesisSource {
             d.owner = None;
         })?;
         let held = self.held.remove(p).expect("written above");
+        lock(&self.slots).remove(p);
         tracing::info!(partition = %p, records = held.read_to, "shard read to its end and checkpointed; its children may be read now");
         self.changed = true;
         self.next_round = Instant::now();
@@ -382,7 +416,7 @@ impl Source for KinesisSource {
 
     fn checkpoint(&mut self, p: &PartitionId) -> anyhow::Result<Checkpoint> {
         let held = self.held.get(p).with_context(|| format!("this worker holds no lease of {p}"))?;
-        let doc = &held.lease.doc;
+        let doc = &held.doc;
         Ok(Checkpoint { next_offset: doc.next_offset, intent: doc.intent.clone().filter(|i| i.end > doc.next_offset) })
     }
 
@@ -399,7 +433,7 @@ impl Source for KinesisSource {
         }
         let held = self.held.get_mut(p).expect("held above");
         let n = held.ahead.len().min(max_records);
-        if n > 0 && held.lease.doc.resume == Resume::Start && held.ahead[0].offset == held.lease.doc.next_offset {
+        if n > 0 && held.doc.resume == Resume::Start && held.ahead[0].offset == held.doc.next_offset {
             // Pin the numbering before the first record goes out.
             let seq = held.ahead[0].sequence_number.clone();
             if let Err(e) = self.write(p, |d| d.resume = Resume::At(seq)) {
@@ -433,7 +467,7 @@ impl Source for KinesisSource {
         let held = self.held.get(p).with_context(|| format!("cannot commit {p}: this worker holds no lease of it"))?;
         let resume = match held.handed.iter().find(|(o, _)| *o + 1 == next_offset) {
             Some((_, seq)) => Resume::After(seq.clone()),
-            None if next_offset == held.lease.doc.next_offset => held.lease.doc.resume.clone(),
+            None if next_offset == held.doc.next_offset => held.doc.resume.clone(),
             None => anyhow::bail!("cannot commit offset {next_offset} of {p}: no record before it was read"),
         };
         self.write(p, |d| {
@@ -471,12 +505,44 @@ impl Drop for KinesisSource {
     /// Let go of the leases, so another worker (or this process restarted)
     /// takes the shards at once instead of after a lease duration.
     fn drop(&mut self) {
+        if let Some((stop, thread)) = self.renewer.take() {
+            stop.store(true, Ordering::SeqCst);
+            let _ = thread.join();
+        }
         for p in self.held.keys().cloned().collect::<Vec<_>>() {
             if let Err(e) = self.write(&p, |d| d.owner = None) {
                 tracing::debug!(partition = %p, error = %format!("{e:#}"), "releasing a lease");
             }
         }
     }
+}
+
+/// Renew every held lease each third of the lease duration, from a thread of
+/// its own: a long roll (a slow upload to S3) must not let a lease lapse.
+fn spawn_renewer(leases: Arc<LeaseTable>, slots: Slots, every: Duration) -> std::io::Result<(Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("sluice-kinesis-leases".into())
+        .spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                let held: Vec<(PartitionId, Arc<Mutex<LeaseSlot>>)> = lock(&slots).iter().map(|(p, s)| (p.clone(), s.clone())).collect();
+                for (p, slot) in held {
+                    let mut slot = lock(&slot);
+                    if slot.lost || slot.last_write.elapsed() < every {
+                        continue;
+                    }
+                    match leases.write(&mut slot.lease, |_| {}) {
+                        Ok(true) => slot.last_write = Instant::now(),
+                        Ok(false) => slot.lost = true,
+                        // Tried again on the next turn; the lease lapses only if this goes on for a whole duration.
+                        Err(e) => tracing::warn!(partition = %p, error = %e, "renewing a Kinesis shard lease"),
+                    }
+                }
+            }
+        })?;
+    Ok((stop, thread))
 }
 
 /// Open shards of the named streams (to size a pipeline's worker pool).
