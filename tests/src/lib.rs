@@ -261,6 +261,19 @@ impl S3Server {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
+    /// The objects under `prefix` in `bucket`, with their contents.
+    pub async fn objects(&self, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+        let c = self.client();
+        let mut out = BTreeMap::new();
+        let list = c.list_objects_v2().bucket(bucket).prefix(prefix).send().await.expect("list");
+        for o in list.contents() {
+            let key = o.key().expect("key").to_owned();
+            let body = c.get_object().bucket(bucket).key(&key).send().await.expect("get").body.collect().await.expect("body").into_bytes();
+            out.insert(key, body.to_vec());
+        }
+        out
+    }
+
     /// What a sluice process needs in its environment to reach this server.
     pub fn env(&self) -> Vec<(&'static str, &'static str)> {
         vec![("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY), ("AWS_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true")]

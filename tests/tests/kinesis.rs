@@ -41,9 +41,33 @@ fn config(dir: &Path, data: &str, landing: &Path, endpoint: &str, user: &str, ki
     path
 }
 
-fn create_streams(rt: &tokio::runtime::Runtime, kinesis: &Kinesis, user: &str, kinds: &[&str], shards: i32) {
-    for kind in kinds {
-        rt.block_on(kinesis.ensure_stream(&format!("streaming-{user}-{kind}"), shards)).expect("create stream");
+/// A kinesalite of the test's own with streams `streaming-<user>-<kind>`, and a client of it.
+struct Fixture {
+    dir: tempfile::TempDir,
+    kinesalite: KinesisServer,
+    rt: tokio::runtime::Runtime,
+    kinesis: Kinesis,
+}
+
+impl Fixture {
+    fn new(user: &str, kinds: &[&str], shards: i32) -> anyhow::Result<Fixture> {
+        let dir = tempfile::tempdir()?;
+        let kinesalite = KinesisServer::start()?;
+        let rt = tokio::runtime::Runtime::new()?;
+        let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
+        for kind in kinds {
+            rt.block_on(kinesis.ensure_stream(&format!("streaming-{user}-{kind}"), shards))?;
+        }
+        Ok(Fixture { dir, kinesalite, rt, kinesis })
+    }
+
+    fn landing(&self) -> PathBuf {
+        self.dir.path().join("landing")
+    }
+
+    /// A config reading from kinesalite directly (see [`config`]).
+    fn config(&self, name: &str, user: &str, kinds: &[&str], extra: &str) -> PathBuf {
+        config(self.dir.path(), name, &self.landing(), &self.kinesalite.endpoint(), user, kinds, extra)
     }
 }
 
@@ -77,13 +101,9 @@ fn ten_thousand_records_per_stream_through_the_kinesis_ingest_shape_land_exactly
     let _one = serial();
     const ROWS: u64 = 10_000;
     const SEED: u64 = 21;
-    let dir = tempfile::tempdir()?;
-    let kinesalite = KinesisServer::start()?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
-    create_streams(&rt, &kinesis, "k", &KINDS, 2);
-    let landing = dir.path().join("landing");
-    let cfg = config(dir.path(), "a", &landing, &kinesalite.endpoint(), "k", &KINDS, "roll = { max_records = 5000, max_age_ms = 1000 }");
+    let f = Fixture::new("k", &KINDS, 2)?;
+    let (rt, landing) = (&f.rt, f.landing());
+    let cfg = f.config("a", "k", &KINDS, "roll = { max_records = 5000, max_age_ms = 1000 }");
     let mut server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
 
     let plan = PostPlan { base_url: server.base_url.clone(), api: Api::Kinesis, user_id: "k".into(), rows: ROWS, batch: 250, rate: 0, seed: SEED, concurrency: 4, progress: false, kafka: None, kinesis: None };
@@ -171,14 +191,10 @@ fn check_exactly_once(landing: &Path, stream: &str, ids: &[String]) {
 #[test]
 fn a_shard_split_mid_run_lands_every_record_and_keeps_each_keys_order() -> anyhow::Result<()> {
     let _one = serial();
-    let dir = tempfile::tempdir()?;
-    let kinesalite = KinesisServer::start()?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
-    create_streams(&rt, &kinesis, "s", &["pin"], 2);
+    let f = Fixture::new("s", &["pin"], 2)?;
+    let (rt, kinesis, landing) = (&f.rt, &f.kinesis, f.landing());
     let stream = "streaming-s-pin".to_owned();
-    let landing = dir.path().join("landing");
-    let cfg = config(dir.path(), "s", &landing, &kinesalite.endpoint(), "s", &["pin"], "roll = { max_records = 400, max_age_ms = 300 }");
+    let cfg = f.config("s", "s", &["pin"], "roll = { max_records = 400, max_age_ms = 300 }");
     let mut server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
     let mut pins = KeyedPins { stream: stream.clone(), keys: 40, next: 0, ids: Vec::new() };
 
@@ -228,14 +244,10 @@ fn a_shard_split_mid_run_lands_every_record_and_keeps_each_keys_order() -> anyho
 #[test]
 fn kill_9_and_crash_plans_resume_from_the_checkpoints_losing_and_duplicating_nothing() -> anyhow::Result<()> {
     let _one = serial();
-    let dir = tempfile::tempdir()?;
-    let kinesalite = KinesisServer::start()?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
-    create_streams(&rt, &kinesis, "c", &["pin"], 2);
+    let f = Fixture::new("c", &["pin"], 2)?;
+    let (rt, kinesis, landing) = (&f.rt, &f.kinesis, f.landing());
     let stream = "streaming-c-pin".to_owned();
-    let landing = dir.path().join("landing");
-    let cfg = config(dir.path(), "c", &landing, &kinesalite.endpoint(), "c", &["pin"], "batch = { max_records = 64 }\nroll = { max_records = 300, max_age_ms = 200 }");
+    let cfg = f.config("c", "c", &["pin"], "batch = { max_records = 64 }\nroll = { max_records = 300, max_age_ms = 200 }");
     let port = free_port();
     let mut pins = KeyedPins { stream: stream.clone(), keys: 16, next: 0, ids: Vec::new() };
     pins.put(&rt, &kinesis, 12_000);
@@ -260,19 +272,15 @@ fn kill_9_and_crash_plans_resume_from_the_checkpoints_losing_and_duplicating_not
 #[test]
 fn throttling_is_answered_with_backoff_not_errors() -> anyhow::Result<()> {
     let _one = serial();
-    let dir = tempfile::tempdir()?;
-    let kinesalite = KinesisServer::start()?;
+    let f = Fixture::new("t", &["pin"], 2)?;
     // Two of every three GetRecords calls and every other PutRecords call are refused.
-    let proxy = ThrottlingProxy::start(kinesalite.endpoint(), |op, n| match op {
+    let proxy = ThrottlingProxy::start(f.kinesalite.endpoint(), |op, n| match op {
         "GetRecords" => n % 3 != 0,
         "PutRecords" => n % 2 == 0,
         _ => false,
     })?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
-    create_streams(&rt, &kinesis, "t", &["pin"], 2);
-    let landing = dir.path().join("landing");
-    let cfg = config(dir.path(), "t", &landing, &proxy.endpoint(), "t", &["pin"], "roll = { max_records = 1000, max_age_ms = 300 }");
+    let landing = f.landing();
+    let cfg = config(f.dir.path(), "t", &landing, &proxy.endpoint(), "t", &["pin"], "roll = { max_records = 1000, max_age_ms = 300 }");
     let server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
 
     const ROWS: u64 = 3_000;
@@ -311,16 +319,12 @@ fn throttling_is_answered_with_backoff_not_errors() -> anyhow::Result<()> {
 #[test]
 fn the_emulator_puts_straight_into_kinesis() -> anyhow::Result<()> {
     let _one = serial();
-    let dir = tempfile::tempdir()?;
-    let kinesalite = KinesisServer::start()?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
-    create_streams(&rt, &kinesis, "e", &KINDS, 1);
-    let landing = dir.path().join("landing");
-    let cfg = config(dir.path(), "e", &landing, &kinesalite.endpoint(), "e", &KINDS, "roll = { max_age_ms = 300 }");
+    let f = Fixture::new("e", &KINDS, 1)?;
+    let landing = f.landing();
+    let cfg = f.config("e", "e", &KINDS, "roll = { max_age_ms = 300 }");
     let server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
     let out = std::process::Command::new(SLUICE)
-        .args(["emulate", "--kinesis", &kinesalite.endpoint(), "--user-id", "e", "--rows", "500", "--seed", "9"])
+        .args(["emulate", "--kinesis", &f.kinesalite.endpoint(), "--user-id", "e", "--rows", "500", "--seed", "9"])
         .envs(KINESIS_ENV)
         .output()?;
     assert!(out.status.success(), "emulate --kinesis: {}", String::from_utf8_lossy(&out.stderr));
@@ -348,23 +352,8 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// The visible objects under `prefix` in the bucket `lake`, with their contents.
-fn bucket_objects(rt: &tokio::runtime::Runtime, s3: &sluice_tests::S3Server, prefix: &str) -> BTreeMap<String, Vec<u8>> {
-    let c = s3.client();
-    rt.block_on(async {
-        let mut out = BTreeMap::new();
-        let list = c.list_objects_v2().bucket("lake").prefix(prefix).send().await.expect("list");
-        for o in list.contents() {
-            let key = o.key().expect("key").to_owned();
-            let body = c.get_object().bucket("lake").key(&key).send().await.expect("get").body.collect().await.expect("body").into_bytes();
-            out.insert(key, body.to_vec());
-        }
-        out
-    })
-}
-
 fn raw_ids_in_bucket(rt: &tokio::runtime::Runtime, s3: &sluice_tests::S3Server, stream: &str) -> Vec<String> {
-    bucket_objects(rt, s3, &format!("topics/{stream}/"))
+    rt.block_on(s3.objects("lake", &format!("topics/{stream}/")))
         .values()
         .flat_map(|b| String::from_utf8_lossy(b).lines().map(|l| serde_json::from_str::<Value>(l).expect("json")["unique_id"].as_str().expect("id").to_owned()).collect::<Vec<_>>())
         .collect()
@@ -373,22 +362,19 @@ fn raw_ids_in_bucket(rt: &tokio::runtime::Runtime, s3: &sluice_tests::S3Server, 
 #[test]
 fn two_processes_share_the_shards_through_leases_in_s3_and_one_takes_over_when_the_other_stops() -> anyhow::Result<()> {
     let _one = serial();
-    let dir = tempfile::tempdir()?;
-    let kinesalite = KinesisServer::start()?;
+    let f = Fixture::new("m", &["pin"], 4)?;
+    let (rt, kinesis, dir) = (&f.rt, &f.kinesis, &f.dir);
     let s3 = sluice_tests::S3Server::start(&dir.path().join("s3"), free_port())?;
-    let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(s3.client().create_bucket().bucket("lake").send())?;
-    let kinesis = rt.block_on(KinesisServer::client(&kinesalite.endpoint()));
-    create_streams(&rt, &kinesis, "m", &["pin"], 4);
     let stream = "streaming-m-pin".to_owned();
     // Both processes land in the bucket, where their leases and checkpoints live too.
     let landing_s3 = format!("[landing.s3]\nbucket = \"lake\"\nendpoint_url = \"{}\"\nforce_path_style = true\n", s3.endpoint());
     let configs: Vec<PathBuf> = ["a", "b"]
         .iter()
         .map(|name| {
-            let path = config(dir.path(), name, &dir.path().join("unused"), &kinesalite.endpoint(), "m", &["pin"], "workers = 1\nroll = { max_records = 500, max_age_ms = 300 }");
+            let path = f.config(name, "m", &["pin"], "workers = 1\nroll = { max_records = 500, max_age_ms = 300 }");
             let text = std::fs::read_to_string(&path).expect("config");
-            let text = text.replacen(&format!("[landing]\ndir = \"{}\"\n", dir.path().join("unused").display()), &landing_s3, 1);
+            let text = text.replacen(&format!("[landing]\ndir = \"{}\"\n", f.landing().display()), &landing_s3, 1);
             std::fs::write(&path, text).expect("config");
             path
         })
@@ -406,13 +392,13 @@ fn two_processes_share_the_shards_through_leases_in_s3_and_one_takes_over_when_t
     assert!(b.terminate()?, "SIGTERM stops the second process cleanly (and releases its leases)");
     wait_until("the first process holds every lease", Duration::from_secs(60), || owned_shards(&a) == 4);
     pins.put(&rt, &kinesis, 2_000);
-    wait_until("every record landed", Duration::from_secs(180), || raw_ids_in_bucket(&rt, &s3, &stream).len() >= pins.ids.len());
+    wait_until("every record landed", Duration::from_secs(180), || raw_ids_in_bucket(rt, &s3, &stream).len() >= pins.ids.len());
     drop(a);
 
-    let landed = multiset(raw_ids_in_bucket(&rt, &s3, &stream));
+    let landed = multiset(raw_ids_in_bucket(rt, &s3, &stream));
     assert_eq!(landed.len(), pins.ids.len(), "every record put landed");
     assert!(landed.values().all(|n| *n == 1), "nothing landed twice");
-    let leases = bucket_objects(&rt, &s3, &format!("_sluice/kinesis/sluice-pin/{stream}/"));
+    let leases = rt.block_on(s3.objects("lake", &format!("_sluice/kinesis/sluice-pin/{stream}/")));
     assert_eq!(leases.len(), 4, "one lease document per shard: {:?}", leases.keys());
     let total: u64 = leases.values().map(|b| serde_json::from_slice::<LeaseDoc>(b).expect("lease").next_offset).sum();
     assert_eq!(total, pins.ids.len() as u64, "the checkpoints in the bucket cover every record");

@@ -42,15 +42,7 @@ fn post(server: &Server, from: u64, n: u64) -> bool {
 }
 
 async fn objects(s3: &S3Server, prefix: &str) -> BTreeMap<String, Vec<u8>> {
-    let c = s3.client();
-    let mut out = BTreeMap::new();
-    let list = c.list_objects_v2().bucket("lake").prefix(prefix).send().await.expect("list");
-    for o in list.contents() {
-        let key = o.key().expect("key").to_owned();
-        let body = c.get_object().bucket("lake").key(&key).send().await.expect("get").body.collect().await.expect("body").into_bytes();
-        out.insert(key, body.to_vec());
-    }
-    out
+    s3.objects("lake", prefix).await
 }
 
 fn unique_ids_in_raw(objects: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
