@@ -55,6 +55,8 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
+# The benches are not run here, but they must keep compiling (dev profile: quick).
+cargo build --workspace --benches --locked || exit 1
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e

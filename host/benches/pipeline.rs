@@ -48,6 +48,7 @@ fn config(dir: &Path) -> Config {
         roll: RollConfig { max_records: 250_000, max_bytes: 64 << 20, max_age_ms: 60_000, ..Default::default() },
         workers: None,
         auto_rollback: Default::default(),
+        aggregate: None,
     }];
     c
 }
