@@ -467,31 +467,36 @@ impl Drop for KinesisServer {
     }
 }
 
-/// An HTTP/1.1 proxy on 127.0.0.1 in front of a Kinesis server that answers
-/// some calls with `ProvisionedThroughputExceededException`, as Kinesis does
-/// when a shard's read or write limit is exceeded. `throttle(operation, n)`
-/// says whether the n-th call of an operation (`GetRecords`, `PutRecords`, …) is refused.
+/// An HTTP/1.1 proxy on 127.0.0.1 in front of a Kinesis server that refuses
+/// some calls, as Kinesis does when a shard's read or write limit is exceeded
+/// (`ProvisionedThroughputExceededException`) or when it fails inside
+/// (`InternalFailure`). `refuse(operation, n)` gives the HTTP status and
+/// exception name for the n-th call of an operation (`GetRecords`,
+/// `PutRecords`, …), or `None` to pass it on.
 pub struct ThrottlingProxy {
     pub port: u16,
-    pub throttled: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Calls refused so far.
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+pub type Refusal = fn(&str, u64) -> Option<(u16, &'static str)>;
+
 impl ThrottlingProxy {
-    pub fn start(upstream: String, throttle: fn(&str, u64) -> bool) -> anyhow::Result<ThrottlingProxy> {
+    pub fn start(upstream: String, refuse: Refusal) -> anyhow::Result<ThrottlingProxy> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
-        let throttled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let calls = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, u64>::new()));
-        let counter = throttled.clone();
+        let counter = refused.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let (upstream, calls, counter) = (upstream.clone(), calls.clone(), counter.clone());
                 std::thread::spawn(move || {
-                    let _ = proxy_connection(conn, &upstream, &calls, &counter, throttle);
+                    let _ = proxy_connection(conn, &upstream, &calls, &counter, refuse);
                 });
             }
         });
-        Ok(ThrottlingProxy { port, throttled })
+        Ok(ThrottlingProxy { port, refused })
     }
 
     pub fn endpoint(&self) -> String {
@@ -503,8 +508,8 @@ fn proxy_connection(
     conn: std::net::TcpStream,
     upstream: &str,
     calls: &std::sync::Mutex<BTreeMap<String, u64>>,
-    throttled: &std::sync::atomic::AtomicU64,
-    throttle: fn(&str, u64) -> bool,
+    refused: &std::sync::atomic::AtomicU64,
+    refuse: Refusal,
 ) -> anyhow::Result<()> {
     use std::io::{BufRead, BufReader, Read, Write};
     let client = reqwest::blocking::Client::new();
@@ -541,9 +546,9 @@ fn proxy_connection(
             *n += 1;
             *n
         };
-        let (status, reply) = if throttle(&operation, n) {
-            throttled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            (400, br#"{"__type":"ProvisionedThroughputExceededException","message":"Rate exceeded for shard in stream under account 000000000000."}"#.to_vec())
+        let (status, reply) = if let Some((status, exception)) = refuse(&operation, n) {
+            refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            (status, format!(r#"{{"__type":"{exception}","message":"refused by the test proxy"}}"#).into_bytes())
         } else {
             let path = request_line.split_whitespace().nth(1).unwrap_or("/");
             let mut req = client.post(format!("{upstream}{path}")).body(body);

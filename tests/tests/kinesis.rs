@@ -270,14 +270,16 @@ fn kill_9_and_crash_plans_resume_from_the_checkpoints_losing_and_duplicating_not
 }
 
 #[test]
-fn throttling_is_answered_with_backoff_not_errors() -> anyhow::Result<()> {
+fn throttling_and_failed_reads_are_answered_with_backoff_losing_and_duplicating_nothing() -> anyhow::Result<()> {
     let _one = serial();
     let f = Fixture::new("t", &["pin"], 2)?;
-    // Two of every three GetRecords calls and every other PutRecords call are refused.
+    // Two of every three GetRecords calls and every other PutRecords call are
+    // throttled; now and then one fails inside Kinesis instead.
     let proxy = ThrottlingProxy::start(f.kinesalite.endpoint(), |op, n| match op {
-        "GetRecords" => n % 3 != 0,
-        "PutRecords" => n % 2 == 0,
-        _ => false,
+        "GetRecords" if n % 11 == 5 => Some((500, "InternalFailure")),
+        "GetRecords" if n % 3 != 0 => Some((400, "ProvisionedThroughputExceededException")),
+        "PutRecords" if n % 2 == 0 => Some((400, "ProvisionedThroughputExceededException")),
+        _ => None,
     })?;
     let landing = f.landing();
     let cfg = config(f.dir.path(), "t", &landing, &proxy.endpoint(), "t", &["pin"], "roll = { max_records = 1000, max_age_ms = 300 }");
@@ -295,7 +297,10 @@ fn throttling_is_answered_with_backoff_not_errors() -> anyhow::Result<()> {
     }
     wait_stream(&landing, "streaming-t-pin", ROWS as usize, Duration::from_secs(180));
     let status: Value = client.get(format!("{}/status", server.base_url)).send()?.json()?;
-    assert!(status["pin"]["error"].is_null(), "throttling is not an error: {status}");
+    let last_error = status["pin"]["last_error"].as_str().unwrap_or_default();
+    assert!(!last_error.contains("ProvisionedThroughput"), "throttling is not an error: {status}");
+    assert!(last_error.contains("InternalFailure"), "a failed read shows in the pipeline's status: {status}");
+    assert_eq!(status["pin"]["records_in"], ROWS, "no record was read twice: a failed read abandons nothing: {status}");
     let metrics = client.get(format!("{}/metrics", server.base_url)).send()?.text()?;
     let throttled = |op: &str| -> f64 {
         metrics
@@ -306,7 +311,7 @@ fn throttling_is_answered_with_backoff_not_errors() -> anyhow::Result<()> {
             .unwrap_or(0.0)
     };
     assert!(throttled("GetRecords") > 0.0 && throttled("PutRecords") > 0.0, "throttling is counted: {metrics}");
-    assert!(proxy.throttled.load(std::sync::atomic::Ordering::SeqCst) > 10);
+    assert!(proxy.refused.load(std::sync::atomic::Ordering::SeqCst) > 10);
     drop(server);
     let raw = raw_by_position(&landing.join("topics/streaming-t-pin"));
     assert_eq!(raw.len(), ROWS as usize, "every record landed raw exactly once");

@@ -316,8 +316,9 @@ impl KinesisSource {
         Ok(())
     }
 
-    /// One GetRecords call for `p` into its read-ahead.
-    fn read(&mut self, p: &PartitionId) -> anyhow::Result<()> {
+    /// One GetRecords call for `p` into its read-ahead. Failures pause the
+    /// shard (and show as the source's problem) rather than fail the fetch.
+    fn read(&mut self, p: &PartitionId) {
         let max_backoff = Duration::from_millis(self.config.max_backoff_ms);
         let idle = Duration::from_millis(self.config.idle_poll_ms);
         let limit = self.config.records_per_call;
@@ -378,14 +379,15 @@ impl KinesisSource {
                 held.ended = true;
             }
             Err(CallError::Other(m)) => {
+                // Nothing read is lost: the open segment stays, reading resumes
+                // after the last record read once the pause is over. The
+                // pipeline's health shows the error meanwhile.
                 held.iterator = None;
                 held.not_before = Instant::now() + held.backoff;
                 held.backoff = (held.backoff * 2).min(max_backoff);
                 self.set_problem(format!("kinesis GetRecords on {p}: {m}"));
-                anyhow::bail!("reading {p} from Kinesis: {m}");
             }
         }
-        Ok(())
     }
 
     /// A closed shard is read and checkpointed to its end: let its children be read.
@@ -429,7 +431,7 @@ impl Source for KinesisSource {
             held.rewind(offset, &self.config)?;
         }
         if held.ahead.is_empty() && !held.ended && Instant::now() >= held.not_before {
-            self.read(p)?;
+            self.read(p);
         }
         let held = self.held.get_mut(p).expect("held above");
         let n = held.ahead.len().min(max_records);
