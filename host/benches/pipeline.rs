@@ -206,6 +206,10 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let baseline = match input.as_slice() {
+        [flag, endpoint] if flag == "--kinesis" => Some(kinesis_read_rate(endpoint, records)?),
+        _ => None,
+    };
     let out = run.output()?;
     anyhow::ensure!(out.status.success(), "the pipeline run failed: {}", String::from_utf8_lossy(&out.stderr));
     let source = match input.first().map(String::as_str) {
@@ -214,6 +218,9 @@ fn main() -> anyhow::Result<()> {
         _ => "embedded log",
     };
     print!("pipeline ({source} -> clean-pin in Wasm -> Parquet): {}", String::from_utf8_lossy(&out.stdout));
+    if let Some(rate) = baseline {
+        println!("the Kinesis server alone (GetRecords of every shard, back to back, nothing else): {rate:.0} records/s");
+    }
     Ok(())
 }
 
@@ -265,6 +272,31 @@ fn start_kinesis() -> anyhow::Result<(std::process::Child, String)> {
     let kinesis = rt.block_on(sluice::source::kinesis::Kinesis::connect_as(&kinesis_config(&endpoint), "bench", "bench-secret"));
     rt.block_on(kinesis.ensure_stream(TOPIC, 3)).map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
     Ok((child, endpoint))
+}
+
+/// How fast the server hands out the stream with nothing else running: the
+/// bound on what any reader of it can do on this machine.
+fn kinesis_read_rate(endpoint: &str, records: u64) -> anyhow::Result<f64> {
+    use sluice::source::kinesis::Kinesis;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let kinesis = Kinesis::connect_as(&kinesis_config(endpoint), "bench", "bench-secret").await;
+        let started = Instant::now();
+        let mut read = 0u64;
+        for shard in kinesis.list_shards(TOPIC).await? {
+            let mut it = kinesis.shard_iterator(TOPIC, &shard.id, &sluice::source::kinesis::StartAt::TrimHorizon).await?;
+            while let Some(i) = it {
+                let batch = kinesis.get_records(&i, 10_000).await?;
+                read += batch.records.len() as u64;
+                if batch.records.is_empty() && batch.millis_behind_latest.unwrap_or(0) == 0 {
+                    break;
+                }
+                it = batch.next_iterator;
+            }
+        }
+        anyhow::ensure!(read == records, "read {read} records back, not {records}");
+        Ok(read as f64 / started.elapsed().as_secs_f64())
+    })
 }
 
 /// Start s3s-fs on a free port and create the `bench` bucket.
