@@ -37,6 +37,7 @@ const TOPIC: &str = "bench.pin";
 fn config(dir: &Path) -> Config {
     let mut c = Config::demo(dir.to_path_buf(), "bench");
     c.log.topics = vec![TOPIC.into()];
+    if let Ok(p) = std::env::var("BENCH_PARTITIONS") { c.log.partitions = p.parse().expect("partitions"); }
     c.pipelines = vec![PipelineConfig {
         name: "pin".into(),
         source: None,
@@ -46,7 +47,7 @@ fn config(dir: &Path) -> Config {
         table: Some(TableConfig { name: "pin".into(), formats: vec![TableFormat::Parquet], schema: None, columns: None, partition_by: None }),
         batch: Default::default(),
         roll: RollConfig { max_records: 250_000, max_bytes: 64 << 20, max_age_ms: 60_000, ..Default::default() },
-        workers: None,
+        workers: std::env::var("BENCH_WORKERS").ok().map(|w| w.parse().expect("workers")),
         auto_rollback: Default::default(),
         aggregate: None,
     }];

@@ -32,7 +32,8 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub roll: RollConfig,
     /// Threads running this pipeline, each owning a share of its partitions.
-    /// Default: one per CPU core, at most one per partition.
+    /// Default: one per CPU core, at most one per partition; one per partition
+    /// when they do not split evenly between the cores and number at most twice the cores.
     pub workers: Option<usize>,
     /// When a newly activated transform version is rolled back by itself.
     #[serde(default)]

@@ -100,6 +100,11 @@ impl Runtime {
             .max_core_instances_per_component(16)
             .max_memory_size(limits.memory_bytes());
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // Guest code is JIT-compiled, so a profiler sees bare addresses; with this set,
+        // wasmtime writes /tmp/perf-<pid>.map and `perf report` names guest functions.
+        if std::env::var_os("SLUICE_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("creating the wasm engine: {e:#}"))?;
         let cache = cache_dir.map(|dir| ArtifactCache::new(&engine, dir));
 

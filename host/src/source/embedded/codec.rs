@@ -5,25 +5,56 @@
 //! the same columnar layout the transforms take, so a read is a few memcpys.
 
 use sluice_guest::{BatchBuf, BatchRef};
+use std::ops::Range;
 
 const HEADER: usize = 4 + 8;
 
-pub fn encode(batch: &BatchRef<'_>, append_ms: i64, out: &mut Vec<u8>) {
-    let n = batch.len();
-    out.reserve(HEADER + n * 16 + batch.keys.len() + batch.values.len());
+/// Largest stored value the log writes: an append bigger than this is split into
+/// several stored batches. A read loads whole stored values, so their size bounds
+/// how much a fetch reads beyond what it asked for; large values also miss the
+/// store's page cache and cost a fresh zeroed buffer per read.
+pub const CHUNK_BYTES: usize = 256 << 10;
+
+/// Split `batch` into consecutive record ranges of at most `limit` encoded bytes
+/// each (a single larger record gets a range of its own).
+pub fn chunks(batch: &BatchRef<'_>, limit: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for i in 0..batch.len() {
+        let r = batch.get(i);
+        let bytes = 16 + r.key.len() + r.value.len();
+        if i > start && size + bytes > limit {
+            out.push(start..i);
+            (start, size) = (i, 0);
+        }
+        size += bytes;
+    }
+    if start < batch.len() {
+        out.push(start..batch.len());
+    }
+    out
+}
+
+/// Encode records `records` of `batch` as one stored value.
+pub fn encode(batch: &BatchRef<'_>, records: Range<usize>, append_ms: i64, out: &mut Vec<u8>) {
+    let n = records.len();
+    let end_before = |ends: &[u32], i: usize| if i == 0 { 0 } else { ends[i - 1] };
+    let (k0, v0) = (end_before(batch.key_ends, records.start), end_before(batch.value_ends, records.start));
+    let (k1, v1) = (end_before(batch.key_ends, records.end), end_before(batch.value_ends, records.end));
+    out.reserve(HEADER + n * 16 + (k1 - k0) as usize + (v1 - v0) as usize);
     out.extend_from_slice(&(n as u32).to_le_bytes());
     out.extend_from_slice(&append_ms.to_le_bytes());
-    for t in batch.timestamps {
+    for t in &batch.timestamps[records.clone()] {
         out.extend_from_slice(&t.to_le_bytes());
     }
-    for e in batch.key_ends {
-        out.extend_from_slice(&e.to_le_bytes());
+    for e in &batch.key_ends[records.clone()] {
+        out.extend_from_slice(&(e - k0).to_le_bytes());
     }
-    for e in batch.value_ends {
-        out.extend_from_slice(&e.to_le_bytes());
+    for e in &batch.value_ends[records.clone()] {
+        out.extend_from_slice(&(e - v0).to_le_bytes());
     }
-    out.extend_from_slice(batch.keys);
-    out.extend_from_slice(batch.values);
+    out.extend_from_slice(&batch.keys[k0 as usize..k1 as usize]);
+    out.extend_from_slice(&batch.values[v0 as usize..v1 as usize]);
 }
 
 /// A stored batch, decoded lazily.
@@ -86,7 +117,7 @@ mod tests {
         b.push(b"{\"b\":2}", b"key", 6);
         b.push(b"", b"k", -7);
         let mut bytes = Vec::new();
-        encode(&b.as_ref(), 99, &mut bytes);
+        encode(&b.as_ref(), 0..3, 99, &mut bytes);
         let stored = StoredBatch::parse(&bytes).expect("parses");
         assert_eq!((stored.count, stored.append_ms), (3, 99));
         let mut all = BatchBuf::default();
@@ -97,5 +128,32 @@ mod tests {
         assert_eq!(tail.as_ref().get(0).key, b"key");
         assert!(StoredBatch::parse(&bytes[..bytes.len() - 1]).expect("header ok").copy_into(0, 3, &mut tail).is_err());
         assert!(StoredBatch::parse(&bytes[..5]).is_err());
+    }
+
+    #[test]
+    fn chunks_round_trip_to_the_same_records() {
+        let mut b = BatchBuf::default();
+        for i in 0..100u32 {
+            let value = format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(i as usize));
+            b.push(value.as_bytes(), i.to_string().as_bytes(), i as i64);
+        }
+        let batch = b.as_ref();
+        let ranges = chunks(&batch, 600);
+        assert!(ranges.len() > 5, "{ranges:?}");
+        assert_eq!(ranges.first().map(|r| r.start), Some(0));
+        assert!(ranges.windows(2).all(|w| w[0].end == w[1].start && !w[0].is_empty()));
+        assert_eq!(ranges.last().map(|r| r.end), Some(100));
+        let mut back = BatchBuf::default();
+        for r in ranges {
+            let mut bytes = Vec::new();
+            encode(&batch, r.clone(), 1, &mut bytes);
+            assert!(bytes.len() <= 600 + HEADER || r.len() == 1, "chunk {r:?} is {} bytes", bytes.len());
+            let stored = StoredBatch::parse(&bytes).expect("parses");
+            assert_eq!(stored.copy_into(0, usize::MAX, &mut back), Ok(r.len()));
+        }
+        assert_eq!(back, b);
+        // A record larger than the limit still gets stored, alone.
+        assert_eq!(chunks(&batch, 10).len(), 100);
+        assert!(chunks(&BatchBuf::default().as_ref(), 10).is_empty());
     }
 }

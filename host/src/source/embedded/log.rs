@@ -252,6 +252,14 @@ impl EmbeddedLog {
         }
     }
 
+    /// How many stored values (appended chunks) the log holds, for tests of the layout.
+    #[cfg(test)]
+    pub(super) fn stored_values(&self) -> u64 {
+        let txn = self.db.begin_read().expect("read transaction");
+        use redb::ReadableTableMetadata;
+        txn.open_table(BATCHES).expect("batches table").len().expect("table length")
+    }
+
     /// Read up to `max_records` records of a partition starting at `from`.
     pub fn read(&self, topic: &str, partition: u32, from: u64, max_records: usize) -> anyhow::Result<Fetched> {
         let txn = self.db.begin_read()?;
@@ -423,10 +431,12 @@ fn commit_group(
             for (p, batch) in &req.parts {
                 let key = (req.topic.clone(), *p);
                 let base = *local.entry(key.clone()).or_insert_with(|| next.get(&key).copied().unwrap_or(0));
-                if !batch.is_empty() {
+                let records = batch.as_ref();
+                for chunk in codec::chunks(&records, codec::CHUNK_BYTES) {
+                    let chunk_base = base + chunk.start as u64;
                     encoded.clear();
-                    codec::encode(&batch.as_ref(), append_ms, encoded);
-                    batches.insert((&*req.topic, *p, base), encoded.as_slice())?;
+                    codec::encode(&records, chunk, append_ms, encoded);
+                    batches.insert((&*req.topic, *p, chunk_base), encoded.as_slice())?;
                 }
                 let end = base + batch.len() as u64;
                 local.insert(key, end);
