@@ -14,6 +14,10 @@
 //! reported peak RSS (VmHWM) belongs to the pipeline alone, not to generating
 //! the input. The sandbox is on (64 MiB cap, 2 s deadline), raw landing off:
 //! the job measured is the cleaning job.
+//!
+//! The defaults are the product's: 3 partitions (`log.partitions`) and the
+//! default worker count. `BENCH_PARTITIONS=N` and `BENCH_WORKERS=N` override
+//! them, to compare layouts side by side.
 
 use sluice::config::Config;
 use sluice::emulate::data::Generator;
@@ -37,7 +41,9 @@ const TOPIC: &str = "bench.pin";
 fn config(dir: &Path) -> Config {
     let mut c = Config::demo(dir.to_path_buf(), "bench");
     c.log.topics = vec![TOPIC.into()];
-    if let Ok(p) = std::env::var("BENCH_PARTITIONS") { c.log.partitions = p.parse().expect("partitions"); }
+    if let Ok(p) = std::env::var("BENCH_PARTITIONS") {
+        c.log.partitions = p.parse().expect("BENCH_PARTITIONS is a number");
+    }
     c.pipelines = vec![PipelineConfig {
         name: "pin".into(),
         source: None,
@@ -47,7 +53,7 @@ fn config(dir: &Path) -> Config {
         table: Some(TableConfig { name: "pin".into(), formats: vec![TableFormat::Parquet], schema: None, columns: None, partition_by: None }),
         batch: Default::default(),
         roll: RollConfig { max_records: 250_000, max_bytes: 64 << 20, max_age_ms: 60_000, ..Default::default() },
-        workers: std::env::var("BENCH_WORKERS").ok().map(|w| w.parse().expect("workers")),
+        workers: std::env::var("BENCH_WORKERS").ok().map(|w| w.parse().expect("BENCH_WORKERS is a number")),
         auto_rollback: Default::default(),
         aggregate: None,
     }];
