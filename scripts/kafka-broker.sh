@@ -9,10 +9,10 @@
 # skips records when a consumer resumes mid-batch). Its sha256 is pinned.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/background.sh
 tools="${SLUICE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}"
 bin="$tools/bin/tansu"
 sha=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
-pidfile=.test-servers/tansu.pid
 
 install() {
   if [ -x "$bin" ] && echo "$sha  $bin" | sha256sum --check --status; then
@@ -45,17 +45,12 @@ case "${1:-}" in
   start)
     port="${2:-9092}"
     install >/dev/null
-    mkdir -p .test-servers
-    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      echo "tansu already running (pid $(cat "$pidfile"))"; exit 0
-    fi
-    "$bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-      --storage-engine memory://tansu/ >.test-servers/tansu.log 2>&1 &
-    echo $! >"$pidfile"
+    bg_start tansu "$bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --storage-engine memory://tansu/ || exit 0
     echo "tansu on 127.0.0.1:$port (pid $!), in-memory storage; log in .test-servers/tansu.log"
     ;;
   stop)
-    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; echo stopped; else echo "not running"; fi
+    bg_stop tansu
     ;;
   *) echo "usage: $0 install | start [PORT] | stop" >&2; exit 2 ;;
 esac

@@ -9,10 +9,10 @@
 # 127.0.0.1 only. Credentials and region are not checked: any will do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/background.sh
 tools="${SLUICE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}"
 dir="$tools/kinesalite"
 launcher="$dir/serve.js"
-pidfile=.test-servers/kinesalite.pid
 
 install() {
   if [ -f "$launcher" ] && [ -f "$dir/node_modules/kinesalite/package.json" ] \
@@ -42,16 +42,11 @@ case "${1:-}" in
   start)
     port="${2:-4567}"
     install >/dev/null
-    mkdir -p .test-servers
-    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      echo "kinesalite already running (pid $(cat "$pidfile"))"; exit 0
-    fi
-    NODE_PATH="$dir/node_modules" node "$launcher" "$port" >.test-servers/kinesalite.log 2>&1 &
-    echo $! >"$pidfile"
+    bg_start kinesalite env NODE_PATH="$dir/node_modules" node "$launcher" "$port" || exit 0
     echo "kinesalite on http://127.0.0.1:$port (pid $!), in memory; log in .test-servers/kinesalite.log"
     ;;
   stop)
-    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; echo stopped; else echo "not running"; fi
+    bg_stop kinesalite
     ;;
   *) echo "usage: $0 install | start [PORT] | stop" >&2; exit 2 ;;
 esac
