@@ -77,8 +77,7 @@ impl Launcher {
         match self.config.source_of(p) {
             SourceKind::Embedded => {
                 let partitions = EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.partition_count();
-                refuse_partitioned_aggregate(p, Some(partitions))?;
-                let n = pipeline::worker_count(p, partitions);
+                let n = workers_for(p, Some(partitions))?;
                 for w in 0..n {
                     sources.push(Box::new(EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.assigned(w, n)));
                 }
@@ -88,8 +87,7 @@ impl Launcher {
                 // group shares the partitions among them and among other sluice processes.
                 let kafka = self.config.kafka.as_ref().context("the pipeline reads Kafka but [kafka] is missing")?;
                 let known = kafka::partition_count(kafka, &p.topics);
-                refuse_partitioned_aggregate(p, known)?;
-                let n = pipeline::worker_count(p, known.unwrap_or(usize::MAX));
+                let n = workers_for(p, known)?;
                 let host = hostname();
                 for w in 0..n {
                     let client_id = format!("sluice-{host}-{}-{}-{w}", std::process::id(), p.name);
@@ -101,8 +99,7 @@ impl Launcher {
                 // other sluice processes with the same config share them too.
                 let config = self.config.kinesis.as_ref().context("the pipeline reads Kinesis but [kinesis] is missing")?;
                 let known = kinesis::open_shard_count(config, &p.topics);
-                refuse_partitioned_aggregate(p, known)?;
-                let n = pipeline::worker_count(p, known.unwrap_or(usize::MAX));
+                let n = workers_for(p, known)?;
                 let host = hostname();
                 for w in 0..n {
                     let owner = format!("{host}-{}-{}-w{w}", std::process::id(), p.name);
@@ -234,11 +231,14 @@ pub fn names(ps: &[PipelineConfig]) -> BTreeSet<&str> {
     ps.iter().map(|p| p.name.as_str()).collect()
 }
 
-/// Windows are kept per input partition (that is what the state is checkpointed
-/// with); rows of several partitions would be partial results of the same window.
-fn refuse_partitioned_aggregate(p: &PipelineConfig, partitions: Option<usize>) -> anyhow::Result<()> {
+/// Worker threads for a pipeline over `partitions` partitions (`None`: not known yet).
+///
+/// An aggregate is refused over more than one partition: windows are kept per
+/// input partition (that is what the state is checkpointed with); rows of
+/// several partitions would be partial results of the same window.
+fn workers_for(p: &PipelineConfig, partitions: Option<usize>) -> anyhow::Result<usize> {
     if p.aggregate.is_none() || partitions == Some(1) {
-        return Ok(());
+        return Ok(pipeline::worker_count(p, partitions.unwrap_or(usize::MAX)));
     }
     let found = partitions.map_or_else(|| "an unknown number (a regex, or the brokers did not answer)".to_owned(), |n| n.to_string());
     anyhow::bail!(

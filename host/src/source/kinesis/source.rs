@@ -130,6 +130,12 @@ impl Held {
         Ok(())
     }
 
+    /// Pause reading for the current backoff (plus `jitter`), and double it up to `max`.
+    fn back_off(&mut self, jitter: Duration, max: Duration) {
+        self.not_before = Instant::now() + self.backoff + jitter;
+        self.backoff = (self.backoff * 2).min(max);
+    }
+
     /// Whether everything of a closed shard is read and checkpointed.
     fn finished(&self) -> bool {
         self.ended && self.ahead.is_empty() && self.doc.next_offset == self.read_to
@@ -177,7 +183,7 @@ impl KinesisSource {
         let kinesis = block_on(Kinesis::connect(config));
         let leases = Arc::new(LeaseTable::new(store, config.lease_folder(pipeline), owner, Duration::from_millis(config.lease_duration_ms)));
         let slots = Slots::default();
-        let renewer = Some(spawn_renewer(leases.clone(), slots.clone(), Duration::from_millis(config.lease_duration_ms / 3)).context("starting the lease renewer thread")?);
+        let renewer = Some(spawn_renewer(leases.clone(), slots.clone(), config.renew_every()).context("starting the lease renewer thread")?);
         Ok(KinesisSource {
             kinesis,
             config: config.clone(),
@@ -214,10 +220,6 @@ impl KinesisSource {
         self.problem = Some((Instant::now(), text));
     }
 
-    fn renew_every(&self) -> Duration {
-        Duration::from_millis(self.config.lease_duration_ms / 3)
-    }
-
     /// A lease write was refused: another worker holds the shard now.
     fn lost(&mut self, p: &PartitionId) -> anyhow::Error {
         self.held.remove(p);
@@ -247,7 +249,7 @@ impl KinesisSource {
         if Instant::now() < self.next_round {
             return;
         }
-        self.next_round = Instant::now() + self.renew_every();
+        self.next_round = Instant::now() + self.config.renew_every();
         if let Err(e) = self.try_lease_round() {
             self.set_problem(format!("kinesis leases: {e:#}"));
         }
@@ -270,30 +272,25 @@ impl KinesisSource {
             }
             self.listed_at = Some(Instant::now());
         }
-        let mut docs = Vec::new();
-        for stream in self.streams.clone() {
-            docs.extend(self.leases.read_stream(&stream)?);
+        let mut docs: Vec<(String, Vec<Versioned>)> = Vec::new();
+        for stream in &self.streams {
+            docs.push((stream.clone(), self.leases.read_stream(stream)?));
         }
         // Leases this worker believes it holds but another worker took.
         let me = self.leases.owner.clone();
         let taken: Vec<PartitionId> = self
             .held
             .iter()
-            .filter(|(_, h)| docs.iter().any(|v| v.doc.stream == h.doc.stream && v.doc.shard == h.doc.shard && v.doc.owner.as_deref() != Some(&me)))
+            .filter(|(_, h)| {
+                docs.iter().flat_map(|(_, of_stream)| of_stream).any(|v| v.doc.stream == h.doc.stream && v.doc.shard == h.doc.shard && v.doc.owner.as_deref() != Some(&me))
+            })
             .map(|(p, _)| p.clone())
             .collect();
         for p in taken {
             let _ = self.lost(&p);
         }
-        let mut ready: Vec<&Versioned> = Vec::new();
         let empty = BTreeSet::new();
-        for stream in &self.streams {
-            let of_stream: Vec<&Versioned> = docs.iter().filter(|v| v.doc.stream == *stream).collect();
-            let owned: Vec<Versioned> = of_stream.iter().map(|v| (*v).clone()).collect();
-            let listed = self.listed.get(stream).unwrap_or(&empty);
-            let ids: BTreeSet<String> = readable(&owned, listed).iter().map(|v| v.doc.shard.clone()).collect();
-            ready.extend(of_stream.into_iter().filter(|v| ids.contains(&v.doc.shard)));
-        }
+        let ready: Vec<&Versioned> = docs.iter().flat_map(|(stream, of_stream)| readable(of_stream, self.listed.get(stream).unwrap_or(&empty))).collect();
         let plan = plan(&ready, &me, self.starting_workers, |v| self.leases.is_free(v));
         self.starting_workers = 1;
         let wanted: Vec<Versioned> = ready
@@ -366,9 +363,7 @@ impl KinesisSource {
                 metrics().source_throttled.with_label_values(&["kinesis", "GetRecords"]).inc();
                 tracing::debug!(partition = %p, pause_ms = held.backoff.as_millis() as u64, "{code}: backing off");
                 // A little jitter keeps workers of one stream from retrying in step.
-                let jitter = Duration::from_millis(rand::random::<u64>() % 50);
-                held.not_before = Instant::now() + held.backoff + jitter;
-                held.backoff = (held.backoff * 2).min(max_backoff);
+                held.back_off(Duration::from_millis(rand::random::<u64>() % 50), max_backoff);
             }
             Err(CallError::IteratorExpired) => {
                 // Older than five minutes (the pipeline was paused): a new one from where reading got to.
@@ -383,8 +378,7 @@ impl KinesisSource {
                 // after the last record read once the pause is over. The
                 // pipeline's health shows the error meanwhile.
                 held.iterator = None;
-                held.not_before = Instant::now() + held.backoff;
-                held.backoff = (held.backoff * 2).min(max_backoff);
+                held.back_off(Duration::ZERO, max_backoff);
                 self.set_problem(format!("kinesis GetRecords on {p}: {m}"));
             }
         }
