@@ -104,7 +104,7 @@ pub fn worker_count(config: &PipelineConfig, partitions: usize) -> usize {
 /// scheduler shares the cores evenly between them.
 fn default_workers(cores: usize, partitions: usize) -> usize {
     let per_core = cores.min(partitions).max(1);
-    if partitions % per_core != 0 && partitions <= 2 * cores { partitions } else { per_core }
+    if !partitions.is_multiple_of(per_core) && partitions <= 2 * cores { partitions } else { per_core }
 }
 
 /// Owns the pipeline threads: starts them, reports on them, stops them (one
