@@ -3,12 +3,20 @@
 //! `cargo bench -p sluice --bench transform`; the ratio (native time / Wasm time)
 //! is what to read, both measured in the same run. Limits are on: the default
 //! 64 MiB memory cap and 2 s deadline with epoch interruption.
+//!
+//! After criterion's per-case figures, a table of ratios measured interleaved:
+//! each round times one native pass and one Wasm pass over the same records,
+//! back to back, and the table gives the median of the rounds. On a shared
+//! machine whose speed drifts, that ratio is steadier than one taken from two
+//! criterion cases measured a minute apart. `BENCH_RATIO_ONLY=1` prints just
+//! the table; `BENCH_ROUNDS=N` sets the rounds (default 31).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use sluice::emulate::data::Generator;
 use sluice::runtime::{Runtime, SandboxLimits};
 use sluice_guest::{run_batch, BatchBuf, Transform};
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 const RECORDS: usize = 4096;
 
@@ -58,6 +66,56 @@ fn bench_kind<T: Transform>(c: &mut Criterion, kind: &str, builtin: &str) {
     group.finish();
 }
 
+/// Records per second of each side and their ratio, median over interleaved rounds.
+fn interleaved_ratio<T: Transform>(kind: &str, builtin: &str, rounds: usize) {
+    let rt = Runtime::new(SandboxLimits::default(), None).expect("runtime");
+    let mut worker = rt.load_builtin(builtin).expect("builtin").instance();
+    for size in [1usize, 64, 1024] {
+        let input = batches(kind, size);
+        let records = (input.len() * size) as f64;
+        let time = |f: &mut dyn FnMut()| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        };
+        let (mut native, mut wasm, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..=rounds {
+            let n = time(&mut || input.iter().for_each(|b| drop(black_box(run_batch::<T>(&b.as_ref())))));
+            let w = time(&mut || input.iter().for_each(|b| drop(black_box(worker.process(&b.as_ref())))));
+            if round > 0 {
+                // Round 0 warms caches and the instance.
+                native.push(records / n.as_secs_f64());
+                wasm.push(records / w.as_secs_f64());
+                ratios.push(n.as_secs_f64() / w.as_secs_f64());
+            }
+        }
+        println!(
+            "| {builtin} | {size} | {} rec/s | {} rec/s | {:.2}x |",
+            si(median(&mut native)),
+            si(median(&mut wasm)),
+            median(&mut ratios)
+        );
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn si(v: f64) -> String {
+    if v >= 1e6 { format!("{:.2}M", v / 1e6) } else { format!("{:.0}k", v / 1e3) }
+}
+
+fn ratio_table() {
+    let rounds = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(31);
+    println!("\nInterleaved, median of {rounds} rounds of 4,096 records:\n");
+    println!("| transform | batch | native | Wasm | Wasm / native |\n|---|---:|---:|---:|---:|");
+    interleaved_ratio::<clean_pin::CleanPin>("pin", "clean-pin", rounds);
+    interleaved_ratio::<clean_geo::CleanGeo>("geo", "clean-geo", rounds);
+    interleaved_ratio::<clean_user::CleanUser>("user", "clean-user", rounds);
+}
+
 fn clean(c: &mut Criterion) {
     bench_kind::<clean_pin::CleanPin>(c, "pin", "clean-pin");
     bench_kind::<clean_geo::CleanGeo>(c, "geo", "clean-geo");
@@ -66,7 +124,16 @@ fn clean(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
     targets = clean
 }
-criterion_main!(benches);
+fn main() {
+    if std::env::var_os("BENCH_RATIO_ONLY").is_none() {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    // `cargo test --benches` runs each bench once as a smoke test; the table is for `cargo bench`.
+    if std::env::args().any(|a| a == "--bench") {
+        ratio_table();
+    }
+}
