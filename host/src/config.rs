@@ -193,16 +193,16 @@ impl Config {
                 if source == SourceKind::Embedded && !topics.contains(t.as_str()) {
                     return Err(format!("pipeline `{}` reads topic `{t}`, which is not in log.topics", p.name));
                 }
-                if p.land_raw {
-                    if let Some(other) = raw_landers.insert(t, &p.name) {
-                        return Err(format!("pipelines `{other}` and `{}` both land topic `{t}` raw; only one may", p.name));
-                    }
+                if p.land_raw
+                    && let Some(other) = raw_landers.insert(t, &p.name)
+                {
+                    return Err(format!("pipelines `{other}` and `{}` both land topic `{t}` raw; only one may", p.name));
                 }
             }
-            if let Some(t) = &p.table {
-                if let Some(other) = tables.insert(&t.name, &p.name) {
-                    return Err(format!("pipelines `{other}` and `{}` both write table `{}`", p.name, t.name));
-                }
+            if let Some(t) = &p.table
+                && let Some(other) = tables.insert(&t.name, &p.name)
+            {
+                return Err(format!("pipelines `{other}` and `{}` both write table `{}`", p.name, t.name));
             }
         }
         Ok(())

@@ -18,10 +18,11 @@ fn plan() -> &'static Option<(String, u64)> {
 
 /// Abort here if the crash plan names this point and its count is reached.
 pub fn hit(point: &str) {
-    if let Some((p, n)) = plan() {
-        if p == point && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n {
-            eprintln!("SLUICE_CRASH_AT: aborting at {point} (hit {n})");
-            std::process::abort();
-        }
+    if let Some((p, n)) = plan()
+        && p == point
+        && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n
+    {
+        eprintln!("SLUICE_CRASH_AT: aborting at {point} (hit {n})");
+        std::process::abort();
     }
 }

@@ -145,7 +145,7 @@ impl Launcher {
         }
     }
 
-    fn from_file(&self, name: &str) -> bool {
+    fn declared_in_file(&self, name: &str) -> bool {
         self.config.pipelines.iter().any(|p| p.name == name)
     }
 
@@ -200,7 +200,7 @@ impl PipelineManager for Launcher {
 
     fn replace(&self, p: PipelineConfig) -> Result<PipelineHandle, ApiError> {
         let _one_at_a_time = self.changing.lock().unwrap_or_else(|e| e.into_inner());
-        if self.from_file(&p.name) {
+        if self.declared_in_file(&p.name) {
             return Err(ApiError::Conflict(format!("pipeline `{}` is defined in the config file; change it there", p.name)));
         }
         self.check(&p)?;
@@ -213,7 +213,7 @@ impl PipelineManager for Launcher {
 
     fn delete(&self, name: &str) -> Result<(), ApiError> {
         let _one_at_a_time = self.changing.lock().unwrap_or_else(|e| e.into_inner());
-        if self.from_file(name) {
+        if self.declared_in_file(name) {
             return Err(ApiError::Conflict(format!("pipeline `{name}` is defined in the config file; remove it there")));
         }
         self.stop(name)?;

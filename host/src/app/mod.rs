@@ -45,10 +45,10 @@ pub struct RunningApp {
 
 /// The admin token kept at `path`, created (random, owner-only) on first use.
 fn generated_token(path: &std::path::Path) -> anyhow::Result<String> {
-    if let Ok(t) = std::fs::read_to_string(path) {
-        if t.trim().len() >= 16 {
-            return Ok(t.trim().to_owned());
-        }
+    if let Ok(t) = std::fs::read_to_string(path)
+        && t.trim().len() >= 16
+    {
+        return Ok(t.trim().to_owned());
     }
     use rand::TryRngCore;
     let mut bytes = [0u8; 24];

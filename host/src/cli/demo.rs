@@ -110,7 +110,7 @@ fn print_summary(landing: &Path, posted: u64, took: Duration) -> anyhow::Result<
     if !reasons.is_empty() {
         println!("  dead-letter reasons:");
         let mut by_count: Vec<_> = reasons.into_iter().collect();
-        by_count.sort_by(|a, b| b.1.cmp(&a.1));
+        by_count.sort_by_key(|entry| std::cmp::Reverse(entry.1));
         for (reason, n) in by_count.iter().take(5) {
             println!("    {n:>6}  {reason}");
         }

@@ -119,19 +119,17 @@ fn check_stream_name(path: &str, body: Option<&str>) -> Result<(), IngestError> 
 /// base64 string whose decoded bytes are JSON. Any other string stays a JSON string.
 fn data_value(raw: &RawValue) -> Vec<u8> {
     let text = raw.get();
-    if text.starts_with('"') {
-        if let Ok(s) = serde_json::from_str::<String>(text) {
-            if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(s.trim()) {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&decoded) {
-                    return v.to_string().into_bytes();
-                }
-            }
-        }
+    if text.starts_with('"')
+        && let Ok(s) = serde_json::from_str::<String>(text)
+        && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(s.trim())
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&decoded)
+    {
+        return v.to_string().into_bytes();
     }
-    if text.contains(['\n', '\r']) {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
-            return v.to_string().into_bytes();
-        }
+    if text.contains(['\n', '\r'])
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(text)
+    {
+        return v.to_string().into_bytes();
     }
     text.as_bytes().to_vec()
 }

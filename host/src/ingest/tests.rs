@@ -59,12 +59,16 @@ async fn rest_proxy_produce_replies_with_offsets_once_stored() {
     assert_eq!(read.batch.as_ref().get(0).key, br#""k""#);
 }
 
+/// One bad request: what it is, path, content type, body, and the status, REST
+/// Proxy error code and message fragment it must be answered with.
+type BadInputCase<'a> = (&'a str, &'a str, Option<&'a str>, String, StatusCode, u64, &'a str);
+
 #[tokio::test]
 async fn rest_proxy_bad_input_table() {
     let f = fixture();
     let ok_body = json!({"records": [{"value": {"index": 1}}]}).to_string();
     let big = json!({"records": [{"value": {"x": "y".repeat(5000)}}]}).to_string();
-    let cases: Vec<(&str, &str, Option<&str>, String, StatusCode, u64, &str)> = vec![
+    let cases: Vec<BadInputCase> = vec![
         ("wrong content type", "/topics/u.pin", Some("application/json"), ok_body.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE, 415, "unsupported content type"),
         ("no content type", "/topics/u.pin", None, ok_body.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE, 415, "application/vnd.kafka.json.v2+json"),
         ("unknown topic", "/topics/nope", KAFKA_JSON, ok_body.clone(), StatusCode::NOT_FOUND, 40401, "topic `nope` not found"),

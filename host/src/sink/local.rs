@@ -75,10 +75,10 @@ impl ObjectStore for LocalStore {
                 let path = entry.path();
                 if entry.file_type()?.is_dir() {
                     walk(root, &path, out)?;
-                } else if !entry.file_name().to_string_lossy().starts_with('.') {
-                    if let Ok(rel) = path.strip_prefix(root) {
-                        out.push(rel.to_string_lossy().into_owned());
-                    }
+                } else if !entry.file_name().to_string_lossy().starts_with('.')
+                    && let Ok(rel) = path.strip_prefix(root)
+                {
+                    out.push(rel.to_string_lossy().into_owned());
                 }
             }
             Ok(())

@@ -266,8 +266,8 @@ impl<F, T, E> MapErrShown<T, E> for F
 where
     F: Future<Output = Result<T, E>>,
 {
-    fn map_err_shown(self) -> impl Future<Output = Result<T, Shown<E>>> {
-        async move { self.await.map_err(Shown) }
+    async fn map_err_shown(self) -> Result<T, Shown<E>> {
+        self.await.map_err(Shown)
     }
 }
 

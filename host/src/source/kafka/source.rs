@@ -249,15 +249,15 @@ impl KafkaSource {
                 a.paused = false;
             }
         }
-        if pause.count() > 0 {
-            if let Err(e) = self.consumer.pause(&pause) {
-                tracing::warn!(error = %e, "pausing kafka partitions");
-            }
+        if pause.count() > 0
+            && let Err(e) = self.consumer.pause(&pause)
+        {
+            tracing::warn!(error = %e, "pausing kafka partitions");
         }
-        if resume.count() > 0 {
-            if let Err(e) = self.consumer.resume(&resume) {
-                tracing::warn!(error = %e, "resuming kafka partitions");
-            }
+        if resume.count() > 0
+            && let Err(e) = self.consumer.resume(&resume)
+        {
+            tracing::warn!(error = %e, "resuming kafka partitions");
         }
     }
 
@@ -387,10 +387,10 @@ impl Source for KafkaSource {
     }
 
     fn end_offset(&mut self, p: &PartitionId) -> anyhow::Result<Option<u64>> {
-        if let Some((at, high)) = self.watermarks.get(p) {
-            if at.elapsed() < WATERMARK_EVERY {
-                return Ok(*high);
-            }
+        if let Some((at, high)) = self.watermarks.get(p)
+            && at.elapsed() < WATERMARK_EVERY
+        {
+            return Ok(*high);
         }
         let high = self.watermarks(p).ok().map(|(_, high)| high);
         self.watermarks.insert(p.clone(), (Instant::now(), high));

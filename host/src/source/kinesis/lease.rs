@@ -254,17 +254,17 @@ mod tests {
 
     #[test]
     fn workers_take_an_equal_share_then_steal() {
-        let docs = vec![doc("0", &[], None, false), doc("1", &[], None, false), doc("2", &[], None, false), doc("3", &[], None, false)];
+        let docs = [doc("0", &[], None, false), doc("1", &[], None, false), doc("2", &[], None, false), doc("3", &[], None, false)];
         let r: Vec<&Versioned> = docs.iter().collect();
         let free = |v: &Versioned| v.doc.owner.is_none();
         assert_eq!(plan(&r, "a", 1, free).take.len(), 4, "alone: everything");
         assert_eq!(plan(&r, "a", 2, free).take.len(), 2, "with a sibling starting: half");
-        let docs = vec![doc("0", &[], Some("a"), false), doc("1", &[], Some("a"), false), doc("2", &[], Some("a"), false), doc("3", &[], Some("a"), false)];
+        let docs = [doc("0", &[], Some("a"), false), doc("1", &[], Some("a"), false), doc("2", &[], Some("a"), false), doc("3", &[], Some("a"), false)];
         let r: Vec<&Versioned> = docs.iter().collect();
         let p = plan(&r, "b", 1, free);
         assert_eq!(p.take, Vec::<String>::new());
         assert_eq!(p.steal.as_deref(), Some("0"), "a newcomer steals from the busiest holder");
-        let docs = vec![doc("0", &[], Some("a"), false), doc("1", &[], Some("a"), false), doc("2", &[], Some("b"), false), doc("3", &[], Some("b"), false)];
+        let docs = [doc("0", &[], Some("a"), false), doc("1", &[], Some("a"), false), doc("2", &[], Some("b"), false), doc("3", &[], Some("b"), false)];
         let r: Vec<&Versioned> = docs.iter().collect();
         assert_eq!(plan(&r, "b", 1, free), Plan { take: vec![], steal: None }, "balanced: nothing moves");
         // An expired lease counts as free, and its holder as gone.
