@@ -76,10 +76,10 @@ impl Launcher {
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
         match self.config.source_of(p) {
             SourceKind::Embedded => {
-                let partitions = EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.partition_count();
-                let n = workers_for(p, Some(partitions))?;
+                let reader = EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?;
+                let n = workers_for(p, Some(reader.partition_count()))?;
                 for w in 0..n {
-                    sources.push(Box::new(EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?.assigned(w, n)));
+                    sources.push(Box::new(reader.clone().assigned(w, n)));
                 }
             }
             SourceKind::Kafka => {

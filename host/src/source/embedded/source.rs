@@ -5,6 +5,8 @@ use crate::source::{Checkpoint, Fetched, Intent, PartitionId, Source};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Cloned to make the other readers of a group (then [`EmbeddedSource::assigned`]).
+#[derive(Clone)]
 pub struct EmbeddedSource {
     log: Arc<EmbeddedLog>,
     group: String,
