@@ -135,12 +135,12 @@ impl KinesisConfig {
         Some(t.timestamp_millis() as f64 / 1000.0)
     }
 
-    /// The folder of a pipeline's checkpoints and leases in the landing store.
     /// A holder renews its leases, and workers look for shards to take, this often.
     pub fn renew_every(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.lease_duration_ms / 3)
     }
 
+    /// The folder of a pipeline's checkpoints and leases in the landing store.
     pub fn lease_folder(&self, pipeline: &str) -> String {
         format!("_sluice/kinesis/{}{pipeline}", self.application_prefix)
     }
