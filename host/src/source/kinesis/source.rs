@@ -282,7 +282,8 @@ impl KinesisSource {
             .held
             .iter()
             .filter(|(_, h)| {
-                docs.iter().flat_map(|(_, of_stream)| of_stream).any(|v| v.doc.stream == h.doc.stream && v.doc.shard == h.doc.shard && v.doc.owner.as_deref() != Some(&me))
+                let of_stream = docs.iter().filter(|(stream, _)| *stream == h.doc.stream).flat_map(|(_, of_stream)| of_stream);
+                of_stream.filter(|v| v.doc.shard == h.doc.shard).any(|v| v.doc.owner.as_deref() != Some(&me))
             })
             .map(|(p, _)| p.clone())
             .collect();
