@@ -6,12 +6,15 @@
 use serde_json::{json, Value};
 use sluice::emulate::data::Generator;
 use sluice::emulate::post::{post, Api, PostPlan};
-use sluice::source::kinesis::{Kinesis, LeaseDoc};
+use sluice::sink::local::LocalStore;
+use sluice::sink::ObjectStore;
+use sluice::source::kinesis::{Kinesis, KinesisConfig, KinesisSource, LeaseDoc};
+use sluice::source::{PartitionId, Source};
 use sluice_tests::{column, files, free_port, json_lines, multiset, parquet_batches, raw_by_position, raw_count, wait_raw, KinesisServer, Server, ThrottlingProxy, KINESIS_ENV};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
 const KINDS: [&str; 3] = ["pin", "geo", "user"];
@@ -407,5 +410,66 @@ fn two_processes_share_the_shards_through_leases_in_s3_and_one_takes_over_when_t
     assert_eq!(leases.len(), 4, "one lease document per shard: {:?}", leases.keys());
     let total: u64 = leases.values().map(|b| serde_json::from_slice::<LeaseDoc>(b).expect("lease").next_offset).sum();
     assert_eq!(total, pins.ids.len() as u64, "the checkpoints in the bucket cover every record");
+    Ok(())
+}
+
+/// Fetch from `offset` until something comes (the reader paces its calls).
+fn fetch_some(source: &mut KinesisSource, p: &PartitionId, offset: u64, max: usize) -> Vec<(u64, Vec<u8>)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let fetched = source.fetch(p, offset, max, Duration::ZERO).expect("fetch");
+        if !fetched.offsets.is_empty() {
+            let batch = fetched.batch.as_ref();
+            return fetched.offsets.iter().enumerate().map(|(i, o)| (*o, batch.get(i).value.to_vec())).collect();
+        }
+        assert!(Instant::now() < deadline, "nothing to read from {p} at {offset}");
+        source.wait(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_shard_lease_lost_and_taken_back_between_two_looks_is_reported_so_the_stale_position_is_dropped() -> anyhow::Result<()> {
+    let _one = serial();
+    let f = Fixture::new("r", &["pin"], 2)?;
+    let stream = "streaming-r-pin".to_owned();
+    let mut pins = KeyedPins { stream: stream.clone(), keys: 16, next: 0, ids: Vec::new() };
+    pins.put(&f.rt, &f.kinesis, 64);
+    let config: KinesisConfig = serde_json::from_value(json!({"endpoint_url": f.kinesalite.endpoint(), "lease_duration_ms": 3000, "idle_poll_ms": 100}))?;
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(f.landing())?);
+    let streams = [stream.clone()];
+
+    // Worker a starts alone, takes both shards and reads two records of each.
+    let mut a = KinesisSource::with_client(f.rt.block_on(KinesisServer::client(&f.kinesalite.endpoint())), &config, "pin", "a".into(), &streams, store.clone())?;
+    assert_eq!(a.partitions()?.len(), 2, "a lone worker takes every shard ({:?})", a.problem());
+    assert!(a.assignment_changed());
+    let read_by_a: BTreeMap<PartitionId, Vec<(u64, Vec<u8>)>> = a.partitions()?.into_iter().map(|p| (p.clone(), fetch_some(&mut a, &p, 0, 2))).collect();
+    // Worker b steals one shard (a holds more than its share), lands three records and stops.
+    let mut b = KinesisSource::with_client(f.rt.block_on(KinesisServer::client(&f.kinesalite.endpoint())), &config, "pin", "b".into(), &streams, store.clone())?;
+    let stolen = b.partitions()?;
+    assert_eq!(stolen.len(), 1, "b steals one of a's two shards ({:?})", b.problem());
+    let p = stolen[0].clone();
+    let read_by_b = fetch_some(&mut b, &p, 0, 5);
+    assert_eq!(read_by_b[..2], read_by_a[&p][..], "both number the shard's records alike");
+    b.commit(&p, 3)?;
+    drop(b);
+
+    // a looks again only now: the lease went away and is free again, so one
+    // round of a finds it lost and takes it straight back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !a.assignment_changed() {
+        assert!(Instant::now() < deadline, "a never noticed the lease change");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(a.partitions()?.contains(&p), "a holds the shard again");
+    // Until the pipeline has heard, its stale position gets nothing and moves nothing.
+    assert!(a.fetch(&p, 2, 10, Duration::ZERO)?.offsets.is_empty(), "nothing is read at the stale position");
+    let refused = a.commit(&p, 2).expect_err("a commit from the stale position is refused");
+    assert!(format!("{refused:#}").contains("lost"), "{refused:#}");
+    assert_eq!(a.revoked(), vec![p.clone()], "the loss is reported though the shard is held again");
+    assert!(a.revoked().is_empty(), "reported once");
+    let checkpoint = a.checkpoint(&p)?;
+    assert_eq!(checkpoint.next_offset, 3, "the checkpoint is where b left it");
+    let next = fetch_some(&mut a, &p, 3, 10);
+    assert_eq!(next[0], read_by_b[3], "a goes on with the record after b's last, numbered as b numbered it");
     Ok(())
 }

@@ -165,19 +165,27 @@ impl PipelineWorker {
         Ok(PartitionState { id, next, replay: cp.intent, segment: None })
     }
 
-    /// The source's partitions changed (a consumer-group rebalance): drop the
-    /// ones that went to another member, open the ones that came to this one.
+    /// The source's partitions changed (a consumer-group rebalance, a lease
+    /// taken over): drop the ones that went to another member, and the ones
+    /// that went away and came back (another member may have landed past
+    /// what this worker holds of them); open the ones that came to this one.
     fn reassign(&mut self, parts: &mut Vec<PartitionState>) -> anyhow::Result<()> {
+        // Asked after `partitions`, so a loss during that call is not missed.
         let now = self.source.partitions()?;
+        let revoked = self.source.revoked();
         parts.retain_mut(|st| {
-            let kept = now.contains(&st.id);
-            if !kept {
-                // Never made visible; the new owner lands these records from the committed offset.
-                let held = st.segment.take().map_or(0, |s| s.input_records);
+            let (held, lost) = (now.contains(&st.id), revoked.contains(&st.id));
+            if !held || lost {
+                // Never made visible; whoever lands these records next starts from the committed offset.
+                let abandoned = st.segment.take().map_or(0, |s| s.input_records);
                 self.stats.forget_partition(&st.id);
-                tracing::info!(partition = %st.id, abandoned_records = held, "partition revoked: its open segment is abandoned for the new owner to land");
+                if held {
+                    tracing::info!(partition = %st.id, abandoned_records = abandoned, "partition lost and taken back: its open segment is abandoned, reading resumes from its checkpoint");
+                } else {
+                    tracing::info!(partition = %st.id, abandoned_records = abandoned, "partition revoked: its open segment is abandoned for the new owner to land");
+                }
             }
-            kept
+            held && !lost
         });
         for id in now {
             if parts.iter().any(|st| st.id == id) {
@@ -573,3 +581,7 @@ fn record_stage_metrics(pipeline: &str, chain: &Chain, out: &ChainOutput) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

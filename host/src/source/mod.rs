@@ -75,6 +75,14 @@ pub trait Source: Send {
     fn assignment_changed(&mut self) -> bool {
         false
     }
+    /// Partitions this reader lost since the last call, including any it has
+    /// taken back since. Another reader may have landed and committed records
+    /// of them in between, so whatever the pipeline still holds of them (an
+    /// open segment, its read position) is stale: it abandons that and reopens
+    /// them from their checkpoints.
+    fn revoked(&mut self) -> Vec<PartitionId> {
+        Vec::new()
+    }
     /// A problem the source has right now (e.g. brokers unreachable) that the
     /// pipeline's health should show, though no call of its own failed.
     fn problem(&mut self) -> Option<String> {

@@ -47,6 +47,12 @@ pub(crate) struct GroupContext {
     changed: AtomicBool,
     /// Partitions this member owns now, as the last rebalance said.
     assigned: Mutex<BTreeSet<(String, i32)>>,
+    /// Revoked by the rebalance in progress; whether the group moved them
+    /// elsewhere is known once its assignment comes.
+    revoking: Mutex<BTreeSet<(String, i32)>>,
+    /// Partitions that went to other members since the pipeline last asked
+    /// (see [`Source::revoked`]).
+    gone: Mutex<BTreeSet<(String, i32)>>,
     /// The latest client error and when it happened.
     problem: Mutex<Option<(Instant, String)>>,
 }
@@ -72,7 +78,33 @@ impl ClientContext for GroupContext {
     }
 }
 
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn elements(tpl: &TopicPartitionList) -> impl Iterator<Item = (String, i32)> + '_ {
+    tpl.elements().into_iter().map(|e| (e.topic().to_owned(), e.partition()))
+}
+
 impl ConsumerContext for GroupContext {
+    /// Note which partitions may have been read by another member before this
+    /// one gets them back. An eager rebalance revokes everything and assigns
+    /// most of it straight back: those were never elsewhere. A lost assignment
+    /// (this member was thrown out of the group) was elsewhere for certain.
+    /// Asked here, since librdkafka forgets the loss once the revocation is done.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) if consumer.assignment_lost() => locked(&self.gone).extend(elements(tpl)),
+            Rebalance::Revoke(tpl) => locked(&self.revoking).extend(elements(tpl)),
+            Rebalance::Assign(tpl) => {
+                let coming: BTreeSet<(String, i32)> = elements(tpl).collect();
+                let moved = std::mem::take(&mut *locked(&self.revoking)).into_iter().filter(|p| !coming.contains(p));
+                locked(&self.gone).extend(moved);
+            }
+            Rebalance::Error(_) => {}
+        }
+    }
+
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let mut assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
         match rebalance {
@@ -295,6 +327,11 @@ impl Source for KafkaSource {
 
     fn assignment_changed(&mut self) -> bool {
         self.consumer.context().changed.swap(false, Ordering::SeqCst)
+    }
+
+    fn revoked(&mut self) -> Vec<PartitionId> {
+        let gone = std::mem::take(&mut *locked(&self.consumer.context().gone));
+        gone.into_iter().map(|(t, p)| self.id(&t, p)).collect()
     }
 
     fn checkpoint(&mut self, p: &PartitionId) -> anyhow::Result<Checkpoint> {

@@ -170,6 +170,9 @@ pub struct KinesisSource {
     listed_at: Option<Instant>,
     next_round: Instant,
     changed: bool,
+    /// Leases lost since the pipeline last asked, whether or not taken back
+    /// since: what the pipeline holds of these shards is stale.
+    revoked: BTreeSet<PartitionId>,
     problem: Option<(Instant, String)>,
     /// Workers of this pipeline starting in this process: counted in the first
     /// lease round only (a worker that died later must not keep a share).
@@ -180,7 +183,11 @@ impl KinesisSource {
     /// A worker of `pipeline` reading `streams`; `owner` names it in the lease
     /// documents, which live in `store` (the landing store).
     pub fn new(config: &KinesisConfig, pipeline: &str, owner: String, streams: &[String], store: Arc<dyn ObjectStore>) -> anyhow::Result<Self> {
-        let kinesis = block_on(Kinesis::connect(config));
+        Self::with_client(block_on(Kinesis::connect(config)), config, pipeline, owner, streams, store)
+    }
+
+    /// As [`KinesisSource::new`], through a client made elsewhere (other credentials).
+    pub fn with_client(kinesis: Kinesis, config: &KinesisConfig, pipeline: &str, owner: String, streams: &[String], store: Arc<dyn ObjectStore>) -> anyhow::Result<Self> {
         let leases = Arc::new(LeaseTable::new(store, config.lease_folder(pipeline), owner, Duration::from_millis(config.lease_duration_ms)));
         let slots = Slots::default();
         let renewer = Some(spawn_renewer(leases.clone(), slots.clone(), config.renew_every()).context("starting the lease renewer thread")?);
@@ -198,6 +205,7 @@ impl KinesisSource {
             listed_at: None,
             next_round: Instant::now(),
             changed: false,
+            revoked: BTreeSet::new(),
             problem: None,
             starting_workers: 1,
         })
@@ -215,6 +223,13 @@ impl KinesisSource {
         Ok(PartitionId { topic, partition: number })
     }
 
+    /// Refuse to move a shard's checkpoint for a pipeline that has not yet
+    /// heard that the lease was lost (and maybe taken back) since it read.
+    fn ensure_current(&self, p: &PartitionId) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.revoked.contains(p), "the lease of {p} was lost since these records were read; the pipeline reopens the shard from its checkpoint");
+        Ok(())
+    }
+
     fn set_problem(&mut self, text: String) {
         tracing::warn!(problem = %text, "kinesis source");
         self.problem = Some((Instant::now(), text));
@@ -225,6 +240,7 @@ impl KinesisSource {
         self.held.remove(p);
         lock(&self.slots).remove(p);
         self.changed = true;
+        self.revoked.insert(p.clone());
         tracing::info!(partition = %p, "shard lease taken over by another worker: its open segment is abandoned, the new holder lands it");
         anyhow::anyhow!("the lease of {p} went to another worker")
     }
@@ -411,6 +427,10 @@ impl Source for KinesisSource {
         std::mem::take(&mut self.changed)
     }
 
+    fn revoked(&mut self) -> Vec<PartitionId> {
+        std::mem::take(&mut self.revoked).into_iter().collect()
+    }
+
     fn checkpoint(&mut self, p: &PartitionId) -> anyhow::Result<Checkpoint> {
         let held = self.held.get(p).with_context(|| format!("this worker holds no lease of {p}"))?;
         let doc = &held.doc;
@@ -419,7 +439,9 @@ impl Source for KinesisSource {
 
     fn fetch(&mut self, p: &PartitionId, offset: u64, max_records: usize, _wait: Duration) -> anyhow::Result<Fetched> {
         self.lease_round();
-        let Some(held) = self.held.get_mut(p) else {
+        // A lease lost (and perhaps taken back) since the pipeline last looked:
+        // `offset` is the pipeline's stale position; it reopens the shard first.
+        let Some(held) = self.held.get_mut(p).filter(|_| !self.revoked.contains(p)) else {
             return Ok(Fetched { next_offset: offset, ..Default::default() });
         };
         if held.position() != offset {
@@ -457,10 +479,12 @@ impl Source for KinesisSource {
     }
 
     fn record_intent(&mut self, p: &PartitionId, intent: &Intent) -> anyhow::Result<()> {
+        self.ensure_current(p)?;
         self.write(p, |d| d.intent = Some(intent.clone())).with_context(|| format!("recording the roll intent of {p}"))
     }
 
     fn commit(&mut self, p: &PartitionId, next_offset: u64) -> anyhow::Result<()> {
+        self.ensure_current(p)?;
         let held = self.held.get(p).with_context(|| format!("cannot commit {p}: this worker holds no lease of it"))?;
         let resume = match held.handed.iter().find(|(o, _)| *o + 1 == next_offset) {
             Some((_, seq)) => Resume::After(seq.clone()),
