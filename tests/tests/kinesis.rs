@@ -201,13 +201,13 @@ fn a_shard_split_mid_run_lands_every_record_and_keeps_each_keys_order() -> anyho
     let mut server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
     let mut pins = KeyedPins { stream: stream.clone(), keys: 40, next: 0, ids: Vec::new() };
 
-    pins.put(&rt, &kinesis, 3_000);
+    pins.put(rt, kinesis, 3_000);
     wait_stream(&landing, &stream, 500, Duration::from_secs(120));
     // Split shard 0 while the pipeline is reading it, then keep putting.
     let shards = rt.block_on(kinesis.list_shards(&stream))?;
     let parent = shards.iter().find(|s| s.id.ends_with("000000000000")).expect("shard 0").clone();
     rt.block_on(kinesis.split_shard(&stream, &parent))?;
-    pins.put(&rt, &kinesis, 3_000);
+    pins.put(rt, kinesis, 3_000);
     wait_stream(&landing, &stream, 6_000, Duration::from_secs(180));
     assert!(server.terminate()?, "SIGTERM stops sluice cleanly");
     check_exactly_once(&landing, &stream, &pins.ids);
@@ -253,7 +253,7 @@ fn kill_9_and_crash_plans_resume_from_the_checkpoints_losing_and_duplicating_not
     let cfg = f.config("c", "c", &["pin"], "batch = { max_records = 64 }\nroll = { max_records = 300, max_age_ms = 200 }");
     let port = free_port();
     let mut pins = KeyedPins { stream: stream.clone(), keys: 16, next: 0, ids: Vec::new() };
-    pins.put(&rt, &kinesis, 12_000);
+    pins.put(rt, kinesis, 12_000);
 
     // Objects of a roll visible, its intent in the lease document, the checkpoint not moved.
     let mut s = Server::start(SLUICE, &cfg, port, &[KINESIS_ENV.as_slice(), &[("SLUICE_CRASH_AT", "roll.before_commit:4")]].concat())?;
@@ -263,7 +263,7 @@ fn kill_9_and_crash_plans_resume_from_the_checkpoints_losing_and_duplicating_not
     wait_stream(&landing, &stream, 3_000, Duration::from_secs(120));
     s.kill9();
     assert!(raw_count(&landing, &stream) < 12_000, "killed while still behind");
-    pins.put(&rt, &kinesis, 3_000);
+    pins.put(rt, kinesis, 3_000);
     // A clean run to the end: it takes the leases over once they expire.
     let mut s = Server::start(SLUICE, &cfg, port, &KINESIS_ENV)?;
     wait_stream(&landing, &stream, 15_000, Duration::from_secs(180));
@@ -396,10 +396,10 @@ fn two_processes_share_the_shards_through_leases_in_s3_and_one_takes_over_when_t
         let (na, nb) = (owned_shards(&a), owned_shards(&b));
         na > 0 && nb > 0 && na + nb == 4
     });
-    pins.put(&rt, &kinesis, 2_000);
+    pins.put(rt, kinesis, 2_000);
     assert!(b.terminate()?, "SIGTERM stops the second process cleanly (and releases its leases)");
     wait_until("the first process holds every lease", Duration::from_secs(60), || owned_shards(&a) == 4);
-    pins.put(&rt, &kinesis, 2_000);
+    pins.put(rt, kinesis, 2_000);
     wait_until("every record landed", Duration::from_secs(180), || raw_ids_in_bucket(rt, &s3, &stream).len() >= pins.ids.len());
     drop(a);
 

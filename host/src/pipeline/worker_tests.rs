@@ -150,7 +150,8 @@ fn run(script: Arc<Mutex<Script>>, dir: &std::path::Path) -> BTreeMap<u64, usize
         move || worker.run(&stop)
     });
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !script.lock().expect("script").served.last().is_some_and(|(_, end, _)| *end == RECORDS) {
+    let read_to_the_end = || script.lock().expect("script").served.last().is_some_and(|(_, end, _)| *end == RECORDS);
+    while !read_to_the_end() {
         assert!(Instant::now() < deadline, "the worker did not read to the end: served {:?}", script.lock().expect("script").served);
         std::thread::sleep(Duration::from_millis(10));
     }
