@@ -6,10 +6,15 @@
 use serde_json::{json, Value};
 use sluice::emulate::data::Generator;
 use sluice::emulate::post::{post, Api, PostPlan};
+use sluice::sink::local::LocalStore;
+use sluice::sink::ObjectStore;
+use sluice::source::kafka::{KafkaConfig, KafkaProducer, KafkaSource};
+use sluice::source::{PartitionId, Source};
+use sluice_guest::BatchBuf;
 use sluice_tests::{column, free_port, json_lines, multiset, parquet_batches, raw_by_position, wait_raw, KafkaBroker, Server};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
@@ -286,5 +291,86 @@ fn the_emulator_produces_straight_into_kafka() -> anyhow::Result<()> {
     for kind in KINDS {
         assert_eq!(raw_by_position(&landing.join(format!("topics/e.{kind}"))).len(), 2_000, "{kind}");
     }
+    Ok(())
+}
+
+/// Poll `source` (through `wait`, which looks at nothing) until `done` holds.
+fn poll_until(source: &mut KafkaSource, what: &str, mut done: impl FnMut(&mut KafkaSource) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(source) {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        source.wait(Duration::from_millis(100));
+    }
+}
+
+/// Fetch from `offset` until something comes.
+fn fetch_some(source: &mut KafkaSource, p: &PartitionId, offset: u64, max: usize) -> Vec<(u64, Vec<u8>)> {
+    let mut got = Vec::new();
+    poll_until(source, &format!("{p} has records from {offset}"), |s| {
+        let fetched = s.fetch(p, offset, max, Duration::from_millis(100)).expect("fetch");
+        let batch = fetched.batch.as_ref();
+        got = fetched.offsets.iter().enumerate().map(|(i, o)| (*o, batch.get(i).value.to_vec())).collect();
+        !got.is_empty()
+    });
+    got
+}
+
+#[test]
+fn a_partition_that_went_to_another_member_and_came_back_is_reported_so_the_stale_position_is_dropped() -> anyhow::Result<()> {
+    let _one = serial();
+    let dir = tempfile::tempdir()?;
+    let broker = KafkaBroker::start()?;
+    broker.create_topic("r.pin", 2)?;
+    let config: KafkaConfig = serde_json::from_value(json!({"brokers": broker.address(), "session_timeout_ms": 6000, "heartbeat_interval_ms": 500}))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let producer = KafkaProducer::new(&config)?;
+    let parts: Vec<(u32, BatchBuf)> = (0..2u32)
+        .map(|partition| {
+            let mut b = BatchBuf::default();
+            for i in 0..10 {
+                b.push(json!({"partition": partition, "i": i}).to_string().as_bytes(), b"", 0);
+            }
+            (partition, b)
+        })
+        .collect();
+    rt.block_on(producer.append("r.pin", &parts))?;
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path().join("landing"))?);
+    let topics = ["r.pin".to_owned()];
+
+    // Member a joins alone, gets both partitions and reads two records of each.
+    let mut a = KafkaSource::new(&config, "sluice-r", "a", &topics, store.clone())?;
+    poll_until(&mut a, "a owns both partitions", |s| s.partitions().expect("partitions").len() == 2);
+    assert!(a.assignment_changed());
+    assert!(a.revoked().is_empty());
+    let read_by_a: BTreeMap<PartitionId, Vec<(u64, Vec<u8>)>> = a.partitions()?.into_iter().map(|p| (p.clone(), fetch_some(&mut a, &p, 0, 2))).collect();
+
+    // Member b joins and gets one of them; a keeps polling (as its pipeline
+    // would while reading the other) but does not look at its assignment.
+    let mut b = KafkaSource::new(&config, "sluice-r", "b", &topics, store.clone())?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.partitions()?.len() != 1 {
+        assert!(Instant::now() < deadline, "b never got a partition");
+        a.wait(Duration::from_millis(50));
+        b.wait(Duration::from_millis(50));
+    }
+    let p = b.partitions()?[0].clone();
+    assert!(b.checkpoint(&p)?.next_offset == 0, "nothing of {p} committed yet");
+    let read_by_b = fetch_some(&mut b, &p, 0, 5);
+    assert_eq!(read_by_b[..2], read_by_a[&p][..], "the same records at the same offsets");
+    b.commit(&p, 3)?;
+    // b leaves the group; the partition comes back to a.
+    drop(b);
+    poll_until(&mut a, "a owns both partitions again", |s| s.partitions().expect("partitions").len() == 2);
+
+    // Until its pipeline has heard, a's stale position gets nothing and moves nothing.
+    assert!(a.fetch(&p, 2, 10, Duration::ZERO)?.offsets.is_empty(), "nothing is read at the stale position");
+    let refused = a.commit(&p, 2).expect_err("a commit from the stale position is refused");
+    assert!(format!("{refused:#}").contains("another member"), "{refused:#}");
+    assert!(a.assignment_changed());
+    assert_eq!(a.revoked(), vec![p.clone()], "the partition that went to b is reported though a owns it again");
+    assert!(a.revoked().is_empty(), "reported once");
+    assert_eq!(a.checkpoint(&p)?.next_offset, 3, "the committed offset is b's");
+    let next = fetch_some(&mut a, &p, 3, 10);
+    assert_eq!(next[0], read_by_b[3], "a goes on with the record after b's commit");
     Ok(())
 }

@@ -58,8 +58,13 @@ pub(crate) struct GroupContext {
 }
 
 impl GroupContext {
+    /// Whether this member owns the partition and the pipeline's view of it is
+    /// current: one that went elsewhere and came back is not, until the
+    /// pipeline has heard of it (its read position may be behind another
+    /// member's commits).
     fn owns(&self, topic: &str, partition: i32) -> bool {
-        self.assigned.lock().unwrap_or_else(|e| e.into_inner()).contains(&(topic.to_owned(), partition))
+        let key = (topic.to_owned(), partition);
+        locked(&self.assigned).contains(&key) && !locked(&self.gone).contains(&key)
     }
 
     fn set_problem(&self, text: String) {
@@ -331,7 +336,13 @@ impl Source for KafkaSource {
 
     fn revoked(&mut self) -> Vec<PartitionId> {
         let gone = std::mem::take(&mut *locked(&self.consumer.context().gone));
-        gone.into_iter().map(|(t, p)| self.id(&t, p)).collect()
+        let ids: Vec<PartitionId> = gone.into_iter().map(|(t, p)| self.id(&t, p)).collect();
+        // The pipeline reopens these from their committed offsets, where the
+        // consumer resumes too: what was read ahead before is not that.
+        for p in &ids {
+            self.ahead.remove(p);
+        }
+        ids
     }
 
     fn checkpoint(&mut self, p: &PartitionId) -> anyhow::Result<Checkpoint> {
