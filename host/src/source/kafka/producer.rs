@@ -4,6 +4,7 @@
 
 use super::config::KafkaConfig;
 use crate::source::embedded::AppendError;
+use crate::source::lock;
 use anyhow::Context as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -35,7 +36,7 @@ impl KafkaProducer {
 
     /// Partitions of `topic`; `Ok(None)` when the brokers do not have it.
     pub async fn partitions(&self, topic: &str) -> Result<Option<u32>, AppendError> {
-        if let Some((at, n)) = self.topics.lock().unwrap_or_else(|e| e.into_inner()).get(topic) {
+        if let Some((at, n)) = lock(&self.topics).get(topic) {
             let ttl = if n.is_some() { KNOWN_TOPIC_TTL } else { UNKNOWN_TOPIC_TTL };
             if at.elapsed() < ttl {
                 return Ok(*n);
@@ -50,12 +51,12 @@ impl KafkaProducer {
         .await
         .map_err(|e| AppendError::Storage(format!("asking Kafka about topic `{topic}`: {e}")))?
         .map_err(|e| AppendError::Storage(format!("Kafka did not answer a metadata request for topic `{topic}`: {e}")))?;
-        self.topics.lock().unwrap_or_else(|e| e.into_inner()).insert(topic.to_owned(), (Instant::now(), n));
+        lock(&self.topics).insert(topic.to_owned(), (Instant::now(), n));
         Ok(n)
     }
 
     fn current(&self) -> Arc<FutureProducer> {
-        self.producer.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.producer).clone()
     }
 
     /// After a failure: if `used` cannot recover by itself (librdkafka declared
@@ -68,7 +69,7 @@ impl KafkaProducer {
         let Some((code, reason)) = used.client().fatal_error().or_else(|| fenced.then(|| (failure.unwrap_or(RDKafkaErrorCode::Fatal), "fenced by the broker".to_owned()))) else {
             return;
         };
-        let mut current = self.producer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = lock(&self.producer);
         if !Arc::ptr_eq(&current, used) {
             return; // another request renewed it already
         }

@@ -19,7 +19,7 @@
 
 use super::config::{KafkaConfig, StartFrom};
 use crate::sink::ObjectStore;
-use crate::source::{Checkpoint, Fetched, Intent, PartitionId, Source};
+use crate::source::{lock, Checkpoint, Fetched, Intent, PartitionId, Source};
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -64,15 +64,15 @@ impl GroupContext {
     /// member's commits).
     fn owns(&self, topic: &str, partition: i32) -> bool {
         let key = (topic.to_owned(), partition);
-        locked(&self.assigned).contains(&key) && !locked(&self.gone).contains(&key)
+        lock(&self.assigned).contains(&key) && !lock(&self.gone).contains(&key)
     }
 
     fn set_problem(&self, text: String) {
-        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), text));
+        *lock(&self.problem) = Some((Instant::now(), text));
     }
 
     fn clear_problem(&self) {
-        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *lock(&self.problem) = None;
     }
 }
 
@@ -81,10 +81,6 @@ impl ClientContext for GroupContext {
         tracing::warn!(error = %error, "kafka client: {reason}");
         self.set_problem(format!("kafka: {reason}"));
     }
-}
-
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn elements(tpl: &TopicPartitionList) -> impl Iterator<Item = (String, i32)> + '_ {
@@ -99,28 +95,28 @@ impl ConsumerContext for GroupContext {
     /// Asked here, since librdkafka forgets the loss once the revocation is done.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Revoke(tpl) if consumer.assignment_lost() => locked(&self.gone).extend(elements(tpl)),
-            Rebalance::Revoke(tpl) => locked(&self.revoking).extend(elements(tpl)),
+            Rebalance::Revoke(tpl) if consumer.assignment_lost() => lock(&self.gone).extend(elements(tpl)),
+            Rebalance::Revoke(tpl) => lock(&self.revoking).extend(elements(tpl)),
             Rebalance::Assign(tpl) => {
                 let coming: BTreeSet<(String, i32)> = elements(tpl).collect();
-                let moved = std::mem::take(&mut *locked(&self.revoking)).into_iter().filter(|p| !coming.contains(p));
-                locked(&self.gone).extend(moved);
+                let moved = std::mem::take(&mut *lock(&self.revoking)).into_iter().filter(|p| !coming.contains(p));
+                lock(&self.gone).extend(moved);
             }
             Rebalance::Error(_) => {}
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let mut assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+        let mut assigned = lock(&self.assigned);
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let added: Vec<String> = tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect();
-                assigned.extend(tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
+                let added: Vec<String> = elements(tpl).map(|(topic, partition)| format!("{topic}/{partition}")).collect();
+                assigned.extend(elements(tpl));
                 tracing::info!(partitions = ?added, "kafka group assigned partitions");
             }
             Rebalance::Revoke(tpl) => {
-                for e in tpl.elements() {
-                    assigned.remove(&(e.topic().to_owned(), e.partition()));
+                for p in elements(tpl) {
+                    assigned.remove(&p);
                 }
                 tracing::info!(revoked = tpl.count(), "kafka group revoked partitions: their open segments are abandoned, the new owner lands them");
             }
@@ -322,7 +318,7 @@ impl KafkaSource {
 
 impl Source for KafkaSource {
     fn partitions(&mut self) -> anyhow::Result<Vec<PartitionId>> {
-        let owned: Vec<(String, i32)> = self.consumer.context().assigned.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+        let owned: Vec<(String, i32)> = lock(&self.consumer.context().assigned).iter().cloned().collect();
         let ids: Vec<PartitionId> = owned.into_iter().map(|(t, p)| self.id(&t, p)).collect();
         // Read-ahead of partitions that went to another member is theirs to read now.
         self.ahead.retain(|p, _| ids.contains(p));
@@ -335,7 +331,7 @@ impl Source for KafkaSource {
     }
 
     fn revoked(&mut self) -> Vec<PartitionId> {
-        let gone = std::mem::take(&mut *locked(&self.consumer.context().gone));
+        let gone = std::mem::take(&mut *lock(&self.consumer.context().gone));
         let ids: Vec<PartitionId> = gone.into_iter().map(|(t, p)| self.id(&t, p)).collect();
         // The pipeline reopens these from their committed offsets, where the
         // consumer resumes too: what was read ahead before is not that.
@@ -446,7 +442,7 @@ impl Source for KafkaSource {
     }
 
     fn problem(&mut self) -> Option<String> {
-        let p = self.consumer.context().problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let p = lock(&self.consumer.context().problem).clone();
         p.filter(|(at, _)| at.elapsed() < PROBLEM_FOR).map(|(_, text)| text)
     }
 }

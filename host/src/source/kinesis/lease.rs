@@ -19,7 +19,7 @@
 
 use super::client::ShardInfo;
 use crate::sink::ObjectStore;
-use crate::source::Intent;
+use crate::source::{lock, Intent};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -121,7 +121,7 @@ impl LeaseTable {
             let doc: LeaseDoc = serde_json::from_slice(&bytes)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("lease document {key} is not valid: {e}")))?;
             let now = Instant::now();
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let mut seen = lock(&self.seen);
             let entry = seen.entry(key).or_insert((doc.counter, now));
             if entry.0 != doc.counter {
                 *entry = (doc.counter, now);
@@ -136,10 +136,7 @@ impl LeaseTable {
         match &v.doc.owner {
             None => true,
             Some(o) if *o == self.owner => false,
-            Some(_) => self
-                .seen
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+            Some(_) => lock(&self.seen)
                 .get(&self.key(&v.doc.stream, &v.doc.shard))
                 .is_some_and(|(counter, since)| *counter == v.doc.counter && since.elapsed() >= self.duration),
         }

@@ -23,7 +23,7 @@ use super::client::{block_on, shard_number, CallError, Kinesis, StartAt};
 use super::config::KinesisConfig;
 use super::lease::{plan, readable, LeaseDoc, LeaseTable, Resume, Versioned};
 use crate::sink::ObjectStore;
-use crate::source::{Checkpoint, Fetched, Intent, PartitionId, Source};
+use crate::source::{lock, Checkpoint, Fetched, Intent, PartitionId, Source};
 use crate::telemetry::metrics;
 use anyhow::Context as _;
 use sluice_guest::BatchBuf;
@@ -57,10 +57,6 @@ struct LeaseSlot {
 }
 
 type Slots = Arc<Mutex<BTreeMap<PartitionId, Arc<Mutex<LeaseSlot>>>>>;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A shard this worker holds the lease of.
 struct Held {
