@@ -4,6 +4,7 @@ use anyhow::Context;
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
+use sluice::source::{PartitionId, Source};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -332,6 +333,21 @@ fn wait_listening(port: u16, what: &str) -> anyhow::Result<()> {
 /// Raw records landed under `topics/<topic>` (visible objects only).
 pub fn raw_count(landing: &Path, topic: &str) -> usize {
     files(&landing.join("topics").join(topic)).iter().map(|f| std::fs::read_to_string(f).map_or(0, |t| t.lines().count())).sum()
+}
+
+/// Fetch from `offset` of `p` until the source hands out something (readers
+/// pace their calls, group members join first), as `(offset, value)` pairs.
+pub fn fetch_some(source: &mut dyn Source, p: &PartitionId, offset: u64, max: usize, timeout: Duration) -> Vec<(u64, Vec<u8>)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let fetched = source.fetch(p, offset, max, Duration::ZERO).expect("fetch");
+        if !fetched.offsets.is_empty() {
+            let batch = fetched.batch.as_ref();
+            return fetched.offsets.iter().enumerate().map(|(i, o)| (*o, batch.get(i).value.to_vec())).collect();
+        }
+        assert!(Instant::now() < deadline, "nothing to read from {p} at {offset}");
+        source.wait(Duration::from_millis(100));
+    }
 }
 
 /// Wait until at least `want` raw records of each topic have landed.

@@ -11,7 +11,7 @@ use sluice::sink::ObjectStore;
 use sluice::source::kafka::{KafkaConfig, KafkaProducer, KafkaSource};
 use sluice::source::{PartitionId, Source};
 use sluice_guest::BatchBuf;
-use sluice_tests::{column, free_port, json_lines, multiset, parquet_batches, raw_by_position, wait_raw, KafkaBroker, Server};
+use sluice_tests::{column, fetch_some, free_port, json_lines, multiset, parquet_batches, raw_by_position, wait_raw, KafkaBroker, Server};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -294,25 +294,16 @@ fn the_emulator_produces_straight_into_kafka() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Joining a group and rebalancing take a few heartbeats and session checks.
+const GROUP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Poll `source` (through `wait`, which looks at nothing) until `done` holds.
 fn poll_until(source: &mut KafkaSource, what: &str, mut done: impl FnMut(&mut KafkaSource) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + GROUP_TIMEOUT;
     while !done(source) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         source.wait(Duration::from_millis(100));
     }
-}
-
-/// Fetch from `offset` until something comes.
-fn fetch_some(source: &mut KafkaSource, p: &PartitionId, offset: u64, max: usize) -> Vec<(u64, Vec<u8>)> {
-    let mut got = Vec::new();
-    poll_until(source, &format!("{p} has records from {offset}"), |s| {
-        let fetched = s.fetch(p, offset, max, Duration::from_millis(100)).expect("fetch");
-        let batch = fetched.batch.as_ref();
-        got = fetched.offsets.iter().enumerate().map(|(i, o)| (*o, batch.get(i).value.to_vec())).collect();
-        !got.is_empty()
-    });
-    got
 }
 
 #[test]
@@ -342,12 +333,12 @@ fn a_partition_that_went_to_another_member_and_came_back_is_reported_so_the_stal
     poll_until(&mut a, "a owns both partitions", |s| s.partitions().expect("partitions").len() == 2);
     assert!(a.assignment_changed());
     assert!(a.revoked().is_empty());
-    let read_by_a: BTreeMap<PartitionId, Vec<(u64, Vec<u8>)>> = a.partitions()?.into_iter().map(|p| (p.clone(), fetch_some(&mut a, &p, 0, 2))).collect();
+    let read_by_a: BTreeMap<PartitionId, Vec<(u64, Vec<u8>)>> = a.partitions()?.into_iter().map(|p| (p.clone(), fetch_some(&mut a, &p, 0, 2, GROUP_TIMEOUT))).collect();
 
     // Member b joins and gets one of them; a keeps polling (as its pipeline
     // would while reading the other) but does not look at its assignment.
     let mut b = KafkaSource::new(&config, "sluice-r", "b", &topics, store.clone())?;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + GROUP_TIMEOUT;
     while b.partitions()?.len() != 1 {
         assert!(Instant::now() < deadline, "b never got a partition");
         a.wait(Duration::from_millis(50));
@@ -355,7 +346,7 @@ fn a_partition_that_went_to_another_member_and_came_back_is_reported_so_the_stal
     }
     let p = b.partitions()?[0].clone();
     assert!(b.checkpoint(&p)?.next_offset == 0, "nothing of {p} committed yet");
-    let read_by_b = fetch_some(&mut b, &p, 0, 5);
+    let read_by_b = fetch_some(&mut b, &p, 0, 5, GROUP_TIMEOUT);
     assert_eq!(read_by_b[..2], read_by_a[&p][..], "the same records at the same offsets");
     b.commit(&p, 3)?;
     // b leaves the group; the partition comes back to a.
@@ -370,7 +361,7 @@ fn a_partition_that_went_to_another_member_and_came_back_is_reported_so_the_stal
     assert_eq!(a.revoked(), vec![p.clone()], "the partition that went to b is reported though a owns it again");
     assert!(a.revoked().is_empty(), "reported once");
     assert_eq!(a.checkpoint(&p)?.next_offset, 3, "the committed offset is b's");
-    let next = fetch_some(&mut a, &p, 3, 10);
+    let next = fetch_some(&mut a, &p, 3, 10, GROUP_TIMEOUT);
     assert_eq!(next[0], read_by_b[3], "a goes on with the record after b's commit");
     Ok(())
 }

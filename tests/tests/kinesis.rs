@@ -10,7 +10,7 @@ use sluice::sink::local::LocalStore;
 use sluice::sink::ObjectStore;
 use sluice::source::kinesis::{Kinesis, KinesisConfig, KinesisSource, LeaseDoc};
 use sluice::source::{PartitionId, Source};
-use sluice_tests::{column, files, free_port, json_lines, multiset, parquet_batches, raw_by_position, raw_count, wait_raw, KinesisServer, Server, ThrottlingProxy, KINESIS_ENV};
+use sluice_tests::{column, fetch_some, files, free_port, json_lines, multiset, parquet_batches, raw_by_position, raw_count, wait_raw, KinesisServer, Server, ThrottlingProxy, KINESIS_ENV};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -413,19 +413,8 @@ fn two_processes_share_the_shards_through_leases_in_s3_and_one_takes_over_when_t
     Ok(())
 }
 
-/// Fetch from `offset` until something comes (the reader paces its calls).
-fn fetch_some(source: &mut KinesisSource, p: &PartitionId, offset: u64, max: usize) -> Vec<(u64, Vec<u8>)> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let fetched = source.fetch(p, offset, max, Duration::ZERO).expect("fetch");
-        if !fetched.offsets.is_empty() {
-            let batch = fetched.batch.as_ref();
-            return fetched.offsets.iter().enumerate().map(|(i, o)| (*o, batch.get(i).value.to_vec())).collect();
-        }
-        assert!(Instant::now() < deadline, "nothing to read from {p} at {offset}");
-        source.wait(Duration::from_millis(100));
-    }
-}
+/// Kinesis readers pace their calls; kinesalite answers well within this.
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[test]
 fn a_shard_lease_lost_and_taken_back_between_two_looks_is_reported_so_the_stale_position_is_dropped() -> anyhow::Result<()> {
@@ -442,13 +431,13 @@ fn a_shard_lease_lost_and_taken_back_between_two_looks_is_reported_so_the_stale_
     let mut a = KinesisSource::with_client(f.rt.block_on(KinesisServer::client(&f.kinesalite.endpoint())), &config, "pin", "a".into(), &streams, store.clone())?;
     assert_eq!(a.partitions()?.len(), 2, "a lone worker takes every shard ({:?})", a.problem());
     assert!(a.assignment_changed());
-    let read_by_a: BTreeMap<PartitionId, Vec<(u64, Vec<u8>)>> = a.partitions()?.into_iter().map(|p| (p.clone(), fetch_some(&mut a, &p, 0, 2))).collect();
+    let read_by_a: BTreeMap<PartitionId, Vec<(u64, Vec<u8>)>> = a.partitions()?.into_iter().map(|p| (p.clone(), fetch_some(&mut a, &p, 0, 2, READ_TIMEOUT))).collect();
     // Worker b steals one shard (a holds more than its share), lands three records and stops.
     let mut b = KinesisSource::with_client(f.rt.block_on(KinesisServer::client(&f.kinesalite.endpoint())), &config, "pin", "b".into(), &streams, store.clone())?;
     let stolen = b.partitions()?;
     assert_eq!(stolen.len(), 1, "b steals one of a's two shards ({:?})", b.problem());
     let p = stolen[0].clone();
-    let read_by_b = fetch_some(&mut b, &p, 0, 5);
+    let read_by_b = fetch_some(&mut b, &p, 0, 5, READ_TIMEOUT);
     assert_eq!(read_by_b[..2], read_by_a[&p][..], "both number the shard's records alike");
     b.commit(&p, 3)?;
     drop(b);
@@ -469,7 +458,7 @@ fn a_shard_lease_lost_and_taken_back_between_two_looks_is_reported_so_the_stale_
     assert!(a.revoked().is_empty(), "reported once");
     let checkpoint = a.checkpoint(&p)?;
     assert_eq!(checkpoint.next_offset, 3, "the checkpoint is where b left it");
-    let next = fetch_some(&mut a, &p, 3, 10);
+    let next = fetch_some(&mut a, &p, 3, 10, READ_TIMEOUT);
     assert_eq!(next[0], read_by_b[3], "a goes on with the record after b's last, numbered as b numbered it");
     Ok(())
 }

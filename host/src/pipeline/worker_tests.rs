@@ -143,7 +143,7 @@ fn run(script: Arc<Mutex<Script>>, dir: &std::path::Path) -> BTreeMap<u64, usize
     let control = PipelineControl::load(&config.name, &[], registry, config.auto_rollback.clone(), &dir.join("state")).expect("control");
     let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.join("landing")).expect("store"));
     let source = ScriptedSource { id: PartitionId { topic: Arc::from("t"), partition: 0 }, script: script.clone() };
-    let worker = super::super::build(&config, control, Box::new(source), store, Arc::new(PipelineStats::default())).expect("worker");
+    let worker = super::super::build(&config, control, Box::new(source), store.clone(), Arc::new(PipelineStats::default())).expect("worker");
     let stop = StopFlag::default();
     let thread = std::thread::spawn({
         let stop = stop.clone();
@@ -157,24 +157,16 @@ fn run(script: Arc<Mutex<Script>>, dir: &std::path::Path) -> BTreeMap<u64, usize
     }
     stop.stop();
     thread.join().expect("worker thread").expect("worker");
-    landed(&dir.join("landing"))
+    landed(store.as_ref())
 }
 
-fn landed(root: &std::path::Path) -> BTreeMap<u64, usize> {
+/// How often each `n` landed raw (finished objects only).
+fn landed(store: &dyn ObjectStore) -> BTreeMap<u64, usize> {
     let mut counts = BTreeMap::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            let path = e.path();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if !name.starts_with('.') && !name.starts_with('_') {
-                for line in std::fs::read_to_string(&path).expect("object").lines() {
-                    let v: serde_json::Value = serde_json::from_str(line).expect("a landed line is JSON");
-                    *counts.entry(v["n"].as_u64().expect("n")).or_default() += 1;
-                }
-            }
+    for key in store.list("topics/").expect("list") {
+        for line in String::from_utf8(store.get(&key).expect("object")).expect("UTF-8").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a landed line is JSON");
+            *counts.entry(v["n"].as_u64().expect("n")).or_default() += 1;
         }
     }
     counts
