@@ -1,7 +1,12 @@
 //! sluice: a WebAssembly-extensible stream processor appliance.
 //!
-//! Stages, one module each: [`runtime`] (sandboxed Wasm transforms) and the
-//! command line in [`cli`]. See ARCHITECTURE.md for the whole picture.
+//! One module per stage: [`ingest`] (the HTTP shapes clients post to),
+//! [`source`] (the embedded log, Kafka, Kinesis), [`runtime`] (sandboxed Wasm
+//! transforms), [`pipeline`] (workers that read, transform and land), [`sink`]
+//! (the landing store and its file formats), [`jobs`] and [`report`] (the batch
+//! side), [`admin`] and [`telemetry`] (control and metrics); [`app`] wires them
+//! into a process and [`cli`] is the command line. See ARCHITECTURE.md for the
+//! whole picture.
 
 pub mod admin;
 pub mod app;
@@ -15,5 +20,6 @@ pub mod pipeline;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub(crate) mod sync;
 pub mod report;
 pub mod telemetry;

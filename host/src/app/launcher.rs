@@ -17,6 +17,7 @@ use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
+use crate::sync::{lock, read, write};
 
 pub struct Launcher {
     pub(crate) config: Config,
@@ -67,7 +68,7 @@ impl Launcher {
         let spec = workers.first().map(|w| w.spec.clone()).context("a pipeline has at least one worker")?;
         self.supervisor.start(workers)?;
         let handle = PipelineHandle { config: p.clone(), control, stats, spec };
-        self.handles.write().unwrap_or_else(|e| e.into_inner()).insert(p.name.clone(), handle.clone());
+        write(&self.handles).insert(p.name.clone(), handle.clone());
         Ok(handle)
     }
 
@@ -172,22 +173,22 @@ impl Launcher {
 
     fn stop(&self, name: &str) -> Result<(), ApiError> {
         self.supervisor.stop(name).map_err(ApiError::from)?;
-        self.handles.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        write(&self.handles).remove(name);
         Ok(())
     }
 }
 
 impl PipelineManager for Launcher {
     fn list(&self) -> Vec<(String, PipelineHandle)> {
-        self.handles.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(n, h)| (n.clone(), h.clone())).collect()
+        read(&self.handles).iter().map(|(n, h)| (n.clone(), h.clone())).collect()
     }
 
     fn get(&self, name: &str) -> Option<PipelineHandle> {
-        self.handles.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        read(&self.handles).get(name).cloned()
     }
 
     fn create(&self, p: PipelineConfig) -> Result<PipelineHandle, ApiError> {
-        let _one_at_a_time = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = lock(&self.changing);
         if self.get(&p.name).is_some() {
             return Err(ApiError::Conflict(format!("pipeline `{}` already exists; PUT /api/v1/pipelines/{} replaces it", p.name, p.name)));
         }
@@ -199,7 +200,7 @@ impl PipelineManager for Launcher {
     }
 
     fn replace(&self, p: PipelineConfig) -> Result<PipelineHandle, ApiError> {
-        let _one_at_a_time = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = lock(&self.changing);
         if self.declared_in_file(&p.name) {
             return Err(ApiError::Conflict(format!("pipeline `{}` is defined in the config file; change it there", p.name)));
         }
@@ -212,7 +213,7 @@ impl PipelineManager for Launcher {
     }
 
     fn delete(&self, name: &str) -> Result<(), ApiError> {
-        let _one_at_a_time = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = lock(&self.changing);
         if self.declared_in_file(name) {
             return Err(ApiError::Conflict(format!("pipeline `{name}` is defined in the config file; remove it there")));
         }

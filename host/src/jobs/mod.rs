@@ -7,6 +7,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use crate::sync::lock;
 
 /// Runs kept for inspection.
 const KEEP_RUNS: usize = 100;
@@ -40,7 +41,7 @@ impl JobContext {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, JobRun> {
-        self.run.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.run)
     }
 }
 
@@ -109,7 +110,7 @@ impl JobRunner {
     }
 
     pub fn runs(&self) -> Vec<JobRun> {
-        self.runs.lock().unwrap_or_else(|p| p.into_inner()).iter().rev().map(|r| r.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
+        lock(&self.runs).iter().rev().map(|r| lock(&r).clone()).collect()
     }
 
     pub fn run_info(&self, id: u64) -> Result<JobRun, JobError> {
@@ -125,8 +126,8 @@ impl JobRunner {
     pub fn start_with(self: &Arc<Self>, name: &str, params: serde_json::Value) -> Result<JobRun, JobError> {
         let job = self.jobs.get(name).cloned().ok_or_else(|| JobError::Unknown(name.to_owned(), self.jobs.keys().cloned().collect::<Vec<_>>().join(", ")))?;
         let run = {
-            let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(busy) = runs.iter().map(|r| r.lock().unwrap_or_else(|p| p.into_inner()).clone()).find(|r| r.job == name && matches!(r.state, RunState::Queued | RunState::Running)) {
+            let mut runs = lock(&self.runs);
+            if let Some(busy) = runs.iter().map(|r| lock(&r).clone()).find(|r| r.job == name && matches!(r.state, RunState::Queued | RunState::Running)) {
                 return Err(JobError::Busy(name.to_owned(), busy.id));
             }
             let run = Arc::new(Mutex::new(JobRun {
@@ -147,16 +148,16 @@ impl JobRunner {
             }
             run
         };
-        let info = run.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let info = lock(&run).clone();
         std::thread::spawn(move || {
             {
-                let mut r = run.lock().unwrap_or_else(|p| p.into_inner());
+                let mut r = lock(&run);
                 r.state = RunState::Running;
                 r.started_at_ms = Some(now_ms());
             }
             let ctx = JobContext { run: run.clone(), params };
             let outcome = job.run(&ctx);
-            let mut r = run.lock().unwrap_or_else(|p| p.into_inner());
+            let mut r = lock(&run);
             r.finished_at_ms = Some(now_ms());
             match outcome {
                 Ok(summary) => {

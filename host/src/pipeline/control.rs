@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use crate::sync::lock;
 
 /// When a newly activated version is judged, and how harshly.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -192,22 +193,22 @@ impl PipelineControl {
     /// The generation a worker must judge (auto-rollback) and the stage that
     /// changed, if the current generation is on probation.
     pub fn on_probation(&self) -> Option<(u64, usize)> {
-        let p = *self.probation.lock().unwrap_or_else(|p| p.into_inner());
+        let p = *lock(&self.probation);
         p.filter(|(g, _)| *g == self.generation())
     }
 
     /// The current chain and its generation.
     pub fn chain(&self) -> (u64, Vec<Arc<CompiledTransform>>) {
-        let stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        let stages = lock(&self.stages);
         (self.generation(), stages.iter().map(|s| s.compiled.clone()).collect())
     }
 
     pub fn stage_count(&self) -> usize {
-        self.stages.lock().unwrap_or_else(|p| p.into_inner()).len()
+        lock(&self.stages).len()
     }
 
     pub fn status(&self) -> Vec<StageStatus> {
-        let stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        let stages = lock(&self.stages);
         stages
             .iter()
             .enumerate()
@@ -221,12 +222,12 @@ impl PipelineControl {
     }
 
     pub fn swaps(&self) -> Vec<SwapEvent> {
-        self.swaps.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+        lock(&self.swaps).iter().cloned().collect()
     }
 
     /// Make `what` (a version string or content hash of the stage's transform) active.
     pub fn activate(&self, stage: usize, transform: Option<&str>, what: &str) -> Result<SwapEvent, ControlError> {
-        let mut stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stages = lock(&self.stages);
         let count = stages.len();
         let s = stages.get_mut(stage).ok_or(ControlError::NoStage { pipeline: self.name.clone(), stage, stages: count })?;
         if let Some(t) = transform.filter(|t| *t != s.transform) {
@@ -245,7 +246,7 @@ impl PipelineControl {
         // Bump after the chain changed, so a worker seeing the new number sees the new chain.
         let g = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         if self.auto_rollback.enabled {
-            *self.probation.lock().unwrap_or_else(|p| p.into_inner()) = Some((g, stage));
+            *lock(&self.probation) = Some((g, stage));
         }
         Ok(event)
     }
@@ -254,7 +255,7 @@ impl PipelineControl {
     /// only if nothing changed since that generation (an automatic rollback must
     /// not undo a newer operator decision).
     pub fn rollback(&self, stage: usize, reason: &str, only_if_generation: Option<u64>) -> Result<Option<SwapEvent>, ControlError> {
-        let mut stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stages = lock(&self.stages);
         if only_if_generation.is_some_and(|g| g != self.generation()) {
             return Ok(None);
         }
@@ -267,14 +268,14 @@ impl PipelineControl {
         let old = std::mem::replace(&mut s.active, back);
         s.compiled = compiled;
         let event = self.record_swap(&mut stages, stage, &old, reason)?;
-        *self.probation.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *lock(&self.probation) = None;
         self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(Some(event))
     }
 
     /// The probation of `generation` is over and it passed.
     pub fn trust(&self, generation: u64) {
-        let mut p = self.probation.lock().unwrap_or_else(|p| p.into_inner());
+        let mut p = lock(&self.probation);
         if p.is_some_and(|(g, _)| g == generation) {
             *p = None;
         }
@@ -293,7 +294,7 @@ impl PipelineControl {
         tracing::warn!(pipeline = %self.name, stage, from = %event.from, to = %event.to, reason, "transform version swapped");
         let label = if reason.starts_with("auto-rollback") { "auto_rollback" } else if reason == "activated" { "activated" } else { "rolled_back" };
         crate::telemetry::metrics().transform_swaps.with_label_values(&[&self.name, &stage.to_string(), label]).inc();
-        let mut swaps = self.swaps.lock().unwrap_or_else(|p| p.into_inner());
+        let mut swaps = lock(&self.swaps);
         swaps.push_back(event.clone());
         while swaps.len() > SWAP_HISTORY {
             swaps.pop_front();
@@ -305,7 +306,7 @@ impl PipelineControl {
     /// copy of the stage's live batches, replacing any shadow run in progress.
     pub fn start_shadow(&self, stage: usize, what: &str) -> Result<ShadowReport, ControlError> {
         let (transform, active) = {
-            let stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+            let stages = lock(&self.stages);
             let s = stages.get(stage).ok_or(ControlError::NoStage { pipeline: self.name.clone(), stage, stages: stages.len() })?;
             (s.transform.clone(), s.active.clone())
         };
@@ -316,25 +317,25 @@ impl PipelineControl {
         let compiled = self.registry.compiled(&candidate)?;
         let generation = self.shadow_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let report = ShadowReport { stage, candidate: Some(candidate), active: Some(active), started_at_ms: now_ms(), ..Default::default() };
-        *self.shadow.lock().unwrap_or_else(|p| p.into_inner()) = Some(ShadowState { generation, compiled, report: report.clone() });
+        *lock(&self.shadow) = Some(ShadowState { generation, compiled, report: report.clone() });
         tracing::info!(pipeline = %self.name, stage, "shadow run started");
         Ok(report)
     }
 
     /// The shadow run's report so far.
     pub fn shadow_report(&self) -> Option<ShadowReport> {
-        self.shadow.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| s.report.clone())
+        lock(&self.shadow).as_ref().map(|s| s.report.clone())
     }
 
     /// Stop the shadow run; returns its final report.
     pub fn stop_shadow(&self) -> Option<ShadowReport> {
         self.shadow_generation.fetch_add(1, Ordering::SeqCst);
-        self.shadow.lock().unwrap_or_else(|p| p.into_inner()).take().map(|s| s.report)
+        lock(&self.shadow).take().map(|s| s.report)
     }
 
     /// What workers should shadow: `(generation, stage, candidate)`.
     pub fn shadow_target(&self) -> Option<(u64, usize, Arc<CompiledTransform>)> {
-        self.shadow.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| (s.generation, s.report.stage, s.compiled.clone()))
+        lock(&self.shadow).as_ref().map(|s| (s.generation, s.report.stage, s.compiled.clone()))
     }
 
     /// Changes whenever a shadow run starts or stops.
@@ -344,7 +345,7 @@ impl PipelineControl {
 
     /// Add a worker's comparisons to the report of shadow run `generation`.
     pub fn add_shadow_results(&self, generation: u64, part: &ShadowReport) {
-        let mut guard = self.shadow.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.shadow);
         let Some(s) = guard.as_mut().filter(|s| s.generation == generation) else { return };
         let r = &mut s.report;
         r.batches += part.batches;
@@ -366,7 +367,7 @@ impl PipelineControl {
     pub fn set_paused(&self, paused: bool) -> Result<bool, ControlError> {
         let changed = self.paused.swap(paused, Ordering::SeqCst) != paused;
         if changed {
-            let stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+            let stages = lock(&self.stages);
             self.save(&stages)?;
         }
         Ok(changed)

@@ -23,6 +23,7 @@ use chain::Chain;
 use config::TableFormat;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use crate::sync::lock;
 use std::thread::JoinHandle;
 
 /// Resolve a pipeline's config into a runnable worker. Workers of one
@@ -127,7 +128,7 @@ impl Supervisor {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.running)
     }
 
     /// Start workers; the workers of one pipeline share a stop flag.

@@ -13,6 +13,7 @@ use sluice_guest::BatchBuf;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use crate::sync::lock;
 
 /// Largest component accepted.
 pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
@@ -126,7 +127,7 @@ impl Registry {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     pub fn names(&self) -> Vec<String> {

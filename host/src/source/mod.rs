@@ -9,7 +9,7 @@ pub mod kinesis;
 
 use sluice_guest::BatchBuf;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One partition (Kafka partition, Kinesis shard, embedded-log partition) of a topic.
@@ -52,13 +52,6 @@ pub struct Intent {
     pub end: u64,
     /// `(first offset, content hashes of the transform chain)` in offset order.
     pub versions: Vec<(u64, Vec<String>)>,
-}
-
-/// Lock a mutex shared with a client library's or our own background
-/// thread. A panic there leaves plain bookkeeping (sets, maps, a handle) that
-/// is still whole, so the poison is ignored rather than spread to the pipeline.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a pipeline needs from its input.

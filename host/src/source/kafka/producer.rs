@@ -4,7 +4,7 @@
 
 use super::config::KafkaConfig;
 use crate::source::embedded::AppendError;
-use crate::source::lock;
+use crate::sync::lock;
 use anyhow::Context as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};

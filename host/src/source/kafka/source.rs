@@ -19,7 +19,8 @@
 
 use super::config::{KafkaConfig, StartFrom};
 use crate::sink::ObjectStore;
-use crate::source::{lock, Checkpoint, Fetched, Intent, PartitionId, Source};
+use crate::sync::lock;
+use crate::source::{Checkpoint, Fetched, Intent, PartitionId, Source};
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;

@@ -19,7 +19,8 @@
 
 use super::client::ShardInfo;
 use crate::sink::ObjectStore;
-use crate::source::{lock, Intent};
+use crate::source::Intent;
+use crate::sync::lock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
