@@ -33,7 +33,8 @@ impl Transform for CleanUser {
         let ind = row_id(&user.ind, "ind")?;
 
         let user_name = match (user.first_name.text(), user.last_name.text()) {
-            (Some(f), Some(l)) => Some(format!("{} {}", f.trim(), l.trim())),
+            // Not `format!`: the formatting machinery is slow in Wasm.
+            (Some(f), Some(l)) => Some([f.trim(), l.trim()].join(" ")),
             (Some(one), None) | (None, Some(one)) => Some(one.trim().to_owned()),
             (None, None) => None,
         };

@@ -145,7 +145,10 @@ pub fn parse_object<'a, T: Deserialize<'a>>(value: &'a [u8]) -> Result<T, String
         Some(_) => return Err("record is not a JSON object".into()),
         None => return Err("record is empty".into()),
     }
-    serde_json::from_slice(value).map_err(|e| format!("invalid JSON: {e}"))
+    // Reading from a `str` spares serde_json a UTF-8 check per string: one
+    // check of the whole record costs less than a dozen short ones.
+    let text = std::str::from_utf8(value).map_err(|e| format!("invalid JSON: the record is not UTF-8 ({e})"))?;
+    serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
 }
 
 /// Appends JSON to a byte buffer without building an intermediate value.
@@ -265,60 +268,71 @@ fn itoa(mut v: i64, scratch: &mut [u8; 20]) -> &[u8] {
 
 /// Write `s` as a JSON string literal, escaping as RFC 8259 requires.
 ///
-/// Most strings need no escaping, so the scan looks at eight bytes at a time
-/// (plain 64-bit arithmetic, as fast in Wasm as natively) and copies runs of
-/// clean bytes in one go.
+/// Most strings need no escaping at all, so the work is finding the clean runs
+/// fast ([`clean_prefix`]) and copying each in one go.
 pub fn write_str(buf: &mut Vec<u8>, s: &str) {
-    buf.reserve(s.len() + 2);
-    buf.push(b'"');
     let bytes = s.as_bytes();
+    buf.reserve(bytes.len() + 2);
+    buf.push(b'"');
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if i + 8 <= bytes.len() {
-            let chunk = u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-            if !needs_escape(chunk) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => {
-                buf.extend_from_slice(&bytes[start..i]);
+    loop {
+        let clean_end = start + clean_prefix(&bytes[start..]);
+        buf.extend_from_slice(&bytes[start..clean_end]);
+        let Some(&b) = bytes.get(clean_end) else { break };
+        match b {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 buf.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-                i += 1;
-                start = i;
-                continue;
             }
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        buf.extend_from_slice(&bytes[start..i]);
-        buf.extend_from_slice(esc);
-        i += 1;
-        start = i;
+        }
+        start = clean_end + 1;
     }
-    buf.extend_from_slice(&bytes[start..]);
     buf.push(b'"');
 }
 
-/// Whether any of the eight bytes is a control character, `"` or `\`.
-fn needs_escape(x: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
-    // A byte below 0x20 (bytes >= 0x80 have the high bit set and are excluded by `!x`).
-    let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
-    control || has_zero(x ^ (ONES * u64::from(b'"'))) || has_zero(x ^ (ONES * u64::from(b'\\')))
+/// How many leading bytes of `bytes` need no escaping in a JSON string.
+///
+/// Plain 64-bit arithmetic over eight bytes at a time, four words per step:
+/// in Wasm every loop iteration also pays an epoch check, so fewer, wider
+/// steps matter more there than natively.
+fn clean_prefix(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 32) {
+        if escapes(word(chunk, 0)) | escapes(word(chunk, 8)) | escapes(word(chunk, 16)) | escapes(word(chunk, 24)) != 0 {
+            break;
+        }
+        i += 32;
+    }
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let found = escapes(word(chunk, 0));
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + bytes[i..].iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\').unwrap_or(bytes.len() - i)
+}
+
+fn word(chunk: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(chunk[at..at + 8].try_into().expect("eight bytes"))
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `x` that is a control character, `"` or `\`.
+/// A borrow can also mark a byte above a marked one, never below it, so the
+/// lowest mark is exact (which is all [`clean_prefix`] reads).
+fn escapes(x: u64) -> u64 {
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    // Below 0x20 (bytes >= 0x80 have the high bit set and are excluded by `!x`).
+    let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    control | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))
 }
 
 #[cfg(test)]
@@ -342,6 +356,21 @@ mod tests {
         let p: Probe = parse_object(br#"{"a": "x\"y", "b": 18446744073709551615}"#).expect("object");
         assert_eq!(p.a, Field::Str("x\"y".into()));
         assert!(matches!(p.b, Field::Float(_)));
+    }
+
+    #[test]
+    fn records_in_any_utf8_parse_and_other_bytes_are_refused() {
+        let long = "é✓ ".repeat(20);
+        let json = format!(r#"{{"a": "{long}", "b": "plain ascii, longer than thirty-two bytes"}}"#);
+        let p: Probe = parse_object(json.as_bytes()).expect("UTF-8 object");
+        assert_eq!(p.a, Field::Str(long.into()));
+        assert_eq!(p.b.text(), Some("plain ascii, longer than thirty-two bytes"));
+        for at in [2, 40] {
+            let mut bytes = br#"{"a": "0123456789012345678901234567890123456789"}"#.to_vec();
+            bytes[6 + at] = 0xff;
+            let err = parse_object::<Probe>(&bytes).err().expect("refused");
+            assert!(err.starts_with("invalid JSON: the record is not UTF-8"), "{err}");
+        }
     }
 
     #[test]
@@ -372,7 +401,8 @@ mod tests {
     #[test]
     fn escaping_agrees_with_serde_json_at_every_position() {
         let specials = ["\"", "\\", "\n", "\r", "\t", "\u{1}", "\u{1f}", "é", "✓", " ", "a", "\u{7f}"];
-        for len in 0..20 {
+        // Up to 70 bytes: the 32-byte steps, the 8-byte steps and the tail all see each special.
+        for len in 0..70 {
             for sp in specials {
                 for pos in 0..=len {
                     let mut s: String = "x".repeat(len);
