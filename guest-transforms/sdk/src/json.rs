@@ -368,7 +368,7 @@ mod tests {
         for at in [2, 40] {
             let mut bytes = br#"{"a": "0123456789012345678901234567890123456789"}"#.to_vec();
             bytes[6 + at] = 0xff;
-            let err = parse_object::<Probe>(&bytes).err().expect("refused");
+            let err = parse_object::<Probe>(&bytes).expect_err("refused");
             assert!(err.starts_with("invalid JSON: the record is not UTF-8"), "{err}");
         }
     }

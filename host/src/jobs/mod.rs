@@ -110,7 +110,7 @@ impl JobRunner {
     }
 
     pub fn runs(&self) -> Vec<JobRun> {
-        lock(&self.runs).iter().rev().map(|r| lock(&r).clone()).collect()
+        lock(&self.runs).iter().rev().map(|r| lock(r).clone()).collect()
     }
 
     pub fn run_info(&self, id: u64) -> Result<JobRun, JobError> {
@@ -127,7 +127,7 @@ impl JobRunner {
         let job = self.jobs.get(name).cloned().ok_or_else(|| JobError::Unknown(name.to_owned(), self.jobs.keys().cloned().collect::<Vec<_>>().join(", ")))?;
         let run = {
             let mut runs = lock(&self.runs);
-            if let Some(busy) = runs.iter().map(|r| lock(&r).clone()).find(|r| r.job == name && matches!(r.state, RunState::Queued | RunState::Running)) {
+            if let Some(busy) = runs.iter().map(|r| lock(r).clone()).find(|r| r.job == name && matches!(r.state, RunState::Queued | RunState::Running)) {
                 return Err(JobError::Busy(name.to_owned(), busy.id));
             }
             let run = Arc::new(Mutex::new(JobRun {
