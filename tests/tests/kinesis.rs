@@ -353,9 +353,9 @@ fn owned_shards(server: &Server) -> usize {
 }
 
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = Instant::now() + timeout;
     while !done() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -444,11 +444,7 @@ fn a_shard_lease_lost_and_taken_back_between_two_looks_is_reported_so_the_stale_
 
     // a looks again only now: the lease went away and is free again, so one
     // round of a finds it lost and takes it straight back.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !a.assignment_changed() {
-        assert!(Instant::now() < deadline, "a never noticed the lease change");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("a notices the lease change", Duration::from_secs(20), || a.assignment_changed());
     assert!(a.partitions()?.contains(&p), "a holds the shard again");
     // Until the pipeline has heard, its stale position gets nothing and moves nothing.
     assert!(a.fetch(&p, 2, 10, Duration::ZERO)?.offsets.is_empty(), "nothing is read at the stale position");

@@ -84,14 +84,14 @@ pub fn format_rfc3339_ms(ms: i64, out: &mut String) {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    if !(0..=9999).contains(&y) {
-        use std::fmt::Write;
-        let _ = write!(out, "{y:04}");
-    } else {
-        push_digits(out, y, 4);
-    }
     // Digit by digit: `write!` goes through the formatting machinery, which
     // costs more than the rest of a record's cleaning in Wasm.
+    if (0..=9999).contains(&y) {
+        push_digits(out, y, 4);
+    } else {
+        use std::fmt::Write;
+        let _ = write!(out, "{y:04}");
+    }
     for (sep, value) in [('-', m), ('-', d), ('T', sod / 3600), (':', sod % 3600 / 60), (':', sod % 60)] {
         out.push(sep);
         push_digits(out, value, 2);
