@@ -147,6 +147,16 @@ struct ReadAhead {
     seek_to: Option<u64>,
 }
 
+/// The id of a partition of `topic`; the topic's name is allocated once, on
+/// its first message, not once per message.
+fn partition_id(names: &mut BTreeMap<String, Arc<str>>, topic: &str, partition: i32) -> PartitionId {
+    let name = match names.get(topic) {
+        Some(name) => name.clone(),
+        None => names.entry(topic.to_owned()).or_insert_with(|| Arc::from(topic)).clone(),
+    };
+    PartitionId { topic: name, partition: partition as u32 }
+}
+
 struct OwnedRecord {
     offset: u64,
     key: Vec<u8>,
@@ -207,8 +217,7 @@ impl KafkaSource {
     }
 
     fn id(&mut self, topic: &str, partition: i32) -> PartitionId {
-        let name = self.names.entry(topic.to_owned()).or_insert_with(|| Arc::from(topic)).clone();
-        PartitionId { topic: name, partition: partition as u32 }
+        partition_id(&mut self.names, topic, partition)
     }
 
     fn tpl(p: &PartitionId, offset: Offset) -> anyhow::Result<TopicPartitionList> {
@@ -232,34 +241,31 @@ impl KafkaSource {
         let mut timeout = wait;
         let mut received = false;
         for _ in 0..PUMP_LIMIT {
-            let (topic, partition, record) = match self.consumer.poll(timeout) {
+            let m = match self.consumer.poll(timeout) {
                 None => break,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "kafka consumer");
                     self.consumer.context().set_problem(format!("kafka consumer: {e}"));
                     break;
                 }
-                Some(Ok(m)) => {
-                    let Ok(offset) = u64::try_from(m.offset()) else { continue };
-                    let record = OwnedRecord {
-                        offset,
-                        key: m.key().unwrap_or_default().to_vec(),
-                        value: m.payload().unwrap_or_default().to_vec(),
-                        timestamp: m.timestamp().to_millis().unwrap_or(0),
-                    };
-                    (m.topic().to_owned(), m.partition(), record)
-                }
+                Some(Ok(m)) => m,
             };
             timeout = Duration::ZERO;
             received = true;
-            let id = self.id(&topic, partition);
-            let a = self.ahead.entry(id).or_default();
-            let from = *a.covers_from.get_or_insert(record.offset);
+            let Ok(offset) = u64::try_from(m.offset()) else { continue };
+            let a = self.ahead.entry(partition_id(&mut self.names, m.topic(), m.partition())).or_default();
+            let from = *a.covers_from.get_or_insert(offset);
             // Left over from before a seek: the consumer drops these itself, mostly.
-            if a.seek_to.is_some() || record.offset < from.max(a.delivered_to) {
+            if a.seek_to.is_some() || offset < from.max(a.delivered_to) {
                 continue;
             }
-            a.delivered_to = record.offset + 1;
+            let record = OwnedRecord {
+                offset,
+                key: m.key().unwrap_or_default().to_vec(),
+                value: m.payload().unwrap_or_default().to_vec(),
+                timestamp: m.timestamp().to_millis().unwrap_or(0),
+            };
+            a.delivered_to = offset + 1;
             a.bytes += record.value.len() + record.key.len();
             a.records.push_back(record);
         }
