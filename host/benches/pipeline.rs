@@ -75,10 +75,16 @@ fn kinesis_config(endpoint: &str) -> KinesisConfig {
     k
 }
 
+/// The transform registry as the product opens it: built-ins compiled into, or
+/// loaded from, the data directory's cache.
+fn registry(c: &Config) -> anyhow::Result<Registry> {
+    Registry::open(Runtime::new(c.sandbox.clone(), Some(c.data_dir.join("compiled")))?, c.data_dir.join("transforms"))
+}
+
 fn load(dir: &Path, records: u64, kafka: Option<String>, kinesis: Option<String>, precompile: bool) -> anyhow::Result<()> {
     let c = config(dir);
     if precompile {
-        drop(Registry::open(Runtime::new(c.sandbox.clone(), Some(c.data_dir.join("compiled")))?, c.data_dir.join("transforms"))?);
+        drop(registry(&c)?);
     }
     let log = EmbeddedLog::open(&c.data_dir.join("log.redb"), &c.log)?;
     let producer = kafka.map(|b| kafka_config(&b).and_then(|k| KafkaProducer::new(&k))).transpose()?;
@@ -133,9 +139,8 @@ fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, kinesis: 
         None => Arc::new(LocalStore::new(c.landing_dir())?),
     };
     let log = EmbeddedLog::open(&c.data_dir.join("log.redb"), &c.log)?;
-    let runtime = Runtime::new(c.sandbox.clone(), Some(c.data_dir.join("compiled")))?;
     // Loads (or, with `--cold`, compiles) the built-ins before the clock starts.
-    let registry = Arc::new(Registry::open(runtime, c.data_dir.join("transforms"))?);
+    let registry = Arc::new(registry(&c)?);
     let p = &c.pipelines[0];
     let control = PipelineControl::load(&p.name, &p.transforms, registry, p.auto_rollback.clone(), &c.data_dir.join("state"))?;
     let stats = Arc::new(pipeline::PipelineStats::default());
@@ -187,10 +192,10 @@ fn peak_rss_kib() -> u64 {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| args.iter().any(|a| a == name);
     match arg("--phase").as_deref() {
         Some("load") => {
-            let precompile = !args.iter().any(|a| a == "--cold");
-            return load(Path::new(&arg("--dir").expect("--dir")), arg("--records").expect("--records").parse()?, arg("--kafka"), arg("--kinesis"), precompile);
+            return load(Path::new(&arg("--dir").expect("--dir")), arg("--records").expect("--records").parse()?, arg("--kafka"), arg("--kinesis"), !flag("--cold"));
         }
         Some("run") => {
             return run(Path::new(&arg("--dir").expect("--dir")), arg("--s3-endpoint"), arg("--kafka"), arg("--kinesis"), arg("--records").expect("--records").parse()?);
@@ -201,10 +206,10 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let path: PathBuf = dir.path().into();
     let me = std::env::current_exe()?;
-    let (_broker, input) = if args.iter().any(|a| a == "--kafka") {
+    let (_broker, input) = if flag("--kafka") {
         let (broker, address) = start_kafka()?;
         (Some(KillOnDrop(broker)), vec!["--kafka".to_owned(), address])
-    } else if args.iter().any(|a| a == "--kinesis") {
+    } else if flag("--kinesis") {
         let (server, endpoint) = start_kinesis()?;
         (Some(KillOnDrop(server)), vec!["--kinesis".to_owned(), endpoint])
     } else {
@@ -212,13 +217,13 @@ fn main() -> anyhow::Result<()> {
     };
     let kinesis_env = [("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench-secret"), ("AWS_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true")];
     let loaded = Instant::now();
-    let cold: &[&str] = if args.iter().any(|a| a == "--cold") { &["--cold"] } else { &[] };
+    let cold: &[&str] = if flag("--cold") { &["--cold"] } else { &[] };
     let status = Command::new(&me).args(["--phase", "load", "--records", &records.to_string()]).args(&input).args(cold).envs(kinesis_env).arg("--dir").arg(&path).status()?;
     anyhow::ensure!(status.success(), "loading the input failed");
     eprintln!("loaded {records} pins in {:.1}s", loaded.elapsed().as_secs_f64());
     let mut run = Command::new(&me);
     run.args(["--phase", "run", "--records", &records.to_string()]).args(&input).envs(kinesis_env).arg("--dir").arg(&path);
-    let _s3 = if args.iter().any(|a| a == "--s3") {
+    let _s3 = if flag("--s3") {
         let (server, url) = start_s3(&path)?;
         run.args(["--s3-endpoint", &url]);
         Some(KillOnDrop(server))

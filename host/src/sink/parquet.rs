@@ -117,7 +117,9 @@ pub struct ParquetObject {
 
 impl ParquetObject {
     pub fn new(out: Box<dyn ObjectWriter>, schema: SchemaRef) -> Result<Self, String> {
-        let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_max_row_group_bytes(Some(ROW_GROUP_BYTES));
         for f in schema.fields() {
             if f.metadata().get(super::schema::DICTIONARY_KEY).is_some_and(|v| v == "false") {
