@@ -49,9 +49,15 @@ pub struct KafkaConfig {
     /// records before it answers 503 (nothing is acknowledged that is not stored).
     #[serde(default = "default_produce_timeout_ms")]
     pub produce_timeout_ms: u32,
-    /// Records read ahead per partition before that partition is paused (backpressure).
+    /// Records librdkafka prefetches per partition, at most, before the
+    /// pipeline asks for them (librdkafka's `queued.min.messages`).
     #[serde(default = "default_read_ahead_records")]
     pub read_ahead_records: usize,
+    /// MiB librdkafka prefetches per partition, at most (`queued.max.messages.kbytes`;
+    /// one fetch response, `max.partition.fetch.bytes`, may overshoot it). With
+    /// `read_ahead_records` this bounds the source's memory: partitions × the smaller of the two.
+    #[serde(default = "default_read_ahead_mib")]
+    pub read_ahead_mib: usize,
     /// librdkafka properties for consumers and producers alike, e.g.
     /// `"security.protocol" = "SASL_SSL"`, `"sasl.mechanisms" = "SCRAM-SHA-512"`,
     /// `"ssl.ca.location" = "/etc/ssl/certs/ca.pem"`. Secrets can come from
@@ -89,6 +95,9 @@ fn default_produce_timeout_ms() -> u32 {
 fn default_read_ahead_records() -> usize {
     50_000
 }
+fn default_read_ahead_mib() -> usize {
+    16
+}
 
 impl KafkaConfig {
     pub fn validate(&self) -> Result<(), String> {
@@ -111,8 +120,11 @@ impl KafkaConfig {
         if self.produce_timeout_ms < 1_000 {
             return Err("kafka.produce_timeout_ms must be at least 1000".into());
         }
-        if self.read_ahead_records == 0 {
-            return Err("kafka.read_ahead_records must be above 0".into());
+        if !(1..=10_000_000).contains(&self.read_ahead_records) {
+            return Err("kafka.read_ahead_records must be between 1 and 10000000".into());
+        }
+        if !(1..=2_000_000).contains(&self.read_ahead_mib) {
+            return Err("kafka.read_ahead_mib must be between 1 and 2000000".into());
         }
         Ok(())
     }
@@ -147,6 +159,11 @@ impl KafkaConfig {
             })
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", self.heartbeat_interval_ms.to_string());
+        set_default(&mut c, "queued.min.messages", self.read_ahead_records.to_string());
+        set_default(&mut c, "queued.max.messages.kbytes", (self.read_ahead_mib * 1024).to_string());
+        // A partition whose prefetch is full is looked at again after this;
+        // librdkafka's 1 s leaves a partition that drains faster idle.
+        set_default(&mut c, "fetch.queue.backoff.ms", "20".into());
         c
     }
 
@@ -154,15 +171,20 @@ impl KafkaConfig {
     pub fn producer(&self) -> ClientConfig {
         let mut c = self.common(&self.producer_properties);
         c.set("acks", "all").set("enable.idempotence", "true").set("message.timeout.ms", self.produce_timeout_ms.to_string());
-        if !self.producer_properties.contains_key("linger.ms") && !self.properties.contains_key("linger.ms") {
-            c.set("linger.ms", "5");
-        }
+        set_default(&mut c, "linger.ms", "5".into());
         c
     }
 
     /// The consumer group of a pipeline.
     pub fn group(&self, pipeline: &str) -> String {
         format!("{}{pipeline}", self.group_prefix)
+    }
+}
+
+/// Set `key` unless the config's pass-through properties did.
+fn set_default(c: &mut ClientConfig, key: &str, value: String) {
+    if c.get(key).is_none() {
+        c.set(key, value);
     }
 }
 
@@ -191,10 +213,22 @@ mod tests {
         assert_eq!(cc.get("auto.offset.reset"), Some("latest"));
         assert_eq!(cc.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(cc.get("fetch.max.bytes"), Some("1000000"));
+        assert_eq!(cc.get("queued.min.messages"), Some("50000"));
+        assert_eq!(cc.get("queued.max.messages.kbytes"), Some("16384"));
         let pc = c.producer();
         assert_eq!(pc.get("acks"), Some("all"));
         assert_eq!(pc.get("enable.idempotence"), Some("true"));
         assert_eq!(pc.get("fetch.max.bytes"), None);
+    }
+
+    #[test]
+    fn the_read_ahead_defaults_give_way_to_passed_through_properties() {
+        let c = parse("brokers = \"b:9092\"\nread_ahead_records = 1000\n[consumer_properties]\n\"queued.max.messages.kbytes\" = \"2048\"\n[producer_properties]\n\"linger.ms\" = \"50\"\n");
+        c.validate().expect("valid");
+        let cc = c.consumer("g", "w0");
+        assert_eq!(cc.get("queued.min.messages"), Some("1000"));
+        assert_eq!(cc.get("queued.max.messages.kbytes"), Some("2048"));
+        assert_eq!(c.producer().get("linger.ms"), Some("50"));
     }
 
     #[test]

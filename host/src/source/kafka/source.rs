@@ -1,8 +1,12 @@
 //! A Kafka consumer-group member as a pipeline [`Source`].
 //!
-//! The consumer hands over records of every assigned partition in one stream;
-//! they are kept per partition ("read ahead") until the pipeline asks for that
-//! partition, and a partition whose read-ahead is full is paused at the broker.
+//! Each assigned partition is read from its own librdkafka queue, polled only
+//! when the pipeline asks for that partition: librdkafka's prefetch limit per
+//! partition (`kafka.read_ahead_records`, `kafka.read_ahead_mib`) is the
+//! backpressure. Pausing a partition would do the same, but librdkafka drops
+//! what it prefetched for a paused partition and fetches it again on resume.
+//! The consumer's main queue still carries the group's events, and the records
+//! of a partition that arrived before its own queue was split off.
 //! Offsets are committed only by [`Source::commit`], i.e. after the sinks made
 //! the records durable. A roll's intent is kept in the landing store next to
 //! the objects it protects (`_sluice/intents/<group>/<topic>/<partition>.json`),
@@ -22,6 +26,7 @@ use crate::sink::ObjectStore;
 use crate::sync::lock;
 use crate::source::{Checkpoint, Fetched, Intent, PartitionId, Source};
 use anyhow::Context as _;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -29,15 +34,17 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_guest::BatchBuf;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Requests to the group coordinator (committed offsets, commits) give up after this.
 const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(10);
 /// Watermarks (for lag) are asked for at most this often per partition.
 const WATERMARK_EVERY: Duration = Duration::from_secs(5);
-/// Messages taken from the consumer per fetch, at most.
+/// Messages taken from the consumer's main queue per call, at most.
 const PUMP_LIMIT: usize = 20_000;
+/// [`Source::wait`] serves the group's events at least this often.
+const EVENTS_EVERY: Duration = Duration::from_millis(100);
 /// A client error is reported as the source's problem for this long.
 const PROBLEM_FOR: Duration = Duration::from_secs(15);
 
@@ -132,19 +139,44 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-/// Records of one partition read from the consumer but not yet asked for.
+/// How far the pipeline's reading of one partition got.
 #[derive(Default)]
-struct ReadAhead {
-    /// Every record the consumer delivered from `covers_from` on is in `records`
-    /// (or was asked for already); `None` until the position is known.
+struct Position {
+    /// Every record librdkafka delivered from `covers_from` up to
+    /// `delivered_to` is in `leftovers` or was handed out already; `None`
+    /// until the position is known.
     covers_from: Option<u64>,
-    /// The offset after the last record delivered.
+    /// The offset after the last record taken from librdkafka.
     delivered_to: u64,
-    records: VecDeque<OwnedRecord>,
-    bytes: usize,
-    paused: bool,
-    /// A seek that has not been carried out yet.
-    seek_to: Option<u64>,
+    /// Records that came through the consumer's main queue before the
+    /// partition had its own; they precede everything in its own queue.
+    leftovers: VecDeque<OwnedRecord>,
+    /// Value bytes of the last batch handed out, to size the next one.
+    last_batch_bytes: usize,
+}
+
+/// Wakes [`Source::wait`] when a partition queue gets records. librdkafka
+/// calls it from its own threads with the queue locked, so it only sets a flag.
+#[derive(Default)]
+struct Wakeup {
+    ready: Mutex<bool>,
+    arrived: Condvar,
+}
+
+impl Wakeup {
+    fn notify(&self) {
+        *lock(&self.ready) = true;
+        self.arrived.notify_all();
+    }
+
+    /// Whether records arrived since the last call, waiting up to `timeout` for them.
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut ready = lock(&self.ready);
+        if !*ready {
+            ready = self.arrived.wait_timeout(ready, timeout).map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
+        }
+        std::mem::take(&mut *ready)
+    }
 }
 
 /// The id of a partition of `topic`; the topic's name is allocated once, on
@@ -165,10 +197,14 @@ struct OwnedRecord {
 }
 
 pub struct KafkaSource {
-    consumer: BaseConsumer<GroupContext>,
+    consumer: Arc<BaseConsumer<GroupContext>>,
     start_from: StartFrom,
-    read_ahead_records: usize,
-    ahead: BTreeMap<PartitionId, ReadAhead>,
+    positions: BTreeMap<PartitionId, Position>,
+    /// Each partition's own queue, once split off the main one. Kept after a
+    /// revocation: librdkafka keeps the split, so the partition's records come
+    /// only through this queue if the partition is assigned here again.
+    queues: BTreeMap<PartitionId, PartitionQueue<GroupContext>>,
+    wakeup: Arc<Wakeup>,
     /// Topic names shared by every [`PartitionId`] of a topic.
     names: BTreeMap<String, Arc<str>>,
     watermarks: BTreeMap<PartitionId, (Instant, Option<u64>)>,
@@ -186,13 +222,15 @@ impl KafkaSource {
     pub fn new(config: &KafkaConfig, group: &str, client_id: &str, topics: &[String], intents: Arc<dyn ObjectStore>) -> anyhow::Result<Self> {
         let consumer: BaseConsumer<GroupContext> =
             config.consumer(group, client_id).create_with_context(GroupContext::default()).context("creating the Kafka consumer")?;
+        let consumer = Arc::new(consumer);
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).with_context(|| format!("subscribing to {topics:?}"))?;
         Ok(KafkaSource {
             consumer,
             start_from: config.start_from,
-            read_ahead_records: config.read_ahead_records,
-            ahead: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            wakeup: Arc::default(),
             names: BTreeMap::new(),
             watermarks: BTreeMap::new(),
             intents,
@@ -235,13 +273,14 @@ impl KafkaSource {
     }
 
 
-    /// Move what the consumer has delivered into the read-ahead, waiting up to
-    /// `wait` for the first message.
-    fn pump(&mut self, wait: Duration) {
-        let mut timeout = wait;
+    /// Serve the group's events (rebalances, errors) from the consumer's main
+    /// queue, and keep any records it still delivers (those of partitions
+    /// without their own queue yet) as leftovers of their partition. Returns
+    /// whether there were any.
+    fn pump(&mut self) -> bool {
         let mut received = false;
         for _ in 0..PUMP_LIMIT {
-            let m = match self.consumer.poll(timeout) {
+            let m = match self.consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "kafka consumer");
@@ -250,70 +289,51 @@ impl KafkaSource {
                 }
                 Some(Ok(m)) => m,
             };
-            timeout = Duration::ZERO;
-            received = true;
             let Ok(offset) = u64::try_from(m.offset()) else { continue };
-            let a = self.ahead.entry(partition_id(&mut self.names, m.topic(), m.partition())).or_default();
-            let from = *a.covers_from.get_or_insert(offset);
-            // Left over from before a seek: the consumer drops these itself, mostly.
-            if a.seek_to.is_some() || offset < from.max(a.delivered_to) {
+            let p = partition_id(&mut self.names, m.topic(), m.partition());
+            let at = self.positions.entry(p.clone()).or_default();
+            let from = *at.covers_from.get_or_insert(offset);
+            if offset < from.max(at.delivered_to) {
                 continue;
             }
-            let record = OwnedRecord {
+            at.delivered_to = offset + 1;
+            at.leftovers.push_back(OwnedRecord {
                 offset,
                 key: m.key().unwrap_or_default().to_vec(),
                 value: m.payload().unwrap_or_default().to_vec(),
                 timestamp: m.timestamp().to_millis().unwrap_or(0),
-            };
-            a.delivered_to = offset + 1;
-            a.bytes += record.value.len() + record.key.len();
-            a.records.push_back(record);
+            });
+            drop(m);
+            received = true;
+            self.split(&p);
         }
-        if received {
-            self.consumer.context().clear_problem();
-        }
-        self.apply_backpressure();
+        received
     }
 
-    /// Pause partitions whose read-ahead is full; resume them once half drained.
-    fn apply_backpressure(&mut self) {
-        let high = self.read_ahead_records;
-        let mut pause = TopicPartitionList::new();
-        let mut resume = TopicPartitionList::new();
-        for (p, a) in self.ahead.iter_mut() {
-            if !a.paused && a.records.len() >= high {
-                pause.add_partition(&p.topic, p.partition as i32);
-                a.paused = true;
-            } else if a.paused && a.records.len() < high / 2 {
-                resume.add_partition(&p.topic, p.partition as i32);
-                a.paused = false;
-            }
+    /// Give `p` its own queue, so its records wait in librdkafka until asked for.
+    fn split(&mut self, p: &PartitionId) {
+        if self.queues.contains_key(p) {
+            return;
         }
-        if pause.count() > 0
-            && let Err(e) = self.consumer.pause(&pause)
-        {
-            tracing::warn!(error = %e, "pausing kafka partitions");
-        }
-        if resume.count() > 0
-            && let Err(e) = self.consumer.resume(&resume)
-        {
-            tracing::warn!(error = %e, "resuming kafka partitions");
-        }
+        let Some(mut queue) = self.consumer.split_partition_queue(&p.topic, p.partition as i32) else {
+            tracing::warn!(partition = %p, "librdkafka has no queue for this partition; its records come through the main queue");
+            return;
+        };
+        let wakeup = self.wakeup.clone();
+        queue.set_nonempty_callback(move || wakeup.notify());
+        self.queues.insert(p.clone(), queue);
     }
 
-    /// Make the consumer deliver `p` from `offset` on.
+    /// Make librdkafka deliver `p` from `offset` on. Records of `p` it had
+    /// fetched before are dropped by librdkafka (their fetch version is outdated).
     fn seek(&mut self, p: &PartitionId, offset: u64) -> anyhow::Result<()> {
-        let a = self.ahead.entry(p.clone()).or_default();
-        a.records.clear();
-        a.bytes = 0;
-        a.seek_to = Some(offset);
         self.consumer
             .seek(&p.topic, p.partition as i32, Offset::Offset(offset as i64), Duration::from_secs(5))
             .with_context(|| format!("seeking {p} to offset {offset}"))?;
-        let a = self.ahead.entry(p.clone()).or_default();
-        a.seek_to = None;
-        a.covers_from = Some(offset);
-        a.delivered_to = offset;
+        let at = self.positions.entry(p.clone()).or_default();
+        at.leftovers.clear();
+        at.covers_from = Some(offset);
+        at.delivered_to = offset;
         Ok(())
     }
 
@@ -327,9 +347,13 @@ impl Source for KafkaSource {
     fn partitions(&mut self) -> anyhow::Result<Vec<PartitionId>> {
         let owned: Vec<(String, i32)> = lock(&self.consumer.context().assigned).iter().cloned().collect();
         let ids: Vec<PartitionId> = owned.into_iter().map(|(t, p)| self.id(&t, p)).collect();
-        // Read-ahead of partitions that went to another member is theirs to read now.
-        self.ahead.retain(|p, _| ids.contains(p));
+        // Where this member had read partitions that went to another member means nothing now.
+        self.positions.retain(|p, _| ids.contains(p));
         self.watermarks.retain(|p, _| ids.contains(p));
+        // Split before librdkafka starts fetching them, if it has not yet.
+        for p in &ids {
+            self.split(p);
+        }
         Ok(ids)
     }
 
@@ -341,9 +365,9 @@ impl Source for KafkaSource {
         let gone = std::mem::take(&mut *lock(&self.consumer.context().gone));
         let ids: Vec<PartitionId> = gone.into_iter().map(|(t, p)| self.id(&t, p)).collect();
         // The pipeline reopens these from their committed offsets, where the
-        // consumer resumes too: what was read ahead before is not that.
+        // consumer resumes too: how far this member had read is not that.
         for p in &ids {
-            self.ahead.remove(p);
+            self.positions.remove(p);
         }
         ids
     }
@@ -364,49 +388,79 @@ impl Source for KafkaSource {
         if intent.is_some() {
             self.pending_intents.insert(p.clone());
         }
-        let a = self.ahead.entry(p.clone()).or_default();
-        if a.covers_from.is_none() {
-            a.covers_from = Some(next_offset);
-            a.delivered_to = next_offset;
+        let at = self.positions.entry(p.clone()).or_default();
+        if at.covers_from.is_none() {
+            at.covers_from = Some(next_offset);
+            at.delivered_to = next_offset;
         }
         Ok(Checkpoint { next_offset, intent })
     }
 
-    fn fetch(&mut self, p: &PartitionId, offset: u64, max_records: usize, wait: Duration) -> anyhow::Result<Fetched> {
-        self.pump(Duration::ZERO);
+    fn fetch(&mut self, p: &PartitionId, offset: u64, max_records: usize, _wait: Duration) -> anyhow::Result<Fetched> {
+        self.pump();
         if !self.consumer.context().owns(&p.topic, p.partition as i32) {
             return Ok(Fetched { next_offset: offset, ..Default::default() });
         }
-        let a = self.ahead.entry(p.clone()).or_default();
-        let servable = match a.covers_from {
+        self.split(p);
+        let at = self.positions.entry(p.clone()).or_default();
+        let servable = match at.covers_from {
             None => {
-                a.covers_from = Some(offset);
-                a.delivered_to = offset;
+                at.covers_from = Some(offset);
+                at.delivered_to = offset;
                 true
             }
-            Some(from) => from <= offset && offset <= a.delivered_to && a.seek_to.is_none(),
+            Some(from) => from <= offset && offset <= at.delivered_to,
         };
         if !servable {
             // The pipeline went back (a failed roll is read again) or skipped ahead.
             self.seek(p, offset)?;
-        } else if a.records.is_empty() && !wait.is_zero() {
-            self.pump(wait);
         }
-        let a = self.ahead.entry(p.clone()).or_default();
-        while a.records.front().is_some_and(|r| r.offset < offset) {
-            let r = a.records.pop_front().expect("front exists");
-            a.bytes -= r.value.len() + r.key.len();
-        }
-        let n = a.records.len().min(max_records);
-        let mut out = Fetched { batch: BatchBuf::with_capacity(n, a.bytes.min(64 << 20)), offsets: Vec::with_capacity(n), next_offset: offset };
-        for r in a.records.drain(..n) {
-            a.bytes -= r.value.len() + r.key.len();
+        let at = self.positions.get_mut(p).expect("position exists");
+        let mut out = Fetched {
+            batch: BatchBuf::with_capacity(max_records, at.last_batch_bytes),
+            offsets: Vec::with_capacity(max_records),
+            next_offset: offset,
+        };
+        while let Some(r) = at.leftovers.pop_front() {
+            if r.offset < offset {
+                continue;
+            }
             out.batch.push(&r.value, &r.key, r.timestamp);
             out.offsets.push(r.offset);
             out.next_offset = r.offset + 1;
+            if out.offsets.len() == max_records {
+                break;
+            }
         }
-        a.covers_from = Some(out.next_offset);
-        self.apply_backpressure();
+        if at.leftovers.is_empty()
+            && let Some(queue) = self.queues.get(p)
+        {
+            while out.offsets.len() < max_records {
+                let m = match queue.poll(Duration::ZERO) {
+                    None => break,
+                    Some(Err(e)) => {
+                        tracing::warn!(partition = %p, error = %e, "kafka consumer");
+                        self.consumer.context().set_problem(format!("kafka consumer, {p}: {e}"));
+                        break;
+                    }
+                    Some(Ok(m)) => m,
+                };
+                let Ok(record) = u64::try_from(m.offset()) else { continue };
+                // Left over from before a seek: librdkafka drops these itself, mostly.
+                if record < out.next_offset {
+                    continue;
+                }
+                out.batch.push(m.payload().unwrap_or_default(), m.key().unwrap_or_default(), m.timestamp().to_millis().unwrap_or(0));
+                out.offsets.push(record);
+                out.next_offset = record + 1;
+            }
+            at.delivered_to = at.delivered_to.max(out.next_offset);
+        }
+        if !out.offsets.is_empty() {
+            self.consumer.context().clear_problem();
+        }
+        at.covers_from = Some(out.next_offset);
+        at.last_batch_bytes = out.batch.values.len();
         Ok(out)
     }
 
@@ -434,7 +488,17 @@ impl Source for KafkaSource {
     }
 
     fn wait(&mut self, timeout: Duration) {
-        self.pump(timeout);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let received = self.pump();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if received || left.is_zero() || self.consumer.context().changed.load(Ordering::SeqCst) {
+                return;
+            }
+            if self.wakeup.wait(left.min(EVENTS_EVERY)) {
+                return;
+            }
+        }
     }
 
     fn end_offset(&mut self, p: &PartitionId) -> anyhow::Result<Option<u64>> {
