@@ -96,7 +96,7 @@ fn default_read_ahead_records() -> usize {
     50_000
 }
 fn default_read_ahead_mib() -> usize {
-    16
+    4
 }
 
 impl KafkaConfig {
@@ -123,8 +123,8 @@ impl KafkaConfig {
         if !(1..=10_000_000).contains(&self.read_ahead_records) {
             return Err("kafka.read_ahead_records must be between 1 and 10000000".into());
         }
-        if !(1..=2_000_000).contains(&self.read_ahead_mib) {
-            return Err("kafka.read_ahead_mib must be between 1 and 2000000".into());
+        if !(1..=2047).contains(&self.read_ahead_mib) {
+            return Err("kafka.read_ahead_mib must be between 1 and 2047".into());
         }
         Ok(())
     }
@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(cc.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(cc.get("fetch.max.bytes"), Some("1000000"));
         assert_eq!(cc.get("queued.min.messages"), Some("50000"));
-        assert_eq!(cc.get("queued.max.messages.kbytes"), Some("16384"));
+        assert_eq!(cc.get("queued.max.messages.kbytes"), Some("4096"));
         let pc = c.producer();
         assert_eq!(pc.get("acks"), Some("all"));
         assert_eq!(pc.get("enable.idempotence"), Some("true"));
