@@ -297,6 +297,21 @@ fn the_emulator_produces_straight_into_kafka() -> anyhow::Result<()> {
 /// Joining a group and rebalancing take a few heartbeats and session checks.
 const GROUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Produce `value(partition, i)` for i in `0..n` into each of the topic's first `partitions` partitions.
+fn produce_per_partition(config: &KafkaConfig, topic: &str, partitions: u32, n: u64, value: impl Fn(u32, u64) -> Vec<u8>) -> anyhow::Result<()> {
+    let batches: Vec<(u32, BatchBuf)> = (0..partitions)
+        .map(|partition| {
+            let mut b = BatchBuf::default();
+            for i in 0..n {
+                b.push(&value(partition, i), b"", 0);
+            }
+            (partition, b)
+        })
+        .collect();
+    tokio::runtime::Runtime::new()?.block_on(KafkaProducer::new(config)?.append(topic, &batches))?;
+    Ok(())
+}
+
 /// Poll `source` (through `wait`, which looks at nothing) until `done` holds.
 fn poll_until(source: &mut KafkaSource, what: &str, mut done: impl FnMut(&mut KafkaSource) -> bool) {
     let deadline = Instant::now() + GROUP_TIMEOUT;
@@ -313,18 +328,7 @@ fn a_partition_that_went_to_another_member_and_came_back_is_reported_so_the_stal
     let broker = KafkaBroker::start()?;
     broker.create_topic("r.pin", 2)?;
     let config: KafkaConfig = serde_json::from_value(json!({"brokers": broker.address(), "session_timeout_ms": 6000, "heartbeat_interval_ms": 500}))?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let producer = KafkaProducer::new(&config)?;
-    let parts: Vec<(u32, BatchBuf)> = (0..2u32)
-        .map(|partition| {
-            let mut b = BatchBuf::default();
-            for i in 0..10 {
-                b.push(json!({"partition": partition, "i": i}).to_string().as_bytes(), b"", 0);
-            }
-            (partition, b)
-        })
-        .collect();
-    rt.block_on(producer.append("r.pin", &parts))?;
+    produce_per_partition(&config, "r.pin", 2, 10, |partition, i| json!({"partition": partition, "i": i}).to_string().into_bytes())?;
     let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path().join("landing"))?);
     let topics = ["r.pin".to_owned()];
 
@@ -379,17 +383,7 @@ fn partitions_read_past_a_small_prefetch_limit_come_whole_and_in_order_and_a_ste
     }))?;
     const PER_PARTITION: u64 = 3_000;
     let value = |partition: u32, i: u64| json!({"partition": partition, "i": i, "pad": "x".repeat(150)}).to_string().into_bytes();
-    let parts: Vec<(u32, BatchBuf)> = (0..2u32)
-        .map(|partition| {
-            let mut b = BatchBuf::default();
-            for i in 0..PER_PARTITION {
-                b.push(&value(partition, i), b"", 0);
-            }
-            (partition, b)
-        })
-        .collect();
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(KafkaProducer::new(&config)?.append("q.pin", &parts))?;
+    produce_per_partition(&config, "q.pin", 2, PER_PARTITION, value)?;
     let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path().join("landing"))?);
     let mut source = KafkaSource::new(&config, "sluice-q", "q", &["q.pin".to_owned()], store)?;
     poll_until(&mut source, "the member owns both partitions", |s| s.partitions().expect("partitions").len() == 2);

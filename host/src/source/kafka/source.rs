@@ -272,7 +272,6 @@ impl KafkaSource {
         }
     }
 
-
     /// Serve the group's events (rebalances, errors) from the consumer's main
     /// queue, and keep any records it still delivers (those of partitions
     /// without their own queue yet) as leftovers of their partition. Returns
