@@ -340,7 +340,7 @@ pub fn raw_count(landing: &Path, topic: &str) -> usize {
 pub fn fetch_some(source: &mut dyn Source, p: &PartitionId, offset: u64, max: usize, timeout: Duration) -> Vec<(u64, Vec<u8>)> {
     let deadline = Instant::now() + timeout;
     loop {
-        let fetched = source.fetch(p, offset, max, Duration::ZERO).expect("fetch");
+        let fetched = source.fetch(p, offset, max).expect("fetch");
         if !fetched.offsets.is_empty() {
             let batch = fetched.batch.as_ref();
             return fetched.offsets.iter().enumerate().map(|(i, o)| (*o, batch.get(i).value.to_vec())).collect();

@@ -358,7 +358,7 @@ fn a_partition_that_went_to_another_member_and_came_back_is_reported_so_the_stal
     poll_until(&mut a, "a owns both partitions again", |s| s.partitions().expect("partitions").len() == 2);
 
     // Until its pipeline has heard, a's stale position gets nothing and moves nothing.
-    assert!(a.fetch(&p, 2, 10, Duration::ZERO)?.offsets.is_empty(), "nothing is read at the stale position");
+    assert!(a.fetch(&p, 2, 10)?.offsets.is_empty(), "nothing is read at the stale position");
     let refused = a.commit(&p, 2).expect_err("a commit from the stale position is refused");
     assert!(format!("{refused:#}").contains("another member"), "{refused:#}");
     assert!(a.assignment_changed());

@@ -447,7 +447,7 @@ fn a_shard_lease_lost_and_taken_back_between_two_looks_is_reported_so_the_stale_
     wait_until("a notices the lease change", Duration::from_secs(20), || a.assignment_changed());
     assert!(a.partitions()?.contains(&p), "a holds the shard again");
     // Until the pipeline has heard, its stale position gets nothing and moves nothing.
-    assert!(a.fetch(&p, 2, 10, Duration::ZERO)?.offsets.is_empty(), "nothing is read at the stale position");
+    assert!(a.fetch(&p, 2, 10)?.offsets.is_empty(), "nothing is read at the stale position");
     let refused = a.commit(&p, 2).expect_err("a commit from the stale position is refused");
     assert!(format!("{refused:#}").contains("lost"), "{refused:#}");
     assert_eq!(a.revoked(), vec![p.clone()], "the loss is reported though the shard is held again");

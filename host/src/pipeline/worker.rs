@@ -224,7 +224,7 @@ impl PipelineWorker {
                 use_replay_chain = self.prepare_replay_chain(hashes);
             }
         }
-        let fetched = self.source.fetch(&st.id, st.next, want, Duration::ZERO)?;
+        let fetched = self.source.fetch(&st.id, st.next, want)?;
         if let Ok(Some(end)) = self.source.end_offset(&st.id) {
             self.stats.set_end(&st.id, end);
             let committed = self.stats.committed(&st.id).unwrap_or(0);

@@ -57,7 +57,7 @@ impl Source for ScriptedSource {
         Ok(Checkpoint { next_offset: s.checkpoint, intent: s.intent.clone() })
     }
 
-    fn fetch(&mut self, _: &PartitionId, offset: u64, max_records: usize, _: Duration) -> anyhow::Result<Fetched> {
+    fn fetch(&mut self, _: &PartitionId, offset: u64, max_records: usize) -> anyhow::Result<Fetched> {
         let mut s = self.script();
         s.fetches += 1;
         if let Some((after, landed_to)) = s.retake_after

@@ -60,8 +60,9 @@ pub trait Source: Send {
     fn partitions(&mut self) -> anyhow::Result<Vec<PartitionId>>;
     /// Durable progress of a partition.
     fn checkpoint(&mut self, partition: &PartitionId) -> anyhow::Result<Checkpoint>;
-    /// Read up to `max_records` from `offset`; waits up to `wait` when nothing is there.
-    fn fetch(&mut self, partition: &PartitionId, offset: u64, max_records: usize, wait: Duration) -> anyhow::Result<Fetched>;
+    /// Read up to `max_records` from `offset`, without waiting: a reader with
+    /// nothing to read anywhere waits in [`Source::wait`].
+    fn fetch(&mut self, partition: &PartitionId, offset: u64, max_records: usize) -> anyhow::Result<Fetched>;
     /// Record that objects for `intent` are about to be written.
     fn record_intent(&mut self, partition: &PartitionId, intent: &Intent) -> anyhow::Result<()>;
     /// The objects holding everything before `next_offset` are durable: resume there.

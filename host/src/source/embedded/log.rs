@@ -215,25 +215,6 @@ impl EmbeddedLog {
         self.offsets.next.lock().ok()?.get(&key).copied()
     }
 
-    /// Wait until the partition holds a record at `offset` or later, or `timeout` passes.
-    pub fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let Some(info) = self.topic(topic) else { return };
-        let key = (info.name.clone(), partition);
-        let Ok(mut next) = self.offsets.next.lock() else { return };
-        loop {
-            let have = next.get(&key).copied().unwrap_or(0);
-            let now = Instant::now();
-            if have > offset || now >= deadline {
-                return;
-            }
-            match self.offsets.appended.wait_timeout(next, deadline - now) {
-                Ok((g, _)) => next = g,
-                Err(_) => return,
-            }
-        }
-    }
-
     /// Wait until anything is appended to any partition after the state `seen`
     /// (a counter this call keeps up to date), or `timeout` passes.
     pub fn wait_for_any(&self, seen: &mut u64, timeout: Duration) {

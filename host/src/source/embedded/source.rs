@@ -58,10 +58,7 @@ impl Source for EmbeddedSource {
         self.log.checkpoint(&self.group, &p.topic, p.partition)
     }
 
-    fn fetch(&mut self, p: &PartitionId, offset: u64, max_records: usize, wait: Duration) -> anyhow::Result<Fetched> {
-        if !wait.is_zero() && self.log.end_offset(&p.topic, p.partition).unwrap_or(0) <= offset {
-            self.log.wait_for(&p.topic, p.partition, offset, wait);
-        }
+    fn fetch(&mut self, p: &PartitionId, offset: u64, max_records: usize) -> anyhow::Result<Fetched> {
         self.log.read(&p.topic, p.partition, offset, max_records)
     }
 

@@ -395,7 +395,7 @@ impl Source for KafkaSource {
         Ok(Checkpoint { next_offset, intent })
     }
 
-    fn fetch(&mut self, p: &PartitionId, offset: u64, max_records: usize, _wait: Duration) -> anyhow::Result<Fetched> {
+    fn fetch(&mut self, p: &PartitionId, offset: u64, max_records: usize) -> anyhow::Result<Fetched> {
         self.pump();
         if !self.consumer.context().owns(&p.topic, p.partition as i32) {
             return Ok(Fetched { next_offset: offset, ..Default::default() });

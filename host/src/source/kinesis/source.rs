@@ -434,7 +434,7 @@ impl Source for KinesisSource {
         Ok(Checkpoint { next_offset: doc.next_offset, intent: doc.intent.clone().filter(|i| i.end > doc.next_offset) })
     }
 
-    fn fetch(&mut self, p: &PartitionId, offset: u64, max_records: usize, _wait: Duration) -> anyhow::Result<Fetched> {
+    fn fetch(&mut self, p: &PartitionId, offset: u64, max_records: usize) -> anyhow::Result<Fetched> {
         self.lease_round();
         // A lease lost (and perhaps taken back) since the pipeline last looked:
         // `offset` is the pipeline's stale position; it reopens the shard first.
