@@ -10,7 +10,6 @@ use crate::runtime::{Runtime, SandboxLimits};
 use crate::sink::local::LocalStore;
 use crate::sink::ObjectStore;
 use crate::source::{Checkpoint, Fetched, Intent, PartitionId, Source};
-use sluice_guest::BatchBuf;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,11 +74,9 @@ impl Source for ScriptedSource {
             return Ok(Fetched { next_offset: offset, ..Default::default() });
         }
         let end = (offset + max_records as u64).min(RECORDS);
-        let mut out = Fetched { batch: BatchBuf::with_capacity(16, 256), offsets: Vec::new(), next_offset: offset };
+        let mut out = Fetched::starting_at(offset, 16, 256);
         for n in offset..end {
-            out.batch.push(format!("{{\"n\":{n}}}").as_bytes(), b"k", 1_700_000_000_000);
-            out.offsets.push(n);
-            out.next_offset = n + 1;
+            out.push(n, format!("{{\"n\":{n}}}").as_bytes(), b"k", 1_700_000_000_000);
         }
         if end > offset {
             let retaken = s.retaken;

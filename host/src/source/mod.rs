@@ -35,6 +35,20 @@ pub struct Fetched {
     pub next_offset: u64,
 }
 
+impl Fetched {
+    /// Room for `records` records of `value_bytes` in all, read from `offset` on.
+    pub fn starting_at(offset: u64, records: usize, value_bytes: usize) -> Self {
+        Fetched { batch: BatchBuf::with_capacity(records, value_bytes), offsets: Vec::with_capacity(records), next_offset: offset }
+    }
+
+    /// Add the record at `offset`; reading resumes after it.
+    pub fn push(&mut self, offset: u64, value: &[u8], key: &[u8], timestamp: i64) {
+        self.batch.push(value, key, timestamp);
+        self.offsets.push(offset);
+        self.next_offset = offset + 1;
+    }
+}
+
 /// A partition's durable progress: where to resume, and the roll that was in
 /// flight when the process stopped, if any.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

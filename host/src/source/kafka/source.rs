@@ -29,9 +29,8 @@ use anyhow::Context as _;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use sluice_guest::BatchBuf;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -189,6 +188,12 @@ fn partition_id(names: &mut BTreeMap<String, Arc<str>>, topic: &str, partition: 
     PartitionId { topic: name, partition: partition as u32 }
 }
 
+/// A message's offset, value, key and timestamp (ms); `None` if it has no real offset.
+fn unpack<'m>(m: &'m BorrowedMessage<'_>) -> Option<(u64, &'m [u8], &'m [u8], i64)> {
+    let offset = u64::try_from(m.offset()).ok()?;
+    Some((offset, m.payload().unwrap_or_default(), m.key().unwrap_or_default(), m.timestamp().to_millis().unwrap_or(0)))
+}
+
 struct OwnedRecord {
     offset: u64,
     key: Vec<u8>,
@@ -288,7 +293,7 @@ impl KafkaSource {
                 }
                 Some(Ok(m)) => m,
             };
-            let Ok(offset) = u64::try_from(m.offset()) else { continue };
+            let Some((offset, value, key, timestamp)) = unpack(&m) else { continue };
             let p = partition_id(&mut self.names, m.topic(), m.partition());
             let at = self.positions.entry(p.clone()).or_default();
             let from = *at.covers_from.get_or_insert(offset);
@@ -296,12 +301,7 @@ impl KafkaSource {
                 continue;
             }
             at.delivered_to = offset + 1;
-            at.leftovers.push_back(OwnedRecord {
-                offset,
-                key: m.key().unwrap_or_default().to_vec(),
-                value: m.payload().unwrap_or_default().to_vec(),
-                timestamp: m.timestamp().to_millis().unwrap_or(0),
-            });
+            at.leftovers.push_back(OwnedRecord { offset, key: key.to_vec(), value: value.to_vec(), timestamp });
             drop(m);
             received = true;
             self.split(&p);
@@ -415,18 +415,12 @@ impl Source for KafkaSource {
             self.seek(p, offset)?;
         }
         let at = self.positions.get_mut(p).expect("position exists");
-        let mut out = Fetched {
-            batch: BatchBuf::with_capacity(max_records, at.last_batch_bytes),
-            offsets: Vec::with_capacity(max_records),
-            next_offset: offset,
-        };
+        let mut out = Fetched::starting_at(offset, max_records, at.last_batch_bytes);
         while let Some(r) = at.leftovers.pop_front() {
             if r.offset < offset {
                 continue;
             }
-            out.batch.push(&r.value, &r.key, r.timestamp);
-            out.offsets.push(r.offset);
-            out.next_offset = r.offset + 1;
+            out.push(r.offset, &r.value, &r.key, r.timestamp);
             if out.offsets.len() == max_records {
                 break;
             }
@@ -444,14 +438,12 @@ impl Source for KafkaSource {
                     }
                     Some(Ok(m)) => m,
                 };
-                let Ok(record) = u64::try_from(m.offset()) else { continue };
+                let Some((record, value, key, timestamp)) = unpack(&m) else { continue };
                 // Left over from before a seek: librdkafka drops these itself, mostly.
                 if record < out.next_offset {
                     continue;
                 }
-                out.batch.push(m.payload().unwrap_or_default(), m.key().unwrap_or_default(), m.timestamp().to_millis().unwrap_or(0));
-                out.offsets.push(record);
-                out.next_offset = record + 1;
+                out.push(record, value, key, timestamp);
             }
             at.delivered_to = at.delivered_to.max(out.next_offset);
         }

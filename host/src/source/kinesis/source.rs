@@ -27,7 +27,6 @@ use crate::sync::lock;
 use crate::source::{Checkpoint, Fetched, Intent, PartitionId, Source};
 use crate::telemetry::metrics;
 use anyhow::Context as _;
-use sluice_guest::BatchBuf;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -462,11 +461,9 @@ impl Source for KinesisSource {
         }
         let held = self.held.get_mut(p).expect("held above");
         let bytes: usize = held.ahead.iter().take(n).map(|r| r.data.len() + r.key.len()).sum();
-        let mut out = Fetched { batch: BatchBuf::with_capacity(n, bytes), offsets: Vec::with_capacity(n), next_offset: offset };
+        let mut out = Fetched::starting_at(offset, n, bytes);
         for r in held.ahead.drain(..n) {
-            out.batch.push(&r.data, r.key.as_bytes(), r.arrived_ms);
-            out.offsets.push(r.offset);
-            out.next_offset = r.offset + 1;
+            out.push(r.offset, &r.data, r.key.as_bytes(), r.arrived_ms);
             held.handed.push_back((r.offset, r.sequence_number));
         }
         if n == 0 && held.handed.is_empty() && held.finished() {
