@@ -170,9 +170,15 @@ pub struct KinesisSource {
     /// since: what the pipeline holds of these shards is stale.
     revoked: BTreeSet<PartitionId>,
     problem: Option<(Instant, String)>,
-    /// Workers of this pipeline starting in this process: counted in the first
-    /// lease round only (a worker that died later must not keep a share).
+    /// Workers of this pipeline starting in this process: counted for one
+    /// lease duration from this worker's first lease round, time enough for
+    /// each to take its first lease (a worker that has not by then is gone,
+    /// as one that stops renewing is, and must not keep a share). Counted in
+    /// the first round only, a slow-starting sibling had its shard taken by
+    /// the first worker and then stole it back, abandoning what was read.
     starting_workers: usize,
+    /// Until when `starting_workers` counts; set by the first lease round.
+    starting_until: Option<Instant>,
 }
 
 impl KinesisSource {
@@ -204,6 +210,7 @@ impl KinesisSource {
             revoked: BTreeSet::new(),
             problem: None,
             starting_workers: 1,
+            starting_until: None,
         })
     }
 
@@ -304,8 +311,9 @@ impl KinesisSource {
         }
         let empty = BTreeSet::new();
         let ready: Vec<&Versioned> = docs.iter().flat_map(|(stream, of_stream)| readable(of_stream, self.listed.get(stream).unwrap_or(&empty))).collect();
-        let plan = plan(&ready, &me, self.starting_workers, |v| self.leases.is_free(v));
-        self.starting_workers = 1;
+        let until = *self.starting_until.get_or_insert_with(|| Instant::now() + Duration::from_millis(self.config.lease_duration_ms));
+        let expected_workers = if Instant::now() < until { self.starting_workers } else { 1 };
+        let plan = plan(&ready, &me, expected_workers, |v| self.leases.is_free(v));
         let wanted: Vec<Versioned> = ready
             .iter()
             .filter(|v| plan.take.contains(&v.doc.shard) || plan.steal.as_deref() == Some(v.doc.shard.as_str()))
