@@ -8,6 +8,7 @@ use sluice::source::{PartitionId, Source};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// A `sluice serve` process.
@@ -99,12 +100,50 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    /// How many input partitions (Kafka partitions, Kinesis shards) the pipeline
+    /// `pipeline` holds now, as `/status` says; 0 when the process does not answer.
+    pub fn owned_partitions(&self, pipeline: &str) -> usize {
+        reqwest::blocking::get(format!("{}/status", self.base_url))
+            .and_then(|r| r.json::<Value>())
+            .map_or(0, |s| s[pipeline]["partitions"].as_array().map_or(0, Vec::len))
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Holds off the other tests of the same test binary while one runs: tests that
+/// start a broker and sluice processes share the machine's two cores, and group
+/// and lease handovers time out when another test's processes starve them.
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Check `done` every 200 ms until it holds; panics after `timeout`, naming `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One `[[pipeline]]` section per kind: it reads `topic(kind)`, cleans with
+/// `clean-<kind>`, lands raw and the table `<kind>`; `extra` goes into each.
+pub fn cleaning_pipelines(kinds: &[&str], topic: impl Fn(&str) -> String, extra: &str) -> String {
+    kinds
+        .iter()
+        .map(|kind| {
+            format!(
+                "\n[[pipeline]]\nname = \"{kind}\"\ntopics = [\"{}\"]\ntransforms = [\"clean-{kind}\"]\nland_raw = true\ntable = {{ name = \"{kind}\" }}\n{extra}\n",
+                topic(kind)
+            )
+        })
+        .collect()
 }
 
 /// A config with one topic `t.pin` (3 partitions) and one pipeline `pin`

@@ -11,21 +11,14 @@ use sluice::sink::ObjectStore;
 use sluice::source::kafka::{KafkaConfig, KafkaProducer, KafkaSource};
 use sluice::source::{PartitionId, Source};
 use sluice_guest::BatchBuf;
-use sluice_tests::{column, fetch_some, free_port, json_lines, multiset, parquet_batches, raw_by_position, wait_raw, KafkaBroker, Server};
+use sluice_tests::{cleaning_pipelines, column, fetch_some, free_port, json_lines, multiset, one_at_a_time, parquet_batches, raw_by_position, wait_raw, wait_until, KafkaBroker, Server};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
 const KINDS: [&str; 3] = ["pin", "geo", "user"];
-
-/// One broker and its sluice processes at a time: they share two cores.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A config reading `<user>.pin|geo|user` from the broker, landing raw and
 /// cleaned data in `landing`; `extra` goes into each pipeline section.
@@ -36,11 +29,7 @@ fn config(dir: &Path, data: &str, landing: &Path, broker: &KafkaBroker, user: &s
         landing.display(),
         broker.address()
     );
-    for kind in kinds {
-        text.push_str(&format!(
-            "\n[[pipeline]]\nname = \"{kind}\"\ntopics = [\"{user}.{kind}\"]\ntransforms = [\"clean-{kind}\"]\nland_raw = true\ntable = {{ name = \"{kind}\" }}\n{extra}\n"
-        ));
-    }
+    text.push_str(&cleaning_pipelines(kinds, |kind| format!("{user}.{kind}"), extra));
     let path = dir.join(format!("{data}.toml"));
     std::fs::write(&path, text).expect("write config");
     path
@@ -54,7 +43,7 @@ fn topics(broker: &KafkaBroker, user: &str, kinds: &[&str]) {
 
 #[test]
 fn a_hundred_thousand_records_through_kafka_land_exactly_once() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     const ROWS: u64 = 33_334; // three records per row: 100,002 in all
     const SEED: u64 = 11;
     let dir = tempfile::tempdir()?;
@@ -150,7 +139,7 @@ fn wait_ids(landing: &Path, topic: &str, n: usize) {
 
 #[test]
 fn kill_9_and_crash_plans_mid_run_lose_and_duplicate_nothing() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir()?;
     let broker = KafkaBroker::start()?;
     topics(&broker, "c", &["pin"]);
@@ -183,23 +172,9 @@ fn kill_9_and_crash_plans_mid_run_lose_and_duplicate_nothing() -> anyhow::Result
     Ok(())
 }
 
-fn owned_partitions(server: &Server) -> usize {
-    reqwest::blocking::get(format!("{}/status", server.base_url))
-        .and_then(|r| r.json::<Value>())
-        .map_or(0, |s| s["pin"]["partitions"].as_array().map_or(0, Vec::len))
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn two_processes_share_a_group_and_one_takes_over_when_the_other_stops() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir()?;
     let broker = KafkaBroker::start()?;
     topics(&broker, "g", &["pin"]);
@@ -212,14 +187,14 @@ fn two_processes_share_a_group_and_one_takes_over_when_the_other_stops() -> anyh
 
     wait_until("both members own partitions", Duration::from_secs(60), || {
         p.post(&a.base_url);
-        let (na, nb) = (owned_partitions(&a), owned_partitions(&b));
+        let (na, nb) = (a.owned_partitions("pin"), b.owned_partitions("pin"));
         na > 0 && nb > 0 && na + nb == 3
     });
     for _ in 0..60 {
         assert_eq!(p.post(&a.base_url), 200);
     }
     assert!(b.terminate()?, "SIGTERM stops the second member cleanly");
-    wait_until("the first member owns every partition", Duration::from_secs(60), || owned_partitions(&a) == 3);
+    wait_until("the first member owns every partition", Duration::from_secs(60), || a.owned_partitions("pin") == 3);
     for _ in 0..60 {
         assert_eq!(p.post(&a.base_url), 200);
     }
@@ -235,7 +210,7 @@ fn ready(server: &Server) -> u16 {
 
 #[test]
 fn a_broker_outage_is_reported_refused_at_ingest_and_loses_nothing() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir()?;
     let broker = KafkaBroker::start()?;
     topics(&broker, "o", &["pin"]);
@@ -273,7 +248,7 @@ fn a_broker_outage_is_reported_refused_at_ingest_and_loses_nothing() -> anyhow::
 
 #[test]
 fn the_emulator_produces_straight_into_kafka() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir()?;
     let broker = KafkaBroker::start()?;
     topics(&broker, "e", &KINDS);
@@ -323,7 +298,7 @@ fn poll_until(source: &mut KafkaSource, what: &str, mut done: impl FnMut(&mut Ka
 
 #[test]
 fn a_partition_that_went_to_another_member_and_came_back_is_reported_so_the_stale_position_is_dropped() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir()?;
     let broker = KafkaBroker::start()?;
     broker.create_topic("r.pin", 2)?;
@@ -372,7 +347,7 @@ fn a_partition_that_went_to_another_member_and_came_back_is_reported_so_the_stal
 
 #[test]
 fn partitions_read_past_a_small_prefetch_limit_come_whole_and_in_order_and_a_step_back_rereads_the_same_records() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir()?;
     let broker = KafkaBroker::start()?;
     broker.create_topic("q.pin", 2)?;

@@ -10,21 +10,14 @@ use sluice::sink::local::LocalStore;
 use sluice::sink::ObjectStore;
 use sluice::source::kinesis::{Kinesis, KinesisConfig, KinesisSource, LeaseDoc};
 use sluice::source::{PartitionId, Source};
-use sluice_tests::{column, fetch_some, files, free_port, json_lines, multiset, parquet_batches, raw_by_position, raw_count, wait_raw, KinesisServer, Server, ThrottlingProxy, KINESIS_ENV};
+use sluice_tests::{cleaning_pipelines, column, fetch_some, files, free_port, json_lines, multiset, one_at_a_time, parquet_batches, raw_by_position, raw_count, wait_raw, wait_until, KinesisServer, Server, ThrottlingProxy, KINESIS_ENV};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
 const KINDS: [&str; 3] = ["pin", "geo", "user"];
-
-/// One Kinesis server and its sluice processes at a time: they share two cores.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A config reading `streaming-<user>-<kind>` from `endpoint`, with the ingest
 /// API's Kinesis shapes forwarding there; `extra` goes into each pipeline section.
@@ -34,11 +27,7 @@ fn config(dir: &Path, data: &str, landing: &Path, endpoint: &str, user: &str, ki
         dir.join(data).display(),
         landing.display(),
     );
-    for kind in kinds {
-        text.push_str(&format!(
-            "\n[[pipeline]]\nname = \"{kind}\"\ntopics = [\"streaming-{user}-{kind}\"]\ntransforms = [\"clean-{kind}\"]\nland_raw = true\ntable = {{ name = \"{kind}\" }}\n{extra}\n"
-        ));
-    }
+    text.push_str(&cleaning_pipelines(kinds, |kind| format!("streaming-{user}-{kind}"), extra));
     let path = dir.join(format!("{data}.toml"));
     std::fs::write(&path, text).expect("write config");
     path
@@ -101,7 +90,7 @@ fn lease_docs(landing: &Path, pipeline: &str, stream: &str) -> Vec<LeaseDoc> {
 
 #[test]
 fn ten_thousand_records_per_stream_through_the_kinesis_ingest_shape_land_exactly_once() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     const ROWS: u64 = 10_000;
     const SEED: u64 = 21;
     let f = Fixture::new("k", &KINDS, 2)?;
@@ -193,7 +182,7 @@ fn check_exactly_once(landing: &Path, stream: &str, ids: &[String]) {
 
 #[test]
 fn a_shard_split_mid_run_lands_every_record_and_keeps_each_keys_order() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     let f = Fixture::new("s", &["pin"], 2)?;
     let (rt, kinesis, landing) = (&f.rt, &f.kinesis, f.landing());
     let stream = "streaming-s-pin".to_owned();
@@ -246,7 +235,7 @@ fn a_shard_split_mid_run_lands_every_record_and_keeps_each_keys_order() -> anyho
 
 #[test]
 fn kill_9_and_crash_plans_resume_from_the_checkpoints_losing_and_duplicating_nothing() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     let f = Fixture::new("c", &["pin"], 2)?;
     let (rt, kinesis, landing) = (&f.rt, &f.kinesis, f.landing());
     let stream = "streaming-c-pin".to_owned();
@@ -274,7 +263,7 @@ fn kill_9_and_crash_plans_resume_from_the_checkpoints_losing_and_duplicating_not
 
 #[test]
 fn throttling_and_failed_reads_are_answered_with_backoff_losing_and_duplicating_nothing() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     let f = Fixture::new("t", &["pin"], 2)?;
     // Two of every three GetRecords calls and every other PutRecords call are
     // throttled; now and then one fails inside Kinesis instead.
@@ -326,7 +315,7 @@ fn throttling_and_failed_reads_are_answered_with_backoff_losing_and_duplicating_
 
 #[test]
 fn the_emulator_puts_straight_into_kinesis() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     let f = Fixture::new("e", &KINDS, 1)?;
     let landing = f.landing();
     let cfg = f.config("e", "e", &KINDS, "roll = { max_age_ms = 300 }");
@@ -346,20 +335,6 @@ fn the_emulator_puts_straight_into_kinesis() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn owned_shards(server: &Server) -> usize {
-    reqwest::blocking::get(format!("{}/status", server.base_url))
-        .and_then(|r| r.json::<Value>())
-        .map_or(0, |s| s["pin"]["partitions"].as_array().map_or(0, Vec::len))
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn raw_ids_in_bucket(rt: &tokio::runtime::Runtime, s3: &sluice_tests::S3Server, stream: &str) -> Vec<String> {
     rt.block_on(s3.objects("lake", &format!("topics/{stream}/")))
         .values()
@@ -369,7 +344,7 @@ fn raw_ids_in_bucket(rt: &tokio::runtime::Runtime, s3: &sluice_tests::S3Server, 
 
 #[test]
 fn two_processes_share_the_shards_through_leases_in_s3_and_one_takes_over_when_the_other_stops() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     let f = Fixture::new("m", &["pin"], 4)?;
     let (rt, kinesis, dir) = (&f.rt, &f.kinesis, &f.dir);
     let s3 = sluice_tests::S3Server::start(&dir.path().join("s3"), free_port())?;
@@ -393,12 +368,12 @@ fn two_processes_share_the_shards_through_leases_in_s3_and_one_takes_over_when_t
     let mut pins = KeyedPins { stream: stream.clone(), keys: 64, next: 0, ids: Vec::new() };
 
     wait_until("both processes hold leases", Duration::from_secs(60), || {
-        let (na, nb) = (owned_shards(&a), owned_shards(&b));
+        let (na, nb) = (a.owned_partitions("pin"), b.owned_partitions("pin"));
         na > 0 && nb > 0 && na + nb == 4
     });
     pins.put(rt, kinesis, 2_000);
     assert!(b.terminate()?, "SIGTERM stops the second process cleanly (and releases its leases)");
-    wait_until("the first process holds every lease", Duration::from_secs(60), || owned_shards(&a) == 4);
+    wait_until("the first process holds every lease", Duration::from_secs(60), || a.owned_partitions("pin") == 4);
     pins.put(rt, kinesis, 2_000);
     wait_until("every record landed", Duration::from_secs(180), || raw_ids_in_bucket(rt, &s3, &stream).len() >= pins.ids.len());
     drop(a);
@@ -418,7 +393,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[test]
 fn a_shard_lease_lost_and_taken_back_between_two_looks_is_reported_so_the_stale_position_is_dropped() -> anyhow::Result<()> {
-    let _one = serial();
+    let _one = one_at_a_time();
     let f = Fixture::new("r", &["pin"], 2)?;
     let stream = "streaming-r-pin".to_owned();
     let mut pins = KeyedPins { stream: stream.clone(), keys: 16, next: 0, ids: Vec::new() };
