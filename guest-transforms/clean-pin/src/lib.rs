@@ -159,11 +159,14 @@ mod tests {
     use serde_json::{json, Value};
     use sluice_guest::{run_batch, BatchBuf};
 
-    fn clean(records: &[Value]) -> (Vec<Value>, Vec<(u32, String)>, Vec<(&'static str, u64)>) {
+    /// A batch's cleaned records, its rejections (index, reason) and its counters.
+    type Cleaned = (Vec<Value>, Vec<(u32, String)>, Vec<(&'static str, u64)>);
+
+    fn clean(records: &[Value]) -> Cleaned {
         raw(&BatchBuf::from_json(records))
     }
 
-    fn raw(b: &BatchBuf) -> (Vec<Value>, Vec<(u32, String)>, Vec<(&'static str, u64)>) {
+    fn raw(b: &BatchBuf) -> Cleaned {
         let res = run_batch::<CleanPin>(&b.as_ref());
         let out = res.output.as_ref().iter().map(|r| serde_json::from_slice(r.value).expect("valid output JSON")).collect();
         (out, res.rejections.into_iter().map(|r| (r.index, r.reason)).collect(), res.counters)

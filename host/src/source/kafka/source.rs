@@ -125,7 +125,7 @@ impl ConsumerContext for GroupContext {
                 for p in elements(tpl) {
                     assigned.remove(&p);
                 }
-                tracing::info!(revoked = tpl.count(), "kafka group revoked partitions: their open segments are abandoned, the new owner lands them");
+                tracing::info!(revoked = tpl.count(), "kafka group revoked partitions");
             }
             Rebalance::Error(e) => {
                 tracing::warn!(error = %e, "kafka group rebalance failed");
