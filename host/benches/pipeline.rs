@@ -25,7 +25,9 @@
 //!
 //! The defaults are the product's: 3 partitions (`log.partitions`) and the
 //! default worker count. `BENCH_PARTITIONS=N` and `BENCH_WORKERS=N` override
-//! them, to compare layouts side by side.
+//! them, to compare layouts side by side. `BENCH_KAFKA_EXTRA` is appended to
+//! the `[kafka]` section, to compare librdkafka settings the same way, e.g.
+//! `BENCH_KAFKA_EXTRA=$'[consumer_properties]\n"fetch.wait.max.ms" = "10"'`.
 
 use sluice::config::Config;
 use sluice::emulate::data::Generator;
@@ -69,7 +71,7 @@ fn config(dir: &Path) -> Config {
 }
 
 fn kafka_config(brokers: &str) -> anyhow::Result<KafkaConfig> {
-    Ok(toml::from_str(&format!("brokers = \"{brokers}\"\nsession_timeout_ms = 6000\nheartbeat_interval_ms = 1000"))?)
+    Ok(toml::from_str(&format!("brokers = \"{brokers}\"\nsession_timeout_ms = 6000\nheartbeat_interval_ms = 1000\n{}", std::env::var("BENCH_KAFKA_EXTRA").unwrap_or_default()))?)
 }
 
 fn kinesis_config(endpoint: &str) -> KinesisConfig {
