@@ -52,16 +52,24 @@ const PROBLEM_FOR: Duration = Duration::from_secs(15);
 pub(crate) struct GroupContext {
     /// The assignment changed since the pipeline last asked.
     changed: AtomicBool,
-    /// Partitions this member owns now, as the last rebalance said.
-    assigned: Mutex<BTreeSet<(String, i32)>>,
-    /// Revoked by the rebalance in progress; whether the group moved them
-    /// elsewhere is known once its assignment comes.
-    revoking: Mutex<BTreeSet<(String, i32)>>,
-    /// Partitions that went to other members since the pipeline last asked
-    /// (see [`Source::revoked`]).
-    gone: Mutex<BTreeSet<(String, i32)>>,
+    /// One lock for the three sets, so ownership is judged on one state of
+    /// them, never halfway through a rebalance callback.
+    membership: Mutex<Membership>,
     /// The latest client error and when it happened.
     problem: Mutex<Option<(Instant, String)>>,
+}
+
+/// Which partitions this member holds, as the group's rebalances said.
+#[derive(Default)]
+struct Membership {
+    /// Partitions this member owns now, as the last rebalance said.
+    assigned: BTreeSet<(String, i32)>,
+    /// Revoked by the rebalance in progress; whether the group moved them
+    /// elsewhere is known once its assignment comes.
+    revoking: BTreeSet<(String, i32)>,
+    /// Partitions that went to other members since the pipeline last asked
+    /// (see [`Source::revoked`]).
+    gone: BTreeSet<(String, i32)>,
 }
 
 impl GroupContext {
@@ -71,7 +79,8 @@ impl GroupContext {
     /// member's commits).
     fn owns(&self, topic: &str, partition: i32) -> bool {
         let key = (topic.to_owned(), partition);
-        lock(&self.assigned).contains(&key) && !lock(&self.gone).contains(&key)
+        let m = lock(&self.membership);
+        m.assigned.contains(&key) && !m.gone.contains(&key)
     }
 
     fn set_problem(&self, text: String) {
@@ -101,35 +110,37 @@ impl ConsumerContext for GroupContext {
     /// (this member was thrown out of the group) was elsewhere for certain.
     /// Asked here, since librdkafka forgets the loss once the revocation is done.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let lost = consumer.assignment_lost();
+        let mut m = lock(&self.membership);
         match rebalance {
-            Rebalance::Revoke(tpl) if consumer.assignment_lost() => lock(&self.gone).extend(elements(tpl)),
-            Rebalance::Revoke(tpl) => lock(&self.revoking).extend(elements(tpl)),
+            Rebalance::Revoke(tpl) if lost => m.gone.extend(elements(tpl)),
+            Rebalance::Revoke(tpl) => m.revoking.extend(elements(tpl)),
             Rebalance::Assign(tpl) => {
                 let coming: BTreeSet<(String, i32)> = elements(tpl).collect();
-                let moved = std::mem::take(&mut *lock(&self.revoking)).into_iter().filter(|p| !coming.contains(p));
-                lock(&self.gone).extend(moved);
+                let moved: Vec<(String, i32)> = std::mem::take(&mut m.revoking).into_iter().filter(|p| !coming.contains(p)).collect();
+                m.gone.extend(moved);
             }
             Rebalance::Error(_) => {}
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let mut assigned = lock(&self.assigned);
+        let mut m = lock(&self.membership);
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let added: Vec<String> = elements(tpl).map(|(topic, partition)| format!("{topic}/{partition}")).collect();
-                assigned.extend(elements(tpl));
+                m.assigned.extend(elements(tpl));
                 tracing::info!(partitions = ?added, "kafka group assigned partitions");
             }
             Rebalance::Revoke(tpl) => {
                 for p in elements(tpl) {
-                    assigned.remove(&p);
+                    m.assigned.remove(&p);
                 }
                 tracing::info!(revoked = tpl.count(), "kafka group revoked partitions");
             }
             Rebalance::Error(e) => {
                 tracing::warn!(error = %e, "kafka group rebalance failed");
-                drop(assigned);
+                drop(m);
                 self.set_problem(format!("kafka rebalance failed: {e}"));
                 return;
             }
@@ -344,7 +355,7 @@ impl KafkaSource {
 
 impl Source for KafkaSource {
     fn partitions(&mut self) -> anyhow::Result<Vec<PartitionId>> {
-        let owned: Vec<(String, i32)> = lock(&self.consumer.context().assigned).iter().cloned().collect();
+        let owned: Vec<(String, i32)> = lock(&self.consumer.context().membership).assigned.iter().cloned().collect();
         let ids: Vec<PartitionId> = owned.into_iter().map(|(t, p)| self.id(&t, p)).collect();
         // Where this member had read partitions that went to another member means nothing now.
         self.positions.retain(|p, _| ids.contains(p));
@@ -361,7 +372,7 @@ impl Source for KafkaSource {
     }
 
     fn revoked(&mut self) -> Vec<PartitionId> {
-        let gone = std::mem::take(&mut *lock(&self.consumer.context().gone));
+        let gone = std::mem::take(&mut lock(&self.consumer.context().membership).gone);
         let ids: Vec<PartitionId> = gone.into_iter().map(|(t, p)| self.id(&t, p)).collect();
         // The pipeline reopens these from their committed offsets, where the
         // consumer resumes too: how far this member had read is not that.
