@@ -100,6 +100,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
     /// How many input partitions (Kafka partitions, Kinesis shards) the pipeline
     /// `pipeline` holds now, as `/status` says; 0 when the process does not answer.
     pub fn owned_partitions(&self, pipeline: &str) -> usize {

@@ -117,8 +117,8 @@ impl ConsumerContext for GroupContext {
             Rebalance::Revoke(tpl) => m.revoking.extend(elements(tpl)),
             Rebalance::Assign(tpl) => {
                 let coming: BTreeSet<(String, i32)> = elements(tpl).collect();
-                let moved: Vec<(String, i32)> = std::mem::take(&mut m.revoking).into_iter().filter(|p| !coming.contains(p)).collect();
-                m.gone.extend(moved);
+                let revoking = std::mem::take(&mut m.revoking);
+                m.gone.extend(revoking.into_iter().filter(|p| !coming.contains(p)));
             }
             Rebalance::Error(_) => {}
         }
