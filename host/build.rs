@@ -32,11 +32,13 @@ fn main() {
     // Keep guest artifacts next to the outer target dir, so CI caches and `cargo clean` cover both.
     let guest_target = env::var_os("SLUICE_GUEST_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| target_dir(&out_dir).join("guests"));
 
+    ensure_guest_target();
+
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     for group in GUESTS {
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(&root)
-            .args(["build", "--profile", "guest", "--target", "wasm32-wasip2", "--target-dir"])
+            .args(["build", "--profile", "guest", "--target", GUEST_TARGET, "--target-dir"])
             .arg(&guest_target);
         for (package, _) in *group {
             cmd.args(["-p", package]);
@@ -48,18 +50,62 @@ fn main() {
         }
         let status = cmd.status().expect("could not run cargo to build the guest components");
         if !status.success() {
-            panic!(
-                "building the guest components for wasm32-wasip2 failed ({status}).\n\
-                 If the target is missing, run `rustup target add wasm32-wasip2` (rust-toolchain.toml normally installs it)."
-            );
+            panic!("building the guest components for {GUEST_TARGET} failed ({status}); cargo's output above says why.");
         }
         // Copy each group right after its build: the next group rebuilds clean_pin's artifacts.
         for (_, artifact) in *group {
-            let built = guest_target.join("wasm32-wasip2/guest").join(format!("{artifact}.wasm"));
+            let built = guest_target.join(GUEST_TARGET).join("guest").join(format!("{artifact}.wasm"));
             let dest = out_dir.join(format!("{artifact}.wasm"));
             std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", built.display(), dest.display()));
         }
     }
+}
+
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// Makes sure the compiler running this build has the standard library for the
+/// guest target, installing it through rustup when it is missing.
+///
+/// `rust-toolchain.toml` lists the target, but rustup (1.29 at least) installs a
+/// toolchain file's targets only when it installs the toolchain itself: on a
+/// machine that already has stable, the README's first command would compile for
+/// twenty minutes and then fail here. The test script relies on this same step,
+/// so CI proves what a new user gets.
+fn ensure_guest_target() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    if has_target(&rustc) {
+        return;
+    }
+    // Under rustup, cargo runs with RUSTUP_TOOLCHAIN naming the active toolchain
+    // (the one rust-toolchain.toml chose): install the target into that one.
+    let toolchain = env::var("RUSTUP_TOOLCHAIN").ok();
+    println!("cargo:warning=the {GUEST_TARGET} target is missing; installing it with rustup (once, about 20 MB)");
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", GUEST_TARGET]);
+    if let Some(toolchain) = &toolchain {
+        cmd.args(["--toolchain", toolchain]);
+    }
+    match cmd.status() {
+        Ok(status) if status.success() && has_target(&rustc) => {}
+        Ok(status) => panic!(
+            "`rustup target add {GUEST_TARGET}` failed ({status}); the built-in transforms are compiled for that target.\n\
+             Run it by hand (it needs the network to reach the Rust distribution server), then build again."
+        ),
+        Err(e) => panic!(
+            "the {GUEST_TARGET} target is not installed for {rustc}, and rustup could not be run to install it ({e}).\n\
+             sluice compiles its built-in transforms for {GUEST_TARGET}: install Rust through rustup (https://rustup.rs) \
+             or add that target's standard library to this toolchain, then build again."
+        ),
+    }
+}
+
+/// Whether `rustc`'s sysroot holds the guest target's standard library.
+fn has_target(rustc: &str) -> bool {
+    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
+        return false;
+    };
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Path::new(&sysroot).join("lib/rustlib").join(GUEST_TARGET).join("lib").is_dir()
 }
 
 /// `OUT_DIR` is `<target>/<profile>/build/sluice-<hash>/out`; walk up to `<target>`.

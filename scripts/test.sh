@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# rust-toolchain.toml makes rustup install the wasm32-wasip2 target on first use;
-# asking again is a no-op when it is there and a fix when an older rustup skipped it.
-rustup target add wasm32-wasip2 >/dev/null
+# No `rustup target add` here: host/build.rs installs the wasm32-wasip2 target
+# when it is missing, for the README's first command and for this script alike,
+# so CI goes through the same path as a new user.
 
 # Debian packages: a real Prometheus (and promtool) for the observability tests,
 # the headers librdkafka is built against (TLS and SASL/SCRAM need OpenSSL),
