@@ -3,6 +3,8 @@
 # idempotently, then runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$SECONDS
+took() { local s=$((SECONDS - started)); printf '%d min %02d s' $((s / 60)) $((s % 60)); }
 
 # No `rustup target add` here: host/build.rs installs the wasm32-wasip2 target
 # when it is missing, for the README's first command and for this script alike,
@@ -52,6 +54,13 @@ if [ ! -x "$airflow_venv/bin/airflow" ]; then
 fi
 [ -x "$airflow_venv/bin/airflow" ] && export SLUICE_AIRFLOW_PYTHON="$airflow_venv/bin/python"
 
+# The code stays tidy by itself: formatting, lints, and imports that run one way
+# (docs/architecture.md). Each failure names what to fix.
+cargo fmt --all --check || { echo "cargo fmt --check failed: run \`cargo fmt --all\`" >&2; exit 1; }
+python3 scripts/module-deps.py --check >/dev/null || { python3 scripts/module-deps.py; echo "an import runs against the layering (above)" >&2; exit 1; }
+cargo clippy --workspace --all-targets --locked -- -D warnings || { echo "clippy found warnings (above); CI treats them as errors" >&2; exit 1; }
+echo "checks passed after $(took)"
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
@@ -65,4 +74,5 @@ set -e
 # nothing in it; end with the totals so the outcome reads at a glance.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+echo "the test run took $(took)"
 exit "$status"

@@ -35,10 +35,13 @@ use sluice::pipeline::config::{PipelineConfig, RollConfig, TableConfig, TableFor
 use sluice::pipeline::{self, PipelineControl, Supervisor};
 use sluice::runtime::registry::Registry;
 use sluice::runtime::Runtime;
-use sluice::sink::local::LocalStore;
-use sluice::source::embedded::{EmbeddedLog, EmbeddedSource};
-use sluice::source::kafka::{KafkaConfig, KafkaProducer, KafkaSource};
-use sluice::source::kinesis::{KinesisConfig, KinesisProducer, KinesisSource};
+use sluice::store::local::LocalStore;
+use sluice::log::EmbeddedLog;
+use sluice::source::embedded::EmbeddedSource;
+use sluice::ingest::KafkaProducer;
+use sluice::source::kafka::{KafkaConfig, KafkaSource};
+use sluice::ingest::KinesisProducer;
+use sluice::source::kinesis::{KinesisConfig, KinesisSource};
 use sluice::source::Source;
 use sluice_guest::BatchBuf;
 use std::path::{Path, PathBuf};
@@ -126,9 +129,9 @@ fn load(dir: &Path, records: u64, kafka: Option<String>, kinesis: Option<String>
 fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, kinesis: Option<String>, records: u64) -> anyhow::Result<()> {
     let mut c = config(dir);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let store: Arc<dyn sluice::sink::ObjectStore> = match &s3_endpoint {
+    let store: Arc<dyn sluice::store::ObjectStore> = match &s3_endpoint {
         Some(url) => {
-            let s3 = sluice::sink::s3::S3Config {
+            let s3 = sluice::store::s3::S3Config {
                 bucket: "bench".into(),
                 prefix: String::new(),
                 region: Some("us-east-1".into()),
@@ -139,7 +142,7 @@ fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, kinesis: 
                 abort_incomplete_after_hours: 24,
             };
             c.landing.s3 = Some(s3.clone());
-            Arc::new(rt.block_on(sluice::sink::s3::S3Store::new(s3, rt.handle().clone()))?)
+            Arc::new(rt.block_on(sluice::store::s3::S3Store::new(s3, rt.handle().clone()))?)
         }
         None => Arc::new(LocalStore::new(c.landing_dir())?),
     };

@@ -6,7 +6,7 @@ use crate::ingest::IngestConfig;
 use crate::ingest::DestinationKind;
 use crate::pipeline::config::{PipelineConfig, SourceKind, TableConfig, TableFormat};
 use crate::runtime::SandboxLimits;
-use crate::source::embedded::EmbeddedLogConfig;
+use crate::log::EmbeddedLogConfig;
 use crate::source::kafka::KafkaConfig;
 use crate::source::kinesis::KinesisConfig;
 use anyhow::Context;
@@ -100,7 +100,7 @@ pub struct LandingConfig {
     /// A local directory laid out like the S3 bucket. Default: `<data_dir>/landing`.
     pub dir: Option<PathBuf>,
     /// Land in S3 (or an S3-compatible store) instead, with the same layout.
-    pub s3: Option<crate::sink::s3::S3Config>,
+    pub s3: Option<crate::store::s3::S3Config>,
 }
 
 fn default_data_dir() -> PathBuf {

@@ -6,10 +6,12 @@
 use serde_json::{json, Value};
 use sluice::emulate::data::Generator;
 use sluice::emulate::post::{post, Api, PostPlan};
-use sluice::sink::local::LocalStore;
-use sluice::sink::ObjectStore;
-use sluice::source::kafka::{KafkaConfig, KafkaProducer, KafkaSource};
-use sluice::source::{PartitionId, Source};
+use sluice::store::local::LocalStore;
+use sluice::store::ObjectStore;
+use sluice::ingest::KafkaProducer;
+use sluice::source::kafka::{KafkaConfig, KafkaSource};
+use sluice::source::Source;
+use sluice::position::PartitionId;
 use sluice_guest::BatchBuf;
 use sluice_tests::{cleaning_pipelines, column, fetch_some, free_port, json_lines, multiset, one_at_a_time, parquet_batches, raw_by_position, wait_raw, wait_until, KafkaBroker, Server};
 use std::collections::{BTreeMap, BTreeSet};

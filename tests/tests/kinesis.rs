@@ -6,10 +6,11 @@
 use serde_json::{json, Value};
 use sluice::emulate::data::Generator;
 use sluice::emulate::post::{post, Api, PostPlan};
-use sluice::sink::local::LocalStore;
-use sluice::sink::ObjectStore;
+use sluice::store::local::LocalStore;
+use sluice::store::ObjectStore;
 use sluice::source::kinesis::{Kinesis, KinesisConfig, KinesisSource, LeaseDoc};
-use sluice::source::{PartitionId, Source};
+use sluice::source::Source;
+use sluice::position::PartitionId;
 use sluice_tests::{cleaning_pipelines, column, fetch_some, files, free_port, json_lines, multiset, one_at_a_time, parquet_batches, raw_by_position, raw_count, wait_raw, wait_until, KinesisServer, Server, ThrottlingProxy, KINESIS_ENV};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

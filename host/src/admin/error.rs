@@ -1,6 +1,7 @@
 //! Admin API errors, turned into HTTP responses in one place.
 
 use crate::pipeline::control::ControlError;
+use crate::pipeline::manager::ManageError;
 use crate::runtime::registry::RegistryError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -74,6 +75,17 @@ impl From<ControlError> for ApiError {
             ControlError::NothingToRollBack { .. } | ControlError::AlreadyActive(_) | ControlError::StateIncompatible { .. } => ApiError::Conflict(msg),
             ControlError::Registry(r) => r.into(),
             ControlError::Storage(_) => ApiError::Internal(msg),
+        }
+    }
+}
+
+impl From<ManageError> for ApiError {
+    fn from(e: ManageError) -> Self {
+        match e {
+            ManageError::NotFound(m) => ApiError::NotFound(m),
+            ManageError::Conflict(m) => ApiError::Conflict(m),
+            ManageError::Invalid(m) => ApiError::Invalid(m),
+            ManageError::Internal(m) => ApiError::Internal(m),
         }
     }
 }

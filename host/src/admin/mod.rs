@@ -14,56 +14,12 @@ mod transforms;
 pub use auth::{constant_time_eq, require_token};
 pub use error::ApiError;
 
-use crate::pipeline::{PipelineConfig, PipelineControl, PipelineStats};
+use crate::pipeline::manager::{PipelineHandle, PipelineManager};
 use crate::runtime::registry::Registry;
-use crate::sink::{ObjectStore, SegmentSpec};
+use crate::store::ObjectStore;
 use axum::routing::{get, post};
 use axum::Router;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// A running pipeline as the admin API sees it.
-#[derive(Clone)]
-pub struct PipelineHandle {
-    pub config: PipelineConfig,
-    pub control: Arc<PipelineControl>,
-    pub stats: Arc<PipelineStats>,
-    pub spec: SegmentSpec,
-}
-
-/// What the admin API needs to manage pipelines; the appliance implements it.
-pub trait PipelineManager: Send + Sync {
-    fn list(&self) -> Vec<(String, PipelineHandle)>;
-    fn get(&self, name: &str) -> Option<PipelineHandle>;
-    /// Create and start a pipeline; it is kept so it survives restarts.
-    fn create(&self, config: PipelineConfig) -> Result<PipelineHandle, ApiError>;
-    /// Replace a pipeline's definition: the old one lands what it holds and
-    /// stops, the new one starts from the same committed positions.
-    fn replace(&self, config: PipelineConfig) -> Result<PipelineHandle, ApiError>;
-    /// Stop and forget a pipeline. What it landed, and its positions, stay.
-    fn delete(&self, name: &str) -> Result<(), ApiError>;
-}
-
-/// A fixed set of pipelines (tests, embedding): nothing can be added or removed.
-pub struct FixedPipelines(pub BTreeMap<String, PipelineHandle>);
-
-impl PipelineManager for FixedPipelines {
-    fn list(&self) -> Vec<(String, PipelineHandle)> {
-        self.0.iter().map(|(n, h)| (n.clone(), h.clone())).collect()
-    }
-    fn get(&self, name: &str) -> Option<PipelineHandle> {
-        self.0.get(name).cloned()
-    }
-    fn create(&self, _: PipelineConfig) -> Result<PipelineHandle, ApiError> {
-        Err(ApiError::Conflict("this instance's pipelines are fixed".into()))
-    }
-    fn replace(&self, _: PipelineConfig) -> Result<PipelineHandle, ApiError> {
-        Err(ApiError::Conflict("this instance's pipelines are fixed".into()))
-    }
-    fn delete(&self, _: &str) -> Result<(), ApiError> {
-        Err(ApiError::Conflict("this instance's pipelines are fixed".into()))
-    }
-}
 
 pub struct AdminState {
     pub registry: Arc<Registry>,

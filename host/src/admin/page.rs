@@ -2,6 +2,7 @@
 //! Plain HTML that refreshes itself; nothing to build.
 
 use super::AdminState;
+use crate::pipeline::PipelineState;
 use axum::extract::State;
 use axum::response::Html;
 use std::fmt::Write;
@@ -24,7 +25,7 @@ pub async fn render(State(s): State<Arc<AdminState>>) -> Html<String> {
     for (name, p) in &pipelines {
         let snap = p.stats.snapshot();
         let lag: u64 = snap.partitions.iter().filter_map(|x| x.lag).sum();
-        let state = if p.control.is_paused() { "paused".to_owned() } else { snap.state.clone() };
+        let state = if p.control.is_paused() { PipelineState::Paused } else { snap.state };
         let versions: Vec<String> = p
             .control
             .status()
@@ -35,8 +36,8 @@ pub async fn render(State(s): State<Arc<AdminState>>) -> Html<String> {
             h,
             "<tr><td><b>{}</b></td><td class={}>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{lag}</td><td class='num{}'>{}</td><td>{}</td></tr>",
             esc(name),
-            if state == "running" { "ok" } else { "bad" },
-            esc(&state),
+            if state == PipelineState::Running { "ok" } else { "bad" },
+            state,
             snap.records_in,
             snap.table_rows + snap.raw_records * u64::from(p.config.table.is_none()),
             snap.dead_letters,

@@ -1,6 +1,7 @@
 //! `/api/v1/pipelines`: status, pause and resume, version activation and rollback.
 
-use super::{parse_json, read_body, AdminState, ApiError, PipelineHandle};
+use super::{parse_json, read_body, AdminState, ApiError};
+use crate::pipeline::manager::PipelineHandle;
 use crate::pipeline::PipelineConfig;
 use axum::extract::{Path, State};
 use axum::Json;

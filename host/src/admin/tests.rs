@@ -4,9 +4,12 @@
 use super::*;
 use crate::pipeline::config::{PipelineConfig, TableConfig, TableFormat};
 use crate::pipeline::control::AutoRollbackConfig;
+use crate::pipeline::manager::FixedPipelines;
+use crate::pipeline::{PipelineControl, PipelineStats};
+use crate::sink::SegmentSpec;
 use crate::runtime::testing::{CLEAN_PIN_MARKED_WASM, HOSTILE_WASM, REJECT_ALL_WASM};
 use crate::runtime::{Runtime, SandboxLimits};
-use crate::sink::local::LocalStore;
+use crate::store::local::LocalStore;
 use crate::sink::{schema, TableSpec};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -49,7 +52,7 @@ fn fixture() -> Fixture {
     let handle = PipelineHandle { config, control, stats: Arc::new(PipelineStats::default()), spec };
     let pipelines: Arc<dyn PipelineManager> = Arc::new(FixedPipelines([("pin".to_string(), handle)].into()));
     let mut jobs = crate::jobs::JobRunner::new();
-    let log = crate::source::embedded::EmbeddedLog::open(&dir.path().join("log.redb"), &Default::default()).expect("log");
+    let log = crate::log::EmbeddedLog::open(&dir.path().join("log.redb"), &Default::default()).expect("log");
     jobs.register("retention", Arc::new(crate::jobs::RetentionJob(log)));
     let state = Arc::new(AdminState { registry, pipelines, store, jobs: Arc::new(jobs) });
     let app = router(state.clone(), Arc::from(TOKEN)).merge(status_page(state.clone()));

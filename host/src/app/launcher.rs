@@ -2,13 +2,15 @@
 //! Pipelines from the config file are fixed; pipelines created through the
 //! admin API are kept in `<data_dir>/pipelines/<name>.json` and come back on restart.
 
-use crate::admin::{ApiError, PipelineHandle, PipelineManager};
+use crate::pipeline::manager::{ManageError, PipelineHandle, PipelineManager};
 use crate::config::Config;
 use crate::pipeline::{self, PipelineConfig, PipelineControl, PipelineStats, StatsSnapshot, Supervisor};
-use crate::runtime::registry::{write_atomically, Registry};
-use crate::sink::ObjectStore;
+use crate::runtime::registry::Registry;
+use crate::store::write_atomically;
+use crate::store::ObjectStore;
 use crate::pipeline::config::SourceKind;
-use crate::source::embedded::{EmbeddedLog, EmbeddedSource};
+use crate::log::EmbeddedLog;
+use crate::source::embedded::EmbeddedSource;
 use crate::source::kafka::{self, KafkaSource};
 use crate::source::kinesis::{self, KinesisSource};
 use crate::source::Source;
@@ -151,28 +153,28 @@ impl Launcher {
     }
 
     /// The config as it would be with `p` in place of any pipeline of its name.
-    fn check(&self, p: &PipelineConfig) -> Result<(), ApiError> {
+    fn check(&self, p: &PipelineConfig) -> Result<(), ManageError> {
         let mut whole = self.config.clone();
         let others: Vec<PipelineConfig> = self.list().into_iter().map(|(_, h)| h.config).filter(|c| c.name != p.name).collect();
         whole.pipelines = others;
         whole.pipelines.push(p.clone());
-        whole.validate().map_err(ApiError::Invalid)?;
+        whole.validate().map_err(ManageError::Invalid)?;
         for t in &p.stage_names() {
-            self.registry.versions(t).map_err(|e| ApiError::Invalid(format!("pipeline `{}`: {e}", p.name)))?;
+            self.registry.versions(t).map_err(|e| ManageError::Invalid(format!("pipeline `{}`: {e}", p.name)))?;
         }
         Ok(())
     }
 
-    fn save(&self, p: &PipelineConfig) -> Result<(), ApiError> {
+    fn save(&self, p: &PipelineConfig) -> Result<(), ManageError> {
         let dir = self.saved_dir();
         std::fs::create_dir_all(&dir)?;
-        let bytes = serde_json::to_vec_pretty(p).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(p).map_err(|e| ManageError::Internal(e.to_string()))?;
         write_atomically(&dir.join(format!("{}.json", p.name)), &bytes)?;
         Ok(())
     }
 
-    fn stop(&self, name: &str) -> Result<(), ApiError> {
-        self.supervisor.stop(name).map_err(ApiError::from)?;
+    fn stop(&self, name: &str) -> Result<(), ManageError> {
+        self.supervisor.stop(name).map_err(ManageError::from)?;
         write(&self.handles).remove(name);
         Ok(())
     }
@@ -187,35 +189,35 @@ impl PipelineManager for Launcher {
         read(&self.handles).get(name).cloned()
     }
 
-    fn create(&self, p: PipelineConfig) -> Result<PipelineHandle, ApiError> {
+    fn create(&self, p: PipelineConfig) -> Result<PipelineHandle, ManageError> {
         let _one_at_a_time = lock(&self.changing);
         if self.get(&p.name).is_some() {
-            return Err(ApiError::Conflict(format!("pipeline `{}` already exists; PUT /api/v1/pipelines/{} replaces it", p.name, p.name)));
+            return Err(ManageError::Conflict(format!("pipeline `{}` already exists; PUT /api/v1/pipelines/{} replaces it", p.name, p.name)));
         }
         self.check(&p)?;
         self.save(&p)?;
-        let handle = self.launch(&p).map_err(ApiError::from)?;
+        let handle = self.launch(&p).map_err(ManageError::from)?;
         tracing::info!(pipeline = %p.name, "pipeline created through the admin API");
         Ok(handle)
     }
 
-    fn replace(&self, p: PipelineConfig) -> Result<PipelineHandle, ApiError> {
+    fn replace(&self, p: PipelineConfig) -> Result<PipelineHandle, ManageError> {
         let _one_at_a_time = lock(&self.changing);
         if self.declared_in_file(&p.name) {
-            return Err(ApiError::Conflict(format!("pipeline `{}` is defined in the config file; change it there", p.name)));
+            return Err(ManageError::Conflict(format!("pipeline `{}` is defined in the config file; change it there", p.name)));
         }
         self.check(&p)?;
         self.stop(&p.name)?;
         self.save(&p)?;
-        let handle = self.launch(&p).map_err(ApiError::from)?;
+        let handle = self.launch(&p).map_err(ManageError::from)?;
         tracing::info!(pipeline = %p.name, "pipeline replaced through the admin API");
         Ok(handle)
     }
 
-    fn delete(&self, name: &str) -> Result<(), ApiError> {
+    fn delete(&self, name: &str) -> Result<(), ManageError> {
         let _one_at_a_time = lock(&self.changing);
         if self.declared_in_file(name) {
-            return Err(ApiError::Conflict(format!("pipeline `{name}` is defined in the config file; remove it there")));
+            return Err(ManageError::Conflict(format!("pipeline `{name}` is defined in the config file; remove it there")));
         }
         self.stop(name)?;
         match std::fs::remove_file(self.saved_dir().join(format!("{name}.json"))) {

@@ -3,11 +3,13 @@
 //! reverse order (ingest first, so nothing new arrives; pipelines land and
 //! commit what they hold; the log closes last).
 
+mod health;
 mod launcher;
 
 pub use launcher::Launcher;
 
-use crate::admin::{self, AdminState, PipelineManager};
+use crate::admin::{self, AdminState};
+use crate::pipeline::manager::PipelineManager;
 use crate::config::Config;
 use crate::jobs::{JobRunner, RetentionJob};
 use crate::telemetry;
@@ -15,14 +17,15 @@ use crate::ingest::{self, IngestState};
 use crate::pipeline::{StatsSnapshot, Supervisor};
 use crate::runtime::registry::Registry;
 use crate::runtime::Runtime;
-use crate::sink::local::LocalStore;
-use crate::sink::s3::S3Store;
-use crate::sink::ObjectStore;
-use crate::source::embedded::EmbeddedLog;
-use crate::source::kafka::KafkaProducer;
+use crate::store::local::LocalStore;
+use crate::store::s3::S3Store;
+use crate::store::ObjectStore;
+use crate::log::EmbeddedLog;
+use crate::ingest::{KafkaProducer, KinesisProducer};
+use crate::report::job::{BackfillJob, ReportJob};
 use anyhow::Context;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,30 +67,6 @@ fn generated_token(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// A pipeline that failed to read, land or commit this recently is `degraded`.
-const DEGRADED_FOR_SECS: u64 = 30;
-
-/// Liveness (`/health`, always 200 while serving) and readiness (`/ready`, 503
-/// while degraded) share this body: per pipeline, its state and recent failures.
-fn health(launcher: &Launcher) -> serde_json::Value {
-    let mut degraded = false;
-    let mut pipelines = serde_json::Map::new();
-    for (name, stats) in launcher.supervisor.stats() {
-        let snap = stats.snapshot();
-        let recent = stats.seconds_since_error().is_some_and(|s| s < DEGRADED_FOR_SECS);
-        degraded |= recent || snap.state == "failed";
-        pipelines.insert(
-            name,
-            serde_json::json!({
-                "state": snap.state,
-                "failing": recent,
-                "last_error": if recent { snap.last_error } else { None },
-            }),
-        );
-    }
-    serde_json::json!({ "status": if degraded { "degraded" } else { "ok" }, "pipelines": pipelines })
-}
-
 /// How often old records are removed from the embedded log.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -105,6 +84,31 @@ fn spawn_retention(log: Arc<EmbeddedLog>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// Where ingest writes: the embedded log, or Kafka or Kinesis through a producer.
+async fn ingest_destination(config: &Config, log: &Arc<EmbeddedLog>) -> anyhow::Result<ingest::Destination> {
+    Ok(match config.ingest_destination() {
+        ingest::DestinationKind::Embedded => ingest::Destination::Embedded(log.clone()),
+        ingest::DestinationKind::Kafka => {
+            let kafka = config.kafka.as_ref().context("ingest.destination is kafka but [kafka] is missing")?;
+            ingest::Destination::Kafka(Arc::new(KafkaProducer::new(kafka)?))
+        }
+        ingest::DestinationKind::Kinesis => {
+            let kinesis = config.kinesis.as_ref().context("ingest.destination is kinesis but [kinesis] is missing")?;
+            ingest::Destination::Kinesis(Arc::new(KinesisProducer::new(kinesis).await))
+        }
+    })
+}
+
+/// The jobs an operator can run: log retention, the reports, backfill.
+fn job_runner(config: &Config, log: &Arc<EmbeddedLog>, store: &Arc<dyn ObjectStore>, registry: &Arc<Registry>, manager: &Arc<dyn PipelineManager>) -> JobRunner {
+    let mut jobs = JobRunner::new();
+    jobs.register("retention", Arc::new(RetentionJob(log.clone())));
+    let local_dir = config.landing.s3.is_none().then(|| config.landing_dir());
+    jobs.register("reports", Arc::new(ReportJob::new(store.clone(), local_dir)));
+    jobs.register("backfill", Arc::new(BackfillJob { store: store.clone(), registry: registry.clone(), pipelines: manager.clone() }));
+    jobs
 }
 
 impl RunningApp {
@@ -137,25 +141,10 @@ impl RunningApp {
         };
         let dyn_store = store.clone();
         let manager: Arc<dyn PipelineManager> = launcher.clone();
-        let mut jobs = JobRunner::new();
-        jobs.register("retention", Arc::new(RetentionJob(log.clone())));
-        let local_dir = config.landing.s3.is_none().then(|| config.landing_dir());
-        jobs.register("reports", Arc::new(crate::report::job::ReportJob::new(store.clone(), local_dir)));
-        jobs.register("backfill", Arc::new(crate::report::job::BackfillJob { store: store.clone(), registry: registry.clone(), pipelines: manager.clone() }));
-        let jobs = Arc::new(jobs);
+        let jobs = Arc::new(job_runner(config, &log, &store, &registry, &manager));
         let schedule = crate::jobs::schedule::spawn(jobs.clone(), &config.jobs);
         let admin_state = Arc::new(AdminState { registry: registry.clone(), pipelines: manager, store: dyn_store, jobs });
-        let destination = match config.ingest_destination() {
-            ingest::DestinationKind::Embedded => ingest::Destination::Embedded(log.clone()),
-            ingest::DestinationKind::Kafka => {
-                let kafka = config.kafka.as_ref().context("ingest.destination is kafka but [kafka] is missing")?;
-                ingest::Destination::Kafka(Arc::new(KafkaProducer::new(kafka)?))
-            }
-            ingest::DestinationKind::Kinesis => {
-                let kinesis = config.kinesis.as_ref().context("ingest.destination is kinesis but [kinesis] is missing")?;
-                ingest::Destination::Kinesis(Arc::new(crate::source::kinesis::KinesisProducer::new(kinesis).await))
-            }
-        };
+        let destination = ingest_destination(config, &log).await?;
         let mut ingest_routes = ingest::router(IngestState::new(destination.clone(), config.ingest.clone()));
         if let Some(t) = &server.ingest_token {
             ingest_routes = ingest_routes.layer(axum::middleware::from_fn_with_state(Arc::<str>::from(t.as_str()), crate::admin::require_token));
@@ -186,28 +175,7 @@ impl RunningApp {
             .merge(page)
             .merge(metrics_route)
             .merge(admin::router(admin_state, admin_token.clone()))
-            .route("/health", {
-                let launcher = launcher.clone();
-                get(move || {
-                    let h = health(&launcher);
-                    async move { Json(h) }
-                })
-            })
-            .route("/ready", {
-                let launcher = launcher.clone();
-                get(move || {
-                    let h = health(&launcher);
-                    let status = if h["status"] == "ok" { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
-                    async move { (status, Json(h)) }
-                })
-            })
-            .route("/status", {
-                let launcher = launcher.clone();
-                get(move || {
-                    let snap = launcher.status();
-                    async move { Json(snap) }
-                })
-            });
+            .merge(health::routes(launcher.clone()));
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("listening on {} (server.listen)", config.server.listen))?;

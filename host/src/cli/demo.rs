@@ -1,8 +1,10 @@
 //! `sluice demo`: the whole pipeline on one machine with no external service.
 
+use super::locate;
 use crate::app::RunningApp;
 use crate::config::Config;
 use crate::emulate::post::{post, Api, PostPlan};
+use anyhow::Context;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,17 +22,27 @@ pub struct DemoArgs {
     /// Seed of the emulator.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Keep the appliance up after everything has landed, until Ctrl-C: open the
+    /// status page, /metrics and the admin API (`sluice pipeline list`) on the data
+    /// the demo landed, or post more events to it.
+    #[arg(long)]
+    keep_serving: bool,
+    /// Address to serve on. Default: a free port, or 127.0.0.1:8080 with
+    /// --keep-serving (where `sluice pipeline …` and the other admin commands look).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
-    let dir = a.dir.unwrap_or_else(|| {
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        PathBuf::from("sluice-demo").join(format!("run-{stamp}"))
-    });
-    let config = Config::demo(dir.clone(), "demo");
+    let dir = a.dir.unwrap_or_else(locate::new_demo_run);
+    let mut config = Config::demo(dir.clone(), "demo");
+    let default_listen = if a.keep_serving { std::net::SocketAddr::from(([127, 0, 0, 1], 8080)) } else { config.server.listen };
+    config.server.listen = a.listen.unwrap_or(default_listen);
     eprintln!("starting sluice on the embedded log, landing in {}", config.landing_dir().display());
     let started = Instant::now();
-    let app = RunningApp::start(&config).await?;
+    let app = RunningApp::start(&config)
+        .await
+        .with_context(|| format!("starting the appliance on {} (choose another address with --listen)", config.server.listen))?;
     eprintln!("ingest API on http://{}; posting {} rows ({} events) through the Kafka REST Proxy shape", app.addr, a.rows, a.rows * 3);
     let plan = PostPlan {
         base_url: format!("http://{}", app.addr),
@@ -48,14 +60,50 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let posted = post(&plan).await?;
     eprintln!("waiting for the pipelines to land everything…");
     let caught_up = app.wait_caught_up(Duration::from_secs(120)).await;
-    app.shutdown().await?;
     let took = started.elapsed();
-    print_summary(&config.landing_dir(), posted.records, took)?;
+    let addr = app.addr;
+    if a.keep_serving {
+        print_summary(&config.landing_dir(), posted.records, took)?;
+        print_serving(addr, &dir);
+        super::serve::wait_for_signal().await?;
+        eprintln!("stopping: landing and committing what is in flight…");
+        app.shutdown().await?;
+    } else {
+        app.shutdown().await?;
+        print_summary(&config.landing_dir(), posted.records, took)?;
+        print_next_steps(&dir);
+    }
     if !caught_up {
         eprintln!("warning: the pipelines had not caught up after 120 s; the numbers above are what had landed");
         return Ok(ExitCode::FAILURE);
     }
     Ok(if posted.failed_requests == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What to do next, with commands that work as printed from this folder.
+fn print_next_steps(dir: &Path) {
+    let sluice = locate::invocation();
+    let landing = dir.join("landing");
+    let found_by_default = std::env::current_dir().ok().and_then(|cwd| locate::default_data_dir(&cwd)).is_some_and(|f| f.dir == dir);
+    // Spell the landing out only when the other commands would not find it by themselves.
+    let flag = if found_by_default { String::new() } else { format!(" --landing {}", landing.display()) };
+    println!("\nnext:");
+    println!("  {sluice} query{flag} \"SELECT category, count(*) AS pins FROM pin GROUP BY 1 ORDER BY 2 DESC LIMIT 5\"");
+    println!("  {sluice} report{flag}        # the nine reports, printed, with an HTML summary under {}/reports/", landing.display());
+    println!("  {sluice} demo --keep-serving  # the same, then stays up: status page, /metrics, admin API");
+    println!("  {sluice} serve --config deploy/sluice.toml  # run from a config (Kafka, Kinesis, S3: see docs/)");
+}
+
+/// Where to look while `--keep-serving` holds the appliance up.
+fn print_serving(addr: std::net::SocketAddr, dir: &Path) {
+    let sluice = locate::invocation();
+    println!("\nserving on http://{addr} until Ctrl-C:");
+    println!("  http://{addr}/            status page: pipelines, counts, lag, active transform versions");
+    println!("  http://{addr}/metrics     Prometheus metrics");
+    println!("  http://{addr}/status      the same counts as JSON");
+    println!("  admin API (token in {}):", dir.join("admin.token").display());
+    println!("    {sluice} pipeline list --url http://{addr} --data-dir {}", dir.display());
+    println!("    {sluice} emulate --url http://{addr} --rows 5000 --user-id demo   # post more");
 }
 
 #[derive(Default)]

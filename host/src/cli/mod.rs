@@ -2,6 +2,7 @@
 
 mod demo;
 mod emulate;
+mod locate;
 mod remote;
 mod report;
 mod serve;
@@ -26,8 +27,10 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the whole pipeline on this machine with no external service: the
-    /// embedded log, a local landing directory, and the emulator posting to the
-    /// appliance's own REST Proxy endpoint. Prints what landed where.
+    /// embedded log, a local landing directory (sluice-demo/run-<time>/), and the
+    /// emulator posting to the appliance's own REST Proxy endpoint. Prints what
+    /// landed where and the next commands to try; `query` and `report` then read
+    /// the most recent run by default.
     Demo(demo::DemoArgs),
     /// Run the appliance from a config file until Ctrl-C or SIGTERM.
     Serve(serve::ServeArgs),
@@ -76,7 +79,10 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(f: F) -> 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init_logging(cli.log_json);
+    // The demo speaks for itself (progress, summary, next steps); its pipelines'
+    // log is there with RUST_LOG=info.
+    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    crate::telemetry::init_logging(cli.log_json, default_level);
     let result = match cli.command {
         Command::Transform(cmd) => transform::run(cmd),
         Command::CheckConfig { file } => serve::check_config(file),

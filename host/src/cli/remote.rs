@@ -16,9 +16,10 @@ pub struct Remote {
     /// Admin token. Default: SLUICE_ADMIN_TOKEN, else the token file sluice generated in its data dir.
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
-    /// Data dir of the instance, to find its generated `admin.token`.
-    #[arg(long, default_value = "sluice-data", global = true)]
-    data_dir: PathBuf,
+    /// Data dir of the instance, to find its generated `admin.token`. Default: sluice-data,
+    /// else the most recent `sluice demo` run (for `sluice demo --keep-serving`).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
     /// Print the API's JSON answer instead of a summary.
     #[arg(long, global = true)]
     json: bool,
@@ -29,10 +30,17 @@ impl Remote {
         if let Some(t) = &self.token {
             return Ok(t.clone());
         }
-        let path = self.data_dir.join("admin.token");
-        std::fs::read_to_string(&path)
-            .map(|t| t.trim().to_owned())
-            .with_context(|| format!("no --token, no SLUICE_ADMIN_TOKEN, and no token file at {}", path.display()))
+        let data_dir = match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let cwd = std::env::current_dir().context("reading the current directory")?;
+                super::locate::default_data_dir(&cwd).map_or_else(|| PathBuf::from(super::locate::SERVE_DATA_DIR), |found| found.dir)
+            }
+        };
+        let path = data_dir.join("admin.token");
+        std::fs::read_to_string(&path).map(|t| t.trim().to_owned()).with_context(|| {
+            format!("no --token, no SLUICE_ADMIN_TOKEN, and no token file at {} (give --data-dir of the running instance)", path.display())
+        })
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Value> {

@@ -1,9 +1,10 @@
 //! `sluice query` and `sluice report`: SQL over the landed tables, and the nine reports.
 
+use super::locate;
 use crate::config::Config;
 use crate::report::output::{self, Format};
 use crate::report::{self, run, Landing};
-use crate::sink::ObjectStore;
+use crate::store::ObjectStore;
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
@@ -16,7 +17,9 @@ pub struct LandingArgs {
     /// The config file: its `[landing]` section says where the tables are (a directory or S3).
     #[arg(long, short, env = "SLUICE_CONFIG", conflicts_with = "landing")]
     pub config: Option<PathBuf>,
-    /// A local landing directory instead of a config file. Default: sluice-data/landing (what `sluice demo` fills).
+    /// A local landing directory instead of a config file. Default: sluice-data/landing
+    /// (what `sluice serve` fills without a `data_dir`), else the landing of the most recent
+    /// `sluice demo` run (sluice-demo/run-<time>/landing).
     #[arg(long)]
     pub landing: Option<PathBuf>,
 }
@@ -28,18 +31,31 @@ impl LandingArgs {
             (Some(path), _) => {
                 let config = Config::load(path)?;
                 if let Some(s3) = config.landing.s3.clone() {
-                    let store: Arc<dyn ObjectStore> = Arc::new(crate::sink::s3::S3Store::new(s3, tokio::runtime::Handle::current()).await?);
+                    let store: Arc<dyn ObjectStore> = Arc::new(crate::store::s3::S3Store::new(s3, tokio::runtime::Handle::current()).await?);
                     return Ok((Landing::Store(store.clone()), store));
                 }
                 config.landing_dir()
             }
             (None, Some(dir)) => dir.clone(),
-            (None, None) => PathBuf::from("sluice-data/landing"),
+            (None, None) => {
+                let cwd = std::env::current_dir().context("reading the current directory")?;
+                let Some(found) = locate::default_data_dir(&cwd) else {
+                    anyhow::bail!(
+                        "no landing to read here: neither {}/landing (what `sluice serve` fills by default) nor a run under {}/ \
+                         (what `sluice demo` fills). Run `sluice demo` first, or give --landing DIR or --config FILE",
+                        locate::SERVE_DATA_DIR,
+                        locate::DEMO_ROOT
+                    );
+                };
+                let dir = found.dir.join("landing");
+                eprintln!("reading {} ({}); --landing or --config reads another", dir.display(), found.what);
+                dir
+            }
         };
         if !dir.is_dir() {
-            anyhow::bail!("no landing directory at {} (give --landing DIR or --config FILE; `sluice demo` fills sluice-data/landing)", dir.display());
+            anyhow::bail!("no landing directory at {}: give the one your config lands in, with --landing DIR or --config FILE", dir.display());
         }
-        let store: Arc<dyn ObjectStore> = Arc::new(crate::sink::local::LocalStore::new(&dir).with_context(|| format!("opening {}", dir.display()))?);
+        let store: Arc<dyn ObjectStore> = Arc::new(crate::store::local::LocalStore::new(&dir).with_context(|| format!("opening {}", dir.display()))?);
         Ok((Landing::Dir(dir), store))
     }
 }
@@ -112,11 +128,18 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         tokio::task::spawn_blocking(move || run::write(store.as_ref(), &run_id, &results)).await??
     };
     eprintln!(
-        "{} reports in {seconds:.2} s; {} objects written under {}/reports/<name>/run={run_id}/; summary {}",
+        "{} reports in {seconds:.2} s; {} objects written under {}/reports/<name>/run={run_id}/",
         crate::report::definitions::all().len(),
         keys.len(),
         store.location(),
-        run::summary_key(&run_id)
     );
+    let summary = run::summary_key(&run_id);
+    match &landing {
+        Landing::Dir(dir) => {
+            let path = std::path::absolute(dir.join(&summary)).unwrap_or_else(|_| dir.join(&summary));
+            eprintln!("HTML summary with charts: file://{}", path.display());
+        }
+        Landing::Store(_) => eprintln!("HTML summary with charts: {}/{summary}", store.location()),
+    }
     Ok(ExitCode::SUCCESS)
 }

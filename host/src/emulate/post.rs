@@ -2,8 +2,8 @@
 //! emulator did: pin, geo and user events for each row.
 
 use super::data::Generator;
-use crate::source::kafka::KafkaProducer;
-use crate::source::kinesis::KinesisProducer;
+use crate::ingest::KafkaProducer;
+use crate::ingest::KinesisProducer;
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -137,7 +137,7 @@ fn progress_line(done: u64, total: u64, started: Instant, failed: u64) {
 async fn produce(producer: &KafkaProducer, plan: &PostPlan, kind: &str, batch_no: u64, values: &[&Value]) -> anyhow::Result<()> {
     let topic = format!("{}.{kind}", plan.user_id);
     let partitions = producer.partitions(&topic).await?.with_context(|| format!("Kafka has no topic `{topic}`; create it first"))?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now = crate::clock::now_ms();
     let mut batch = sluice_guest::BatchBuf::default();
     for v in values {
         batch.push(v.to_string().as_bytes(), b"", now);

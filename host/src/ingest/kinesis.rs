@@ -3,7 +3,7 @@
 use super::error::{IngestError, WireShape};
 use super::partition::kinesis_shard;
 use super::{read_body, Destination, IngestState};
-use crate::source::embedded::AppendError;
+use crate::log::AppendError;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,6 @@ use serde_json::value::RawValue;
 use sluice_guest::BatchBuf;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const SHAPE: WireShape = WireShape::Kinesis;
 /// Kinesis limits, enforced so clients see here what they would see there.
@@ -174,7 +173,7 @@ async fn put(state: &IngestState, stream: &str, entries: Vec<(Option<&RawValue>,
         .await
         .map_err(|e| IngestError::Unavailable { reason: e.to_string(), shape: SHAPE })?
         .ok_or_else(|| IngestError::UnknownTopic { name: stream.to_owned(), kind: "stream", shape: SHAPE })?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now = crate::clock::now_ms();
     let mut by_shard: BTreeMap<u32, BatchBuf> = BTreeMap::new();
     let mut placed = Vec::with_capacity(records.len());
     for (value, key) in records {

@@ -5,12 +5,16 @@
 
 mod destination;
 mod error;
+mod kafka_producer;
 mod kinesis;
+mod kinesis_producer;
 mod partition;
 mod rest_proxy;
 
 pub use destination::Destination;
 pub use error::{IngestError, WireShape};
+pub use kafka_producer::KafkaProducer;
+pub use kinesis_producer::{KinesisProducer, Stored, MAX_RECORDS_PER_PUT};
 
 use axum::routing::{post, put};
 use axum::Router;

@@ -3,7 +3,7 @@
 use super::error::{IngestError, WireShape};
 use super::partition::kafka_partition;
 use super::{read_body, IngestState};
-use crate::source::embedded::AppendError;
+use crate::log::AppendError;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,6 @@ use sluice_guest::BatchBuf;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const CONTENT_TYPE: &str = "application/vnd.kafka.json.v2+json";
 const SHAPE: WireShape = WireShape::RestProxy;
@@ -82,7 +81,7 @@ async fn produce_inner(state: &IngestState, topic: &str, headers: &HeaderMap, bo
     if parsed.records.is_empty() {
         return Err(IngestError::bad_body(SHAPE, "`records` is empty: nothing to produce"));
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now = crate::clock::now_ms();
     // Keyless records of one request share a partition, as Kafka's sticky partitioner does.
     let sticky = state.next_partition.fetch_add(1, Ordering::Relaxed) % partitions;
     let mut by_partition: BTreeMap<u32, BatchBuf> = BTreeMap::new();
@@ -100,7 +99,7 @@ async fn produce_inner(state: &IngestState, topic: &str, headers: &HeaderMap, bo
         let value = compact(r.value.map_or("null", |v| v.get()), i)?;
         let batch = by_partition.entry(p).or_default();
         placed.push((p, batch.len() as u64));
-        batch.push(value.as_bytes(), key, now);
+        batch.push(&value, key, now);
     }
     let parts: Vec<(u32, BatchBuf)> = by_partition.into_iter().collect();
     let totals = super::totals(&parts);
@@ -120,11 +119,6 @@ async fn produce_inner(state: &IngestState, topic: &str, headers: &HeaderMap, bo
 }
 
 /// Values are stored one per line downstream: a pretty-printed value is compacted.
-fn compact(raw: &str, index: usize) -> Result<std::borrow::Cow<'_, str>, IngestError> {
-    if !raw.contains(['\n', '\r']) {
-        return Ok(raw.into());
-    }
-    let v: serde_json::Value =
-        serde_json::from_str(raw).map_err(|e| IngestError::bad_body(SHAPE, format!("record {index}: {e}")))?;
-    Ok(v.to_string().into())
+fn compact(raw: &str, index: usize) -> Result<std::borrow::Cow<'_, [u8]>, IngestError> {
+    crate::jsonl::one_line(raw.as_bytes()).map_err(|e| IngestError::bad_body(SHAPE, format!("record {index}: {e}")))
 }

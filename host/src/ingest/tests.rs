@@ -1,7 +1,7 @@
 //! The ingest API through its router (no socket): replies and every kind of bad input.
 
 use super::*;
-use crate::source::embedded::{EmbeddedLog, EmbeddedLogConfig};
+use crate::log::{EmbeddedLog, EmbeddedLogConfig};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -147,7 +147,7 @@ async fn kinesis_bad_input_table() {
 async fn with_kinesis_as_destination_the_rest_proxy_routes_say_they_are_off_and_bad_records_never_reach_kinesis() {
     // Nothing listens on this port: a record that reached the producer would fail with 503, not 4xx.
     let config = crate::source::kinesis::KinesisConfig::for_endpoint(Some("http://127.0.0.1:9".into()));
-    let producer = crate::source::kinesis::KinesisProducer::new(&config).await;
+    let producer = crate::ingest::KinesisProducer::new(&config).await;
     let app = router(IngestState::new(Destination::Kinesis(Arc::new(producer)), IngestConfig { max_body_bytes: 4096, ..Default::default() }));
     let (status, reply) = call(&app, Method::POST, "/topics/u.pin", KAFKA_JSON, json!({"records": [{"value": 1}]}).to_string()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

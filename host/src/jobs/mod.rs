@@ -91,9 +91,6 @@ pub struct JobRunner {
     next_id: AtomicU64,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 impl JobRunner {
     pub fn new() -> Self {
@@ -134,7 +131,7 @@ impl JobRunner {
                 id: self.next_id.fetch_add(1, Ordering::SeqCst) + 1,
                 job: name.to_owned(),
                 state: RunState::Queued,
-                queued_at_ms: now_ms(),
+                queued_at_ms: crate::clock::now_ms(),
                 started_at_ms: None,
                 finished_at_ms: None,
                 progress: 0.0,
@@ -153,12 +150,12 @@ impl JobRunner {
             {
                 let mut r = lock(&run);
                 r.state = RunState::Running;
-                r.started_at_ms = Some(now_ms());
+                r.started_at_ms = Some(crate::clock::now_ms());
             }
             let ctx = JobContext { run: run.clone(), params };
             let outcome = job.run(&ctx);
             let mut r = lock(&run);
-            r.finished_at_ms = Some(now_ms());
+            r.finished_at_ms = Some(crate::clock::now_ms());
             match outcome {
                 Ok(summary) => {
                     r.state = RunState::Succeeded;
@@ -177,7 +174,7 @@ impl JobRunner {
 }
 
 /// Remove embedded-log batches past their retention now, instead of at the next timer tick.
-pub struct RetentionJob(pub Arc<crate::source::embedded::EmbeddedLog>);
+pub struct RetentionJob(pub Arc<crate::log::EmbeddedLog>);
 
 impl Job for RetentionJob {
     fn description(&self) -> &str {

@@ -1,6 +1,6 @@
 //! A pipeline's transform chain: each stage's output feeds the next.
 
-use crate::runtime::{CompiledTransform, TransformInstance};
+use crate::runtime::{CompiledTransform, FailureKind, TransformInstance};
 use sluice_guest::BatchBuf;
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ pub struct ChainFailure {
     /// Index in the chain's input batch.
     pub input_index: u32,
     pub stage: u32,
-    pub kind: &'static str,
+    pub kind: FailureKind,
     pub reason: String,
     /// The record as it entered the failing stage.
     pub value: Vec<u8>,
@@ -28,7 +28,7 @@ pub struct StageRun {
     pub records_out: usize,
     pub seconds: f64,
     /// `(kind, count)` of records it refused or lost.
-    pub failures: Vec<(&'static str, u64)>,
+    pub failures: Vec<(FailureKind, u64)>,
     /// Instances created for this batch (first use, reuse limit, after a failure).
     pub instantiations: u64,
 }
@@ -107,9 +107,9 @@ impl Chain {
                 instantiations: stage.worker.stats().instantiations - made_before,
             };
             for f in &done.failures {
-                match run.failures.iter_mut().find(|(k, _)| *k == f.kind.as_str()) {
+                match run.failures.iter_mut().find(|(k, _)| *k == f.kind) {
                     Some((_, n)) => *n += 1,
-                    None => run.failures.push((f.kind.as_str(), 1)),
+                    None => run.failures.push((f.kind, 1)),
                 }
             }
             out.stage_runs.push(run);
@@ -117,7 +117,7 @@ impl Chain {
                 out.failures.push(ChainFailure {
                     input_index: out.origins[f.index as usize],
                     stage: i as u32,
-                    kind: f.kind.as_str(),
+                    kind: f.kind,
                     reason: f.reason,
                     value: batch.get(f.index as usize).value.to_vec(),
                 });

@@ -125,9 +125,6 @@ fn check_state_handover(stage: usize, active: &VersionInfo, next: &VersionInfo) 
     })
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 impl PipelineControl {
     /// Set up control of a pipeline running `transforms`, restoring the versions
@@ -285,7 +282,7 @@ impl PipelineControl {
         self.save(stages)?;
         let s = &stages[stage];
         let event = SwapEvent {
-            at_ms: now_ms(),
+            at_ms: crate::clock::now_ms(),
             stage,
             from: format!("{}@{} sha256:{}", old.name, old.version, &old.content_hash[..12]),
             to: format!("{}@{} sha256:{}", s.active.name, s.active.version, &s.active.content_hash[..12]),
@@ -316,7 +313,7 @@ impl PipelineControl {
         }
         let compiled = self.registry.compiled(&candidate)?;
         let generation = self.shadow_generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let report = ShadowReport { stage, candidate: Some(candidate), active: Some(active), started_at_ms: now_ms(), ..Default::default() };
+        let report = ShadowReport { stage, candidate: Some(candidate), active: Some(active), started_at_ms: crate::clock::now_ms(), ..Default::default() };
         *lock(&self.shadow) = Some(ShadowState { generation, compiled, report: report.clone() });
         tracing::info!(pipeline = %self.name, stage, "shadow run started");
         Ok(report)
@@ -382,6 +379,6 @@ impl PipelineControl {
                 .collect(),
         };
         let bytes = serde_json::to_vec_pretty(&p).map_err(|e| ControlError::Storage(e.to_string()))?;
-        crate::runtime::registry::write_atomically(&self.state_file, &bytes).map_err(|e| ControlError::Storage(e.to_string()))
+        crate::store::write_atomically(&self.state_file, &bytes).map_err(|e| ControlError::Storage(e.to_string()))
     }
 }

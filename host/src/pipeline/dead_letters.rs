@@ -3,9 +3,12 @@
 //! JSON-lines object per segment.
 
 use super::chain::Chain;
+use super::land::{land_batch, DeadLetters, Processed, Provenance};
+use crate::runtime::CompiledTransform;
 use super::control::PipelineControl;
-use crate::sink::{DeadLetter, ObjectStore, Segment, SegmentSpec};
-use crate::source::PartitionId;
+use crate::sink::{layout, DeadLetter, Segment, SegmentSpec};
+use crate::store::ObjectStore;
+use crate::position::PartitionId;
 use serde::Serialize;
 use sluice_guest::BatchBuf;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +21,7 @@ pub fn id_of(d: &DeadLetter) -> String {
 /// Every dead letter of the pipeline, grouped by the object holding it.
 pub fn by_object(store: &dyn ObjectStore, pipeline: &str) -> std::io::Result<BTreeMap<String, Vec<DeadLetter>>> {
     let mut out = BTreeMap::new();
-    for key in store.list(&format!("dead-letters/{pipeline}/"))? {
+    for key in store.list(&layout::dead_letter_folder(pipeline))? {
         let mut letters = Vec::new();
         for line in String::from_utf8_lossy(&store.get(&key)?).lines() {
             match serde_json::from_str::<DeadLetter>(line) {
@@ -62,7 +65,7 @@ pub fn replay(
             letters.into_iter().partition(|d| ids.is_none_or(|ids| ids.contains(&id_of(d))));
         let Some(first) = chosen.first() else { continue };
         let partition = PartitionId { topic: first.topic.as_str().into(), partition: first.partition };
-        let start = segment_start(&key).unwrap_or(first.offset);
+        let start = layout::dead_letter_segment_start(&key).unwrap_or(first.offset);
         let mut seg = Segment::new(partition, start).with_table_tag(&format!("replay-{:010}", first.offset));
         let mut again = Vec::new();
         for d in &chosen {
@@ -75,28 +78,23 @@ pub fn replay(
             let mut input = BatchBuf::default();
             input.push(value.as_bytes(), d.key.as_deref().unwrap_or("").as_bytes(), d.timestamp);
             let out = chain.run(&input);
-            if let Some(f) = out.failures.first() {
-                let t = &chain.stages()[f.stage as usize].transform;
-                again.push(DeadLetter {
-                    stage: d.stage + f.stage,
-                    transform: t.descriptor().name.clone(),
-                    version: t.descriptor().version.clone(),
-                    content_hash: t.content_hash().to_owned(),
-                    kind: f.kind.to_owned(),
-                    reason: f.reason.clone(),
-                    ..d.clone()
-                });
+            let Some(last) = chain.stages().len().checked_sub(1) else {
+                again.push(DeadLetter { reason: format!("{} (not replayable: stage {stage} is not a transform of the pipeline now; an aggregate stage takes no replays)", d.reason), ..d.clone() });
                 continue;
-            }
-            let misfits = match &spec.table {
-                Some(table) => seg.write_table(store, table, &out.output.as_ref())?,
-                None => Vec::new(),
             };
-            if let Some((_, reason)) = misfits.first() {
-                again.push(DeadLetter { kind: "schema".into(), reason: reason.clone(), ..d.clone() });
-            } else {
+            let processed = Processed {
+                chain: &chain,
+                failures: &out.failures,
+                rows: &out.output,
+                origins: &out.origins,
+                writer: (last as u32, chain.stages()[last].transform.as_ref()),
+                more_dead: Vec::new(),
+            };
+            let landed = land_batch(&mut seg, store, spec.table.as_ref(), DeadLetters::Return, &ReplayOf(d), processed)?;
+            if landed.dead_letters.is_empty() {
                 outcome.replayed += 1;
             }
+            again.extend(landed.dead_letters);
         }
         outcome.failed_again += again.len() as u64;
         let lineage = vec![("sluice.replay.of".to_owned(), key.clone())];
@@ -107,6 +105,25 @@ pub fn replay(
         rewrite(store, &key, &kept)?;
     }
     Ok(outcome)
+}
+
+/// A dead letter run again from the stage that refused it: what fails again
+/// keeps its source position, key and timestamp, with the new stage and reason.
+struct ReplayOf<'a>(&'a DeadLetter);
+
+impl Provenance for ReplayOf<'_> {
+    fn letter(&self, _index: u32, stage: u32, transform: &CompiledTransform, kind: &str, reason: &str) -> DeadLetter {
+        let d = transform.descriptor();
+        DeadLetter {
+            stage: self.0.stage + stage,
+            transform: d.name.clone(),
+            version: d.version.clone(),
+            content_hash: transform.content_hash().to_owned(),
+            kind: kind.to_owned(),
+            reason: reason.to_owned(),
+            ..self.0.clone()
+        }
+    }
 }
 
 /// Remove the selected dead letters (all when `ids` is `None`). Returns how many went.
@@ -133,19 +150,4 @@ fn rewrite(store: &dyn ObjectStore, key: &str, letters: &[DeadLetter]) -> std::i
         std::io::Write::write_all(&mut w, &line)?;
     }
     w.finish(&[])
-}
-
-/// `…/<topic>+<p>+<start>.json` → start.
-fn segment_start(key: &str) -> Option<u64> {
-    key.rsplit('/').next()?.strip_suffix(".json")?.rsplit('+').next()?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn segment_start_comes_from_the_object_name() {
-        let key = crate::sink::layout::dead_letter_object("pin", &crate::source::PartitionId { topic: "a.pin".into(), partition: 2 }, 42);
-        assert_eq!(super::segment_start(&key), Some(42));
-        assert_eq!(super::segment_start("dead-letters/x/y.json"), None);
-    }
 }

@@ -7,16 +7,21 @@ pub mod chain;
 pub mod config;
 pub mod control;
 pub mod dead_letters;
+pub mod events;
+pub mod land;
+pub mod manager;
 pub mod shadow;
 pub mod stats;
 pub mod worker;
 
 pub use config::PipelineConfig;
 pub use control::PipelineControl;
-pub use stats::{PipelineStats, StatsSnapshot};
+pub use stats::{PipelineState, PipelineStats, StatsSnapshot};
 pub use worker::{PipelineWorker, StopFlag};
 
-use crate::sink::{schema, ObjectStore, SegmentSpec, TableSpec};
+use crate::sink::{schema, SegmentSpec, TableSpec};
+
+use crate::store::ObjectStore;
 use crate::source::Source;
 use anyhow::Context;
 use chain::Chain;
@@ -151,7 +156,7 @@ impl Supervisor {
                     let result = w.run(&worker_flag);
                     if let Err(e) = &result {
                         stats.set_error(format!("{e:#}"));
-                        stats.set_state("failed");
+                        stats.set_state(PipelineState::Failed);
                         tracing::error!(error = %format!("{e:#}"), "pipeline failed");
                     }
                     result

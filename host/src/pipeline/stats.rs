@@ -1,10 +1,44 @@
 //! What a running pipeline reports about itself (status, the demo summary, metrics).
 
-use crate::source::PartitionId;
+use crate::position::PartitionId;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+/// Where a pipeline's workers are in their life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PipelineState {
+    /// Created, not reading yet.
+    #[default]
+    Starting,
+    Running,
+    /// Landed what it held and reads nothing until resumed.
+    Paused,
+    /// Stopped cleanly: every landed record is committed.
+    Stopped,
+    /// A worker ended with an error; see the last error.
+    Failed,
+}
+
+impl PipelineState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PipelineState::Starting => "starting",
+            PipelineState::Running => "running",
+            PipelineState::Paused => "paused",
+            PipelineState::Stopped => "stopped",
+            PipelineState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for PipelineState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Default)]
 pub struct PipelineStats {
@@ -21,7 +55,7 @@ pub struct PipelineStats {
 
 #[derive(Default)]
 struct Shared {
-    state: String,
+    state: PipelineState,
     last_error: Option<String>,
     last_error_at: Option<std::time::Instant>,
     committed: BTreeMap<PartitionId, u64>,
@@ -39,7 +73,7 @@ pub struct PartitionStatus {
 
 #[derive(Debug, Serialize, Clone, PartialEq)]
 pub struct StatsSnapshot {
-    pub state: String,
+    pub state: PipelineState,
     pub records_in: u64,
     pub raw_records: u64,
     pub table_rows: u64,
@@ -57,9 +91,9 @@ impl PipelineStats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn set_state(&self, state: &str) {
+    pub fn set_state(&self, state: PipelineState) {
         if let Ok(mut s) = self.state.lock() {
-            s.state = state.to_owned();
+            s.state = state;
         }
     }
 
@@ -101,7 +135,7 @@ impl PipelineStats {
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
-        let s = self.state.lock().map(|s| (s.state.clone(), s.last_error.clone(), s.committed.clone(), s.ends.clone()));
+        let s = self.state.lock().map(|s| (s.state, s.last_error.clone(), s.committed.clone(), s.ends.clone()));
         let (state, last_error, committed, ends) = s.unwrap_or_default();
         let partitions = committed
             .iter()

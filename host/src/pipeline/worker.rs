@@ -14,10 +14,14 @@ use super::aggregate::AggregateStage;
 use super::chain::{Chain, ChainOutput};
 use super::config::PipelineConfig;
 use super::control::PipelineControl;
-use super::stats::PipelineStats;
-use crate::sink::{DeadLetter, ObjectStore, Segment, SegmentSpec};
-use crate::source::{Fetched, Intent, PartitionId, Source};
-use crate::telemetry::metrics;
+use super::events::PipelineEvents;
+use super::land::{land_batch, DeadLetters, Processed, Provenance};
+use super::stats::{PipelineState, PipelineStats};
+use crate::runtime::{CompiledTransform, FailureKind};
+use crate::sink::{DeadLetter, Segment, SegmentSpec};
+use crate::store::ObjectStore;
+use crate::source::Source;
+use crate::position::{Fetched, Intent, PartitionId};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,8 +88,7 @@ impl PipelineWorker {
         let name = self.config.name.clone();
         let _span = tracing::info_span!("pipeline", pipeline = %name).entered();
         let mut parts = self.load_partitions()?;
-        self.stats.set_state("running");
-        metrics().pipeline_up.with_label_values(&[&self.config.name]).set(1);
+        self.events().state(PipelineState::Running);
         tracing::info!(partitions = parts.len(), "pipeline started");
         let mut was_paused = false;
         let mut reported_problem: Option<(Instant, String)> = None;
@@ -96,7 +99,7 @@ impl PipelineWorker {
                 if let Err(e) = self.reassign(&mut parts) {
                     let msg = format!("taking over partitions failed: {e:#}");
                     tracing::error!("{msg}; retrying");
-                    self.stats.set_error(msg);
+                    self.events().problem(msg);
                     reassign_pending = true;
                     std::thread::sleep(ERROR_BACKOFF);
                 }
@@ -104,8 +107,7 @@ impl PipelineWorker {
             self.report_source_problem(&mut reported_problem);
             let paused = self.control.is_paused();
             if paused != was_paused {
-                self.stats.set_state(if paused { "paused" } else { "running" });
-                metrics().pipeline_up.with_label_values(&[&self.config.name]).set(i64::from(!paused));
+                self.events().state(if paused { PipelineState::Paused } else { PipelineState::Running });
                 tracing::info!(paused, "pipeline {}", if paused { "paused: landing what it holds" } else { "resumed" });
                 was_paused = paused;
             }
@@ -135,8 +137,7 @@ impl PipelineWorker {
                 self.source.wait(self.idle_wait(&parts));
             }
         }
-        self.stats.set_state("stopped");
-        metrics().pipeline_up.with_label_values(&[&self.config.name]).set(0);
+        self.events().state(PipelineState::Stopped);
         tracing::info!("pipeline stopped; every landed record is committed");
         Ok(())
     }
@@ -157,7 +158,7 @@ impl PipelineWorker {
             tracing::warn!(partition = %id, start = intent.start, end = intent.end, "resuming an interrupted roll: rewriting its objects");
             next = intent.start;
         }
-        self.stats.set_committed(&id, cp.next_offset);
+        self.events().committed(&id, cp.next_offset);
         if let Some(a) = &mut self.aggregate {
             // The windows as they were at the committed position.
             a.resume(&id, cp.next_offset)?;
@@ -204,7 +205,7 @@ impl PipelineWorker {
             return;
         }
         tracing::warn!(problem = %problem, "source problem");
-        self.stats.set_error(problem.clone());
+        self.events().problem(problem.clone());
         *last = Some((Instant::now(), problem));
     }
 
@@ -226,12 +227,7 @@ impl PipelineWorker {
         }
         let fetched = self.source.fetch(&st.id, st.next, want)?;
         if let Ok(Some(end)) = self.source.end_offset(&st.id) {
-            self.stats.set_end(&st.id, end);
-            let committed = self.stats.committed(&st.id).unwrap_or(0);
-            metrics()
-                .source_lag_records
-                .with_label_values(&[self.config.name.as_str(), &st.id.topic, &st.id.partition.to_string()])
-                .set(end.saturating_sub(committed) as i64);
+            self.events().source_end(&st.id, end);
         }
         if fetched.offsets.is_empty() {
             st.next = st.next.max(fetched.next_offset);
@@ -256,14 +252,11 @@ impl PipelineWorker {
             seg.versions.push((first, hashes));
         }
         let n = fetched.offsets.len() as u64;
-        let m = metrics();
-        let (pipeline, topic, partition) = (self.config.name.as_str(), &*st.id.topic, st.id.partition.to_string());
-        m.source_records.with_label_values(&[pipeline, topic, &partition]).inc_by(n);
-        m.source_bytes.with_label_values(&[pipeline, topic, &partition]).inc_by(fetched.batch.values.len() as u64);
+        let pipeline = self.config.name.as_str();
+        let events = PipelineEvents { pipeline, stats: &self.stats };
         if self.spec.land_raw {
             seg.write_raw(store.as_ref(), &fetched.batch.as_ref())?;
-            PipelineStats::add(&self.stats.raw_records, n);
-            m.sink_records.with_label_values(&[pipeline, "raw"]).inc_by(n);
+            events.raw_written(n);
         }
         if !chain.is_empty() || self.aggregate.is_some() {
             let shadow_stage = self.shadow.as_ref().filter(|_| !use_replay_chain).map(|(_, stage, _)| *stage);
@@ -274,45 +267,24 @@ impl PipelineWorker {
                 self.control.add_shadow_results(*generation, &part);
             }
             let chain: &Chain = if use_replay_chain { self.replay_chain.as_ref().unwrap_or(&self.chain) } else { &self.chain };
-            record_stage_metrics(pipeline, chain, &out);
-            let mut dead = Vec::with_capacity(out.failures.len());
-            for f in &out.failures {
-                let mut d = self.dead_letter(chain, &st.id, &fetched, f.input_index as usize, f.stage, f.kind, &f.reason);
-                d.set_value(&f.value);
-                dead.push(d);
-            }
+            events.stages_ran(chain, &out);
+            let from = FromSource { pipeline, partition: &st.id, fetched: &fetched };
             // With an aggregate, the table gets window rows; their origin is the record that closed the window.
+            let mut late = Vec::new();
             let windows = match &mut self.aggregate {
-                Some(a) => Some(super::aggregate::land::fold(a, &self.config.name, &st.id, &fetched, &out, &mut dead)?),
+                Some(a) => Some(super::aggregate::land::fold(a, pipeline, &st.id, &fetched, &out, &mut late)?),
                 None => None,
             };
-            let (table_rows, table_origins) = match &windows {
-                Some(w) => (&w.rows, w.origins.as_slice()),
-                None => (&out.output, out.origins.as_slice()),
+            let last = chain.stages().len() as u32;
+            let (rows, origins, writer) = match (&windows, &self.aggregate) {
+                (Some(w), Some(a)) => (&w.rows, w.origins.as_slice(), (last, a.compiled().as_ref())),
+                // The last stage wrote output the table cannot hold.
+                _ => (&out.output, out.origins.as_slice(), (last - 1, chain.stages()[last as usize - 1].transform.as_ref())),
             };
-            if let Some(table) = &self.spec.table {
-                let misfits = seg.write_table(store.as_ref(), table, &table_rows.as_ref())?;
-                PipelineStats::add(&self.stats.table_rows, (table_rows.len() - misfits.len()) as u64);
-                for (i, reason) in misfits {
-                    let origin = table_origins[i as usize] as usize;
-                    let mut d = match &self.aggregate {
-                        Some(a) => super::aggregate::land::dead_letter(a, &self.config.name, chain.stages().len() as u32, &st.id, &fetched, origin, "schema", &reason),
-                        // The last stage wrote output the table cannot hold.
-                        None => self.dead_letter(chain, &st.id, &fetched, origin, chain.stages().len() as u32 - 1, "schema", &reason),
-                    };
-                    d.set_value(table_rows.as_ref().get(i as usize).value);
-                    dead.push(d);
-                }
-            }
-            PipelineStats::add(&self.stats.dead_letters, dead.len() as u64);
-            for d in &dead {
-                m.dead_letters.with_label_values(&[pipeline, &d.kind]).inc();
-            }
-            let landed = (table_rows.len() + out.failures.len()).saturating_sub(dead.len());
-            if self.spec.table.is_some() {
-                m.sink_records.with_label_values(&[pipeline, "table"]).inc_by(landed as u64);
-            }
-            seg.write_dead_letters(store.as_ref(), &self.config.name, &dead)?;
+            let processed = Processed { chain, failures: &out.failures, rows, origins, writer, more_dead: late };
+            let landed = land_batch(seg, store.as_ref(), self.spec.table.as_ref(), DeadLetters::Segment(pipeline), &from, processed)?;
+            let table_records = (rows.len() + out.failures.len()).saturating_sub(landed.dead_letters.len()) as u64;
+            events.batch_landed(&landed, self.spec.table.is_some().then_some(table_records));
             if !use_replay_chain {
                 self.judge(&out, fetched.offsets.len() as u64);
             }
@@ -321,14 +293,12 @@ impl PipelineWorker {
         seg.input_records += n;
         seg.input_bytes += fetched.batch.byte_size() as u64;
         st.next = fetched.next_offset;
-        PipelineStats::add(&self.stats.records_in, n);
+        self.events().batch_read(&st.id, n, fetched.batch.values.len() as u64);
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn dead_letter(&self, chain: &Chain, p: &PartitionId, fetched: &Fetched, index: usize, stage: u32, kind: &str, reason: &str) -> DeadLetter {
-        let t = &chain.stages()[stage as usize].transform;
-        DeadLetter::refused(&self.config.name, p, fetched.offsets[index], stage, t, kind, reason).with_record(&fetched.batch.as_ref().get(index))
+    fn events(&self) -> PipelineEvents<'_> {
+        PipelineEvents { pipeline: &self.config.name, stats: &self.stats }
     }
 
     /// Lineage written into every object: which transform versions made it, from which offset.
@@ -408,20 +378,7 @@ impl PipelineWorker {
         if let Some(a) = &mut self.aggregate {
             a.committed(&st.id, intent.end);
         }
-        self.stats.set_committed(&st.id, intent.end);
-        let m = metrics();
-        let (pipeline, partition) = (self.config.name.as_str(), st.id.partition.to_string());
-        for key in &summary.objects {
-            let kind = if key.starts_with("topics/") { "raw" } else if key.starts_with("dead-letters/") { "dead_letters" } else { "table" };
-            m.sink_objects.with_label_values(&[pipeline, kind]).inc();
-        }
-        m.sink_bytes.with_label_values(&[pipeline]).inc_by(summary.bytes);
-        m.sink_flush_seconds.with_label_values(&[pipeline]).observe(started.elapsed().as_secs_f64());
-        m.committed_offset.with_label_values(&[pipeline, &st.id.topic, &partition]).set(intent.end as i64);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        m.last_commit_timestamp.with_label_values(&[pipeline, &st.id.topic, &partition]).set(now);
-        PipelineStats::add(&self.stats.segments, 1);
-        PipelineStats::add(&self.stats.bytes_landed, summary.bytes);
+        self.events().rolled(&st.id, intent.end, &summary, started.elapsed());
         tracing::debug!(partition = %st.id, start = intent.start, end = intent.end, objects = summary.objects.len(), bytes = summary.bytes,
             took_ms = started.elapsed().as_millis() as u64, "segment landed and committed");
         Ok(())
@@ -432,8 +389,7 @@ impl PipelineWorker {
     fn recover(&mut self, st: &mut PartitionState, doing: &str, e: anyhow::Error) {
         let msg = format!("{doing} for {} failed: {e:#}", st.id);
         tracing::error!("{msg}; retrying");
-        self.stats.set_error(msg);
-        metrics().pipeline_errors.with_label_values(&[&self.config.name]).inc();
+        self.events().failed(msg);
         // Read the range again: exactly the recorded one if a roll had started
         // (its segment is already out of `st`), else from the open segment's start.
         let segment_start = st.segment.take().map(|seg| seg.start);
@@ -469,8 +425,7 @@ impl PipelineWorker {
             // Activation checks the state format, so this is a failing upgrade: keep the running version.
             let msg = format!("handing the window state to the new aggregate version failed: {e}");
             tracing::error!("{msg}");
-            self.stats.set_error(msg);
-            metrics().pipeline_errors.with_label_values(&[&self.config.name]).inc();
+            self.events().failed(msg);
         }
         self.chain = Chain::new(transforms);
         self.generation = generation;
@@ -508,7 +463,7 @@ impl PipelineWorker {
         p.batches += 1;
         p.records += records;
         for f in &out.failures {
-            if f.kind == "rejected" { p.rejected += 1 } else { p.failed += 1 }
+            if f.kind == FailureKind::Rejected { p.rejected += 1 } else { p.failed += 1 }
         }
         if p.batches < cfg.batches {
             return;
@@ -526,7 +481,7 @@ impl PipelineWorker {
             return;
         };
         match self.control.rollback(stage, &why, Some(generation)) {
-            Ok(Some(_)) => PipelineStats::add(&self.stats.rollbacks, 1),
+            Ok(Some(_)) => self.events().rolled_back(),
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "automatic rollback failed"),
         }
@@ -539,6 +494,21 @@ impl PipelineWorker {
             .filter_map(|p| p.segment.as_ref())
             .map(|s| max_age.saturating_sub(s.opened.elapsed()))
             .fold(IDLE_WAIT, Duration::min)
+    }
+}
+
+/// Records read from a source partition: a dead letter keeps the record's
+/// position, key and timestamp.
+struct FromSource<'a> {
+    pipeline: &'a str,
+    partition: &'a PartitionId,
+    fetched: &'a Fetched,
+}
+
+impl Provenance for FromSource<'_> {
+    fn letter(&self, index: u32, stage: u32, transform: &CompiledTransform, kind: &str, reason: &str) -> DeadLetter {
+        let offset = self.fetched.offsets[index as usize];
+        DeadLetter::refused(self.pipeline, self.partition, offset, stage, transform, kind, reason).with_record(&self.fetched.batch.as_ref().get(index as usize))
     }
 }
 
@@ -555,31 +525,6 @@ fn versions_at(intent: &Intent, offset: u64) -> (Option<&Vec<String>>, u64) {
         }
     }
     (current, until)
-}
-
-/// Per-stage transform metrics for one batch.
-fn record_stage_metrics(pipeline: &str, chain: &Chain, out: &ChainOutput) {
-    let m = metrics();
-    for (i, (run, stage)) in out.stage_runs.iter().zip(chain.stages()).enumerate() {
-        let d = stage.transform.descriptor();
-        let stage_no = i.to_string();
-        let l = [pipeline, stage_no.as_str(), d.name.as_str(), d.version.as_str()];
-        m.transform_batch_seconds.with_label_values(&l).observe(run.seconds);
-        m.transform_batch_records.with_label_values(&l).observe(run.records_in as f64);
-        m.transform_records_in.with_label_values(&l).inc_by(run.records_in as u64);
-        m.transform_records_out.with_label_values(&l).inc_by(run.records_out as u64);
-        if run.instantiations > 0 {
-            m.transform_instantiations.with_label_values(&l).inc_by(run.instantiations);
-        }
-        for (kind, n) in &run.failures {
-            m.transform_failures.with_label_values(&[pipeline, &stage_no, &d.name, &d.version, kind]).inc_by(*n);
-        }
-    }
-    for (stage, name, value) in &out.counters {
-        if let Some(s) = chain.stages().get(*stage as usize) {
-            m.transform_guest_counter.with_label_values(&[&s.transform.descriptor().name, name]).inc_by(*value);
-        }
-    }
 }
 
 #[cfg(test)]

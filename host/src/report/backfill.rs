@@ -13,11 +13,13 @@
 //! Running the same backfill twice writes the same objects.
 
 use crate::pipeline::chain::Chain;
+use crate::pipeline::land::{land_batch, DeadLetters, Processed, Provenance};
 use crate::pipeline::PipelineConfig;
 use crate::runtime::registry::Registry;
 use crate::runtime::CompiledTransform;
-use crate::sink::{DeadLetter, ObjectStore, Segment, SegmentSpec};
-use crate::source::PartitionId;
+use crate::sink::{layout, DeadLetter, Segment, SegmentSpec};
+use crate::store::ObjectStore;
+use crate::position::PartitionId;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sluice_guest::BatchBuf;
@@ -77,19 +79,11 @@ struct RawSegment {
     start: u64,
 }
 
-/// `topics/<topic>/partition=<p>/<topic>+<p>+<start>.json` → (partition, start).
-fn parse_raw(topic: &str, key: &str) -> Option<(u32, u64)> {
-    let name = key.rsplit('/').next()?.strip_suffix(".json")?;
-    let rest = name.strip_prefix(topic)?.strip_prefix('+')?;
-    let (p, start) = rest.split_once('+')?;
-    Some((p.parse().ok()?, start.parse().ok()?))
-}
-
 /// The raw segments of `topic` that hold offsets in `[from, to)`.
 fn segments_in_range(store: &dyn ObjectStore, topic: &str, req: &BackfillRequest) -> anyhow::Result<Vec<RawSegment>> {
     let mut by_partition: BTreeMap<u32, Vec<(u64, String)>> = BTreeMap::new();
-    for key in store.list(&format!("topics/{topic}/"))? {
-        if let Some((p, start)) = parse_raw(topic, &key) {
+    for key in store.list(&layout::raw_folder(topic))? {
+        if let Some((p, start)) = layout::parse_raw_object(topic, &key) {
             by_partition.entry(p).or_default().push((start, key));
         }
     }
@@ -113,12 +107,21 @@ fn segments_in_range(store: &dyn ObjectStore, topic: &str, req: &BackfillRequest
 /// The table objects the pipeline wrote for the segment starting at `start`
 /// (any hive partition, any format; not tagged replay output).
 fn table_objects_of(store: &dyn ObjectStore, table: &str, p: &PartitionId, start: u64) -> anyhow::Result<Vec<String>> {
-    let stem = format!("{}+{}+{start:010}.", p.topic, p.partition);
-    Ok(store
-        .list(&format!("tables/{table}/"))?
-        .into_iter()
-        .filter(|k| k.rsplit('/').next().and_then(|n| n.strip_prefix(&stem)).is_some_and(|ext| ext == "parquet" || ext == "json"))
-        .collect())
+    Ok(store.list(&layout::table_folder(table))?.into_iter().filter(|k| layout::is_table_object_of(k, p, start)).collect())
+}
+
+/// Records re-read from a raw object: a dead letter keeps the record's position.
+struct FromRaw<'a> {
+    pipeline: &'a str,
+    partition: &'a PartitionId,
+    /// Offset of the batch's first record.
+    first_offset: u64,
+}
+
+impl Provenance for FromRaw<'_> {
+    fn letter(&self, index: u32, stage: u32, transform: &CompiledTransform, kind: &str, reason: &str) -> DeadLetter {
+        DeadLetter::refused(self.pipeline, self.partition, self.first_offset + u64::from(index), stage, transform, kind, reason)
+    }
 }
 
 /// Run the backfill. `progress(done, total)` counts segments. Blocking.
@@ -136,6 +139,9 @@ pub fn run(
     if names.len() != config.transforms.len() {
         anyhow::bail!("pipeline `{}` has {} stage(s) ({}); give one version per stage, got {}", config.name, config.transforms.len(), config.transforms.join(", "), names.len());
     }
+    if names.is_empty() {
+        anyhow::bail!("pipeline `{}` has no transform stages, so its table is its raw data: there is nothing to backfill", config.name);
+    }
     let transforms = names.iter().map(|n| resolve(registry, n).with_context(|| format!("transform `{n}`"))).collect::<anyhow::Result<Vec<_>>>()?;
     let table = crate::pipeline::table_spec(config, transforms.last().map(|t| t.descriptor().output_kind.clone()))?.with_context(|| format!("pipeline `{}` writes no table to backfill", config.name))?;
     let spec = SegmentSpec { pipeline: config.name.clone(), land_raw: false, table: Some(table.clone()) };
@@ -149,6 +155,7 @@ pub fn run(
         segments.extend(segments_in_range(store, topic, req)?);
     }
     let mut chain = Chain::new(transforms);
+    let dead_dir = layout::backfill_dead_letter_dir(&spec.pipeline);
     let mut outcome = BackfillOutcome::default();
     let total = segments.len() as u64;
     for (i, raw) in segments.iter().enumerate() {
@@ -163,24 +170,19 @@ pub fn run(
                 input.push(line, b"", 0);
             }
             let out = chain.run(&input);
-            let mut dead = Vec::new();
-            let letter = |index: u32, stage: u32, kind: &str, reason: &str, value: &[u8]| {
-                let t = &chain.stages()[stage as usize].transform;
-                let mut d = DeadLetter::refused(&config.name, &raw.partition, offset + u64::from(index), stage, t, kind, reason);
-                d.set_value(value);
-                d
-            };
-            for f in &out.failures {
-                dead.push(letter(f.input_index, f.stage, f.kind, &f.reason, &f.value));
-            }
-            let misfits = seg.write_table(store, &table, &out.output.as_ref())?;
             let last = chain.stages().len() as u32 - 1;
-            for (i, reason) in &misfits {
-                dead.push(letter(out.origins[*i as usize], last, "schema", reason, out.output.as_ref().get(*i as usize).value));
-            }
-            outcome.rows += (out.output.len() - misfits.len()) as u64;
-            outcome.dead_letters += dead.len() as u64;
-            seg.write_dead_letters(store, &format!("{}/backfill", spec.pipeline), &dead)?;
+            let processed = Processed {
+                chain: &chain,
+                failures: &out.failures,
+                rows: &out.output,
+                origins: &out.origins,
+                writer: (last, chain.stages()[last as usize].transform.as_ref()),
+                more_dead: Vec::new(),
+            };
+            let from = FromRaw { pipeline: &config.name, partition: &raw.partition, first_offset: offset };
+            let landed = land_batch(&mut seg, store, Some(&table), DeadLetters::Segment(&dead_dir), &from, processed)?;
+            outcome.rows += landed.rows;
+            outcome.dead_letters += landed.dead_letters.len() as u64;
             offset += chunk.len() as u64;
         }
         outcome.records += lines.len() as u64;
@@ -191,24 +193,10 @@ pub fn run(
                 outcome.deleted.push(key);
             }
         }
-        let prefix = format!("tables/{}/", table.name);
+        let prefix = layout::table_folder(&table.name);
         outcome.written.extend(written.into_iter().filter(|k| k.starts_with(&prefix)));
         outcome.segments += 1;
         progress(i as u64 + 1, total, &raw.key);
     }
     Ok(outcome)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sink::layout;
-
-    #[test]
-    fn raw_object_names_give_partition_and_start() {
-        let p = PartitionId { topic: "u.pin".into(), partition: 2 };
-        let key = layout::raw_object(&p, 42);
-        assert_eq!(parse_raw("u.pin", &key), Some((2, 42)));
-        assert_eq!(parse_raw("u.geo", &key), None);
-    }
 }

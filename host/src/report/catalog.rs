@@ -7,7 +7,8 @@
 //! endpoint and retries configured for landing apply: its Parquet objects are
 //! fetched and decoded into memory tables.
 
-use crate::sink::ObjectStore;
+use crate::sink::layout;
+use crate::store::ObjectStore;
 use anyhow::Context;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
@@ -90,8 +91,8 @@ type Tables = BTreeMap<String, (datafusion::arrow::datatypes::SchemaRef, Vec<Rec
 fn read_tables(store: &dyn ObjectStore) -> anyhow::Result<Tables> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut out = Tables::new();
-    for key in store.list("tables/").with_context(|| format!("listing tables/ in {}", store.location()))? {
-        let Some(name) = key.strip_prefix("tables/").and_then(|k| k.split('/').next()) else { continue };
+    for key in store.list(layout::TABLES).with_context(|| format!("listing {} in {}", layout::TABLES, store.location()))? {
+        let Some(name) = layout::table_of(&key) else { continue };
         if !key.ends_with(".parquet") {
             continue;
         }

@@ -3,7 +3,7 @@
 use super::catalog::Landing;
 use super::run;
 use crate::jobs::{Job, JobContext};
-use crate::sink::ObjectStore;
+use crate::store::ObjectStore;
 use std::sync::Arc;
 
 pub struct ReportJob {
@@ -48,7 +48,7 @@ impl Job for ReportJob {
 pub struct BackfillJob {
     pub store: Arc<dyn ObjectStore>,
     pub registry: Arc<crate::runtime::registry::Registry>,
-    pub pipelines: Arc<dyn crate::admin::PipelineManager>,
+    pub pipelines: Arc<dyn crate::pipeline::manager::PipelineManager>,
 }
 
 impl Job for BackfillJob {

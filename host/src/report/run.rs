@@ -5,7 +5,8 @@
 use super::catalog::{self, Landing};
 use super::definitions;
 use super::output::{self, Format};
-use crate::sink::ObjectStore;
+use crate::sink::layout;
+use crate::store::ObjectStore;
 use anyhow::Context;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -69,7 +70,7 @@ pub fn write(store: &dyn ObjectStore, run_id: &str, results: &[ReportResult]) ->
     };
     for r in results {
         for (format, ext) in [(Format::Parquet, "parquet"), (Format::Csv, "csv")] {
-            put(format!("reports/{}/run={run_id}/{}.{ext}", r.name, r.name), &output::to_bytes(format, &r.schema, &r.batches)?)?;
+            put(layout::report_object(&r.name, run_id, ext), &output::to_bytes(format, &r.schema, &r.batches)?)?;
         }
     }
     put(summary_key(run_id), super::html::summary(run_id, &store.location(), results).as_bytes())?;
@@ -77,13 +78,13 @@ pub fn write(store: &dyn ObjectStore, run_id: &str, results: &[ReportResult]) ->
 }
 
 pub fn summary_key(run_id: &str) -> String {
-    format!("reports/summary/run={run_id}/index.html")
+    layout::report_summary(run_id)
 }
 
 /// The latest HTML summary in the store, if any run has written one.
 pub fn latest_summary(store: &dyn ObjectStore) -> std::io::Result<Option<Vec<u8>>> {
     // Run ids are UTC times in a sortable form, and list() is sorted.
-    match store.list("reports/summary/")?.into_iter().rfind(|k| k.ends_with("/index.html")) {
+    match store.list(layout::REPORT_SUMMARIES)?.into_iter().rfind(|k| k.ends_with("/index.html")) {
         Some(key) => store.get(&key).map(Some),
         None => Ok(None),
     }

@@ -295,7 +295,7 @@ async fn a_run_writes_parquet_csv_and_a_summary_into_the_store() {
     let data = generate(300);
     land(dir.path(), &data);
     let results = run::execute(&Landing::Dir(dir.path().to_owned()), &|_, _, _| {}).await.expect("reports run");
-    let store = crate::sink::local::LocalStore::new(dir.path()).expect("store");
+    let store = crate::store::local::LocalStore::new(dir.path()).expect("store");
     let keys = tokio::task::block_in_place(|| run::write(&store, "20260101T000000Z", &results)).expect("written");
     assert_eq!(keys.len(), 9 * 2 + 1);
     assert!(keys.contains(&"reports/users_joined_by_year/run=20260101T000000Z/users_joined_by_year.csv".to_owned()));
@@ -314,7 +314,7 @@ async fn the_reports_read_any_object_store_too() {
     let data = generate(200);
     land(dir.path(), &data);
     // The path S3 takes: objects listed and fetched through the ObjectStore trait.
-    let store: Arc<dyn crate::sink::ObjectStore> = Arc::new(crate::sink::local::LocalStore::new(dir.path()).expect("store"));
+    let store: Arc<dyn crate::store::ObjectStore> = Arc::new(crate::store::local::LocalStore::new(dir.path()).expect("store"));
     let via_store = run::execute(&Landing::Store(store), &|_, _, _| {}).await.expect("reports run");
     let want = expected(&data);
     for r in &via_store {

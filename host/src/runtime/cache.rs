@@ -7,7 +7,7 @@
 #![allow(unsafe_code)]
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
@@ -37,7 +37,7 @@ impl ArtifactCache {
             }
         }
         let artifact = engine.precompile_component(wasm)?;
-        if let Err(e) = write_atomically(&self.dir, &path, &artifact) {
+        if let Err(e) = crate::store::write_atomically(&path, &artifact) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot cache the compiled component; it will be compiled again next start");
         }
         // SAFETY: `artifact` was produced just above by this very engine.
@@ -45,9 +45,3 @@ impl ArtifactCache {
     }
 }
 
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}

@@ -1,6 +1,7 @@
 //! A validated, compiled transform component, ready to instantiate cheaply.
 
 use super::aggregate::AggregateInstance;
+use super::builtin::builtin_bytes;
 use super::bindings::aggregate::AggregatePre;
 use super::bindings::{TransformPre, WitDescriptor};
 use super::cache::ArtifactCache;
@@ -184,5 +185,20 @@ impl CompiledTransform {
             WorldPre::Aggregate(pre) => Some(AggregateInstance::new_raw(self.runtime.clone(), pre.clone(), self.name.clone())),
             WorldPre::Transform(_) => None,
         }
+    }
+}
+
+/// Loading lives here, beside what it builds, so the engine module does not
+/// depend on compiled components (and they on it, in a circle).
+impl Runtime {
+    /// Compile (or fetch from the disk cache) and validate a component.
+    pub fn load(&self, wasm: &[u8]) -> Result<Arc<CompiledTransform>, LoadError> {
+        CompiledTransform::load(self, self.cache(), wasm).map(Arc::new)
+    }
+
+    /// Load a built-in transform by name (`clean-pin`, `clean-geo`, `clean-user`).
+    pub fn load_builtin(&self, name: &str) -> Result<Arc<CompiledTransform>, LoadError> {
+        let bytes = builtin_bytes(name).ok_or_else(|| LoadError::UnknownBuiltin(name.to_owned()))?;
+        self.load(bytes)
     }
 }

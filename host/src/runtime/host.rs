@@ -1,16 +1,10 @@
 //! What a guest's store holds: its memory limiter and the `sluice:transform/host` imports.
 
 use super::bindings::{Host, Level};
-use super::engine::SandboxLimits;
+use super::limits::{SandboxLimits, MAX_COUNTER_NAMES, MAX_COUNTER_NAME_BYTES, MAX_LOG_LINES_PER_CALL, MAX_LOG_LINE_BYTES, MAX_TABLE_ELEMENTS};
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 
-/// Guests may log, but not flood the host's log.
-const MAX_LOG_LINES_PER_CALL: u32 = 64;
-const MAX_LOG_LINE_BYTES: usize = 2048;
-/// Guest counters become metric labels, so their number must stay small.
-const MAX_COUNTER_NAMES: usize = 32;
-const MAX_COUNTER_NAME_BYTES: usize = 64;
 
 pub(crate) struct HostState {
     pub(crate) limits: SandboxLimits,
@@ -103,6 +97,6 @@ impl ResourceLimiter for MemoryLimiter {
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }

@@ -20,12 +20,14 @@ mod compiled;
 mod engine;
 mod host;
 mod instance;
+mod limits;
 pub mod registry;
 
 pub use builtin::{builtin_names, BUILTINS};
 pub use aggregate::{AggregateInstance, Folded};
 pub use compiled::{CompiledTransform, ComponentKind, ContentHash, Descriptor, LoadError};
-pub use engine::{Runtime, SandboxLimits};
+pub use engine::Runtime;
+pub use limits::SandboxLimits;
 pub use instance::{CallFailure, FailureKind, InstanceStats, ProcessedBatch, RecordFailure, TransformInstance};
 pub(crate) use instance::merge_counters;
 

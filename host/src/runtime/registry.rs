@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use sluice_guest::BatchBuf;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use crate::store::write_atomically;
 use std::sync::{Arc, Mutex};
 use crate::sync::lock;
 
-/// Largest component accepted.
-pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+pub use super::limits::MAX_COMPONENT_BYTES;
 
 /// One version of a transform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,9 +97,6 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 impl Registry {
     /// Open the registry under `dir`, registering the built-ins and every stored upload.
@@ -208,7 +205,7 @@ impl Registry {
             check_state_handover(d, &versions)?;
         }
         check_samples(&t, &self.samples(name))?;
-        let v = info(&t, false, now_ms());
+        let v = info(&t, false, crate::clock::now_ms());
         let dir = self.dir.join(name);
         let store = || -> std::io::Result<()> {
             std::fs::create_dir_all(&dir)?;
@@ -314,16 +311,6 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Opt
     }
 }
 
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
-//! Where records land: an object store (local directory, S3) laid out like the
-//! Confluent S3 sink for raw topics and as Parquet/JSON-lines tables for
-//! cleaned output.
+//! What lands: segment formats for the landing store (raw JSON lines laid out
+//! like the Confluent S3 sink, Parquet/JSON-lines tables, dead letters), and
+//! [`layout`], the one place that knows the landing's paths. The store itself
+//! (local directory, S3) is [`crate::store`].
 //!
 //! A [`Segment`] gathers every object derived from one input range of one
 //! source partition (raw file, table files, dead letters). Objects are
@@ -8,12 +9,8 @@
 //! first input position, so a replay after a crash rewrites the same objects.
 
 pub mod layout;
-pub mod local;
 pub mod parquet;
-pub mod s3;
 pub mod schema;
 pub mod segment;
-pub mod store;
 
-pub use segment::{DeadLetter, Segment, SegmentSpec, TableSpec};
-pub use store::{ObjectStore, ObjectWriter};
+pub use segment::{DeadLetter, Segment, SegmentSpec, SegmentSummary, TableSpec};

@@ -1,6 +1,6 @@
 //! JSON records → Arrow → Parquet, with optional Hive-style date partitions.
 
-use super::store::ObjectWriter;
+use crate::store::ObjectWriter;
 use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow_json::ReaderBuilder;
 use arrow_schema::{DataType, SchemaRef};
@@ -153,8 +153,8 @@ impl ParquetObject {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::local::LocalStore;
-    use crate::sink::ObjectStore;
+    use crate::store::local::LocalStore;
+    use crate::store::ObjectStore;
     use arrow_array::StringArray;
     use arrow_schema::{Field, Schema};
     use parquet::file::reader::{FileReader, SerializedFileReader};

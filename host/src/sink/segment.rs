@@ -2,9 +2,9 @@
 
 use super::layout;
 use super::parquet::{decode_json, split_by_date, ParquetObject};
-use super::store::{ObjectStore, ObjectWriter};
+use crate::store::{ObjectStore, ObjectWriter};
 use crate::runtime::CompiledTransform;
-use crate::source::PartitionId;
+use crate::position::PartitionId;
 use arrow_schema::SchemaRef;
 use serde::Serialize;
 use sluice_guest::BatchRef;
@@ -279,15 +279,10 @@ impl Segment {
 /// One value per line. A value spanning lines (pretty-printed JSON from a
 /// producer) is compacted so the file stays one record per line.
 fn write_line(w: &mut dyn ObjectWriter, value: &[u8]) -> io::Result<()> {
-    if value.contains(&b'\n') || value.contains(&b'\r') {
-        let compact = match serde_json::from_slice::<serde_json::Value>(value) {
-            Ok(v) => serde_json::to_vec(&v),
-            Err(_) => serde_json::to_vec(&String::from_utf8_lossy(value)),
-        }
-        .map_err(io::Error::other)?;
-        w.write_all(&compact)?;
-    } else {
-        w.write_all(value)?;
+    match crate::jsonl::one_line(value) {
+        Ok(line) => w.write_all(&line)?,
+        // Not JSON and spanning lines: kept as a JSON string, still one line.
+        Err(_) => w.write_all(&serde_json::to_vec(&String::from_utf8_lossy(value)).map_err(io::Error::other)?)?,
     }
     w.write_all(b"\n")
 }

@@ -8,8 +8,9 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Install the global log subscriber. `RUST_LOG` overrides the default level (`info`).
-pub fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Log to stderr at `default_level` (`RUST_LOG` overrides it).
+pub fn init_logging(json: bool, default_level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

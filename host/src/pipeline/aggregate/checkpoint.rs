@@ -7,8 +7,8 @@
 //! restart resumes from it and re-reads exactly what it does not cover.
 
 use super::window::WindowState;
-use crate::runtime::registry::write_atomically;
-use crate::source::PartitionId;
+use crate::store::write_atomically;
+use crate::position::PartitionId;
 use anyhow::Context;
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 use super::{AggregateStage, WindowOutput};
 use crate::pipeline::chain::ChainOutput;
 use crate::sink::DeadLetter;
-use crate::source::{Fetched, PartitionId};
+use crate::position::{Fetched, PartitionId};
 
 /// Fold the chain's output of one fetched batch into the partition's windows.
 /// Records the windows refuse (late, no event time, refused by the aggregate)

@@ -19,7 +19,7 @@ pub use config::{AggregateConfig, LatePolicy};
 pub use window::{WindowError, WindowOutput, WindowState};
 
 use crate::runtime::{AggregateInstance, CompiledTransform};
-use crate::source::PartitionId;
+use crate::position::PartitionId;
 use crate::telemetry::metrics;
 use checkpoint::Checkpoints;
 use sluice_guest::BatchRef;

@@ -3,9 +3,7 @@
 //! the ingest API writes through when Kafka is configured.
 
 mod config;
-mod producer;
 mod source;
 
 pub use config::{KafkaConfig, StartFrom};
-pub use producer::KafkaProducer;
 pub use source::{partition_count, KafkaSource};

@@ -18,8 +18,8 @@
 //!   that end checkpointed) or gone from the stream (trimmed by retention).
 
 use super::client::ShardInfo;
-use crate::sink::ObjectStore;
-use crate::source::Intent;
+use crate::store::ObjectStore;
+use crate::position::Intent;
 use crate::sync::lock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -55,7 +55,7 @@ pub struct LeaseDoc {
     pub resume: Resume,
     /// Read to its end (a closed shard) and checkpointed there: its children may be read.
     pub finished: bool,
-    /// The roll in flight, if any (see [`crate::source::Intent`]).
+    /// The roll in flight, if any (see [`crate::position::Intent`]).
     pub intent: Option<Intent>,
 }
 
@@ -209,7 +209,7 @@ pub fn plan(readable: &[&Versioned], me: &str, expected_workers: usize, is_free:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::local::LocalStore;
+    use crate::store::local::LocalStore;
 
     fn shard(id: &str, parents: &[&str]) -> ShardInfo {
         ShardInfo {

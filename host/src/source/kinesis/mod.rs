@@ -5,11 +5,9 @@
 mod client;
 mod config;
 mod lease;
-mod producer;
 mod source;
 
 pub use client::{shard_id, shard_number, CallError, Kinesis, PutOutcome, ShardInfo, StartAt};
 pub use config::{KinesisConfig, StartFrom};
 pub use lease::{LeaseDoc, Resume};
-pub use producer::{KinesisProducer, Stored, MAX_RECORDS_PER_PUT};
 pub use source::{open_shard_count, KinesisSource};

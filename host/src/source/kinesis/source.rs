@@ -22,9 +22,10 @@
 use super::client::{block_on, shard_number, CallError, Kinesis, StartAt};
 use super::config::KinesisConfig;
 use super::lease::{plan, readable, LeaseDoc, LeaseTable, Resume, Versioned};
-use crate::sink::ObjectStore;
+use crate::store::ObjectStore;
 use crate::sync::lock;
-use crate::source::{Checkpoint, Fetched, Intent, PartitionId, Source};
+use crate::source::Source;
+use crate::position::{Checkpoint, Fetched, Intent, PartitionId};
 use crate::telemetry::metrics;
 use anyhow::Context as _;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

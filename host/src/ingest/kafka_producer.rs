@@ -2,8 +2,8 @@
 //! idempotent, `acks=all`, and a request is answered only once every one of
 //! its records is acknowledged by the brokers.
 
-use super::config::KafkaConfig;
-use crate::source::embedded::AppendError;
+use crate::log::AppendError;
+use crate::source::kafka::KafkaConfig;
 use crate::sync::lock;
 use anyhow::Context as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};

@@ -1,5 +1,5 @@
 use super::*;
-use crate::source::Intent;
+use crate::position::Intent;
 use sluice_guest::BatchBuf;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ fn records(prefix: &str, n: usize) -> BatchBuf {
     b
 }
 
-fn values(f: &crate::source::Fetched) -> Vec<String> {
+fn values(f: &crate::position::Fetched) -> Vec<String> {
     f.batch.as_ref().iter().map(|r| String::from_utf8_lossy(r.value).into_owned()).collect()
 }
 

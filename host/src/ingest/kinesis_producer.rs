@@ -5,9 +5,8 @@
 //! and the client retries it (the records already stored are then stored
 //! twice, as with Kinesis itself: PutRecords is at-least-once).
 
-use super::client::{CallError, Kinesis, PutOutcome};
-use super::config::KinesisConfig;
-use crate::source::embedded::AppendError;
+use crate::log::AppendError;
+use crate::source::kinesis::{CallError, Kinesis, KinesisConfig, PutOutcome};
 use crate::telemetry::metrics;
 use std::time::{Duration, Instant};
 

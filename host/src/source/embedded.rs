@@ -1,7 +1,8 @@
 //! The embedded log as a pipeline [`Source`]: one consumer group per pipeline.
 
-use super::EmbeddedLog;
-use crate::source::{Checkpoint, Fetched, Intent, PartitionId, Source};
+use crate::log::EmbeddedLog;
+use crate::source::Source;
+use crate::position::{Checkpoint, Fetched, Intent, PartitionId};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! A local directory laid out exactly like the S3 bucket.
 
-use super::store::{ObjectStore, ObjectWriter};
+use super::{ObjectStore, ObjectWriter};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};

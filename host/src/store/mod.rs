@@ -1,4 +1,12 @@
-//! The storage a sink writes objects into.
+//! Object storage: a local directory or S3, behind one trait. Sinks land
+//! segments in it; sources keep checkpoints and leases in it; reports read
+//! tables from it and write their results back.
+
+mod file;
+pub mod local;
+pub mod s3;
+
+pub use file::write_atomically;
 
 use std::io;
 

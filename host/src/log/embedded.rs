@@ -1,7 +1,7 @@
 //! The log itself: storage layout, group-committed appends, reads, positions.
 
 use super::codec::{self, StoredBatch};
-use crate::source::{Checkpoint, Fetched, Intent};
+use crate::position::{Checkpoint, Fetched, Intent};
 use anyhow::Context;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// `(topic, partition, base offset)` → one appended batch.
 const BATCHES: TableDefinition<(&str, u32, u64), &[u8]> = TableDefinition::new("batches");
@@ -309,7 +309,7 @@ impl EmbeddedLog {
     /// Delete batches older than the retention period that every consumer group
     /// reading the partition has committed past. Returns how many batches went.
     pub fn enforce_retention(&self) -> anyhow::Result<usize> {
-        let cutoff_ms = now_ms() - self.retention.as_millis() as i64;
+        let cutoff_ms = crate::clock::now_ms() - self.retention.as_millis() as i64;
         let mut removed = 0;
         let txn = self.db.begin_write()?;
         {
@@ -347,9 +347,6 @@ impl EmbeddedLog {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 /// The single writer: drains every queued append into one transaction, commits
 /// it with an fsync, then answers all of them.
@@ -404,7 +401,7 @@ fn commit_group(
     txn.set_durability(Durability::Immediate)?;
     let mut local: HashMap<(Arc<str>, u32), u64> = HashMap::new();
     let mut all_bases = Vec::with_capacity(group.len());
-    let append_ms = now_ms();
+    let append_ms = crate::clock::now_ms();
     {
         let mut batches = txn.open_table(BATCHES)?;
         let mut next_table = txn.open_table(NEXT_OFFSETS)?;

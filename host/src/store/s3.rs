@@ -7,7 +7,7 @@
 //! object. Small objects go up in one PUT. Every request is retried with
 //! exponential backoff; the pipeline holds its input while S3 is unavailable.
 
-use super::store::{ObjectStore, ObjectWriter};
+use super::{ObjectStore, ObjectWriter};
 use crate::telemetry::metrics;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};

@@ -1,0 +1,94 @@
+//! Landing one processed batch into its segment: the rows into the table, the
+//! rows the table cannot hold and the records the transforms refused into dead
+//! letters. The pipeline worker, backfill and dead-letter replay all land
+//! through here, so a batch lands the same way whoever runs it.
+
+use super::chain::{Chain, ChainFailure};
+use crate::runtime::CompiledTransform;
+use crate::sink::{DeadLetter, Segment, TableSpec};
+use crate::store::ObjectStore;
+use sluice_guest::BatchBuf;
+use std::io;
+
+/// The dead-letter kind of a row the table cannot hold (beside the transforms'
+/// [`crate::runtime::FailureKind`]s and the aggregate's).
+pub const SCHEMA_MISFIT: &str = "schema";
+
+/// Where a batch's input records came from, so that one refused at some stage
+/// becomes a dead letter that says where to find it again.
+pub trait Provenance {
+    /// A dead letter for input record `index` of the batch, refused at `stage`
+    /// (its index in the chain) by `transform` with `kind` and `reason`. The
+    /// record's value is set by the caller.
+    fn letter(&self, index: u32, stage: u32, transform: &CompiledTransform, kind: &str, reason: &str) -> DeadLetter;
+}
+
+/// What the transforms made of one batch, ready to land.
+pub struct Processed<'a> {
+    /// The chain that ran (it names the transform of a failing stage).
+    pub chain: &'a Chain,
+    /// Input records that did not make it through the chain.
+    pub failures: &'a [ChainFailure],
+    /// The rows for the table, and the input index each came from.
+    pub rows: &'a BatchBuf,
+    pub origins: &'a [u32],
+    /// The stage that wrote `rows` and its transform: a row the table refuses
+    /// is blamed on it.
+    pub writer: (u32, &'a CompiledTransform),
+    /// Dead letters of the batch found after the chain (the aggregate's late
+    /// records), landed after the chain's own.
+    pub more_dead: Vec<DeadLetter>,
+}
+
+/// Where the dead letters go.
+pub enum DeadLetters<'a> {
+    /// Into the segment, under `dead-letters/<dir>/`.
+    Segment(&'a str),
+    /// Back to the caller (a replay keeps them in the object they came from).
+    Return,
+}
+
+/// What landing a batch did.
+#[derive(Debug, Default)]
+pub struct Landed {
+    /// Rows the table took.
+    pub rows: u64,
+    /// Every dead letter of the batch: written into the segment, or handed
+    /// back with [`DeadLetters::Return`].
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// Land a processed batch into `seg`: table rows first (a row the table
+/// cannot hold becomes a `schema` dead letter), then the dead letters.
+pub fn land_batch(
+    seg: &mut Segment,
+    store: &dyn ObjectStore,
+    table: Option<&TableSpec>,
+    dead_letters: DeadLetters<'_>,
+    from: &dyn Provenance,
+    batch: Processed<'_>,
+) -> io::Result<Landed> {
+    let mut dead = Vec::with_capacity(batch.failures.len() + batch.more_dead.len());
+    for f in batch.failures {
+        let transform = &batch.chain.stages()[f.stage as usize].transform;
+        let mut d = from.letter(f.input_index, f.stage, transform, f.kind.as_str(), &f.reason);
+        d.set_value(&f.value);
+        dead.push(d);
+    }
+    dead.extend(batch.more_dead);
+    let mut rows = 0;
+    if let Some(table) = table {
+        let misfits = seg.write_table(store, table, &batch.rows.as_ref())?;
+        rows = (batch.rows.len() - misfits.len()) as u64;
+        let (stage, writer) = batch.writer;
+        for (i, reason) in misfits {
+            let mut d = from.letter(batch.origins[i as usize], stage, writer, SCHEMA_MISFIT, &reason);
+            d.set_value(batch.rows.as_ref().get(i as usize).value);
+            dead.push(d);
+        }
+    }
+    if let DeadLetters::Segment(dir) = dead_letters {
+        seg.write_dead_letters(store, dir, &dead)?;
+    }
+    Ok(Landed { rows, dead_letters: dead })
+}
