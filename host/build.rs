@@ -37,15 +37,23 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     for group in GUESTS {
         let mut cmd = Command::new(&cargo);
-        cmd.current_dir(&root)
-            .args(["build", "--profile", "guest", "--target", GUEST_TARGET, "--target-dir"])
-            .arg(&guest_target);
+        cmd.current_dir(&root).args(["build", "--profile", "guest", "--target", GUEST_TARGET, "--target-dir"]).arg(&guest_target);
         for (package, _) in *group {
             cmd.args(["-p", package]);
         }
         // The outer build's flags are for the host target; they must not leak into the guest build.
-        for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET",
-            "RUSTC_WORKSPACE_WRAPPER", "CARGO_PRIMARY_PACKAGE", "CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS"] {
+        for var in [
+            "CARGO_ENCODED_RUSTFLAGS",
+            "RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_MAKEFLAGS",
+            "MAKEFLAGS",
+            "MFLAGS",
+        ] {
             cmd.env_remove(var);
         }
         let status = cmd.status().expect("could not run cargo to build the guest components");

@@ -6,7 +6,7 @@
 //! fold call decodes and re-encodes the state (the host owns it between calls),
 //! natively as in Wasm, so the ratio is the cost of the sandbox alone.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use sluice::emulate::data::Generator;
 use sluice::runtime::{Runtime, SandboxLimits};

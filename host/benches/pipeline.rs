@@ -31,18 +31,18 @@
 
 use sluice::config::Config;
 use sluice::emulate::data::Generator;
+use sluice::ingest::KafkaProducer;
+use sluice::ingest::KinesisProducer;
+use sluice::log::EmbeddedLog;
 use sluice::pipeline::config::{PipelineConfig, RollConfig, TableConfig, TableFormat};
 use sluice::pipeline::{self, PipelineControl, Supervisor};
-use sluice::runtime::registry::Registry;
 use sluice::runtime::Runtime;
-use sluice::store::local::LocalStore;
-use sluice::log::EmbeddedLog;
-use sluice::source::embedded::EmbeddedSource;
-use sluice::ingest::KafkaProducer;
-use sluice::source::kafka::{KafkaConfig, KafkaSource};
-use sluice::ingest::KinesisProducer;
-use sluice::source::kinesis::{KinesisConfig, KinesisSource};
+use sluice::runtime::registry::Registry;
 use sluice::source::Source;
+use sluice::source::embedded::EmbeddedSource;
+use sluice::source::kafka::{KafkaConfig, KafkaSource};
+use sluice::source::kinesis::{KinesisConfig, KinesisSource};
+use sluice::store::local::LocalStore;
 use sluice_guest::BatchBuf;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,7 +74,10 @@ fn config(dir: &Path) -> Config {
 }
 
 fn kafka_config(brokers: &str) -> anyhow::Result<KafkaConfig> {
-    Ok(toml::from_str(&format!("brokers = \"{brokers}\"\nsession_timeout_ms = 6000\nheartbeat_interval_ms = 1000\n{}", std::env::var("BENCH_KAFKA_EXTRA").unwrap_or_default()))?)
+    Ok(toml::from_str(&format!(
+        "brokers = \"{brokers}\"\nsession_timeout_ms = 6000\nheartbeat_interval_ms = 1000\n{}",
+        std::env::var("BENCH_KAFKA_EXTRA").unwrap_or_default()
+    ))?)
 }
 
 fn kinesis_config(endpoint: &str) -> KinesisConfig {
@@ -157,7 +160,9 @@ fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, kinesis: 
     for w in 0..n {
         let source: Box<dyn Source> = match (&kafka, &kinesis) {
             (Some(brokers), _) => Box::new(KafkaSource::new(&kafka_config(brokers)?, "bench-pin", &format!("bench-{w}"), &p.topics, store.clone())?),
-            (None, Some(endpoint)) => Box::new(KinesisSource::new(&kinesis_config(endpoint), "pin", format!("bench-{w}"), &p.topics, store.clone())?.starting_with(n)),
+            (None, Some(endpoint)) => {
+                Box::new(KinesisSource::new(&kinesis_config(endpoint), "pin", format!("bench-{w}"), &p.topics, store.clone())?.starting_with(n))
+            }
             (None, None) => Box::new(EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?.assigned(w, n)),
         };
         workers.push(pipeline::build(p, control.clone(), source, store.clone(), stats.clone())?);
@@ -179,7 +184,13 @@ fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, kinesis: 
     let rss = peak_rss_kib();
     println!(
         "{{\"source\": \"{}\", \"landing\": \"{}\", \"mb_per_s\": {:.1}, \"workers\": {n}, \"records\": {}, \"table_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
-        if kafka.is_some() { "kafka" } else if kinesis.is_some() { "kinesis" } else { "embedded" },
+        if kafka.is_some() {
+            "kafka"
+        } else if kinesis.is_some() {
+            "kinesis"
+        } else {
+            "embedded"
+        },
         if s3_endpoint.is_some() { "s3" } else { "local" },
         snap.bytes_landed as f64 / secs / 1e6,
         snap.records_in,
@@ -203,14 +214,26 @@ fn main() -> anyhow::Result<()> {
     let flag = |name: &str| args.iter().any(|a| a == name);
     match arg("--phase").as_deref() {
         Some("load") => {
-            return load(Path::new(&arg("--dir").expect("--dir")), arg("--records").expect("--records").parse()?, arg("--kafka"), arg("--kinesis"), !flag("--cold"));
+            return load(
+                Path::new(&arg("--dir").expect("--dir")),
+                arg("--records").expect("--records").parse()?,
+                arg("--kafka"),
+                arg("--kinesis"),
+                !flag("--cold"),
+            );
         }
         Some("run") => {
             // `RUST_LOG=info` shows the pipeline's own log (group joins, rolls) on stderr.
             if std::env::var_os("RUST_LOG").is_some() {
                 tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
             }
-            return run(Path::new(&arg("--dir").expect("--dir")), arg("--s3-endpoint"), arg("--kafka"), arg("--kinesis"), arg("--records").expect("--records").parse()?);
+            return run(
+                Path::new(&arg("--dir").expect("--dir")),
+                arg("--s3-endpoint"),
+                arg("--kafka"),
+                arg("--kinesis"),
+                arg("--records").expect("--records").parse()?,
+            );
         }
         _ => {}
     }
@@ -227,10 +250,18 @@ fn main() -> anyhow::Result<()> {
     } else {
         (None, vec![])
     };
-    let kinesis_env = [("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench-secret"), ("AWS_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true")];
+    let kinesis_env =
+        [("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench-secret"), ("AWS_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true")];
     let loaded = Instant::now();
     let cold: &[&str] = if flag("--cold") { &["--cold"] } else { &[] };
-    let status = Command::new(&me).args(["--phase", "load", "--records", &records.to_string()]).args(&input).args(cold).envs(kinesis_env).arg("--dir").arg(&path).status()?;
+    let status = Command::new(&me)
+        .args(["--phase", "load", "--records", &records.to_string()])
+        .args(&input)
+        .args(cold)
+        .envs(kinesis_env)
+        .arg("--dir")
+        .arg(&path)
+        .status()?;
     anyhow::ensure!(status.success(), "loading the input failed");
     eprintln!("loaded {records} pins in {:.1}s", loaded.elapsed().as_secs_f64());
     let mut run = Command::new(&me);

@@ -14,11 +14,11 @@
 
 use serde_json::Value;
 use sluice::emulate::data::Generator;
-use sluice::report::{definitions, run, Landing};
-use sluice::runtime::{Runtime, SandboxLimits};
-use sluice::store::local::LocalStore;
-use sluice::sink::{schema, Segment, TableSpec};
 use sluice::position::PartitionId;
+use sluice::report::{Landing, definitions, run};
+use sluice::runtime::{Runtime, SandboxLimits};
+use sluice::sink::{Segment, TableSpec, schema};
+use sluice::store::local::LocalStore;
 use sluice_guest::BatchBuf;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -76,9 +76,9 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 fn main() {
     let rows: u64 = std::env::var("SLUICE_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let root = std::env::var_os("SLUICE_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-reports").join(rows.to_string())
-    });
+    let root = std::env::var_os("SLUICE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-reports").join(rows.to_string()));
     let landing = root.join("landing");
     if !landing.join("tables/user").is_dir() {
         let _ = std::fs::remove_dir_all(&landing);
@@ -122,12 +122,21 @@ fn main() {
         let ours: Vec<Vec<String>> = r
             .batches
             .iter()
-            .flat_map(|b| (0..b.num_rows()).map(move |i| (0..b.num_columns()).map(|c| datafusion::arrow::util::display::array_value_to_string(b.column(c), i).expect("text")).collect()))
+            .flat_map(|b| {
+                (0..b.num_rows()).map(move |i| {
+                    (0..b.num_columns()).map(|c| datafusion::arrow::util::display::array_value_to_string(b.column(c), i).expect("text")).collect()
+                })
+            })
             .collect();
         let theirs: Vec<Vec<String>> = serde_json::from_value(duck["results"][r.name].clone()).expect("rows");
         if ours != theirs {
             agree = false;
-            eprintln!("{}: the engines disagree\n  sluice {:?}\n  duckdb {:?}", r.name, ours.iter().take(3).collect::<Vec<_>>(), theirs.iter().take(3).collect::<Vec<_>>());
+            eprintln!(
+                "{}: the engines disagree\n  sluice {:?}\n  duckdb {:?}",
+                r.name,
+                ours.iter().take(3).collect::<Vec<_>>(),
+                theirs.iter().take(3).collect::<Vec<_>>()
+            );
         }
     }
     println!(

@@ -11,10 +11,10 @@
 //! criterion cases measured a minute apart. `BENCH_RATIO_ONLY=1` prints just
 //! the table; `BENCH_ROUNDS=N` sets the rounds (default 31).
 
-use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use sluice::emulate::data::Generator;
 use sluice::runtime::{Runtime, SandboxLimits};
-use sluice_guest::{run_batch, BatchBuf, BatchRef, BatchResult};
+use sluice_guest::{BatchBuf, BatchRef, BatchResult, run_batch};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -99,12 +99,7 @@ fn interleaved_ratio(kind: &str, builtin: &str, native: Native, rounds: usize) {
                 ratios.push(n.as_secs_f64() / w.as_secs_f64());
             }
         }
-        println!(
-            "| {builtin} | {size} | {} rec/s | {} rec/s | {:.2}x |",
-            si(median(&mut native_rates)),
-            si(median(&mut wasm_rates)),
-            median(&mut ratios)
-        );
+        println!("| {builtin} | {size} | {} rec/s | {} rec/s | {:.2}x |", si(median(&mut native_rates)), si(median(&mut wasm_rates)), median(&mut ratios));
     }
 }
 

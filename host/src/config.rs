@@ -2,11 +2,11 @@
 //! configures. Unknown keys are refused with their name and line; cross-section
 //! rules are checked once at start.
 
-use crate::ingest::IngestConfig;
 use crate::ingest::DestinationKind;
+use crate::ingest::IngestConfig;
+use crate::log::EmbeddedLogConfig;
 use crate::pipeline::config::{PipelineConfig, SourceKind, TableConfig, TableFormat};
 use crate::runtime::SandboxLimits;
-use crate::log::EmbeddedLogConfig;
 use crate::source::kafka::KafkaConfig;
 use crate::source::kinesis::KinesisConfig;
 use anyhow::Context;
@@ -234,10 +234,7 @@ impl Config {
             data_dir,
             server: ServerConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..Default::default() },
             ingest: IngestConfig::default(),
-            log: EmbeddedLogConfig {
-                topics: ["pin", "geo", "user"].iter().map(|k| format!("{user_id}.{k}")).collect(),
-                ..Default::default()
-            },
+            log: EmbeddedLogConfig { topics: ["pin", "geo", "user"].iter().map(|k| format!("{user_id}.{k}")).collect(), ..Default::default() },
             kafka: None,
             kinesis: None,
             sandbox: SandboxLimits::default(),
@@ -284,7 +281,12 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
 
     #[test]
     fn a_kinesis_section_makes_pipelines_read_kinesis() {
-        let c = Config::parse(&GOOD.replace("[log]", "[kinesis]\nendpoint_url = \"http://127.0.0.1:4567\"\n[log]").replace("topics = [\"u.pin\"]\ntransforms", "topics = [\"streaming-u-pin\"]\ntransforms")).expect("valid");
+        let c = Config::parse(
+            &GOOD
+                .replace("[log]", "[kinesis]\nendpoint_url = \"http://127.0.0.1:4567\"\n[log]")
+                .replace("topics = [\"u.pin\"]\ntransforms", "topics = [\"streaming-u-pin\"]\ntransforms"),
+        )
+        .expect("valid");
         assert_eq!(c.source_of(&c.pipelines[0]), SourceKind::Kinesis);
         assert_eq!(c.ingest_destination(), DestinationKind::Embedded, "ingest stays on the log unless told");
     }
@@ -302,11 +304,19 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
             (GOOD.replace("topics = [\"u.pin\"]\ntransforms", "topics = [\"u.geo\"]\ntransforms"), "reads topic `u.geo`, which is not in log.topics"),
             (GOOD.replace("clean-pin", "Clean Pin"), "transform name `Clean Pin` must be a-z 0-9 - _"),
             (GOOD.replace("partitions", "x").replace("[log]", "[log]\npartitions = 0"), "log.partitions must be between 1 and 1024"),
-            (format!("{GOOD}\n[[pipeline]]\nname = \"pin\"\ntopics = [\"u.pin\"]\nland_raw = false\ntable = {{ name = \"p2\" }}\ntransforms = [\"clean-pin\"]"), "two pipelines are named `pin`"),
+            (
+                format!(
+                    "{GOOD}\n[[pipeline]]\nname = \"pin\"\ntopics = [\"u.pin\"]\nland_raw = false\ntable = {{ name = \"p2\" }}\ntransforms = [\"clean-pin\"]"
+                ),
+                "two pipelines are named `pin`",
+            ),
             (GOOD.replace("table = { name = \"pin\", formats = [\"parquet\", \"jsonl\"] }", "").replace("land_raw = true", ""), "lands nothing"),
             (GOOD.replace("[log]", "[sandbox]\nmemory_mib = 0\n[log]"), "memory_mib must be between"),
             (GOOD.replace("[log]", "[jobs]\nschedule = { reports = \"0 0 * *\" }\n[log]"), "jobs.schedule.reports: `0 0 * *` has 4 fields"),
-            (GOOD.replace("land_raw = true", "land_raw = true\nsource = \"kinesis\""), "reads Kinesis (source = \"kinesis\") but there is no [kinesis] section"),
+            (
+                GOOD.replace("land_raw = true", "land_raw = true\nsource = \"kinesis\""),
+                "reads Kinesis (source = \"kinesis\") but there is no [kinesis] section",
+            ),
             (GOOD.replace("[log]", "[ingest]\ndestination = \"kinesis\"\n[log]"), "ingest.destination is `kinesis` but there is no [kinesis] section"),
             (GOOD.replace("[log]", "[kinesis]\nstart_from = \"latest\"\nstart_timestamp = \"2026-01-01T00:00:00Z\"\n[log]"), "kinesis.start_timestamp is set"),
         ];

@@ -2,8 +2,8 @@
 //! process (no unwinding, no flushing, like `kill -9`) the n-th time `<point>`
 //! is reached. Unset, a check costs one load of a cached value.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 static PLAN: OnceLock<Option<(String, u64)>> = OnceLock::new();
 static HITS: AtomicU64 = AtomicU64::new(0);

@@ -1,8 +1,8 @@
 //! Talking to sluice as a client: producing over HTTP, fetching from a source.
 
 use serde_json::Value;
-use sluice::source::Source;
 use sluice::position::PartitionId;
+use sluice::source::Source;
 use std::time::{Duration, Instant};
 
 /// Produce `values` to `topic` through the REST Proxy endpoint at `base`

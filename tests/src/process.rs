@@ -84,9 +84,9 @@ impl Server {
         let client = reqwest::blocking::Client::new();
         loop {
             let status: Value = client.get(format!("{}/status", self.base_url)).send()?.json()?;
-            let done = status.as_object().is_some_and(|m| {
-                m.values().all(|p| p["partitions"].as_array().is_some_and(|ps| !ps.is_empty() && ps.iter().all(|x| x["lag"] == 0)))
-            });
+            let done = status
+                .as_object()
+                .is_some_and(|m| m.values().all(|p| p["partitions"].as_array().is_some_and(|ps| !ps.is_empty() && ps.iter().all(|x| x["lag"] == 0))));
             if done {
                 return Ok(status);
             }
@@ -147,7 +147,8 @@ pub(crate) fn wait_listening(port: u16, what: &str) -> anyhow::Result<()> {
 /// Where the project's scripts install test servers (`scripts/*.sh install`).
 pub(crate) fn tools_dir() -> PathBuf {
     std::env::var_os("SLUICE_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+        let cache =
+            std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
         cache.join("sluice")
     })
 }

@@ -2,12 +2,12 @@
 //! broker, a Kinesis-compatible server, a throttling proxy), started on
 //! 127.0.0.1 and stopped by PID when dropped.
 
+use crate::process::{free_port, tools_dir, wait_listening};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use crate::process::{free_port, tools_dir, wait_listening};
 
 /// An S3-compatible server (s3s-fs, installed by scripts/test.sh) on 127.0.0.1,
 /// stopped by PID when dropped.

@@ -1,7 +1,7 @@
 //! Pipelines created, replaced and deleted through the admin API while the
 //! appliance runs, and kept across a restart.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sluice::app::RunningApp;
 use sluice::config::Config;
 use sluice_tests::files;
@@ -60,7 +60,8 @@ async fn pipelines_come_and_go_through_the_api_and_survive_a_restart() {
     post_geo(&app, 0, 300).await;
     assert!(app.wait_caught_up(Duration::from_secs(60)).await);
     let landing = dir.path().join("data/landing");
-    let raw_lines = |landing: &Path| -> usize { files(&landing.join("topics/t.geo")).iter().map(|f| std::fs::read_to_string(f).expect("read").lines().count()).sum() };
+    let raw_lines =
+        |landing: &Path| -> usize { files(&landing.join("topics/t.geo")).iter().map(|f| std::fs::read_to_string(f).expect("read").lines().count()).sum() };
     assert_eq!(raw_lines(&landing), 300, "the new pipeline landed what was posted");
 
     // Replace it: now with a table. It resumes from its committed positions.

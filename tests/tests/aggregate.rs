@@ -3,8 +3,8 @@
 //! uninterrupted run emits — each once — and they equal a count made here
 //! without the aggregate component.
 
-use serde_json::{json, Value};
-use sluice_tests::{free_port, json_lines, Server};
+use serde_json::{Value, json};
+use sluice_tests::{Server, free_port, json_lines};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
@@ -166,12 +166,8 @@ async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
 /// Equal maps, or a panic naming the first few differences.
 fn assert_same(got: &BTreeMap<(i64, String, String), i64>, want: &BTreeMap<(i64, String, String), i64>, what: &str) {
     let keys: BTreeSet<_> = got.keys().chain(want.keys()).collect();
-    let diff: Vec<String> = keys
-        .into_iter()
-        .filter(|k| got.get(*k) != want.get(*k))
-        .take(5)
-        .map(|k| format!("{k:?}: got {:?}, want {:?}", got.get(k), want.get(k)))
-        .collect();
+    let diff: Vec<String> =
+        keys.into_iter().filter(|k| got.get(*k) != want.get(*k)).take(5).map(|k| format!("{k:?}: got {:?}, want {:?}", got.get(k), want.get(k))).collect();
     assert!(diff.is_empty(), "{what} ({} vs {} rows): {}", got.len(), want.len(), diff.join("; "));
 }
 

@@ -18,7 +18,11 @@ fn the_airflow_dag_loads_and_does_what_it_says() {
     let dag_dir = repo().join("deploy/airflow");
     match std::env::var("SLUICE_AIRFLOW_PYTHON") {
         Ok(python) => {
-            let out = Command::new(&python).env("PYTHONDONTWRITEBYTECODE", "1").arg(dag_dir.join("check_dag.py")).output().unwrap_or_else(|e| panic!("running {python}: {e}"));
+            let out = Command::new(&python)
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .arg(dag_dir.join("check_dag.py"))
+                .output()
+                .unwrap_or_else(|e| panic!("running {python}: {e}"));
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(out.status.success(), "the DAG check failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
             assert!(stdout.contains("the DAG checks out"), "{stdout}");

@@ -2,10 +2,10 @@
 //! job and its HTML summary, and a backfill through another transform version
 //! that rewrites exactly the affected table objects.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sluice::app::RunningApp;
 use sluice::config::Config;
-use sluice::emulate::post::{post, Api, PostPlan};
+use sluice::emulate::post::{Api, PostPlan, post};
 use sluice::runtime::testing::CLEAN_PIN_MARKED_WASM;
 use sluice_tests::{column, files};
 use std::collections::BTreeMap;
@@ -50,7 +50,10 @@ fn snapshot(landing: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn unique_ids(parquet: &[u8]) -> Vec<String> {
-    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(parquet)).expect("footer").build().expect("reader");
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(parquet))
+        .expect("footer")
+        .build()
+        .expect("reader");
     let batches: Vec<_> = r.map(|b| b.expect("batch")).collect();
     column(&batches, "unique_id").into_iter().map(|v| v.as_str().expect("unique_id").to_owned()).collect()
 }
@@ -68,7 +71,19 @@ async fn reports_and_a_backfill_run_as_jobs() {
     let landing = config.landing_dir();
     let app = RunningApp::start(&config).await.expect("start");
     let c = Client { http: reqwest::Client::new(), base: format!("http://{}", app.addr), token: app.admin_token.to_string() };
-    let plan = PostPlan { base_url: c.base.clone(), api: Api::Rest, user_id: "demo".into(), rows: 600, batch: 100, rate: 0, seed: 3, concurrency: 2, progress: false, kafka: None, kinesis: None };
+    let plan = PostPlan {
+        base_url: c.base.clone(),
+        api: Api::Rest,
+        user_id: "demo".into(),
+        rows: 600,
+        batch: 100,
+        rate: 0,
+        seed: 3,
+        concurrency: 2,
+        progress: false,
+        kafka: None,
+        kinesis: None,
+    };
     assert_eq!(post(&plan).await.expect("posted").failed_requests, 0);
     assert!(app.wait_caught_up(Duration::from_secs(60)).await, "landed");
 
@@ -82,7 +97,8 @@ async fn reports_and_a_backfill_run_as_jobs() {
     assert!(files(&landing.join("reports/popular_category_by_country")).iter().any(|f| f.extension().is_some_and(|e| e == "csv")));
 
     // A new version of clean-pin, uploaded but not activated: the pipeline keeps the built-in.
-    let resp = c.http.put(format!("{}/api/v1/transforms/clean-pin", c.base)).bearer_auth(&c.token).body(CLEAN_PIN_MARKED_WASM.to_vec()).send().await.expect("upload");
+    let resp =
+        c.http.put(format!("{}/api/v1/transforms/clean-pin", c.base)).bearer_auth(&c.token).body(CLEAN_PIN_MARKED_WASM.to_vec()).send().await.expect("upload");
     assert!(resp.status().is_success(), "{}", resp.text().await.unwrap_or_default());
 
     // Backfill partition 0 from its first segment up to (not into) its third.

@@ -3,7 +3,7 @@
 //! every acknowledged record landed exactly once, raw and cleaned.
 
 use serde_json::json;
-use sluice_tests::{column, free_port, json_lines, parquet_batches, Server};
+use sluice_tests::{Server, column, free_port, json_lines, parquet_batches};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
@@ -35,7 +35,11 @@ impl Poster {
             .body(json!({ "records": records }).to_string())
             .send();
         let ok = sent.is_ok_and(|r| r.status().is_success());
-        if ok { self.acked.extend(ids) } else { self.uncertain.extend(ids) }
+        if ok {
+            self.acked.extend(ids)
+        } else {
+            self.uncertain.extend(ids)
+        }
         ok
     }
 }
@@ -63,7 +67,12 @@ fn crashes_at_every_stage_of_a_roll_lose_and_duplicate_nothing() -> anyhow::Resu
     let dir = tempfile::tempdir()?;
     let config = write_config(dir.path());
     let port = free_port();
-    let mut p = Poster { client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build()?, next: 0, acked: BTreeSet::new(), uncertain: BTreeSet::new() };
+    let mut p = Poster {
+        client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build()?,
+        next: 0,
+        acked: BTreeSet::new(),
+        uncertain: BTreeSet::new(),
+    };
 
     // Some objects of a roll visible, the commit not done.
     let mut s = Server::start(SLUICE, &config, port, &[("SLUICE_CRASH_AT", "segment.object_finished:5")])?;

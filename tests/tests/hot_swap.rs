@@ -1,7 +1,7 @@
 //! Hot swap through the real HTTP API while records flow, and the automatic
 //! rollback of a version that refuses everything.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sluice::app::RunningApp;
 use sluice::config::Config;
 use sluice::runtime::testing::{CLEAN_PIN_MARKED_WASM, REJECT_ALL_WASM};
@@ -27,7 +27,8 @@ struct Client {
 
 impl Client {
     async fn post_pins(&self, from: u64, count: u64) {
-        let values = (from..from + count).map(|n| json!({"index": n, "unique_id": format!("id-{n:07}"), "title": "t", "follower_count": "1k", "category": "art"}));
+        let values =
+            (from..from + count).map(|n| json!({"index": n, "unique_id": format!("id-{n:07}"), "title": "t", "follower_count": "1k", "category": "art"}));
         sluice_tests::produce(&self.base, "t.pin", values).await;
     }
 
@@ -73,7 +74,10 @@ fn landed(landing: &Path) -> BTreeMap<String, Vec<(u32, usize, bool)>> {
 }
 
 fn parquet_batches_of(file: &Path) -> Vec<arrow_array::RecordBatch> {
-    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).expect("open")).expect("footer").build().expect("reader");
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).expect("open"))
+        .expect("footer")
+        .build()
+        .expect("reader");
     r.map(|b| b.expect("batch")).collect()
 }
 
@@ -171,10 +175,8 @@ async fn a_version_that_refuses_everything_is_rolled_back_and_its_victims_replay
     app.shutdown().await.expect("clean shutdown");
 
     // Every record is in the table exactly once: cleaned in the stream or by the replay.
-    let ids: Vec<String> = column(&parquet_batches(&dir.path().join("data/landing/tables/pin")), "unique_id")
-        .iter()
-        .map(|v| v.as_str().expect("id").to_owned())
-        .collect();
+    let ids: Vec<String> =
+        column(&parquet_batches(&dir.path().join("data/landing/tables/pin")), "unique_id").iter().map(|v| v.as_str().expect("id").to_owned()).collect();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for id in &ids {
         *counts.entry(id).or_default() += 1;

@@ -3,17 +3,20 @@
 //! members and land; every record lands exactly once through crashes, group
 //! handovers and a broker outage.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sluice::emulate::data::Generator;
-use sluice::emulate::post::{post, Api, PostPlan};
-use sluice::store::local::LocalStore;
-use sluice::store::ObjectStore;
+use sluice::emulate::post::{Api, PostPlan, post};
 use sluice::ingest::KafkaProducer;
-use sluice::source::kafka::{KafkaConfig, KafkaSource};
-use sluice::source::Source;
 use sluice::position::PartitionId;
+use sluice::source::Source;
+use sluice::source::kafka::{KafkaConfig, KafkaSource};
+use sluice::store::ObjectStore;
+use sluice::store::local::LocalStore;
 use sluice_guest::BatchBuf;
-use sluice_tests::{cleaning_pipelines, column, fetch_some, free_port, json_lines, multiset, one_at_a_time, parquet_batches, raw_by_position, wait_raw, wait_until, KafkaBroker, Server};
+use sluice_tests::{
+    KafkaBroker, Server, cleaning_pipelines, column, fetch_some, free_port, json_lines, multiset, one_at_a_time, parquet_batches, raw_by_position, wait_raw,
+    wait_until,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,7 +59,19 @@ fn a_hundred_thousand_records_through_kafka_land_exactly_once() -> anyhow::Resul
     let mut server = Server::start(SLUICE, &cfg, free_port(), &[])?;
 
     let rt = tokio::runtime::Runtime::new()?;
-    let plan = PostPlan { base_url: server.base_url.clone(), api: Api::Rest, user_id: "k".into(), rows: ROWS, batch: 500, rate: 0, seed: SEED, concurrency: 4, progress: false, kafka: None, kinesis: None };
+    let plan = PostPlan {
+        base_url: server.base_url.clone(),
+        api: Api::Rest,
+        user_id: "k".into(),
+        rows: ROWS,
+        batch: 500,
+        rate: 0,
+        seed: SEED,
+        concurrency: 4,
+        progress: false,
+        kafka: None,
+        kinesis: None,
+    };
     let summary = rt.block_on(post(&plan))?;
     assert_eq!(summary.failed_requests, 0, "every request was acknowledged by Kafka");
 
@@ -255,7 +270,19 @@ fn the_emulator_produces_straight_into_kafka() -> anyhow::Result<()> {
     let broker = KafkaBroker::start()?;
     topics(&broker, "e", &KINDS);
     let kafka: sluice::source::kafka::KafkaConfig = toml::from_str(&format!("brokers = \"{}\"", broker.address()))?;
-    let plan = PostPlan { base_url: String::new(), api: Api::Rest, user_id: "e".into(), rows: 2_000, batch: 100, rate: 0, seed: 3, concurrency: 2, progress: false, kafka: Some(kafka), kinesis: None };
+    let plan = PostPlan {
+        base_url: String::new(),
+        api: Api::Rest,
+        user_id: "e".into(),
+        rows: 2_000,
+        batch: 100,
+        rate: 0,
+        seed: 3,
+        concurrency: 2,
+        progress: false,
+        kafka: Some(kafka),
+        kinesis: None,
+    };
     let summary = tokio::runtime::Runtime::new()?.block_on(post(&plan))?;
     assert_eq!(summary.failed_requests, 0);
 
@@ -314,7 +341,8 @@ fn a_partition_that_went_to_another_member_and_came_back_is_reported_so_the_stal
     poll_until(&mut a, "a owns both partitions", |s| s.partitions().expect("partitions").len() == 2);
     assert!(a.assignment_changed());
     assert!(a.revoked().is_empty());
-    let read_by_a: BTreeMap<PartitionId, Vec<(u64, Vec<u8>)>> = a.partitions()?.into_iter().map(|p| (p.clone(), fetch_some(&mut a, &p, 0, 2, GROUP_TIMEOUT))).collect();
+    let read_by_a: BTreeMap<PartitionId, Vec<(u64, Vec<u8>)>> =
+        a.partitions()?.into_iter().map(|p| (p.clone(), fetch_some(&mut a, &p, 0, 2, GROUP_TIMEOUT))).collect();
 
     // Member b joins and gets one of them; a keeps polling (as its pipeline
     // would while reading the other) but does not look at its assignment.

@@ -3,15 +3,18 @@
 //! pipelines read the shards under leases and land; every record lands exactly
 //! once through a shard split, kill -9 and throttling.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sluice::emulate::data::Generator;
-use sluice::emulate::post::{post, Api, PostPlan};
-use sluice::store::local::LocalStore;
-use sluice::store::ObjectStore;
-use sluice::source::kinesis::{Kinesis, KinesisConfig, KinesisSource, LeaseDoc};
-use sluice::source::Source;
+use sluice::emulate::post::{Api, PostPlan, post};
 use sluice::position::PartitionId;
-use sluice_tests::{cleaning_pipelines, column, fetch_some, files, free_port, json_lines, multiset, one_at_a_time, parquet_batches, raw_by_position, raw_count, wait_raw, wait_until, KinesisServer, Server, ThrottlingProxy, KINESIS_ENV};
+use sluice::source::Source;
+use sluice::source::kinesis::{Kinesis, KinesisConfig, KinesisSource, LeaseDoc};
+use sluice::store::ObjectStore;
+use sluice::store::local::LocalStore;
+use sluice_tests::{
+    KINESIS_ENV, KinesisServer, Server, ThrottlingProxy, cleaning_pipelines, column, fetch_some, files, free_port, json_lines, multiset, one_at_a_time,
+    parquet_batches, raw_by_position, raw_count, wait_raw, wait_until,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -99,7 +102,19 @@ fn ten_thousand_records_per_stream_through_the_kinesis_ingest_shape_land_exactly
     let cfg = f.config("a", "k", &KINDS, "roll = { max_records = 5000, max_age_ms = 1000 }");
     let mut server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
 
-    let plan = PostPlan { base_url: server.base_url.clone(), api: Api::Kinesis, user_id: "k".into(), rows: ROWS, batch: 250, rate: 0, seed: SEED, concurrency: 4, progress: false, kafka: None, kinesis: None };
+    let plan = PostPlan {
+        base_url: server.base_url.clone(),
+        api: Api::Kinesis,
+        user_id: "k".into(),
+        rows: ROWS,
+        batch: 250,
+        rate: 0,
+        seed: SEED,
+        concurrency: 4,
+        progress: false,
+        kafka: None,
+        kinesis: None,
+    };
     let summary = rt.block_on(post(&plan))?;
     assert_eq!(summary.failed_requests, 0, "every request was stored in Kinesis");
     for kind in KINDS {
@@ -203,7 +218,11 @@ fn a_shard_split_mid_run_lands_every_record_and_keeps_each_keys_order() -> anyho
     check_exactly_once(&landing, &stream, &pins.ids);
 
     let shards = rt.block_on(kinesis.list_shards(&stream))?;
-    let children: Vec<u32> = shards.iter().filter(|s| s.parent.as_deref() == Some(parent.id.as_str())).map(|s| sluice::source::kinesis::shard_number(&s.id).expect("number")).collect();
+    let children: Vec<u32> = shards
+        .iter()
+        .filter(|s| s.parent.as_deref() == Some(parent.id.as_str()))
+        .map(|s| sluice::source::kinesis::shard_number(&s.id).expect("number"))
+        .collect();
     assert_eq!(children.len(), 2, "the split made two children: {shards:?}");
     let objects = raw_objects(&landing, &stream);
     // Per partition key, in the order the records landed: the parent's objects
@@ -279,12 +298,25 @@ fn throttling_and_failed_reads_are_answered_with_backoff_losing_and_duplicating_
     let server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
 
     const ROWS: u64 = 3_000;
-    let plan = PostPlan { base_url: server.base_url.clone(), api: Api::Kinesis, user_id: "t".into(), rows: ROWS, batch: 100, rate: 0, seed: 5, concurrency: 2, progress: false, kafka: None, kinesis: None };
+    let plan = PostPlan {
+        base_url: server.base_url.clone(),
+        api: Api::Kinesis,
+        user_id: "t".into(),
+        rows: ROWS,
+        batch: 100,
+        rate: 0,
+        seed: 5,
+        concurrency: 2,
+        progress: false,
+        kafka: None,
+        kinesis: None,
+    };
     // The emulator posts only pins here: the plan's geo and user streams do not exist.
     let client = reqwest::blocking::Client::new();
     let g = Generator::new(plan.seed);
     for first in (0..ROWS).step_by(100) {
-        let records: Vec<Value> = (first..first + 100).map(|n| g.row(g.pick(n)).pin).map(|p| json!({"Data": p, "PartitionKey": p["index"].to_string()})).collect();
+        let records: Vec<Value> =
+            (first..first + 100).map(|n| g.row(g.pick(n)).pin).map(|p| json!({"Data": p, "PartitionKey": p["index"].to_string()})).collect();
         let resp = client.put(format!("{}/streams/streaming-t-pin/records", server.base_url)).json(&json!({"Records": records})).send()?;
         assert_eq!(resp.status(), 200, "throttled puts are retried inside sluice, not refused: {}", resp.text()?);
     }
@@ -339,7 +371,12 @@ fn the_emulator_puts_straight_into_kinesis() -> anyhow::Result<()> {
 fn raw_ids_in_bucket(rt: &tokio::runtime::Runtime, s3: &sluice_tests::S3Server, stream: &str) -> Vec<String> {
     rt.block_on(s3.objects("lake", &format!("topics/{stream}/")))
         .values()
-        .flat_map(|b| String::from_utf8_lossy(b).lines().map(|l| serde_json::from_str::<Value>(l).expect("json")["unique_id"].as_str().expect("id").to_owned()).collect::<Vec<_>>())
+        .flat_map(|b| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("json")["unique_id"].as_str().expect("id").to_owned())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -404,12 +441,15 @@ fn a_shard_lease_lost_and_taken_back_between_two_looks_is_reported_so_the_stale_
     let streams = [stream.clone()];
 
     // Worker a starts alone, takes both shards and reads two records of each.
-    let mut a = KinesisSource::with_client(f.rt.block_on(KinesisServer::client(&f.kinesalite.endpoint())), &config, "pin", "a".into(), &streams, store.clone())?;
+    let mut a =
+        KinesisSource::with_client(f.rt.block_on(KinesisServer::client(&f.kinesalite.endpoint())), &config, "pin", "a".into(), &streams, store.clone())?;
     assert_eq!(a.partitions()?.len(), 2, "a lone worker takes every shard ({:?})", a.problem());
     assert!(a.assignment_changed());
-    let read_by_a: BTreeMap<PartitionId, Vec<(u64, Vec<u8>)>> = a.partitions()?.into_iter().map(|p| (p.clone(), fetch_some(&mut a, &p, 0, 2, READ_TIMEOUT))).collect();
+    let read_by_a: BTreeMap<PartitionId, Vec<(u64, Vec<u8>)>> =
+        a.partitions()?.into_iter().map(|p| (p.clone(), fetch_some(&mut a, &p, 0, 2, READ_TIMEOUT))).collect();
     // Worker b steals one shard (a holds more than its share), lands three records and stops.
-    let mut b = KinesisSource::with_client(f.rt.block_on(KinesisServer::client(&f.kinesalite.endpoint())), &config, "pin", "b".into(), &streams, store.clone())?;
+    let mut b =
+        KinesisSource::with_client(f.rt.block_on(KinesisServer::client(&f.kinesalite.endpoint())), &config, "pin", "b".into(), &streams, store.clone())?;
     let stolen = b.partitions()?;
     assert_eq!(stolen.len(), 1, "b steals one of a's two shards ({:?})", b.problem());
     let p = stolen[0].clone();

@@ -2,8 +2,8 @@
 //! checked by promtool, the dashboard checked against a scrape, and the
 //! deployment files parsed.
 
-use serde_json::{json, Value};
-use sluice_tests::{free_port, Server};
+use serde_json::{Value, json};
+use sluice_tests::{Server, free_port};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -166,7 +166,8 @@ fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     let scrape = reqwest::blocking::get(format!("{}/metrics", sluice.base_url)).expect("scrape").text().expect("text");
     let exported: BTreeSet<String> = scrape.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).map(str::to_owned).collect();
 
-    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(deploy().join("grafana/dashboards/sluice.json")).expect("dashboard")).expect("dashboard is JSON");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy().join("grafana/dashboards/sluice.json")).expect("dashboard")).expect("dashboard is JSON");
     let mut used = BTreeSet::new();
     let mut panels_with_queries = 0;
     for p in dashboard["panels"].as_array().expect("panels") {

@@ -1,11 +1,11 @@
 //! The whole embedded pipeline through its real HTTP endpoint: 10,000 emulated
 //! records of each kind plus bad ones; every record accounted for exactly once.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sluice::app::RunningApp;
 use sluice::config::Config;
 use sluice::emulate::data::Generator;
-use sluice::emulate::post::{post, Api, PostPlan};
+use sluice::emulate::post::{Api, PostPlan, post};
 use sluice_tests::{column, json_lines, multiset, parquet_batches, raw_by_position};
 use std::path::Path;
 use std::time::Duration;
@@ -26,7 +26,19 @@ async fn ten_thousand_of_each_kind_land_exactly_once() -> anyhow::Result<()> {
     let app = RunningApp::start(&config).await?;
     let base = format!("http://{}", app.addr);
 
-    let plan = PostPlan { base_url: base.clone(), api: Api::Rest, user_id: "e2e".into(), rows: ROWS, batch: 250, rate: 0, seed: SEED, concurrency: 4, progress: false, kafka: None, kinesis: None };
+    let plan = PostPlan {
+        base_url: base.clone(),
+        api: Api::Rest,
+        user_id: "e2e".into(),
+        rows: ROWS,
+        batch: 250,
+        rate: 0,
+        seed: SEED,
+        concurrency: 4,
+        progress: false,
+        kafka: None,
+        kinesis: None,
+    };
     let summary = post(&plan).await?;
     assert_eq!(summary.failed_requests, 0);
 
@@ -74,12 +86,21 @@ fn check_schema(kind: &str, landing: &Path) {
     let s = DataType::Utf8;
     let want: Vec<(&str, DataType)> = match kind {
         "pin" => vec![
-            ("ind", DataType::Int64), ("unique_id", s.clone()), ("title", s.clone()), ("description", s.clone()),
-            ("follower_count", DataType::Int64), ("poster_name", s.clone()), ("tag_list", s.clone()),
-            ("is_image_or_video", s.clone()), ("image_src", s.clone()), ("save_location", s.clone()), ("category", s),
+            ("ind", DataType::Int64),
+            ("unique_id", s.clone()),
+            ("title", s.clone()),
+            ("description", s.clone()),
+            ("follower_count", DataType::Int64),
+            ("poster_name", s.clone()),
+            ("tag_list", s.clone()),
+            ("is_image_or_video", s.clone()),
+            ("image_src", s.clone()),
+            ("save_location", s.clone()),
+            ("category", s),
         ],
         "geo" => vec![
-            ("ind", DataType::Int64), ("country", s),
+            ("ind", DataType::Int64),
+            ("country", s),
             ("coordinates", DataType::List(std::sync::Arc::new(arrow_schema::Field::new("item", DataType::Float64, true)))),
             ("timestamp", ts),
         ],

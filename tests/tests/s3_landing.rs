@@ -3,7 +3,7 @@
 //! an outage of the store lose and duplicate nothing.
 
 use serde_json::json;
-use sluice_tests::{free_port, S3Server, Server};
+use sluice_tests::{S3Server, Server, free_port};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -48,14 +48,22 @@ async fn objects(s3: &S3Server, prefix: &str) -> BTreeMap<String, Vec<u8>> {
 fn unique_ids_in_raw(objects: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
     objects
         .values()
-        .flat_map(|b| String::from_utf8_lossy(b).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line")["unique_id"].as_str().expect("id").to_owned()).collect::<Vec<_>>())
+        .flat_map(|b| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line")["unique_id"].as_str().expect("id").to_owned())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
 fn unique_ids_in_parquet(objects: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
     let mut out = Vec::new();
     for bytes in objects.values() {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes.clone())).expect("parquet").build().expect("reader");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes.clone()))
+            .expect("parquet")
+            .build()
+            .expect("reader");
         let batches: Vec<_> = reader.map(|b| b.expect("batch")).collect();
         out.extend(sluice_tests::column(&batches, "unique_id").into_iter().map(|v| v.as_str().expect("id").to_owned()));
     }
@@ -99,7 +107,19 @@ async fn the_pipeline_lands_in_the_bucket_with_the_confluent_layout_and_lineage(
     let bytes = tables.values().next().expect("a table object").clone();
     let schema = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).expect("parquet").schema().clone();
     let columns: Vec<(String, String)> = schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect();
-    let want = ["ind", "unique_id", "title", "description", "follower_count", "poster_name", "tag_list", "is_image_or_video", "image_src", "save_location", "category"];
+    let want = [
+        "ind",
+        "unique_id",
+        "title",
+        "description",
+        "follower_count",
+        "poster_name",
+        "tag_list",
+        "is_image_or_video",
+        "image_src",
+        "save_location",
+        "category",
+    ];
     assert_eq!(columns.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), want);
     assert_eq!((columns[0].1.as_str(), columns[4].1.as_str(), columns[1].1.as_str()), ("Int64", "Int64", "Utf8"));
     let first_table = tables.keys().next().expect("a table object").clone();
@@ -173,7 +193,11 @@ async fn crashes_during_multipart_uploads_leave_every_row_once_and_no_half_objec
         let mut next = 0u64;
         let mut send = |server: &Server, acked: &mut Vec<u64>, uncertain: &mut Vec<u64>| {
             let ok = post(server, next, 500);
-            if ok { acked.push(next) } else { uncertain.push(next) }
+            if ok {
+                acked.push(next)
+            } else {
+                uncertain.push(next)
+            }
             next += 500;
             ok
         };

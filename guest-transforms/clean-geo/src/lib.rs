@@ -3,7 +3,7 @@
 //! Output columns, in order: ind, country, coordinates ([latitude, longitude]), timestamp (UTC, RFC 3339).
 
 use serde::Deserialize;
-use sluice_guest::json::{parse_object, row_id, Field, JsonWriter};
+use sluice_guest::json::{Field, JsonWriter, parse_object, row_id};
 use sluice_guest::time::clean_timestamp;
 use sluice_guest::{Descriptor, Output, Record, Reject, Transform};
 
@@ -25,8 +25,7 @@ struct Geo<'a> {
 }
 
 impl Transform for CleanGeo {
-    const DESCRIPTOR: Descriptor =
-        Descriptor { name: "clean-geo", version: "0.1.0", input_kind: "geo", output_kind: "geo-clean" };
+    const DESCRIPTOR: Descriptor = Descriptor { name: "clean-geo", version: "0.1.0", input_kind: "geo", output_kind: "geo-clean" };
 
     fn transform(record: &Record<'_>, out: &mut Output) -> Result<(), Reject> {
         let geo: Geo = parse_object(record.value)?;
@@ -70,8 +69,8 @@ sluice_guest::export_transform!(CleanGeo);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
-    use sluice_guest::{run_batch, BatchBuf, BatchResult};
+    use serde_json::{Value, json};
+    use sluice_guest::{BatchBuf, BatchResult, run_batch};
 
     fn run(records: &[Value]) -> BatchResult {
         run_batch::<CleanGeo>(&BatchBuf::from_json(records).as_ref())
@@ -89,10 +88,7 @@ mod tests {
     fn spec_example() {
         let res = run(&[geo()]);
         let raw = std::str::from_utf8(res.output.as_ref().get(0).value).expect("utf8").to_owned();
-        assert_eq!(
-            raw,
-            r#"{"ind":7528,"country":"Albania","coordinates":[-89.9787,-173.293],"timestamp":"2020-08-28T03:52:47Z"}"#
-        );
+        assert_eq!(raw, r#"{"ind":7528,"country":"Albania","coordinates":[-89.9787,-173.293],"timestamp":"2020-08-28T03:52:47Z"}"#);
         assert!(res.counters.is_empty() && res.rejections.is_empty());
     }
 

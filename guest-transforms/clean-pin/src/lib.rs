@@ -4,7 +4,7 @@
 //! poster_name, tag_list, is_image_or_video, image_src, save_location, category.
 
 use serde::Deserialize;
-use sluice_guest::json::{parse_object, row_id, Field, JsonWriter};
+use sluice_guest::json::{Field, JsonWriter, parse_object, row_id};
 use sluice_guest::{Descriptor, Output, Record, Reject, Transform};
 
 pub struct CleanPin;
@@ -38,16 +38,14 @@ struct Pin<'a> {
 
 /// Placeholder values the upstream scraper writes instead of leaving a field empty.
 const TITLE_PLACEHOLDERS: &[&str] = &["No Title Data Available"];
-const DESCRIPTION_PLACEHOLDERS: &[&str] =
-    &["No description available Story format", "No description available", "Untitled"];
+const DESCRIPTION_PLACEHOLDERS: &[&str] = &["No description available Story format", "No description available", "Untitled"];
 const USER_INFO_ERROR: &[&str] = &["User Info Error"];
 const TAG_PLACEHOLDERS: &[&str] = &["N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e"];
 const IMAGE_PLACEHOLDERS: &[&str] = &["Image src error."];
 const SAVE_PREFIX: &str = "Local save in ";
 
 impl Transform for CleanPin {
-    const DESCRIPTOR: Descriptor =
-        Descriptor { name: "clean-pin", version: "0.1.0", input_kind: "pin", output_kind: "pin-clean" };
+    const DESCRIPTOR: Descriptor = Descriptor { name: "clean-pin", version: "0.1.0", input_kind: "pin", output_kind: "pin-clean" };
 
     fn transform(record: &Record<'_>, out: &mut Output) -> Result<(), Reject> {
         clean(record, out, "")
@@ -156,8 +154,8 @@ sluice_guest::export_transform!(CleanPin);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
-    use sluice_guest::{run_batch, BatchBuf};
+    use serde_json::{Value, json};
+    use sluice_guest::{BatchBuf, run_batch};
 
     /// A batch's cleaned records, its rejections (index, reason) and its counters.
     type Cleaned = (Vec<Value>, Vec<(u32, String)>, Vec<(&'static str, u64)>);
@@ -192,8 +190,19 @@ mod tests {
         b.push(&serde_json::to_vec(&full_pin()).expect("json"), b"", 0);
         let res = run_batch::<CleanPin>(&b.as_ref());
         let raw = std::str::from_utf8(res.output.as_ref().get(0).value).expect("utf8").to_owned();
-        let order = ["ind", "unique_id", "title", "description", "follower_count", "poster_name", "tag_list",
-            "is_image_or_video", "image_src", "save_location", "category"];
+        let order = [
+            "ind",
+            "unique_id",
+            "title",
+            "description",
+            "follower_count",
+            "poster_name",
+            "tag_list",
+            "is_image_or_video",
+            "image_src",
+            "save_location",
+            "category",
+        ];
         let positions: Vec<usize> = order.iter().map(|k| raw.find(&format!("\"{k}\":")).expect(k)).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "column order in {raw}");
         assert_eq!(out[0]["ind"], 7528);
@@ -204,9 +213,21 @@ mod tests {
 
     #[test]
     fn follower_counts() {
-        for (input, want) in [("437", Some(437)), ("26k", Some(26_000)), ("6M", Some(6_000_000)), ("1.5k", Some(1500)),
-            ("0", Some(0)), ("User Info Error", None), ("", None), ("k", None), ("-3", None), ("1e3", None),
-            ("12.5", None), ("infk", None), ("1.2.3k", None)] {
+        for (input, want) in [
+            ("437", Some(437)),
+            ("26k", Some(26_000)),
+            ("6M", Some(6_000_000)),
+            ("1.5k", Some(1500)),
+            ("0", Some(0)),
+            ("User Info Error", None),
+            ("", None),
+            ("k", None),
+            ("-3", None),
+            ("1e3", None),
+            ("12.5", None),
+            ("infk", None),
+            ("1.2.3k", None),
+        ] {
             let mut p = full_pin();
             p["follower_count"] = json!(input);
             let (out, _, _) = clean(&[p]);

@@ -3,7 +3,7 @@
 //! Output columns, in order: ind, user_name (first + " " + last), age, date_joined (UTC, RFC 3339).
 
 use serde::Deserialize;
-use sluice_guest::json::{parse_object, row_id, Field, JsonWriter};
+use sluice_guest::json::{Field, JsonWriter, parse_object, row_id};
 use sluice_guest::time::clean_timestamp;
 use sluice_guest::{Descriptor, Output, Record, Reject, Transform};
 
@@ -25,8 +25,7 @@ struct User<'a> {
 }
 
 impl Transform for CleanUser {
-    const DESCRIPTOR: Descriptor =
-        Descriptor { name: "clean-user", version: "0.1.0", input_kind: "user", output_kind: "user-clean" };
+    const DESCRIPTOR: Descriptor = Descriptor { name: "clean-user", version: "0.1.0", input_kind: "user", output_kind: "user-clean" };
 
     fn transform(record: &Record<'_>, out: &mut Output) -> Result<(), Reject> {
         let user: User = parse_object(record.value)?;
@@ -66,8 +65,8 @@ sluice_guest::export_transform!(CleanUser);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
-    use sluice_guest::{run_batch, BatchBuf, BatchResult};
+    use serde_json::{Value, json};
+    use sluice_guest::{BatchBuf, BatchResult, run_batch};
 
     fn run(records: &[Value]) -> BatchResult {
         run_batch::<CleanUser>(&BatchBuf::from_json(records).as_ref())

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_guest::aggregate::row_with_key;
-use sluice_guest::json::{parse_object, row_id, Field};
+use sluice_guest::json::{Field, parse_object, row_id};
 use sluice_guest::{Aggregate, AggregateDescriptor, BatchBuf, Counters, Record, Reject, Window};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -67,7 +67,7 @@ sluice_guest::export_aggregate!(CountPosts);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
+    use serde_json::{Value, json};
     use sluice_guest::aggregate::{run_emit, run_fold, run_init, run_merge};
 
     fn batch(records: &[(Value, &str)]) -> BatchBuf {

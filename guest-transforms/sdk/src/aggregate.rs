@@ -7,8 +7,8 @@
 //! versioned by name ([`AggregateDescriptor::state_format`]).
 
 use crate::{BatchBuf, BatchRef, Record, Reject, Rejection};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// What an aggregate says about itself (the WIT `aggregate-descriptor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,11 +42,7 @@ impl<'a> BatchRef<'a> {
     pub fn validate(&self) -> Result<(), String> {
         let n = self.value_ends.len();
         if self.key_ends.len() != n || self.timestamps.len() != n {
-            return Err(format!(
-                "batch columns disagree: {n} value ends, {} key ends, {} timestamps",
-                self.key_ends.len(),
-                self.timestamps.len()
-            ));
+            return Err(format!("batch columns disagree: {n} value ends, {} key ends, {} timestamps", self.key_ends.len(), self.timestamps.len()));
         }
         check_ends("value", self.value_ends, self.values.len())?;
         check_ends("key", self.key_ends, self.keys.len())
@@ -57,11 +53,7 @@ impl<'a> BatchRef<'a> {
     pub fn get(&self, i: usize) -> Record<'a> {
         let vs = if i == 0 { 0 } else { self.value_ends[i - 1] as usize };
         let ks = if i == 0 { 0 } else { self.key_ends[i - 1] as usize };
-        Record {
-            value: &self.values[vs..self.value_ends[i] as usize],
-            key: &self.keys[ks..self.key_ends[i] as usize],
-            timestamp: self.timestamps[i],
-        }
+        Record { value: &self.values[vs..self.value_ends[i] as usize], key: &self.keys[ks..self.key_ends[i] as usize], timestamp: self.timestamps[i] }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Record<'a>> + '_ {
@@ -143,13 +135,7 @@ impl BatchBuf {
     }
 
     pub fn as_ref(&self) -> BatchRef<'_> {
-        BatchRef {
-            values: &self.values,
-            value_ends: &self.value_ends,
-            keys: &self.keys,
-            key_ends: &self.key_ends,
-            timestamps: &self.timestamps,
-        }
+        BatchRef { values: &self.values, value_ends: &self.value_ends, keys: &self.keys, key_ends: &self.key_ends, timestamps: &self.timestamps }
     }
 
     /// Total bytes of values and keys: what the batch weighs in memory and on the wire.

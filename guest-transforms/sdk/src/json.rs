@@ -383,12 +383,7 @@ mod tests {
     #[test]
     fn writer_escapes_and_round_trips() {
         let mut buf = Vec::new();
-        JsonWriter::object(&mut buf)
-            .int("i", Some(-42))
-            .int("n", None)
-            .str("s", Some("a\"b\\c\n\u{1}é"))
-            .floats("f", Some(&[-89.9787, 1.0]))
-            .end();
+        JsonWriter::object(&mut buf).int("i", Some(-42)).int("n", None).str("s", Some("a\"b\\c\n\u{1}é")).floats("f", Some(&[-89.9787, 1.0])).end();
         let v: serde_json::Value = serde_json::from_slice(&buf).expect("valid JSON");
         assert_eq!(v["i"], -42);
         assert!(v["n"].is_null());

@@ -21,23 +21,13 @@ pub struct Export<T>(PhantomData<T>);
 impl<T: Transform> Guest for Export<T> {
     fn describe() -> Descriptor {
         let d = T::DESCRIPTOR;
-        Descriptor {
-            name: d.name.into(),
-            version: d.version.into(),
-            input_kind: d.input_kind.into(),
-            output_kind: d.output_kind.into(),
-        }
+        Descriptor { name: d.name.into(), version: d.version.into(), input_kind: d.input_kind.into(), output_kind: d.output_kind.into() }
     }
 
     fn process(input: Batch) -> BatchOutput {
         install_panic_reporter();
-        let view = BatchRef {
-            values: &input.values,
-            value_ends: &input.value_ends,
-            keys: &input.keys,
-            key_ends: &input.key_ends,
-            timestamps: &input.timestamps,
-        };
+        let view =
+            BatchRef { values: &input.values, value_ends: &input.value_ends, keys: &input.keys, key_ends: &input.key_ends, timestamps: &input.timestamps };
         let result = crate::run_batch::<T>(&view);
         // Counters cross the boundary once per name per batch, not per record.
         for (name, delta) in &result.counters {
@@ -45,19 +35,9 @@ impl<T: Transform> Guest for Export<T> {
         }
         let out = result.output;
         BatchOutput {
-            output: Batch {
-                values: out.values,
-                value_ends: out.value_ends,
-                keys: out.keys,
-                key_ends: out.key_ends,
-                timestamps: out.timestamps,
-            },
+            output: Batch { values: out.values, value_ends: out.value_ends, keys: out.keys, key_ends: out.key_ends, timestamps: out.timestamps },
             origins: result.origins,
-            rejections: result
-                .rejections
-                .into_iter()
-                .map(|r| Rejection { index: r.index, reason: r.reason })
-                .collect(),
+            rejections: result.rejections.into_iter().map(|r| Rejection { index: r.index, reason: r.reason }).collect(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Component-model glue of the `aggregate` world, compiled only for Wasm targets.
 
-use crate::aggregate::{run_emit, run_fold, run_init, run_merge, run_upgrade, Aggregate};
 use crate::BatchRef;
+use crate::aggregate::{Aggregate, run_emit, run_fold, run_init, run_merge, run_upgrade};
 use std::marker::PhantomData;
 
 wit_bindgen::generate!({
@@ -44,21 +44,13 @@ impl<A: Aggregate> Guest for Export<A> {
 
     fn fold(state: Vec<u8>, input: Batch) -> FoldOutput {
         install_panic_reporter();
-        let view = BatchRef {
-            values: &input.values,
-            value_ends: &input.value_ends,
-            keys: &input.keys,
-            key_ends: &input.key_ends,
-            timestamps: &input.timestamps,
-        };
+        let view =
+            BatchRef { values: &input.values, value_ends: &input.value_ends, keys: &input.keys, key_ends: &input.key_ends, timestamps: &input.timestamps };
         let result = run_fold::<A>(&state, &view).unwrap_or_else(|e| fail(e));
         for (name, delta) in &result.counters {
             host::count(name, *delta);
         }
-        FoldOutput {
-            state: result.state,
-            rejections: result.rejections.into_iter().map(|r| Rejection { index: r.index, reason: r.reason }).collect(),
-        }
+        FoldOutput { state: result.state, rejections: result.rejections.into_iter().map(|r| Rejection { index: r.index, reason: r.reason }).collect() }
     }
 
     fn merge(a: Vec<u8>, b: Vec<u8>) -> Vec<u8> {

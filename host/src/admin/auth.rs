@@ -25,11 +25,7 @@ pub async fn require_token(State(token): State<Arc<str>>, req: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .unwrap_or("");
-    if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
-    }
+    if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) { next.run(req).await } else { ApiError::Unauthorized.into_response() }
 }
 
 #[cfg(test)]

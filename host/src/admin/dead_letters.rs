@@ -1,11 +1,11 @@
 //! `/api/v1/dead-letters/{pipeline}`: list, fetch, replay, purge.
 
-use super::{blocking, parse_json, read_body, AdminState, ApiError};
+use super::{AdminState, ApiError, blocking, parse_json, read_body};
 use crate::pipeline::dead_letters::{self, id_of};
-use axum::extract::{Path, Query, State};
 use axum::Json;
+use axum::extract::{Path, Query, State};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -25,11 +25,8 @@ pub async fn list(State(s): State<Arc<AdminState>>, Path(pipeline): Path<String>
     let store = s.store.clone();
     let p = pipeline.clone();
     let all = blocking(move || dead_letters::list(store.as_ref(), &p).map_err(ApiError::from)).await?;
-    let matching: Vec<Value> = all
-        .into_iter()
-        .filter(|(_, d)| q.kind.as_ref().is_none_or(|k| *k == d.kind))
-        .map(|(_, d)| json!({ "id": id_of(&d), "letter": d }))
-        .collect();
+    let matching: Vec<Value> =
+        all.into_iter().filter(|(_, d)| q.kind.as_ref().is_none_or(|k| *k == d.kind)).map(|(_, d)| json!({ "id": id_of(&d), "letter": d })).collect();
     let total = matching.len();
     let page: Vec<Value> = matching.into_iter().skip(q.skip.unwrap_or(0)).take(q.limit.unwrap_or(100).min(10_000)).collect();
     Ok(Json(json!({ "pipeline": pipeline, "total": total, "dead_letters": page })))

@@ -3,9 +3,9 @@
 use crate::pipeline::control::ControlError;
 use crate::pipeline::manager::ManageError;
 use crate::runtime::registry::RegistryError;
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]

@@ -2,10 +2,10 @@
 
 use super::{AdminState, ApiError};
 use crate::jobs::JobError;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 impl From<JobError> for ApiError {

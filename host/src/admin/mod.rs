@@ -17,8 +17,8 @@ pub use error::ApiError;
 use crate::pipeline::manager::{PipelineHandle, PipelineManager};
 use crate::runtime::registry::Registry;
 use crate::store::ObjectStore;
-use axum::routing::{get, post};
 use axum::Router;
+use axum::routing::{get, post};
 use std::sync::Arc;
 
 pub struct AdminState {
@@ -49,10 +49,7 @@ pub fn router(state: Arc<AdminState>, token: Arc<str>) -> Router {
         .route("/api/v1/pipelines/{name}/resume", post(pipelines::resume))
         .route("/api/v1/pipelines/{name}/stages/{stage}/activate", post(pipelines::activate))
         .route("/api/v1/pipelines/{name}/stages/{stage}/rollback", post(pipelines::rollback))
-        .route(
-            "/api/v1/pipelines/{name}/stages/{stage}/shadow",
-            post(pipelines::shadow_start).get(pipelines::shadow_get).delete(pipelines::shadow_stop),
-        )
+        .route("/api/v1/pipelines/{name}/stages/{stage}/shadow", post(pipelines::shadow_start).get(pipelines::shadow_get).delete(pipelines::shadow_stop))
         .route("/api/v1/jobs", get(jobs::list))
         .route("/api/v1/jobs/{name}/run", post(jobs::run))
         .route("/api/v1/jobs/runs/{id}", get(jobs::get_run))

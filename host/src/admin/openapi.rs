@@ -2,7 +2,7 @@
 //! (a test checks every documented route is served).
 
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 /// `(method, path, summary, request body, success status)` of every admin route.
 pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
@@ -12,7 +12,13 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     ("get", "/api/v1/transforms/{name}/samples", "Golden samples stored for a transform", None, 200),
     ("put", "/api/v1/transforms/{name}/samples", "Replace the golden samples; every stored version must pass them", Some("application/json"), 200),
     ("get", "/api/v1/pipelines", "List pipelines with status, positions, lag and active versions", None, 200),
-    ("post", "/api/v1/pipelines", "Create and start a pipeline from a [[pipeline]] document (TOML or JSON); kept across restarts", Some("application/toml"), 201),
+    (
+        "post",
+        "/api/v1/pipelines",
+        "Create and start a pipeline from a [[pipeline]] document (TOML or JSON); kept across restarts",
+        Some("application/toml"),
+        201,
+    ),
     ("get", "/api/v1/pipelines/{name}", "One pipeline's status", None, 200),
     ("put", "/api/v1/pipelines/{name}", "Replace a pipeline created through the API; it resumes from its committed positions", Some("application/toml"), 200),
     ("delete", "/api/v1/pipelines/{name}", "Stop and remove a pipeline created through the API (landed data and positions stay)", None, 200),
@@ -20,11 +26,23 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     ("post", "/api/v1/pipelines/{name}/resume", "Resume a paused pipeline", None, 200),
     ("post", "/api/v1/pipelines/{name}/stages/{stage}/activate", "Activate a version on a stage, between batches", Some("application/json"), 200),
     ("post", "/api/v1/pipelines/{name}/stages/{stage}/rollback", "Return a stage to its previous version", None, 200),
-    ("post", "/api/v1/pipelines/{name}/stages/{stage}/shadow", "Start a shadow run: a candidate version sees a copy of the stage's batches, nothing it makes is landed", Some("application/json"), 200),
+    (
+        "post",
+        "/api/v1/pipelines/{name}/stages/{stage}/shadow",
+        "Start a shadow run: a candidate version sees a copy of the stage's batches, nothing it makes is landed",
+        Some("application/json"),
+        200,
+    ),
     ("get", "/api/v1/pipelines/{name}/stages/{stage}/shadow", "How the shadow candidate's output and refusals differ from the active version's", None, 200),
     ("delete", "/api/v1/pipelines/{name}/stages/{stage}/shadow", "Stop the shadow run; returns its final report", None, 200),
     ("get", "/api/v1/jobs", "Jobs and their recent runs", None, 200),
-    ("post", "/api/v1/jobs/{name}/run", "Run a job now (reports, backfill, retention); an optional JSON body holds the run's parameters, e.g. for backfill {\"pipeline\": \"pin\", \"transforms\": [\"clean-pin@0.2.0\"], \"from_offset\": 0, \"to_offset\": 5000, \"partitions\": [0]}; answers with the run to poll", Some("application/json"), 202),
+    (
+        "post",
+        "/api/v1/jobs/{name}/run",
+        "Run a job now (reports, backfill, retention); an optional JSON body holds the run's parameters, e.g. for backfill {\"pipeline\": \"pin\", \"transforms\": [\"clean-pin@0.2.0\"], \"from_offset\": 0, \"to_offset\": 5000, \"partitions\": [0]}; answers with the run to poll",
+        Some("application/json"),
+        202,
+    ),
     ("get", "/api/v1/jobs/runs/{id}", "One run: state, progress, log, summary or error", None, 200),
     ("get", "/api/v1/dead-letters/{pipeline}", "List dead letters (query: kind, limit, skip)", None, 200),
     ("delete", "/api/v1/dead-letters/{pipeline}", "Purge dead letters (body: {\"ids\": [...]}, or empty for all)", Some("application/json"), 200),

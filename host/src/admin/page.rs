@@ -54,13 +54,23 @@ pub async fn render(State(s): State<Arc<AdminState>>) -> Html<String> {
     for (name, p) in &pipelines {
         for e in p.control.swaps().iter().rev() {
             any = true;
-            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>", esc(name), e.stage, esc(&e.from), esc(&e.to), esc(&e.reason));
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>",
+                esc(name),
+                e.stage,
+                esc(&e.from),
+                esc(&e.to),
+                esc(&e.reason)
+            );
         }
     }
     if !any {
         h.push_str("<tr><td colspan=5>none since start</td></tr>");
     }
-    h.push_str("</table><p><a href='/reports'>Latest reports</a> (charts) · API: <code>/api/v1/openapi.json</code> · health: <code>/health</code></p></body></html>");
+    h.push_str(
+        "</table><p><a href='/reports'>Latest reports</a> (charts) · API: <code>/api/v1/openapi.json</code> · health: <code>/health</code></p></body></html>",
+    );
     Html(h)
 }
 

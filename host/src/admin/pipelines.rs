@@ -1,12 +1,12 @@
 //! `/api/v1/pipelines`: status, pause and resume, version activation and rollback.
 
-use super::{parse_json, read_body, AdminState, ApiError};
-use crate::pipeline::manager::PipelineHandle;
+use super::{AdminState, ApiError, parse_json, read_body};
 use crate::pipeline::PipelineConfig;
-use axum::extract::{Path, State};
+use crate::pipeline::manager::PipelineHandle;
 use axum::Json;
+use axum::extract::{Path, State};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn describe(name: &str, p: &PipelineHandle) -> Value {
@@ -113,14 +113,16 @@ fn parse_stage(s: &str) -> Result<usize, ApiError> {
 }
 
 /// `POST …/stages/{stage}/shadow` with `{"version": …}`: start a shadow run.
-pub async fn shadow_start(State(s): State<Arc<AdminState>>, Path((name, stage)): Path<(String, String)>, body: axum::body::Body) -> Result<Json<Value>, ApiError> {
+pub async fn shadow_start(
+    State(s): State<Arc<AdminState>>,
+    Path((name, stage)): Path<(String, String)>,
+    body: axum::body::Body,
+) -> Result<Json<Value>, ApiError> {
     let p = s.pipeline(&name)?;
     let stage = parse_stage(&stage)?;
     let req: Activate = parse_json(&read_body(body, 64 << 10).await?, "the body must be {\"version\": \"<version or sha256:hash>\"}")?;
     let control = p.control.clone();
-    let report = tokio::task::spawn_blocking(move || control.start_shadow(stage, &req.version))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let report = tokio::task::spawn_blocking(move || control.start_shadow(stage, &req.version)).await.map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(Json(json!({ "shadow": report, "note": "the candidate sees a copy of every batch of this stage; nothing it produces is landed" })))
 }
 

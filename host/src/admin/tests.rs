@@ -6,15 +6,15 @@ use crate::pipeline::config::{PipelineConfig, TableConfig, TableFormat};
 use crate::pipeline::control::AutoRollbackConfig;
 use crate::pipeline::manager::FixedPipelines;
 use crate::pipeline::{PipelineControl, PipelineStats};
-use crate::sink::SegmentSpec;
 use crate::runtime::testing::{CLEAN_PIN_MARKED_WASM, HOSTILE_WASM, REJECT_ALL_WASM};
 use crate::runtime::{Runtime, SandboxLimits};
+use crate::sink::SegmentSpec;
+use crate::sink::{TableSpec, schema};
 use crate::store::local::LocalStore;
-use crate::sink::{schema, TableSpec};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const TOKEN: &str = "test-token-0123456789";
@@ -60,7 +60,13 @@ fn fixture() -> Fixture {
 }
 
 /// Everything is taken by value before the future starts, so callers may pass temporaries.
-fn call<B: Into<Body>>(app: &Router, method: Method, uri: &str, token: Option<&str>, body: B) -> impl std::future::Future<Output = (StatusCode, Value)> + use<B> {
+fn call<B: Into<Body>>(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: B,
+) -> impl std::future::Future<Output = (StatusCode, Value)> + use<B> {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
@@ -201,12 +207,22 @@ async fn activation_and_rollback_explain_every_refusal() {
 
     let cases = [
         ("/api/v1/pipelines/nope/stages/0/activate", r#"{"version":"0.2.0-marked"}"#, StatusCode::NOT_FOUND, "no pipeline named `nope` (pipelines: pin)"),
-        ("/api/v1/pipelines/pin/stages/3/activate", r#"{"version":"0.2.0-marked"}"#, StatusCode::NOT_FOUND, "pipeline `pin` has 1 stage(s); there is no stage 3"),
+        (
+            "/api/v1/pipelines/pin/stages/3/activate",
+            r#"{"version":"0.2.0-marked"}"#,
+            StatusCode::NOT_FOUND,
+            "pipeline `pin` has 1 stage(s); there is no stage 3",
+        ),
         ("/api/v1/pipelines/pin/stages/x/activate", r#"{"version":"0.2.0-marked"}"#, StatusCode::UNPROCESSABLE_ENTITY, "stage must be a number"),
         ("/api/v1/pipelines/pin/stages/0/activate", r#"{"versoin":"1"}"#, StatusCode::UNPROCESSABLE_ENTITY, "unknown field `versoin`"),
         ("/api/v1/pipelines/pin/stages/0/activate", r#"{"version":"9.9.9"}"#, StatusCode::NOT_FOUND, "transform `clean-pin` has no version 9.9.9"),
         ("/api/v1/pipelines/pin/stages/0/activate", r#"{"version":"0.1.0"}"#, StatusCode::CONFLICT, "is already active"),
-        ("/api/v1/pipelines/pin/stages/0/activate", r#"{"version":"0.2.0-marked","transform":"clean-geo"}"#, StatusCode::UNPROCESSABLE_ENTITY, "stage 0 runs `clean-pin`"),
+        (
+            "/api/v1/pipelines/pin/stages/0/activate",
+            r#"{"version":"0.2.0-marked","transform":"clean-geo"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "stage 0 runs `clean-pin`",
+        ),
         ("/api/v1/pipelines/pin/stages/0/rollback", "", StatusCode::CONFLICT, "no earlier version to roll back to"),
     ];
     for (uri, body, status, msg) in cases {

@@ -1,11 +1,11 @@
 //! `/api/v1/transforms`: upload, list, golden samples.
 
-use super::{blocking, parse_json, read_body, AdminState, ApiError};
+use super::{AdminState, ApiError, blocking, parse_json, read_body};
 use crate::runtime::registry::{GoldenSample, MAX_COMPONENT_BYTES};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub async fn list(State(s): State<Arc<AdminState>>) -> Result<Json<Value>, ApiError> {

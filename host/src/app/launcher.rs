@@ -2,24 +2,24 @@
 //! Pipelines from the config file are fixed; pipelines created through the
 //! admin API are kept in `<data_dir>/pipelines/<name>.json` and come back on restart.
 
-use crate::pipeline::manager::{ManageError, PipelineHandle, PipelineManager};
 use crate::config::Config;
+use crate::log::EmbeddedLog;
+use crate::pipeline::config::SourceKind;
+use crate::pipeline::manager::{ManageError, PipelineHandle, PipelineManager};
 use crate::pipeline::{self, PipelineConfig, PipelineControl, PipelineStats, StatsSnapshot, Supervisor};
 use crate::runtime::registry::Registry;
-use crate::store::write_atomically;
-use crate::store::ObjectStore;
-use crate::pipeline::config::SourceKind;
-use crate::log::EmbeddedLog;
+use crate::source::Source;
 use crate::source::embedded::EmbeddedSource;
 use crate::source::kafka::{self, KafkaSource};
 use crate::source::kinesis::{self, KinesisSource};
-use crate::source::Source;
+use crate::store::ObjectStore;
+use crate::store::write_atomically;
+use crate::sync::{lock, read, write};
 use crate::telemetry;
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use crate::sync::{lock, read, write};
 
 pub struct Launcher {
     pub(crate) config: Config,

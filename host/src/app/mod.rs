@@ -9,23 +9,23 @@ mod launcher;
 pub use launcher::Launcher;
 
 use crate::admin::{self, AdminState};
-use crate::pipeline::manager::PipelineManager;
 use crate::config::Config;
-use crate::jobs::{JobRunner, RetentionJob};
-use crate::telemetry;
 use crate::ingest::{self, IngestState};
+use crate::ingest::{KafkaProducer, KinesisProducer};
+use crate::jobs::{JobRunner, RetentionJob};
+use crate::log::EmbeddedLog;
+use crate::pipeline::manager::PipelineManager;
 use crate::pipeline::{StatsSnapshot, Supervisor};
-use crate::runtime::registry::Registry;
+use crate::report::job::{BackfillJob, ReportJob};
 use crate::runtime::Runtime;
+use crate::runtime::registry::Registry;
+use crate::store::ObjectStore;
 use crate::store::local::LocalStore;
 use crate::store::s3::S3Store;
-use crate::store::ObjectStore;
-use crate::log::EmbeddedLog;
-use crate::ingest::{KafkaProducer, KinesisProducer};
-use crate::report::job::{BackfillJob, ReportJob};
+use crate::telemetry;
 use anyhow::Context;
-use axum::routing::get;
 use axum::Router;
+use axum::routing::get;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,7 +60,13 @@ fn generated_token(path: &std::path::Path) -> anyhow::Result<String> {
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).with_context(|| format!("writing {}", path.display()))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("writing {}", path.display()))?;
         f.write_all(token.as_bytes())?;
     }
     tracing::info!(path = %path.display(), "generated an admin API token (set server.admin_token or SLUICE_ADMIN_TOKEN to choose one)");
@@ -102,7 +108,13 @@ async fn ingest_destination(config: &Config, log: &Arc<EmbeddedLog>) -> anyhow::
 }
 
 /// The jobs an operator can run: log retention, the reports, backfill.
-fn job_runner(config: &Config, log: &Arc<EmbeddedLog>, store: &Arc<dyn ObjectStore>, registry: &Arc<Registry>, manager: &Arc<dyn PipelineManager>) -> JobRunner {
+fn job_runner(
+    config: &Config,
+    log: &Arc<EmbeddedLog>,
+    store: &Arc<dyn ObjectStore>,
+    registry: &Arc<Registry>,
+    manager: &Arc<dyn PipelineManager>,
+) -> JobRunner {
     let mut jobs = JobRunner::new();
     jobs.register("retention", Arc::new(RetentionJob(log.clone())));
     let local_dir = config.landing.s3.is_none().then(|| config.landing_dir());
@@ -119,7 +131,9 @@ impl RunningApp {
         let log = EmbeddedLog::open(&config.data_dir.join("log.redb"), &config.log)?;
         let store: Arc<dyn ObjectStore> = match &config.landing.s3 {
             Some(s3) => Arc::new(S3Store::new(s3.clone(), tokio::runtime::Handle::current()).await?),
-            None => Arc::new(LocalStore::new(config.landing_dir()).with_context(|| format!("creating the landing directory {}", config.landing_dir().display()))?),
+            None => {
+                Arc::new(LocalStore::new(config.landing_dir()).with_context(|| format!("creating the landing directory {}", config.landing_dir().display()))?)
+            }
         };
         let cleaning = store.clone();
         let cleaned = tokio::task::spawn_blocking(move || cleaning.clean_incomplete()).await?.context("cleaning up unfinished objects")?;
@@ -176,16 +190,16 @@ impl RunningApp {
             .merge(metrics_route)
             .merge(admin::router(admin_state, admin_token.clone()))
             .merge(health::routes(launcher.clone()));
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("listening on {} (server.listen)", config.server.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(config.server.listen).await.with_context(|| format!("listening on {} (server.listen)", config.server.listen))?;
         let addr = listener.local_addr()?;
         let (server_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
         });
         tracing::info!(%addr, landing = %store.location(), "sluice is running");
         Ok(RunningApp { addr, admin_token, log, store, launcher, server_stop, server, retention, schedule, metrics_server, destination })

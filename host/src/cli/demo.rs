@@ -3,7 +3,7 @@
 use super::locate;
 use crate::app::RunningApp;
 use crate::config::Config;
-use crate::emulate::post::{post, Api, PostPlan};
+use crate::emulate::post::{Api, PostPlan, post};
 use anyhow::Context;
 use clap::Args;
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! `sluice emulate`: post generated events to a running sluice (or anything that
 //! speaks the REST Proxy or API-Gateway Kinesis shapes).
 
-use crate::emulate::post::{post, Api, PostPlan};
+use crate::emulate::post::{Api, PostPlan, post};
 use clap::Args;
 use std::process::ExitCode;
 
@@ -62,9 +62,7 @@ pub async fn run(a: EmulateArgs) -> anyhow::Result<ExitCode> {
             }
             None => None,
         },
-        kinesis: a.kinesis.map(|endpoint| {
-            crate::source::kinesis::KinesisConfig::for_endpoint((endpoint != "aws").then_some(endpoint))
-        }),
+        kinesis: a.kinesis.map(|endpoint| crate::source::kinesis::KinesisConfig::for_endpoint((endpoint != "aws").then_some(endpoint))),
     };
     let s = post(&plan).await?;
     println!("posted {} rows ({} records) in {} requests; {} requests failed", s.rows, s.records, s.requests, s.failed_requests);

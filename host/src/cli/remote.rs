@@ -38,9 +38,9 @@ impl Remote {
             }
         };
         let path = data_dir.join("admin.token");
-        std::fs::read_to_string(&path).map(|t| t.trim().to_owned()).with_context(|| {
-            format!("no --token, no SLUICE_ADMIN_TOKEN, and no token file at {} (give --data-dir of the running instance)", path.display())
-        })
+        std::fs::read_to_string(&path)
+            .map(|t| t.trim().to_owned())
+            .with_context(|| format!("no --token, no SLUICE_ADMIN_TOKEN, and no token file at {} (give --data-dir of the running instance)", path.display()))
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Value> {
@@ -73,10 +73,16 @@ pub enum PipelineCommand {
     /// Pipelines with state, counts, lag and active versions.
     List,
     /// One pipeline in detail: positions and lag per partition, versions, recent swaps.
-    Status { name: String },
+    Status {
+        name: String,
+    },
     /// Land what is in flight, then stop reading.
-    Pause { name: String },
-    Resume { name: String },
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,7 +116,14 @@ fn version_line(v: &Value) -> String {
 pub async fn deploy(r: &Remote, name: &str, file: &PathBuf) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let v = r.call(reqwest::Method::PUT, &format!("/api/v1/transforms/{name}"), Some(bytes)).await?;
-    r.print(&v, |v| println!("uploaded {} ({} bytes); activate it with: sluice transform activate <pipeline> <stage> {}", version_line(v), v["size_bytes"], v["version"].as_str().unwrap_or("")));
+    r.print(&v, |v| {
+        println!(
+            "uploaded {} ({} bytes); activate it with: sluice transform activate <pipeline> <stage> {}",
+            version_line(v),
+            v["size_bytes"],
+            v["version"].as_str().unwrap_or("")
+        )
+    });
     Ok(ExitCode::SUCCESS)
 }
 
@@ -130,7 +143,9 @@ pub async fn list(r: &Remote) -> anyhow::Result<ExitCode> {
 pub async fn activate(r: &Remote, pipeline: &str, stage: usize, version: &str) -> anyhow::Result<ExitCode> {
     let body = serde_json::json!({ "version": version }).to_string().into_bytes();
     let v = r.call(reqwest::Method::POST, &format!("/api/v1/pipelines/{pipeline}/stages/{stage}/activate"), Some(body)).await?;
-    r.print(&v, |v| println!("{}: stage {stage} now runs {} (was {})", pipeline, v["swap"]["to"].as_str().unwrap_or("?"), v["swap"]["from"].as_str().unwrap_or("?")));
+    r.print(&v, |v| {
+        println!("{}: stage {stage} now runs {} (was {})", pipeline, v["swap"]["to"].as_str().unwrap_or("?"), v["swap"]["from"].as_str().unwrap_or("?"))
+    });
     Ok(ExitCode::SUCCESS)
 }
 
@@ -174,7 +189,13 @@ pub async fn pipeline(r: &Remote, cmd: PipelineCommand) -> anyhow::Result<ExitCo
                     println!("  {}/{}: committed {} of {} (lag {})", p["topic"].as_str().unwrap_or("?"), p["partition"], p["committed"], p["end"], p["lag"]);
                 }
                 for e in v["recent_swaps"].as_array().into_iter().flatten() {
-                    println!("  swap: stage {} {} → {} ({})", e["stage"], e["from"].as_str().unwrap_or(""), e["to"].as_str().unwrap_or(""), e["reason"].as_str().unwrap_or(""));
+                    println!(
+                        "  swap: stage {} {} → {} ({})",
+                        e["stage"],
+                        e["from"].as_str().unwrap_or(""),
+                        e["to"].as_str().unwrap_or(""),
+                        e["reason"].as_str().unwrap_or("")
+                    );
                 }
                 if let Some(err) = v["stats"]["last_error"].as_str() {
                     println!("  last error: {err}");
@@ -205,7 +226,14 @@ pub async fn dlq(r: &Remote, cmd: DlqCommand) -> anyhow::Result<ExitCode> {
                 println!("{} dead letters in `{pipeline}`", v["total"]);
                 for d in v["dead_letters"].as_array().into_iter().flatten() {
                     let l = &d["letter"];
-                    println!("  {:<28} {:<10} {}@{}: {}", d["id"].as_str().unwrap_or("?"), l["kind"].as_str().unwrap_or(""), l["transform"].as_str().unwrap_or(""), l["version"].as_str().unwrap_or(""), l["reason"].as_str().unwrap_or(""));
+                    println!(
+                        "  {:<28} {:<10} {}@{}: {}",
+                        d["id"].as_str().unwrap_or("?"),
+                        l["kind"].as_str().unwrap_or(""),
+                        l["transform"].as_str().unwrap_or(""),
+                        l["version"].as_str().unwrap_or(""),
+                        l["reason"].as_str().unwrap_or("")
+                    );
                 }
             });
         }
@@ -242,7 +270,13 @@ pub async fn job(r: &Remote, cmd: JobCommand) -> anyhow::Result<ExitCode> {
                     println!("{:<16} {}", j["name"].as_str().unwrap_or("?"), j["description"].as_str().unwrap_or(""));
                 }
                 for run in v["runs"].as_array().into_iter().flatten().take(10) {
-                    println!("  run {:>4} {:<16} {:<10} {}", run["id"], run["job"].as_str().unwrap_or("?"), run["state"].as_str().unwrap_or("?"), run["summary"].as_str().or(run["error"].as_str()).unwrap_or(""));
+                    println!(
+                        "  run {:>4} {:<16} {:<10} {}",
+                        run["id"],
+                        run["job"].as_str().unwrap_or("?"),
+                        run["state"].as_str().unwrap_or("?"),
+                        run["summary"].as_str().or(run["error"].as_str()).unwrap_or("")
+                    );
                 }
             });
             Ok(ExitCode::SUCCESS)

@@ -3,7 +3,7 @@
 use super::locate;
 use crate::config::Config;
 use crate::report::output::{self, Format};
-use crate::report::{self, run, Landing};
+use crate::report::{self, Landing, run};
 use crate::store::ObjectStore;
 use anyhow::Context;
 use clap::Args;

@@ -1,6 +1,6 @@
 //! `sluice transform …`: run a transform over a JSON-lines file; list built-ins.
 
-use crate::runtime::{builtin_names, Runtime, SandboxLimits};
+use crate::runtime::{Runtime, SandboxLimits, builtin_names};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -187,12 +187,7 @@ fn run_file(args: RunArgs) -> anyhow::Result<ExitCode> {
         w.flush()?;
     }
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "{} {}: {read} records in, {written} out, {rejected} rejected in {secs:.2}s ({:.0} records/s)",
-        d.name,
-        d.version,
-        read as f64 / secs.max(1e-9)
-    );
+    eprintln!("{} {}: {read} records in, {written} out, {rejected} rejected in {secs:.2}s ({:.0} records/s)", d.name, d.version, read as f64 / secs.max(1e-9));
     Ok(if read > 0 && rejected == read { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 

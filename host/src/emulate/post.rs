@@ -5,10 +5,10 @@ use super::data::Generator;
 use crate::ingest::KafkaProducer;
 use crate::ingest::KinesisProducer;
 use anyhow::Context;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Which wire shape to post in.
@@ -89,11 +89,14 @@ pub async fn post(plan: &PostPlan) -> anyhow::Result<PostSummary> {
                 }
                 let rows: Vec<_> = (first..last).map(|n| g.row(g.pick(n))).collect();
                 for kind in KINDS {
-                    let values: Vec<&Value> = rows.iter().map(|r| match kind {
-                        "pin" => &r.pin,
-                        "geo" => &r.geo,
-                        _ => &r.user,
-                    }).collect();
+                    let values: Vec<&Value> = rows
+                        .iter()
+                        .map(|r| match kind {
+                            "pin" => &r.pin,
+                            "geo" => &r.geo,
+                            _ => &r.user,
+                        })
+                        .collect();
                     let sent = match (&producer, &kinesis) {
                         (Some(p), _) => produce(p, &plan, kind, b, &values).await,
                         (None, Some(k)) => put_kinesis(k, &plan, kind, &values).await,
@@ -173,10 +176,7 @@ async fn send(client: &reqwest::Client, plan: &PostPlan, kind: &str, values: &[&
         }
         Api::Kinesis => {
             let stream = format!("streaming-{}-{kind}", plan.user_id);
-            let records: Vec<Value> = values
-                .iter()
-                .map(|v| json!({ "Data": v, "PartitionKey": partition_key(v) }))
-                .collect();
+            let records: Vec<Value> = values.iter().map(|v| json!({ "Data": v, "PartitionKey": partition_key(v) })).collect();
             client
                 .put(format!("{base}/streams/{stream}/records"))
                 .header("content-type", "application/json")

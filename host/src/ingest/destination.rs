@@ -2,9 +2,9 @@
 //! Kinesis shapes) Kinesis. Either way a request's records are all stored
 //! before it is answered.
 
-use crate::log::{AppendError, EmbeddedLog};
 use crate::ingest::KafkaProducer;
 use crate::ingest::KinesisProducer;
+use crate::log::{AppendError, EmbeddedLog};
 use sluice_guest::BatchBuf;
 use std::sync::Arc;
 

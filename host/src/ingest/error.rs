@@ -1,6 +1,6 @@
 //! Ingest errors, answered in the error shape of the API the client spoke.
 
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 

@@ -31,7 +31,12 @@ impl KafkaProducer {
     pub fn new(config: &KafkaConfig) -> anyhow::Result<Self> {
         let settings = config.producer();
         let producer: FutureProducer = settings.create().context("creating the Kafka producer")?;
-        Ok(KafkaProducer { producer: Mutex::new(Arc::new(producer)), settings, metadata_timeout: Duration::from_millis(u64::from(config.produce_timeout_ms).min(10_000)), topics: Mutex::new(BTreeMap::new()) })
+        Ok(KafkaProducer {
+            producer: Mutex::new(Arc::new(producer)),
+            settings,
+            metadata_timeout: Duration::from_millis(u64::from(config.produce_timeout_ms).min(10_000)),
+            topics: Mutex::new(BTreeMap::new()),
+        })
     }
 
     /// Partitions of `topic`; `Ok(None)` when the brokers do not have it.
@@ -64,9 +69,16 @@ impl KafkaProducer {
     fn renew_if_stuck(&self, used: &Arc<FutureProducer>, failure: Option<RDKafkaErrorCode>) {
         let fenced = matches!(
             failure,
-            Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch | RDKafkaErrorCode::UnknownProducerId | RDKafkaErrorCode::OutOfOrderSequenceNumber)
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            )
         );
-        let Some((code, reason)) = used.client().fatal_error().or_else(|| fenced.then(|| (failure.unwrap_or(RDKafkaErrorCode::Fatal), "fenced by the broker".to_owned()))) else {
+        let Some((code, reason)) =
+            used.client().fatal_error().or_else(|| fenced.then(|| (failure.unwrap_or(RDKafkaErrorCode::Fatal), "fenced by the broker".to_owned())))
+        else {
             return;
         };
         let mut current = lock(&self.producer);
@@ -93,7 +105,12 @@ impl KafkaProducer {
     }
 
     /// On failure, also the librdkafka error code behind it, if any.
-    async fn append_with(&self, producer: &FutureProducer, topic: &str, parts: &[(u32, BatchBuf)]) -> Result<Vec<Vec<u64>>, (AppendError, Option<RDKafkaErrorCode>)> {
+    async fn append_with(
+        &self,
+        producer: &FutureProducer,
+        topic: &str,
+        parts: &[(u32, BatchBuf)],
+    ) -> Result<Vec<Vec<u64>>, (AppendError, Option<RDKafkaErrorCode>)> {
         let partitions = self.partitions(topic).await.map_err(|e| (e, None))?.ok_or_else(|| (AppendError::UnknownTopic(topic.to_owned()), None))?;
         if let Some((p, _)) = parts.iter().find(|(p, _)| *p >= partitions) {
             return Err((AppendError::UnknownPartition { topic: topic.to_owned(), partition: *p, partitions }, None));

@@ -2,10 +2,10 @@
 
 use super::error::{IngestError, WireShape};
 use super::partition::kinesis_shard;
-use super::{read_body, Destination, IngestState};
+use super::{Destination, IngestState, read_body};
 use crate::log::AppendError;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -140,9 +140,9 @@ fn validated(entries: Vec<(Option<&RawValue>, Option<String>)>) -> Result<Vec<(V
         .enumerate()
         .map(|(i, (data, key))| {
             let data = data.ok_or_else(|| IngestError::bad_body(SHAPE, format!("record {i}: Data is required")))?;
-            let key = key.filter(|k| !k.is_empty() && k.len() <= MAX_PARTITION_KEY).ok_or_else(|| {
-                IngestError::bad_body(SHAPE, format!("record {i}: PartitionKey is required and must be 1 to {MAX_PARTITION_KEY} characters"))
-            })?;
+            let key = key
+                .filter(|k| !k.is_empty() && k.len() <= MAX_PARTITION_KEY)
+                .ok_or_else(|| IngestError::bad_body(SHAPE, format!("record {i}: PartitionKey is required and must be 1 to {MAX_PARTITION_KEY} characters")))?;
             let value = data_value(data);
             if value.len() > MAX_RECORD_BYTES {
                 return Err(IngestError::bad_body(SHAPE, format!("record {i}: Data is larger than 1 MiB")));

@@ -14,13 +14,13 @@ mod rest_proxy;
 pub use destination::Destination;
 pub use error::{IngestError, WireShape};
 pub use kafka_producer::KafkaProducer;
-pub use kinesis_producer::{KinesisProducer, Stored, MAX_RECORDS_PER_PUT};
+pub use kinesis_producer::{KinesisProducer, MAX_RECORDS_PER_PUT, Stored};
 
-use axum::routing::{post, put};
 use axum::Router;
+use axum::routing::{post, put};
 use serde::Deserialize;
-use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 
 /// `[ingest]` in the config file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -2,17 +2,17 @@
 
 use super::error::{IngestError, WireShape};
 use super::partition::kafka_partition;
-use super::{read_body, IngestState};
+use super::{IngestState, read_body};
 use crate::log::AppendError;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sluice_guest::BatchBuf;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 pub const CONTENT_TYPE: &str = "application/vnd.kafka.json.v2+json";
 const SHAPE: WireShape = WireShape::RestProxy;
@@ -89,9 +89,7 @@ async fn produce_inner(state: &IngestState, topic: &str, headers: &HeaderMap, bo
     for (i, r) in parsed.records.iter().enumerate() {
         let key = r.key.map(|k| k.get().as_bytes()).filter(|k| *k != b"null").unwrap_or(b"");
         let p = match r.partition {
-            Some(p) if p >= partitions => {
-                return Err(IngestError::UnknownPartition { topic: topic.to_owned(), partition: p, partitions })
-            }
+            Some(p) if p >= partitions => return Err(IngestError::UnknownPartition { topic: topic.to_owned(), partition: p, partitions }),
             Some(p) => p,
             None if !key.is_empty() => kafka_partition(key, partitions),
             None => sticky,
@@ -111,10 +109,7 @@ async fn produce_inner(state: &IngestState, topic: &str, headers: &HeaderMap, bo
     })?;
     super::count_stored(topic, totals);
     let offsets_of: BTreeMap<u32, Vec<u64>> = order.into_iter().zip(stored).collect();
-    let offsets = placed
-        .into_iter()
-        .map(|(p, i)| Offset { partition: p, offset: offsets_of[&p][i as usize], error_code: None, error: None })
-        .collect();
+    let offsets = placed.into_iter().map(|(p, i)| Offset { partition: p, offset: offsets_of[&p][i as usize], error_code: None, error: None }).collect();
     Ok(ProduceReply { offsets, key_schema_id: None, value_schema_id: None })
 }
 

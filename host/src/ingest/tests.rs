@@ -5,7 +5,7 @@ use crate::log::{EmbeddedLog, EmbeddedLogConfig};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 struct Fixture {
@@ -77,7 +77,15 @@ async fn rest_proxy_bad_input_table() {
         ("no records", "/topics/u.pin", KAFKA_JSON, "{\"value\": 1}".into(), StatusCode::UNPROCESSABLE_ENTITY, 42201, "missing field `records`"),
         ("records not a list", "/topics/u.pin", KAFKA_JSON, "{\"records\": 5}".into(), StatusCode::UNPROCESSABLE_ENTITY, 42201, "invalid type"),
         ("empty records", "/topics/u.pin", KAFKA_JSON, "{\"records\": []}".into(), StatusCode::UNPROCESSABLE_ENTITY, 42201, "`records` is empty"),
-        ("unknown record field", "/topics/u.pin", KAFKA_JSON, "{\"records\": [{\"valeu\": 1}]}".into(), StatusCode::UNPROCESSABLE_ENTITY, 42201, "unknown field `valeu`"),
+        (
+            "unknown record field",
+            "/topics/u.pin",
+            KAFKA_JSON,
+            "{\"records\": [{\"valeu\": 1}]}".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42201,
+            "unknown field `valeu`",
+        ),
         ("bad partition", "/topics/u.pin", KAFKA_JSON, "{\"records\": [{\"value\": 1, \"partition\": 7}]}".into(), StatusCode::NOT_FOUND, 40402, "partition 7"),
         ("oversized body", "/topics/u.pin", KAFKA_JSON, big, StatusCode::PAYLOAD_TOO_LARGE, 413, "larger than 4096 bytes"),
     ];
@@ -125,13 +133,48 @@ async fn kinesis_bad_input_table() {
     let f = fixture();
     let too_many: Vec<Value> = (0..501).map(|i| json!({"Data": {"i": i}, "PartitionKey": "k"})).collect();
     let cases: Vec<(&str, &str, String, StatusCode, &str, &str)> = vec![
-        ("unknown stream", "/streams/nope/record", json!({"Data": {}, "PartitionKey": "k"}).to_string(), StatusCode::BAD_REQUEST, "ResourceNotFoundException", "stream `nope` not found"),
+        (
+            "unknown stream",
+            "/streams/nope/record",
+            json!({"Data": {}, "PartitionKey": "k"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "ResourceNotFoundException",
+            "stream `nope` not found",
+        ),
         ("malformed JSON", "/streams/streaming-u-pin/record", "{".into(), StatusCode::BAD_REQUEST, "SerializationException", "malformed JSON"),
-        ("no partition key", "/streams/streaming-u-pin/record", json!({"Data": {}}).to_string(), StatusCode::BAD_REQUEST, "ValidationException", "PartitionKey is required"),
-        ("no data", "/streams/streaming-u-pin/record", json!({"PartitionKey": "k"}).to_string(), StatusCode::BAD_REQUEST, "ValidationException", "Data is required"),
-        ("stream name mismatch", "/streams/streaming-u-pin/record", json!({"StreamName": "other", "Data": 1, "PartitionKey": "k"}).to_string(), StatusCode::BAD_REQUEST, "ValidationException", "does not match"),
+        (
+            "no partition key",
+            "/streams/streaming-u-pin/record",
+            json!({"Data": {}}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "PartitionKey is required",
+        ),
+        (
+            "no data",
+            "/streams/streaming-u-pin/record",
+            json!({"PartitionKey": "k"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "Data is required",
+        ),
+        (
+            "stream name mismatch",
+            "/streams/streaming-u-pin/record",
+            json!({"StreamName": "other", "Data": 1, "PartitionKey": "k"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "does not match",
+        ),
         ("empty body", "/streams/streaming-u-pin/records", String::new(), StatusCode::BAD_REQUEST, "ValidationException", "empty"),
-        ("501 records, over the body limit", "/streams/streaming-u-pin/records", json!({"Records": too_many}).to_string(), StatusCode::PAYLOAD_TOO_LARGE, "ValidationException", "larger than"),
+        (
+            "501 records, over the body limit",
+            "/streams/streaming-u-pin/records",
+            json!({"Records": too_many}).to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "ValidationException",
+            "larger than",
+        ),
         ("no records", "/streams/streaming-u-pin/records", json!({"Records": []}).to_string(), StatusCode::BAD_REQUEST, "ValidationException", "1 to 500"),
     ];
     for (name, uri, body, status, kind, message) in cases {

@@ -3,11 +3,11 @@
 
 pub mod schedule;
 
+use crate::sync::lock;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use crate::sync::lock;
 
 /// Runs kept for inspection.
 const KEEP_RUNS: usize = 100;
@@ -90,7 +90,6 @@ pub struct JobRunner {
     runs: Mutex<VecDeque<Arc<Mutex<JobRun>>>>,
     next_id: AtomicU64,
 }
-
 
 impl JobRunner {
     pub fn new() -> Self {

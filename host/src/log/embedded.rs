@@ -118,7 +118,10 @@ impl EmbeddedLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let db = Database::builder().set_cache_size(config.cache_mib << 20).create(path).with_context(|| format!("opening the embedded log at {}", path.display()))?;
+        let db = Database::builder()
+            .set_cache_size(config.cache_mib << 20)
+            .create(path)
+            .with_context(|| format!("opening the embedded log at {}", path.display()))?;
         let db = Arc::new(db);
         let mut topics = HashMap::new();
         let mut next = HashMap::new();
@@ -248,11 +251,7 @@ impl EmbeddedLog {
         let table = txn.open_table(BATCHES)?;
         let mut out = Fetched { next_offset: from, ..Default::default() };
         // The batch holding `from` starts at or before it.
-        let first_base = table
-            .range((topic, partition, 0)..=(topic, partition, from))?
-            .next_back()
-            .transpose()?
-            .map_or(from, |(k, _)| k.value().2);
+        let first_base = table.range((topic, partition, 0)..=(topic, partition, from))?.next_back().transpose()?.map_or(from, |(k, _)| k.value().2);
         for entry in table.range((topic, partition, first_base)..(topic, partition, u64::MAX))? {
             let (k, v) = entry?;
             let base = k.value().2;
@@ -346,7 +345,6 @@ impl EmbeddedLog {
         Ok(removed)
     }
 }
-
 
 /// The single writer: drains every queued append into one transaction, commits
 /// it with an fsync, then answers all of them.

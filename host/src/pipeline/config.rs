@@ -161,7 +161,9 @@ impl PipelineConfig {
         if self.batch.max_records == 0 || self.batch.max_records > 1_000_000 {
             return Err(format!("pipeline `{n}`: batch.max_records must be between 1 and 1000000"));
         }
-        if let Some(bad) = self.transforms.iter().find(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')) {
+        if let Some(bad) =
+            self.transforms.iter().find(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'))
+        {
             return Err(format!("pipeline `{n}`: transform name `{bad}` must be a-z 0-9 - _"));
         }
         let r = &self.auto_rollback;

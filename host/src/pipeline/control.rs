@@ -3,15 +3,15 @@
 //! (which pick changes up between batches) and the admin API; persisted so a
 //! restart restores it.
 
-use crate::runtime::registry::{Registry, RegistryError, VersionInfo};
 use super::shadow::ShadowReport;
 use crate::runtime::CompiledTransform;
+use crate::runtime::registry::{Registry, RegistryError, VersionInfo};
+use crate::sync::lock;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use crate::sync::lock;
 
 /// When a newly activated version is judged, and how harshly.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -42,7 +42,9 @@ pub enum ControlError {
     NothingToRollBack { stage: usize },
     #[error("version sha256:{0} is already active")]
     AlreadyActive(String),
-    #[error("stage {stage} is aggregate `{name}` holding state in format `{format}`; version {version} reads only {reads}, so it cannot take the state over (refused; the running version stays)")]
+    #[error(
+        "stage {stage} is aggregate `{name}` holding state in format `{format}`; version {version} reads only {reads}, so it cannot take the state over (refused; the running version stays)"
+    )]
     StateIncompatible { stage: usize, name: String, format: String, version: String, reads: String },
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -124,7 +126,6 @@ fn check_state_handover(stage: usize, active: &VersionInfo, next: &VersionInfo) 
         reads: if known.is_empty() { "no state".into() } else { known.join(", ") },
     })
 }
-
 
 impl PipelineControl {
     /// Set up control of a pipeline running `transforms`, restoring the versions
@@ -289,7 +290,13 @@ impl PipelineControl {
             reason: reason.to_owned(),
         };
         tracing::warn!(pipeline = %self.name, stage, from = %event.from, to = %event.to, reason, "transform version swapped");
-        let label = if reason.starts_with("auto-rollback") { "auto_rollback" } else if reason == "activated" { "activated" } else { "rolled_back" };
+        let label = if reason.starts_with("auto-rollback") {
+            "auto_rollback"
+        } else if reason == "activated" {
+            "activated"
+        } else {
+            "rolled_back"
+        };
         crate::telemetry::metrics().transform_swaps.with_label_values(&[&self.name, &stage.to_string(), label]).inc();
         let mut swaps = lock(&self.swaps);
         swaps.push_back(event.clone());
@@ -373,10 +380,7 @@ impl PipelineControl {
     fn save(&self, stages: &[Stage]) -> Result<(), ControlError> {
         let p = Persisted {
             paused: self.is_paused(),
-            stages: stages
-                .iter()
-                .map(|s| (s.active.content_hash.clone(), s.previous.iter().map(|v| v.content_hash.clone()).collect()))
-                .collect(),
+            stages: stages.iter().map(|s| (s.active.content_hash.clone(), s.previous.iter().map(|v| v.content_hash.clone()).collect())).collect(),
         };
         let bytes = serde_json::to_vec_pretty(&p).map_err(|e| ControlError::Storage(e.to_string()))?;
         crate::store::write_atomically(&self.state_file, &bytes).map_err(|e| ControlError::Storage(e.to_string()))

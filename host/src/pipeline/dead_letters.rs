@@ -3,12 +3,12 @@
 //! JSON-lines object per segment.
 
 use super::chain::Chain;
-use super::land::{land_batch, DeadLetters, Processed, Provenance};
-use crate::runtime::CompiledTransform;
 use super::control::PipelineControl;
-use crate::sink::{layout, DeadLetter, Segment, SegmentSpec};
-use crate::store::ObjectStore;
+use super::land::{DeadLetters, Processed, Provenance, land_batch};
 use crate::position::PartitionId;
+use crate::runtime::CompiledTransform;
+use crate::sink::{DeadLetter, Segment, SegmentSpec, layout};
+use crate::store::ObjectStore;
 use serde::Serialize;
 use sluice_guest::BatchBuf;
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,17 +52,11 @@ pub struct ReplayOutcome {
 /// versions from the stage that refused them, land what comes out, and keep
 /// the rest as dead letters. Safe to repeat after a crash: the output names
 /// depend only on the dead-letter object and the first record replayed.
-pub fn replay(
-    store: &dyn ObjectStore,
-    spec: &SegmentSpec,
-    control: &PipelineControl,
-    ids: Option<&BTreeSet<String>>,
-) -> anyhow::Result<ReplayOutcome> {
+pub fn replay(store: &dyn ObjectStore, spec: &SegmentSpec, control: &PipelineControl, ids: Option<&BTreeSet<String>>) -> anyhow::Result<ReplayOutcome> {
     let (_, transforms) = control.chain();
     let mut outcome = ReplayOutcome::default();
     for (key, letters) in by_object(store, &spec.pipeline)? {
-        let (chosen, mut kept): (Vec<DeadLetter>, Vec<DeadLetter>) =
-            letters.into_iter().partition(|d| ids.is_none_or(|ids| ids.contains(&id_of(d))));
+        let (chosen, mut kept): (Vec<DeadLetter>, Vec<DeadLetter>) = letters.into_iter().partition(|d| ids.is_none_or(|ids| ids.contains(&id_of(d))));
         let Some(first) = chosen.first() else { continue };
         let partition = PartitionId { topic: first.topic.as_str().into(), partition: first.partition };
         let start = layout::dead_letter_segment_start(&key).unwrap_or(first.offset);
@@ -79,7 +73,10 @@ pub fn replay(
             input.push(value.as_bytes(), d.key.as_deref().unwrap_or("").as_bytes(), d.timestamp);
             let out = chain.run(&input);
             let Some(last) = chain.stages().len().checked_sub(1) else {
-                again.push(DeadLetter { reason: format!("{} (not replayable: stage {stage} is not a transform of the pipeline now; an aggregate stage takes no replays)", d.reason), ..d.clone() });
+                again.push(DeadLetter {
+                    reason: format!("{} (not replayable: stage {stage} is not a transform of the pipeline now; an aggregate stage takes no replays)", d.reason),
+                    ..d.clone()
+                });
                 continue;
             };
             let processed = Processed {

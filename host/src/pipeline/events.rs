@@ -7,8 +7,8 @@ use super::chain::{Chain, ChainOutput};
 use super::land::Landed;
 use super::stats::{PipelineState, PipelineStats};
 use crate::position::PartitionId;
-use crate::sink::layout;
 use crate::sink::SegmentSummary;
+use crate::sink::layout;
 use crate::telemetry::metrics;
 use std::time::Duration;
 

@@ -19,16 +19,16 @@ pub use control::PipelineControl;
 pub use stats::{PipelineState, PipelineStats, StatsSnapshot};
 pub use worker::{PipelineWorker, StopFlag};
 
-use crate::sink::{schema, SegmentSpec, TableSpec};
+use crate::sink::{SegmentSpec, TableSpec, schema};
 
-use crate::store::ObjectStore;
 use crate::source::Source;
+use crate::store::ObjectStore;
+use crate::sync::lock;
 use anyhow::Context;
 use chain::Chain;
 use config::TableFormat;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use crate::sync::lock;
 use std::thread::JoinHandle;
 
 /// Resolve a pipeline's config into a runnable worker. Workers of one
@@ -43,7 +43,11 @@ pub fn build(
     let (generation, stages) = control.chain();
     let (transforms, aggregate) = aggregate::split_stages(stages, config.aggregate.is_some());
     if let Some(t) = transforms.iter().find(|t| t.kind() != crate::runtime::ComponentKind::Transform) {
-        anyhow::bail!("pipeline `{}`: `{}` is an aggregate component; name it in `[pipeline.aggregate]`, not in `transforms`", config.name, t.descriptor().name);
+        anyhow::bail!(
+            "pipeline `{}`: `{}` is an aggregate component; name it in `[pipeline.aggregate]`, not in `transforms`",
+            config.name,
+            t.descriptor().name
+        );
     }
     let aggregate = match (&config.aggregate, aggregate) {
         (Some(a), Some(compiled)) => Some(aggregate::AggregateStage::new(&config.name, a, compiled, control.state_dir())?),
@@ -86,7 +90,9 @@ pub fn table_spec(config: &PipelineConfig, last_kind: Option<String>) -> anyhow:
             if schema.is_none() && (parquet || t.partition_by.is_some()) {
                 anyhow::bail!(
                     "pipeline `{}`: table `{}` needs a schema for Parquet or partitioning; the output kind {:?} has no built-in one, so give table.columns",
-                    config.name, t.name, kind.unwrap_or_default()
+                    config.name,
+                    t.name,
+                    kind.unwrap_or_default()
                 );
             }
             if let (Some(col), Some(s)) = (&t.partition_by, &schema) {

@@ -3,8 +3,8 @@
 use crate::position::PartitionId;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where a pipeline's workers are in their life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]

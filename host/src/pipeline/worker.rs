@@ -15,15 +15,15 @@ use super::chain::{Chain, ChainOutput};
 use super::config::PipelineConfig;
 use super::control::PipelineControl;
 use super::events::PipelineEvents;
-use super::land::{land_batch, DeadLetters, Processed, Provenance};
+use super::land::{DeadLetters, Processed, Provenance, land_batch};
 use super::stats::{PipelineState, PipelineStats};
+use crate::position::{Fetched, Intent, PartitionId};
 use crate::runtime::{CompiledTransform, FailureKind};
 use crate::sink::{DeadLetter, Segment, SegmentSpec};
-use crate::store::ObjectStore;
 use crate::source::Source;
-use crate::position::{Fetched, Intent, PartitionId};
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::store::ObjectStore;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest nap when there is nothing to read (also bounds how long a stop request waits).
@@ -325,10 +325,7 @@ impl PipelineWorker {
             return st.next >= intent.end;
         }
         let r = &self.config.roll;
-        stopping
-            || seg.input_records >= r.max_records
-            || seg.buffered_bytes() >= r.max_bytes
-            || seg.opened.elapsed() >= Duration::from_millis(r.max_age_ms)
+        stopping || seg.input_records >= r.max_records || seg.buffered_bytes() >= r.max_bytes || seg.opened.elapsed() >= Duration::from_millis(r.max_age_ms)
     }
 
     /// Roll the largest segments until what they hold fits the memory budget.
@@ -429,11 +426,14 @@ impl PipelineWorker {
         }
         self.chain = Chain::new(transforms);
         self.generation = generation;
-        self.probe = self
-            .control
-            .on_probation()
-            .filter(|(g, _)| *g == generation)
-            .map(|(generation, stage)| Probe { generation, stage, batches: 0, records: 0, rejected: 0, failed: 0 });
+        self.probe = self.control.on_probation().filter(|(g, _)| *g == generation).map(|(generation, stage)| Probe {
+            generation,
+            stage,
+            batches: 0,
+            records: 0,
+            rejected: 0,
+            failed: 0,
+        });
         tracing::info!(generation, versions = ?self.chain.hashes(), "switched transform versions between batches");
     }
 
@@ -489,11 +489,7 @@ impl PipelineWorker {
 
     fn idle_wait(&self, parts: &[PartitionState]) -> Duration {
         let max_age = Duration::from_millis(self.config.roll.max_age_ms);
-        parts
-            .iter()
-            .filter_map(|p| p.segment.as_ref())
-            .map(|s| max_age.saturating_sub(s.opened.elapsed()))
-            .fold(IDLE_WAIT, Duration::min)
+        parts.iter().filter_map(|p| p.segment.as_ref()).map(|s| max_age.saturating_sub(s.opened.elapsed())).fold(IDLE_WAIT, Duration::min)
     }
 }
 

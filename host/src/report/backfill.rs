@@ -12,14 +12,14 @@
 //! `dead-letters/<pipeline>/backfill/`, where the dead-letter API finds them.
 //! Running the same backfill twice writes the same objects.
 
-use crate::pipeline::chain::Chain;
-use crate::pipeline::land::{land_batch, DeadLetters, Processed, Provenance};
 use crate::pipeline::PipelineConfig;
-use crate::runtime::registry::Registry;
-use crate::runtime::CompiledTransform;
-use crate::sink::{layout, DeadLetter, Segment, SegmentSpec};
-use crate::store::ObjectStore;
+use crate::pipeline::chain::Chain;
+use crate::pipeline::land::{DeadLetters, Processed, Provenance, land_batch};
 use crate::position::PartitionId;
+use crate::runtime::CompiledTransform;
+use crate::runtime::registry::Registry;
+use crate::sink::{DeadLetter, Segment, SegmentSpec, layout};
+use crate::store::ObjectStore;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sluice_guest::BatchBuf;
@@ -137,19 +137,24 @@ pub fn run(
     }
     let names: Vec<String> = if req.transforms.is_empty() { config.transforms.clone() } else { req.transforms.clone() };
     if names.len() != config.transforms.len() {
-        anyhow::bail!("pipeline `{}` has {} stage(s) ({}); give one version per stage, got {}", config.name, config.transforms.len(), config.transforms.join(", "), names.len());
+        anyhow::bail!(
+            "pipeline `{}` has {} stage(s) ({}); give one version per stage, got {}",
+            config.name,
+            config.transforms.len(),
+            config.transforms.join(", "),
+            names.len()
+        );
     }
     if names.is_empty() {
         anyhow::bail!("pipeline `{}` has no transform stages, so its table is its raw data: there is nothing to backfill", config.name);
     }
     let transforms = names.iter().map(|n| resolve(registry, n).with_context(|| format!("transform `{n}`"))).collect::<anyhow::Result<Vec<_>>>()?;
-    let table = crate::pipeline::table_spec(config, transforms.last().map(|t| t.descriptor().output_kind.clone()))?.with_context(|| format!("pipeline `{}` writes no table to backfill", config.name))?;
+    let table = crate::pipeline::table_spec(config, transforms.last().map(|t| t.descriptor().output_kind.clone()))?
+        .with_context(|| format!("pipeline `{}` writes no table to backfill", config.name))?;
     let spec = SegmentSpec { pipeline: config.name.clone(), land_raw: false, table: Some(table.clone()) };
-    let lineage_versions: Vec<String> = transforms.iter().map(|t| format!("{}@{} sha256:{}", t.descriptor().name, t.descriptor().version, t.content_hash())).collect();
-    let lineage = vec![
-        ("sluice.pipeline".to_owned(), config.name.clone()),
-        ("sluice.backfill.transforms".to_owned(), lineage_versions.join(" | ")),
-    ];
+    let lineage_versions: Vec<String> =
+        transforms.iter().map(|t| format!("{}@{} sha256:{}", t.descriptor().name, t.descriptor().version, t.content_hash())).collect();
+    let lineage = vec![("sluice.pipeline".to_owned(), config.name.clone()), ("sluice.backfill.transforms".to_owned(), lineage_versions.join(" | "))];
     let mut segments = Vec::new();
     for topic in &config.topics {
         segments.extend(segments_in_range(store, topic, req)?);

@@ -55,9 +55,7 @@ pub async fn session(landing: &Landing) -> anyhow::Result<(SessionContext, Vec<S
                     continue;
                 }
                 let dir = format!("{}/", entry.path().display());
-                ctx.register_parquet(&name, &dir, ParquetReadOptions::default())
-                    .await
-                    .with_context(|| format!("reading table `{name}` at {dir}"))?;
+                ctx.register_parquet(&name, &dir, ParquetReadOptions::default()).await.with_context(|| format!("reading table `{name}` at {dir}"))?;
                 names.push(name);
             }
         }
@@ -103,7 +101,8 @@ fn read_tables(store: &dyn ObjectStore) -> anyhow::Result<Tables> {
         for batch in reader {
             let batch = batch.with_context(|| format!("decoding {key}"))?;
             // Objects written before a column was added: widen to the first schema seen.
-            let batch = if batch.schema() == entry.0 { batch } else { align(&batch, &entry.0).with_context(|| format!("{key}: schema differs from the table's"))? };
+            let batch =
+                if batch.schema() == entry.0 { batch } else { align(&batch, &entry.0).with_context(|| format!("{key}: schema differs from the table's"))? };
             entry.1.push(batch);
         }
     }

@@ -39,7 +39,12 @@ impl Job for ReportJob {
         let keys = run::write(self.store.as_ref(), &run_id, &results)?;
         let rows: usize = results.iter().map(|r| r.rows()).sum();
         ctx.log(format!("wrote {} objects", keys.len()));
-        Ok(format!("{} reports, {rows} rows, written under reports/<name>/run={run_id}/ in {}; summary {}", results.len(), self.store.location(), run::summary_key(&run_id)))
+        Ok(format!(
+            "{} reports, {rows} rows, written under reports/<name>/run={run_id}/ in {}; summary {}",
+            results.len(),
+            self.store.location(),
+            run::summary_key(&run_id)
+        ))
     }
 }
 
@@ -65,7 +70,13 @@ impl Job for BackfillJob {
             let known: Vec<String> = self.pipelines.list().into_iter().map(|(n, _)| n).collect();
             anyhow::anyhow!("no pipeline named `{}` (pipelines: {})", req.pipeline, known.join(", "))
         })?;
-        ctx.log(format!("backfilling pipeline `{}` offsets {}..{} with {:?}", req.pipeline, req.from_offset, req.to_offset.map_or("end".to_owned(), |o| o.to_string()), req.transforms));
+        ctx.log(format!(
+            "backfilling pipeline `{}` offsets {}..{} with {:?}",
+            req.pipeline,
+            req.from_offset,
+            req.to_offset.map_or("end".to_owned(), |o| o.to_string()),
+            req.transforms
+        ));
         let outcome = super::backfill::run(self.store.as_ref(), &self.registry, &handle.config, &req, &|done, total, key| {
             ctx.progress(done as f64 / total.max(1) as f64);
             ctx.log(format!("segment {done}/{total}: {key}"));

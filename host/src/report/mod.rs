@@ -2,7 +2,6 @@
 //! of SPEC section 6 with their HTML summary, and backfills that re-run landed
 //! raw data through a chosen transform version.
 
-
 pub mod backfill;
 pub mod catalog;
 pub mod definitions;

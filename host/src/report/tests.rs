@@ -96,7 +96,9 @@ fn json_lines(d: &Data) -> [(&'static str, &'static str, String); 3] {
     let ts = |t: Option<i64>| t.map(|t| chrono::DateTime::from_timestamp(t, 0).expect("valid").format("%Y-%m-%dT%H:%M:%SZ").to_string());
     let mut pin = String::new();
     for p in &d.pins {
-        pin.push_str(&serde_json::json!({ "ind": p.ind, "category": p.category, "poster_name": p.poster, "follower_count": p.followers, "title": "t" }).to_string());
+        pin.push_str(
+            &serde_json::json!({ "ind": p.ind, "category": p.category, "poster_name": p.poster, "follower_count": p.followers, "title": "t" }).to_string(),
+        );
         pin.push('\n');
     }
     let mut geo = String::new();
@@ -214,10 +216,7 @@ fn expected(d: &Data) -> BTreeMap<&'static str, Vec<Vec<String>>> {
         _ => Some((c, *f)),
     });
     out.insert("top_country_by_followers", best.map(|(c, f)| vec![vec![c.clone(), f.to_string()]]).unwrap_or_default());
-    out.insert(
-        "popular_category_by_age_group",
-        top_categories(pin_user.iter().filter_map(|(p, u)| Some((age_group(u.age?)?, p.category.clone()?)))),
-    );
+    out.insert("popular_category_by_age_group", top_categories(pin_user.iter().filter_map(|(p, u)| Some((age_group(u.age?)?, p.category.clone()?)))));
     out.insert(
         "median_followers_by_age_group",
         lower_medians(pin_user.iter().filter_map(|(p, u)| Some((age_group(u.age?)?, p.followers?))), |g| vec![g.to_string()]),
@@ -232,7 +231,9 @@ fn expected(d: &Data) -> BTreeMap<&'static str, Vec<Vec<String>>> {
     out.insert("users_joined_by_year", per_year.iter().map(|(y, n)| vec![y.to_string(), n.to_string()]).collect());
     out.insert(
         "median_followers_by_join_year",
-        lower_medians(pin_user.iter().filter_map(|(p, u)| Some((year(u.joined?), p.followers?))).filter(|(y, _)| (2015..=2020).contains(y)), |y| vec![y.to_string()]),
+        lower_medians(pin_user.iter().filter_map(|(p, u)| Some((year(u.joined?), p.followers?))).filter(|(y, _)| (2015..=2020).contains(y)), |y| {
+            vec![y.to_string()]
+        }),
     );
     out.insert(
         "median_followers_by_join_year_and_age_group",
@@ -286,7 +287,10 @@ async fn every_report_matches_the_answer_worked_out_in_rust() {
 fn lower_median_and_age_groups_follow_the_spec() {
     assert_eq!(lower_medians([(1, 4), (1, 1), (1, 3), (1, 2)].into_iter(), |_| vec![]), vec![vec!["2".to_owned()]]);
     assert_eq!(lower_medians([(1, 5), (1, 1), (1, 3)].into_iter(), |_| vec![]), vec![vec!["3".to_owned()]]);
-    assert_eq!([17, 18, 24, 25, 35, 36, 50, 51].map(age_group), [None, Some("18-24"), Some("18-24"), Some("25-35"), Some("25-35"), Some("36-50"), Some("36-50"), Some("50+")]);
+    assert_eq!(
+        [17, 18, 24, 25, 35, 36, 50, 51].map(age_group),
+        [None, Some("18-24"), Some("18-24"), Some("25-35"), Some("25-35"), Some("36-50"), Some("36-50"), Some("50+")]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

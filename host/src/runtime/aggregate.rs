@@ -1,11 +1,11 @@
 //! Running an aggregate component: every call takes state bytes the host owns
 //! and gives new ones back, under the same sandbox limits as a transform.
 
-use super::bindings::aggregate::{Aggregate, AggregatePre, Window};
 use super::bindings::BatchParam;
+use super::bindings::aggregate::{Aggregate, AggregatePre, Window};
 use super::engine::Runtime;
 use super::host::HostState;
-use super::instance::{call_with_limits, merge_counters, one_by_one, CallFailure, FailureKind, Instantiate, InstanceStats, RecordFailure, Sandboxed};
+use super::instance::{CallFailure, FailureKind, InstanceStats, Instantiate, RecordFailure, Sandboxed, call_with_limits, merge_counters, one_by_one};
 use sluice_guest::{BatchBuf, BatchRef};
 use std::sync::Arc;
 use wasmtime::Store;

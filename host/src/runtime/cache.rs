@@ -8,8 +8,8 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
-use wasmtime::component::Component;
 use wasmtime::Engine;
+use wasmtime::component::Component;
 
 pub(crate) struct ArtifactCache {
     dir: PathBuf,
@@ -44,4 +44,3 @@ impl ArtifactCache {
         unsafe { Component::deserialize(engine, &artifact) }
     }
 }
-

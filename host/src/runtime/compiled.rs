@@ -1,13 +1,13 @@
 //! A validated, compiled transform component, ready to instantiate cheaply.
 
 use super::aggregate::AggregateInstance;
-use super::builtin::builtin_bytes;
 use super::bindings::aggregate::AggregatePre;
 use super::bindings::{TransformPre, WitDescriptor};
+use super::builtin::builtin_bytes;
 use super::cache::ArtifactCache;
 use super::engine::Runtime;
 use super::host::HostState;
-use super::instance::{call_with_limits, TransformInstance};
+use super::instance::{TransformInstance, call_with_limits};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -94,8 +94,7 @@ impl CompiledTransform {
         .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
 
         let mut linker = Linker::<HostState>::new(engine);
-        super::bindings::Transform::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        super::bindings::Transform::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         // Everything else a guest imports (WASI filesystem, sockets, clocks, env,
         // random...) is satisfied by a function that traps: the sandbox is closed.
         linker.define_unknown_imports_as_traps(&component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
@@ -144,14 +143,7 @@ impl CompiledTransform {
                 descriptor.name, descriptor.version
             )));
         }
-        Ok(CompiledTransform {
-            runtime: runtime.clone(),
-            pre,
-            name: Arc::from(descriptor.name.as_str()),
-            hash,
-            descriptor,
-            size: wasm.len(),
-        })
+        Ok(CompiledTransform { runtime: runtime.clone(), pre, name: Arc::from(descriptor.name.as_str()), hash, descriptor, size: wasm.len() })
     }
 
     pub fn descriptor(&self) -> &Descriptor {

@@ -1,10 +1,10 @@
 //! The process-wide engine and its epoch ticker.
 
 use super::cache::ArtifactCache;
-use super::limits::{pool, SandboxLimits, EPOCH_TICK};
+use super::limits::{EPOCH_TICK, SandboxLimits, pool};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// The shared wasmtime engine and everything tied to it.

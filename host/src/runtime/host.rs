@@ -1,10 +1,9 @@
 //! What a guest's store holds: its memory limiter and the `sluice:transform/host` imports.
 
 use super::bindings::{Host, Level};
-use super::limits::{SandboxLimits, MAX_COUNTER_NAMES, MAX_COUNTER_NAME_BYTES, MAX_LOG_LINES_PER_CALL, MAX_LOG_LINE_BYTES, MAX_TABLE_ELEMENTS};
+use super::limits::{MAX_COUNTER_NAME_BYTES, MAX_COUNTER_NAMES, MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL, MAX_TABLE_ELEMENTS, SandboxLimits};
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
-
 
 pub(crate) struct HostState {
     pub(crate) limits: SandboxLimits,

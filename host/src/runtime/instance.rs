@@ -139,10 +139,7 @@ impl<P: Instantiate> Sandboxed<P> {
 
     /// Run `f` against a live instance, creating one if needed. Any failure
     /// discards the store: a guest that trapped may have left its memory inconsistent.
-    pub(crate) fn with_instance<R>(
-        &mut self,
-        f: impl FnOnce(&mut Store<HostState>, &P::Bindings) -> Result<R, CallFailure>,
-    ) -> Result<R, CallFailure> {
+    pub(crate) fn with_instance<R>(&mut self, f: impl FnOnce(&mut Store<HostState>, &P::Bindings) -> Result<R, CallFailure>) -> Result<R, CallFailure> {
         let limits = self.runtime.limits();
         if self.live.as_ref().is_some_and(|l| l.calls >= limits.reuse_batches) {
             self.live = None;
@@ -204,10 +201,7 @@ impl TransformInstance {
         }
     }
 
-    pub(crate) fn with_instance<R>(
-        &mut self,
-        f: impl FnOnce(&mut Store<HostState>, &Transform) -> Result<R, CallFailure>,
-    ) -> Result<R, CallFailure> {
+    pub(crate) fn with_instance<R>(&mut self, f: impl FnOnce(&mut Store<HostState>, &Transform) -> Result<R, CallFailure>) -> Result<R, CallFailure> {
         match &mut self.sandbox {
             Ok(s) => s.with_instance(f),
             Err((name, _)) => Err(CallFailure::Trap(format!("`{name}` is an aggregate component, not a transform: it cannot run in a transform chain"))),
@@ -229,13 +223,7 @@ impl TransformInstance {
 
     fn call_process(&mut self, input: &BatchRef<'_>) -> Result<ProcessedBatch, CallFailure> {
         let n = input.len();
-        let param = BatchParam {
-            values: input.values,
-            value_ends: input.value_ends,
-            keys: input.keys,
-            key_ends: input.key_ends,
-            timestamps: input.timestamps,
-        };
+        let param = BatchParam { values: input.values, value_ends: input.value_ends, keys: input.keys, key_ends: input.key_ends, timestamps: input.timestamps };
         let (result, counters) = self.with_instance(|store, bindings| {
             let r = call_with_limits(store, |s| bindings.call_process(s, param))?;
             Ok((r, std::mem::take(&mut store.data_mut().counters)))
@@ -250,11 +238,7 @@ impl TransformInstance {
             }
             return Err(failure);
         }
-        let failures = result
-            .rejections
-            .into_iter()
-            .map(|r| RecordFailure { index: r.index, kind: FailureKind::Rejected, reason: r.reason })
-            .collect();
+        let failures = result.rejections.into_iter().map(|r| RecordFailure { index: r.index, kind: FailureKind::Rejected, reason: r.reason }).collect();
         Ok(ProcessedBatch { output, origins: result.origins, failures, counters, isolated: false })
     }
 
@@ -344,10 +328,7 @@ fn check_output(inputs: usize, output: &BatchBuf, origins: &[u32], rejected: imp
 }
 
 /// Arm the deadline, make the call, and turn a wasmtime error into a [`CallFailure`].
-pub(crate) fn call_with_limits<R>(
-    store: &mut Store<HostState>,
-    call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
-) -> Result<R, CallFailure> {
+pub(crate) fn call_with_limits<R>(store: &mut Store<HostState>, call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, CallFailure> {
     store.data_mut().reset_call();
     let limits = store.data().limits.clone();
     let (deadline_ms, limit_mib) = (limits.deadline_ms, limits.memory_mib);
@@ -367,9 +348,9 @@ pub(crate) fn call_with_limits<R>(
             let root = e.root_cause().to_string();
             let mut msg = match trap {
                 Some(trap) => trap.to_string(),
-                None if root.starts_with("unknown import") => format!(
-                    "denied capability: {root} (the sandbox grants no filesystem, network, clock, environment or randomness)"
-                ),
+                None if root.starts_with("unknown import") => {
+                    format!("denied capability: {root} (the sandbox grants no filesystem, network, clock, environment or randomness)")
+                }
                 None => root,
             };
             if let Some(said) = &data.last_error {

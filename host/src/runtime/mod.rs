@@ -23,13 +23,13 @@ mod instance;
 mod limits;
 pub mod registry;
 
-pub use builtin::{builtin_names, BUILTINS};
 pub use aggregate::{AggregateInstance, Folded};
+pub use builtin::{BUILTINS, builtin_names};
 pub use compiled::{CompiledTransform, ComponentKind, ContentHash, Descriptor, LoadError};
 pub use engine::Runtime;
-pub use limits::SandboxLimits;
-pub use instance::{CallFailure, FailureKind, InstanceStats, ProcessedBatch, RecordFailure, TransformInstance};
 pub(crate) use instance::merge_counters;
+pub use instance::{CallFailure, FailureKind, InstanceStats, ProcessedBatch, RecordFailure, TransformInstance};
+pub use limits::SandboxLimits;
 
 #[cfg(any(test, feature = "test-guests"))]
 pub mod testing {

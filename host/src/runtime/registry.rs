@@ -8,13 +8,13 @@
 use super::builtin::BUILTINS;
 use super::compiled::{CompiledTransform, ComponentKind, LoadError};
 use super::engine::Runtime;
+use crate::store::write_atomically;
+use crate::sync::lock;
 use serde::{Deserialize, Serialize};
 use sluice_guest::BatchBuf;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use crate::store::write_atomically;
 use std::sync::{Arc, Mutex};
-use crate::sync::lock;
 
 pub use super::limits::MAX_COMPONENT_BYTES;
 
@@ -75,7 +75,9 @@ pub enum RegistryError {
     BadName(String),
     #[error("`{name}` is {existing:?} component; an upload under that name must be one too, not {got:?}")]
     KindMismatch { name: String, existing: ComponentKind, got: ComponentKind },
-    #[error("aggregate `{name}` {version} keeps its state in format `{format}`, which no earlier version writes, and it cannot upgrade any of theirs ({earlier}); it could never take over a running pipeline's state. Keep the format, or export an `upgrade` from one of them")]
+    #[error(
+        "aggregate `{name}` {version} keeps its state in format `{format}`, which no earlier version writes, and it cannot upgrade any of theirs ({earlier}); it could never take over a running pipeline's state. Keep the format, or export an `upgrade` from one of them"
+    )]
     StateIncompatible { name: String, version: String, format: String, earlier: String },
     #[error("storing the transform failed: {0}")]
     Storage(String),
@@ -96,7 +98,6 @@ pub struct Registry {
 fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
-
 
 impl Registry {
     /// Open the registry under `dir`, registering the built-ins and every stored upload.
@@ -147,12 +148,7 @@ impl Registry {
         if by_hash.len() == 1 {
             return Ok(by_hash[0].clone());
         }
-        versions
-            .iter()
-            .rev()
-            .find(|v| v.version == what)
-            .cloned()
-            .ok_or_else(|| RegistryError::UnknownVersion { name: name.to_owned(), what: what.to_owned() })
+        versions.iter().rev().find(|v| v.version == what).cloned().ok_or_else(|| RegistryError::UnknownVersion { name: name.to_owned(), what: what.to_owned() })
     }
 
     /// A registered version by its full content hash, whatever its name.
@@ -277,7 +273,10 @@ fn info(t: &CompiledTransform, builtin: bool, uploaded_at_ms: i64) -> VersionInf
 /// Run each sample alone through a fresh instance and compare.
 fn check_samples(t: &Arc<CompiledTransform>, samples: &[GoldenSample]) -> Result<(), RegistryError> {
     if t.kind() == ComponentKind::Aggregate && !samples.is_empty() {
-        return Err(RegistryError::GoldenSample { index: 0, reason: "golden samples are record-in, records-out checks of transforms; an aggregate has none".into() });
+        return Err(RegistryError::GoldenSample {
+            index: 0,
+            reason: "golden samples are record-in, records-out checks of transforms; an aggregate has none".into(),
+        });
     }
     for (index, s) in samples.iter().enumerate() {
         let fail = |reason: String| RegistryError::GoldenSample { index, reason };
@@ -310,7 +309,6 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Opt
         Err(e) => Err(e),
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -7,8 +7,7 @@ use sluice_guest::BatchBuf;
 use std::time::{Duration, Instant};
 
 fn runtime(deadline_ms: u64) -> Runtime {
-    Runtime::new(SandboxLimits { memory_mib: 32, deadline_ms, max_isolation_failures: 4, ..Default::default() }, None)
-        .expect("runtime")
+    Runtime::new(SandboxLimits { memory_mib: 32, deadline_ms, max_isolation_failures: 4, ..Default::default() }, None).expect("runtime")
 }
 
 fn batch(values: &[&[u8]]) -> BatchBuf {

@@ -109,10 +109,7 @@ mod tests {
         let p = PartitionId { topic: "0a1b.pin".into(), partition: 2 };
         assert_eq!(raw_object(&p, 1234), "topics/0a1b.pin/partition=2/0a1b.pin+2+0000001234.json");
         assert_eq!(table_object("pin", None, &p, 0, "parquet"), "tables/pin/0a1b.pin+2+0000000000.parquet");
-        assert_eq!(
-            table_object("geo", Some("dt=2020-08-28"), &p, 7, "parquet"),
-            "tables/geo/dt=2020-08-28/0a1b.pin+2+0000000007.parquet"
-        );
+        assert_eq!(table_object("geo", Some("dt=2020-08-28"), &p, 7, "parquet"), "tables/geo/dt=2020-08-28/0a1b.pin+2+0000000007.parquet");
         assert_eq!(dead_letter_object("pins", &p, 5), "dead-letters/pins/0a1b.pin/partition=2/0a1b.pin+2+0000000005.json");
     }
 

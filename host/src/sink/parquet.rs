@@ -104,9 +104,7 @@ pub fn split_by_date(batch: &RecordBatch, column: &str) -> Result<Vec<(String, R
     }
     groups
         .into_iter()
-        .map(|(k, rows)| {
-            arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows)).map(|b| (k, b)).map_err(|e| e.to_string())
-        })
+        .map(|(k, rows)| arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows)).map(|b| (k, b)).map_err(|e| e.to_string()))
         .collect()
 }
 
@@ -153,8 +151,8 @@ impl ParquetObject {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::local::LocalStore;
     use crate::store::ObjectStore;
+    use crate::store::local::LocalStore;
     use arrow_array::StringArray;
     use arrow_schema::{Field, Schema};
     use parquet::file::reader::{FileReader, SerializedFileReader};

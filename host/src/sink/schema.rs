@@ -99,18 +99,8 @@ pub fn builtin(kind: &str) -> Option<SchemaRef> {
             col("save_location", String, true),
             col("category", String, true),
         ],
-        "geo-clean" => vec![
-            col("ind", Int64, false),
-            col("country", String, true),
-            col("coordinates", Float64List, true),
-            col("timestamp", Timestamp, true),
-        ],
-        "user-clean" => vec![
-            col("ind", Int64, false),
-            col("user_name", String, true),
-            col("age", Int64, true),
-            col("date_joined", Timestamp, true),
-        ],
+        "geo-clean" => vec![col("ind", Int64, false), col("country", String, true), col("coordinates", Float64List, true), col("timestamp", Timestamp, true)],
+        "user-clean" => vec![col("ind", Int64, false), col("user_name", String, true), col("age", Int64, true), col("date_joined", Timestamp, true)],
         "post-count" => [window_columns(), vec![col("country", String, true), col("category", String, true), col("post_count", Int64, false)]].concat(),
         "follower-percentiles" => [
             window_columns(),

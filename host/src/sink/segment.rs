@@ -1,10 +1,10 @@
 //! The objects derived from one input range `[start, end)` of one source partition.
 
 use super::layout;
-use super::parquet::{decode_json, split_by_date, ParquetObject};
-use crate::store::{ObjectStore, ObjectWriter};
-use crate::runtime::CompiledTransform;
+use super::parquet::{ParquetObject, decode_json, split_by_date};
 use crate::position::PartitionId;
+use crate::runtime::CompiledTransform;
+use crate::store::{ObjectStore, ObjectWriter};
 use arrow_schema::SchemaRef;
 use serde::Serialize;
 use sluice_guest::BatchRef;

@@ -1,8 +1,8 @@
 //! The embedded log as a pipeline [`Source`]: one consumer group per pipeline.
 
 use crate::log::EmbeddedLog;
-use crate::source::Source;
 use crate::position::{Checkpoint, Fetched, Intent, PartitionId};
+use crate::source::Source;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -149,14 +149,7 @@ impl<E: std::error::Error> std::fmt::Display for Shown<E> {
 
 impl ObjectStore for S3Store {
     fn create(&self, key: &str) -> io::Result<Box<dyn ObjectWriter>> {
-        Ok(Box::new(S3Object {
-            store: self.clone(),
-            key: self.full_key(key),
-            buf: Vec::new(),
-            upload: None,
-            written: 0,
-            finished: false,
-        }))
+        Ok(Box::new(S3Object { store: self.clone(), key: self.full_key(key), buf: Vec::new(), upload: None, written: 0, finished: false }))
     }
 
     fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
@@ -166,8 +159,8 @@ impl ObjectStore for S3Store {
         loop {
             let t = token.clone();
             let page = self.retry("list", || {
-                self.client.list_objects_v2().bucket(&self.config.bucket).prefix(&full).set_continuation_token(t.clone()).send()
-            }.map_err_shown())?;
+                { self.client.list_objects_v2().bucket(&self.config.bucket).prefix(&full).set_continuation_token(t.clone()).send() }.map_err_shown()
+            })?;
             for o in page.contents() {
                 if let Some(k) = o.key().and_then(|k| k.strip_prefix(&self.config.prefix)) {
                     out.push(k.to_owned());

@@ -4,9 +4,7 @@
 //! bounded: pipeline, stage, transform, version, topic, partition, kind,
 //! route, status, reason — never record keys or values.
 
-use prometheus::{
-    exponential_buckets, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder, exponential_buckets};
 use std::sync::OnceLock;
 
 pub struct Metrics {
@@ -80,7 +78,10 @@ impl Metrics {
         let seconds = exponential_buckets(0.0001, 4.0, 10).expect("valid buckets");
         let stage = &["pipeline", "stage", "transform", "version"][..];
         let lg = GaugeVec::new(
-            Opts::new("sluice_pipeline_last_commit_timestamp_seconds", "When the partition's position was last committed (Unix time); its age is time() minus this"),
+            Opts::new(
+                "sluice_pipeline_last_commit_timestamp_seconds",
+                "When the partition's position was last committed (Unix time); its age is time() minus this",
+            ),
             &["pipeline", "topic", "partition"],
         )
         .expect("valid metric definition");
@@ -91,18 +92,59 @@ impl Metrics {
             ingest_bytes: counter(&r, "sluice_ingest_bytes_total", "Record bytes stored by the ingest API", &["topic"]),
             source_records: counter(&r, "sluice_source_records_total", "Records read by pipelines", &["pipeline", "topic", "partition"]),
             source_bytes: counter(&r, "sluice_source_bytes_total", "Record bytes read by pipelines", &["pipeline", "topic", "partition"]),
-            source_lag_records: gauge(&r, "sluice_source_lag_records", "Records in the source not yet committed by the pipeline", &["pipeline", "topic", "partition"]),
-            source_throttled: counter(&r, "sluice_source_throttled_total", "Source calls the service throttled (Kinesis ProvisionedThroughputExceeded); answered with backoff", &["source", "operation"]),
-            source_millis_behind: gauge(&r, "sluice_source_millis_behind_latest", "How far a Kinesis shard's reader is behind the newest record, in ms", &["pipeline", "topic", "partition"]),
-            committed_offset: gauge(&r, "sluice_pipeline_committed_offset", "Next offset the pipeline reads after a restart", &["pipeline", "topic", "partition"]),
+            source_lag_records: gauge(
+                &r,
+                "sluice_source_lag_records",
+                "Records in the source not yet committed by the pipeline",
+                &["pipeline", "topic", "partition"],
+            ),
+            source_throttled: counter(
+                &r,
+                "sluice_source_throttled_total",
+                "Source calls the service throttled (Kinesis ProvisionedThroughputExceeded); answered with backoff",
+                &["source", "operation"],
+            ),
+            source_millis_behind: gauge(
+                &r,
+                "sluice_source_millis_behind_latest",
+                "How far a Kinesis shard's reader is behind the newest record, in ms",
+                &["pipeline", "topic", "partition"],
+            ),
+            committed_offset: gauge(
+                &r,
+                "sluice_pipeline_committed_offset",
+                "Next offset the pipeline reads after a restart",
+                &["pipeline", "topic", "partition"],
+            ),
             last_commit_timestamp: lg,
             transform_batch_seconds: histogram(&r, "sluice_transform_batch_duration_seconds", "Time of one batch through one stage", stage, seconds.clone()),
-            transform_batch_records: histogram(&r, "sluice_transform_batch_records", "Records per batch into a stage", stage, exponential_buckets(1.0, 4.0, 9).expect("valid buckets")),
+            transform_batch_records: histogram(
+                &r,
+                "sluice_transform_batch_records",
+                "Records per batch into a stage",
+                stage,
+                exponential_buckets(1.0, 4.0, 9).expect("valid buckets"),
+            ),
             transform_records_in: counter(&r, "sluice_transform_records_in_total", "Records into a stage", stage),
             transform_records_out: counter(&r, "sluice_transform_records_out_total", "Records out of a stage", stage),
-            transform_failures: counter(&r, "sluice_transform_failures_total", "Records a stage refused (kind=rejected) or lost to a trap, timeout or the memory cap", &["pipeline", "stage", "transform", "version", "kind"]),
-            transform_instantiations: counter(&r, "sluice_transform_instantiations_total", "Fresh instances created (first use, reuse limit, or after a failure)", stage),
-            transform_guest_counter: counter(&r, "sluice_transform_guest_counter_total", "Counters transforms bump through the host interface", &["transform", "name"]),
+            transform_failures: counter(
+                &r,
+                "sluice_transform_failures_total",
+                "Records a stage refused (kind=rejected) or lost to a trap, timeout or the memory cap",
+                &["pipeline", "stage", "transform", "version", "kind"],
+            ),
+            transform_instantiations: counter(
+                &r,
+                "sluice_transform_instantiations_total",
+                "Fresh instances created (first use, reuse limit, or after a failure)",
+                stage,
+            ),
+            transform_guest_counter: counter(
+                &r,
+                "sluice_transform_guest_counter_total",
+                "Counters transforms bump through the host interface",
+                &["transform", "name"],
+            ),
             transform_swaps: counter(&r, "sluice_transform_swaps_total", "Version changes of a stage", &["pipeline", "stage", "reason"]),
             dead_letters: counter(&r, "sluice_dead_letters_total", "Records sent to the dead letters", &["pipeline", "kind"]),
             sink_records: counter(&r, "sluice_sink_records_total", "Records landed (raw lines or table rows)", &["pipeline", "kind"]),
@@ -112,11 +154,30 @@ impl Metrics {
             sink_upload_retries: counter(&r, "sluice_sink_upload_retries_total", "Object-store writes retried after an error", &["pipeline"]),
             pipeline_errors: counter(&r, "sluice_pipeline_errors_total", "Failed reads, writes or commits (each retried)", &["pipeline"]),
             pipeline_up: gauge(&r, "sluice_pipeline_up", "1 while the pipeline runs, 0 when paused, stopped or failed", &["pipeline"]),
-            aggregate_windows_emitted: counter(&r, "sluice_aggregate_windows_emitted_total", "Windows closed and emitted (revisions of late updates included)", &["pipeline"]),
-            aggregate_state_bytes: gauge(&r, "sluice_aggregate_state_bytes", "Aggregate state held for open windows, per input partition", &["pipeline", "topic", "partition"]),
-            aggregate_over_budget: counter(&r, "sluice_aggregate_over_budget_total", "Batches refused because the open windows' state passed aggregate.max_state_bytes", &["pipeline"]),
+            aggregate_windows_emitted: counter(
+                &r,
+                "sluice_aggregate_windows_emitted_total",
+                "Windows closed and emitted (revisions of late updates included)",
+                &["pipeline"],
+            ),
+            aggregate_state_bytes: gauge(
+                &r,
+                "sluice_aggregate_state_bytes",
+                "Aggregate state held for open windows, per input partition",
+                &["pipeline", "topic", "partition"],
+            ),
+            aggregate_over_budget: counter(
+                &r,
+                "sluice_aggregate_over_budget_total",
+                "Batches refused because the open windows' state passed aggregate.max_state_bytes",
+                &["pipeline"],
+            ),
             aggregate_watermark: {
-                let g = GaugeVec::new(Opts::new("sluice_aggregate_watermark_seconds", "Event-time watermark (largest event time seen minus allowed lateness), Unix seconds"), &["pipeline", "topic", "partition"]).expect("valid metric definition");
+                let g = GaugeVec::new(
+                    Opts::new("sluice_aggregate_watermark_seconds", "Event-time watermark (largest event time seen minus allowed lateness), Unix seconds"),
+                    &["pipeline", "topic", "partition"],
+                )
+                .expect("valid metric definition");
                 r.register(Box::new(g.clone())).expect("metric names are unique");
                 g
             },

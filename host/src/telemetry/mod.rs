@@ -11,10 +11,7 @@ use tracing_subscriber::EnvFilter;
 /// Log to stderr at `default_level` (`RUST_LOG` overrides it).
 pub fn init_logging(json: bool, default_level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     // A second init (tests, embedding) is harmless: keep the first subscriber.
     let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
 }

@@ -7,8 +7,8 @@
 //! restart resumes from it and re-reads exactly what it does not cover.
 
 use super::window::WindowState;
-use crate::store::write_atomically;
 use crate::position::PartitionId;
+use crate::store::write_atomically;
 use anyhow::Context;
 use std::path::PathBuf;
 
@@ -33,10 +33,8 @@ impl Checkpoints {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
         };
-        let mut out: Vec<u64> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok()))
-            .collect();
+        let mut out: Vec<u64> =
+            entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok())).collect();
         out.sort_unstable();
         Ok(out)
     }

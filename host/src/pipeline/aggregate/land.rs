@@ -3,8 +3,8 @@
 
 use super::{AggregateStage, WindowOutput};
 use crate::pipeline::chain::ChainOutput;
-use crate::sink::DeadLetter;
 use crate::position::{Fetched, PartitionId};
+use crate::sink::DeadLetter;
 
 /// Fold the chain's output of one fetched batch into the partition's windows.
 /// Records the windows refuse (late, no event time, refused by the aggregate)

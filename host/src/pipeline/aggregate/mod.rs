@@ -18,8 +18,8 @@ pub mod window;
 pub use config::{AggregateConfig, LatePolicy};
 pub use window::{WindowError, WindowOutput, WindowState};
 
-use crate::runtime::{AggregateInstance, CompiledTransform};
 use crate::position::PartitionId;
+use crate::runtime::{AggregateInstance, CompiledTransform};
 use crate::telemetry::metrics;
 use checkpoint::Checkpoints;
 use sluice_guest::BatchRef;
@@ -47,9 +47,9 @@ pub fn split_stages(mut stages: Stages, has_aggregate: bool) -> (Stages, Option<
 
 impl AggregateStage {
     pub fn new(pipeline: &str, config: &AggregateConfig, compiled: Arc<CompiledTransform>, state_dir: &std::path::Path) -> anyhow::Result<Self> {
-        let instance = compiled.aggregate_instance().ok_or_else(|| {
-            anyhow::anyhow!("pipeline `{pipeline}`: aggregate.name `{}` is a transform, not an aggregate component", config.name)
-        })?;
+        let instance = compiled
+            .aggregate_instance()
+            .ok_or_else(|| anyhow::anyhow!("pipeline `{pipeline}`: aggregate.name `{}` is a transform, not an aggregate component", config.name))?;
         Ok(AggregateStage {
             pipeline: pipeline.to_owned(),
             rules: WindowRules::new(config),
@@ -127,7 +127,8 @@ impl AggregateStage {
     /// Fold a batch of partition `p` (the transform chain's output) into its windows.
     pub fn process(&mut self, p: &PartitionId, input: &BatchRef<'_>) -> Result<WindowOutput, WindowError> {
         let name = self.compiled.descriptor().name.clone();
-        let state = self.partitions.entry(p.clone()).or_insert_with(|| WindowState::new(self.compiled.descriptor().state_format.as_deref().unwrap_or_default()));
+        let state =
+            self.partitions.entry(p.clone()).or_insert_with(|| WindowState::new(self.compiled.descriptor().state_format.as_deref().unwrap_or_default()));
         let result = Windows { rules: &self.rules, state, agg: &mut self.instance, name: &name }.process(input);
         let m = metrics();
         match &result {

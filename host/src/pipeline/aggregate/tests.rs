@@ -1,11 +1,11 @@
 //! The window engine with the real `count-posts` and `follower-percentiles`
 //! components, checked against sums computed here without them.
 
+use super::WindowOutput;
 use super::config::{AggregateConfig, LatePolicy};
 use super::window::{WindowError, WindowRules, WindowState, Windows};
-use super::WindowOutput;
 use crate::runtime::{AggregateInstance, Runtime, SandboxLimits};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sluice_guest::BatchBuf;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -104,7 +104,12 @@ fn got_counts(rows: &[Value]) -> BTreeSet<(String, String, String, i64)> {
     rows.iter()
         .map(|r| {
             assert_eq!(r["revision"], 0, "{r}");
-            (r["window_start"].as_str().expect("start").to_owned(), r["country"].as_str().expect("c").to_owned(), r["category"].as_str().expect("k").to_owned(), r["post_count"].as_i64().expect("n"))
+            (
+                r["window_start"].as_str().expect("start").to_owned(),
+                r["country"].as_str().expect("c").to_owned(),
+                r["category"].as_str().expect("k").to_owned(),
+                r["post_count"].as_i64().expect("n"),
+            )
         })
         .collect()
 }
@@ -164,7 +169,8 @@ fn late_records_go_to_dead_letters_or_update_their_window_as_configured() {
     let rec = |ind: i64, t: i64| json!({"ind": ind, "country": "Peru", "category": "art", "timestamp": t});
     // Window [base, base+5m) gets 2 posts; a record 6 minutes later closes it
     // (lateness 30 s); then one more for the first window arrives.
-    let records = vec![rec(1, base + 1_000), rec(2, base + 2_000), rec(3, base + 6 * MIN), rec(4, base + 3_000), rec(5, base + 5 * MIN + 10), json!({"ind": 6})];
+    let records =
+        vec![rec(1, base + 1_000), rec(2, base + 2_000), rec(3, base + 6 * MIN), rec(4, base + 3_000), rec(5, base + 5 * MIN + 10), json!({"ind": 6})];
 
     let dl = run(&rt, "count-posts", &config(5 * MIN as u64, None, 30_000, LatePolicy::DeadLetter), &records, 10, None).expect("run");
     assert_eq!(dl.failures, vec![(3, "late"), (5, "no_event_time")]);

@@ -78,7 +78,9 @@ pub struct WindowOutput {
 pub enum WindowError {
     #[error("aggregate `{name}` failed in {call}: {failure}; the pipeline cannot close windows without it (roll the aggregate back to a working version)")]
     Call { name: String, call: &'static str, failure: CallFailure },
-    #[error("the open windows hold {held} bytes of aggregate state, over aggregate.max_state_bytes = {budget}: raise the budget, shorten window_ms / allowed_lateness_ms, or group by fewer keys")]
+    #[error(
+        "the open windows hold {held} bytes of aggregate state, over aggregate.max_state_bytes = {budget}: raise the budget, shorten window_ms / allowed_lateness_ms, or group by fewer keys"
+    )]
     OverBudget { held: u64, budget: u64 },
     #[error("aggregate `{name}` cannot take over state in format `{format}`: {reason}")]
     Handover { name: String, format: String, reason: String },
@@ -186,7 +188,11 @@ impl Windows<'_> {
                 } else {
                     let reason = format!(
                         "late: event time {} is in window [{}, {}), which closed when the watermark passed {} (allowed lateness {} ms)",
-                        fmt_ms(t), fmt_ms(pane + self.rules.slide - self.rules.size), fmt_ms(pane + self.rules.slide), fmt_ms(closed), self.rules.lateness
+                        fmt_ms(t),
+                        fmt_ms(pane + self.rules.slide - self.rules.size),
+                        fmt_ms(pane + self.rules.slide),
+                        fmt_ms(closed),
+                        self.rules.lateness
                     );
                     out.failures.push(WindowFailure { index, kind: "late", reason });
                 }
@@ -240,13 +246,8 @@ impl Windows<'_> {
     /// The watermark passed `closes`: emit every window ending in (closed_until, closes].
     fn close(&mut self, closes: i64, origin: u32, out: &mut WindowOutput) -> Result<(), WindowError> {
         let after = self.state.closed_until.unwrap_or(i64::MIN);
-        let ends: BTreeSet<i64> = self
-            .state
-            .panes
-            .keys()
-            .flat_map(|&p| self.rules.window_ends(p).collect::<Vec<_>>())
-            .filter(|&e| e > after && e <= closes)
-            .collect();
+        let ends: BTreeSet<i64> =
+            self.state.panes.keys().flat_map(|&p| self.rules.window_ends(p).collect::<Vec<_>>()).filter(|&e| e > after && e <= closes).collect();
         for end in ends {
             self.emit(end, 0, origin, out)?;
         }

@@ -19,11 +19,8 @@ const OWNED_PROPERTIES: &[&str] = &[
 ];
 
 /// Environment variables that override secrets, and the property each sets.
-const SECRET_OVERRIDES: &[(&str, &str)] = &[
-    ("SLUICE_KAFKA_SASL_USERNAME", "sasl.username"),
-    ("SLUICE_KAFKA_SASL_PASSWORD", "sasl.password"),
-    ("SLUICE_KAFKA_SSL_KEY_PASSWORD", "ssl.key.password"),
-];
+const SECRET_OVERRIDES: &[(&str, &str)] =
+    &[("SLUICE_KAFKA_SASL_USERNAME", "sasl.username"), ("SLUICE_KAFKA_SASL_PASSWORD", "sasl.password"), ("SLUICE_KAFKA_SSL_KEY_PASSWORD", "ssl.key.password")];
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -104,7 +101,9 @@ impl KafkaConfig {
         if self.brokers.trim().is_empty() {
             return Err("kafka.brokers is empty: give host:port of at least one broker".into());
         }
-        for (section, props) in [("properties", &self.properties), ("consumer_properties", &self.consumer_properties), ("producer_properties", &self.producer_properties)] {
+        for (section, props) in
+            [("properties", &self.properties), ("consumer_properties", &self.consumer_properties), ("producer_properties", &self.producer_properties)]
+        {
             if let Some(key) = props.keys().find(|k| OWNED_PROPERTIES.contains(&k.as_str())) {
                 return Err(format!(
                     "kafka.{section}.\"{key}\" is set by sluice itself (offsets are committed only after landing); use kafka.brokers, kafka.start_from or kafka.produce_timeout_ms instead"
@@ -153,10 +152,13 @@ impl KafkaConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            .set("auto.offset.reset", match self.start_from {
-                StartFrom::Earliest => "earliest",
-                StartFrom::Latest => "latest",
-            })
+            .set(
+                "auto.offset.reset",
+                match self.start_from {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                },
+            )
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", self.heartbeat_interval_ms.to_string());
         set_default(&mut c, "queued.min.messages", self.read_ahead_records.to_string());
@@ -205,7 +207,9 @@ mod tests {
 
     #[test]
     fn consumer_settings_keep_commits_manual_and_pass_properties_through() {
-        let c = parse("brokers = \"b:9092\"\nstart_from = \"latest\"\n[properties]\n\"security.protocol\" = \"SASL_SSL\"\n[consumer_properties]\n\"fetch.max.bytes\" = \"1000000\"\n");
+        let c = parse(
+            "brokers = \"b:9092\"\nstart_from = \"latest\"\n[properties]\n\"security.protocol\" = \"SASL_SSL\"\n[consumer_properties]\n\"fetch.max.bytes\" = \"1000000\"\n",
+        );
         c.validate().expect("valid");
         let cc = c.consumer(&c.group("pin"), "w0");
         assert_eq!(cc.get("group.id"), Some("sluice-pin"));
@@ -223,7 +227,9 @@ mod tests {
 
     #[test]
     fn the_read_ahead_defaults_give_way_to_passed_through_properties() {
-        let c = parse("brokers = \"b:9092\"\nread_ahead_records = 1000\n[consumer_properties]\n\"queued.max.messages.kbytes\" = \"2048\"\n[producer_properties]\n\"linger.ms\" = \"50\"\n");
+        let c = parse(
+            "brokers = \"b:9092\"\nread_ahead_records = 1000\n[consumer_properties]\n\"queued.max.messages.kbytes\" = \"2048\"\n[producer_properties]\n\"linger.ms\" = \"50\"\n",
+        );
         c.validate().expect("valid");
         let cc = c.consumer("g", "w0");
         assert_eq!(cc.get("queued.min.messages"), Some("1000"));

@@ -22,10 +22,10 @@
 //! (its objects are never made visible) and the new owner lands those records.
 
 use super::config::{KafkaConfig, StartFrom};
+use crate::position::{Checkpoint, Fetched, Intent, PartitionId};
+use crate::source::Source;
 use crate::store::ObjectStore;
 use crate::sync::lock;
-use crate::source::Source;
-use crate::position::{Checkpoint, Fetched, Intent, PartitionId};
 use anyhow::Context as _;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};

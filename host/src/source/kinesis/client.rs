@@ -13,8 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Error codes that mean "slow down", not "something is wrong".
-const THROTTLING_CODES: &[&str] =
-    &["ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException", "KMSThrottlingException"];
+const THROTTLING_CODES: &[&str] = &["ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException", "KMSThrottlingException"];
 
 /// Run `fut` to completion, blocking the calling thread. Pipeline workers
 /// call this; so does pipeline start-up, which may run inside the server's
@@ -32,15 +31,14 @@ where
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("sluice-kinesis")
-                .enable_all()
-                .build()
-                .expect("starting the Kinesis client's runtime")
-        })
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sluice-kinesis")
+            .enable_all()
+            .build()
+            .expect("starting the Kinesis client's runtime")
+    })
 }
 
 /// What went wrong with a call, sorted by what the caller does about it.
@@ -142,7 +140,10 @@ pub struct ReadBatch {
 
 /// The outcome of one record of a PutRecords call.
 pub enum PutOutcome {
-    Stored { shard_id: String, sequence_number: String },
+    Stored {
+        shard_id: String,
+        sequence_number: String,
+    },
     /// Refused for now (throttled, internal failure): put it again.
     Retry(String),
 }
@@ -182,14 +183,12 @@ impl Kinesis {
                 if shared.region().is_none() { b.region(Region::new("us-east-1")) } else { b }
             }
         };
-        b = b
-            .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::standard().with_max_attempts(1))
-            .timeout_config(
-                aws_sdk_kinesis::config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(30))
-                    .build(),
-            );
+        b = b.retry_config(aws_sdk_kinesis::config::retry::RetryConfig::standard().with_max_attempts(1)).timeout_config(
+            aws_sdk_kinesis::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .build(),
+        );
         if let Some(url) = &config.endpoint_url {
             b = b.endpoint_url(url);
         }
@@ -311,14 +310,7 @@ impl Kinesis {
         let start: u128 = shard.hash_key_start.parse().map_err(|_| CallError::Other(format!("bad hash key `{}`", shard.hash_key_start)))?;
         let end: u128 = shard.hash_key_end.parse().map_err(|_| CallError::Other(format!("bad hash key `{}`", shard.hash_key_end)))?;
         let middle = start + (end - start) / 2 + 1;
-        self.client
-            .split_shard()
-            .stream_name(stream)
-            .shard_to_split(&shard.id)
-            .new_starting_hash_key(middle.to_string())
-            .send()
-            .await
-            .map_err(classify)?;
+        self.client.split_shard().stream_name(stream).shard_to_split(&shard.id).new_starting_hash_key(middle.to_string()).send().await.map_err(classify)?;
         self.wait_active(stream).await
     }
 }

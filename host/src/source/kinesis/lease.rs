@@ -18,8 +18,8 @@
 //!   that end checkpointed) or gone from the stream (trimmed by retention).
 
 use super::client::ShardInfo;
-use crate::store::ObjectStore;
 use crate::position::Intent;
+use crate::store::ObjectStore;
 use crate::sync::lock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -119,8 +119,8 @@ impl LeaseTable {
                 continue;
             }
             let Some((bytes, version)) = self.store.get_versioned(&key)? else { continue };
-            let doc: LeaseDoc = serde_json::from_slice(&bytes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("lease document {key} is not valid: {e}")))?;
+            let doc: LeaseDoc =
+                serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("lease document {key} is not valid: {e}")))?;
             let now = Instant::now();
             let mut seen = lock(&self.seen);
             let entry = seen.entry(key).or_insert((doc.counter, now));
@@ -173,10 +173,7 @@ pub struct Plan {
 /// finished or gone from the stream (`listed`).
 pub fn readable<'a>(docs: &'a [Versioned], listed: &BTreeSet<String>) -> Vec<&'a Versioned> {
     let finished: BTreeSet<&str> = docs.iter().filter(|v| v.doc.finished).map(|v| v.doc.shard.as_str()).collect();
-    docs.iter()
-        .filter(|v| !v.doc.finished)
-        .filter(|v| v.doc.parents.iter().all(|p| finished.contains(p.as_str()) || !listed.contains(p)))
-        .collect()
+    docs.iter().filter(|v| !v.doc.finished).filter(|v| v.doc.parents.iter().all(|p| finished.contains(p.as_str()) || !listed.contains(p))).collect()
 }
 
 /// The KCL's balancing rule over the readable shards of every stream.

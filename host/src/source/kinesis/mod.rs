@@ -7,7 +7,7 @@ mod config;
 mod lease;
 mod source;
 
-pub use client::{shard_id, shard_number, CallError, Kinesis, PutOutcome, ShardInfo, StartAt};
+pub use client::{CallError, Kinesis, PutOutcome, ShardInfo, StartAt, shard_id, shard_number};
 pub use config::{KinesisConfig, StartFrom};
 pub use lease::{LeaseDoc, Resume};
-pub use source::{open_shard_count, KinesisSource};
+pub use source::{KinesisSource, open_shard_count};

@@ -19,13 +19,13 @@
 //! its end and that end is checkpointed, so per partition key, every record of
 //! the parent lands before any record of the child.
 
-use super::client::{block_on, shard_number, CallError, Kinesis, StartAt};
+use super::client::{CallError, Kinesis, StartAt, block_on, shard_number};
 use super::config::KinesisConfig;
-use super::lease::{plan, readable, LeaseDoc, LeaseTable, Resume, Versioned};
+use super::lease::{LeaseDoc, LeaseTable, Resume, Versioned, plan, readable};
+use crate::position::{Checkpoint, Fetched, Intent, PartitionId};
+use crate::source::Source;
 use crate::store::ObjectStore;
 use crate::sync::lock;
-use crate::source::Source;
-use crate::position::{Checkpoint, Fetched, Intent, PartitionId};
 use crate::telemetry::metrics;
 use anyhow::Context as _;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -190,7 +190,14 @@ impl KinesisSource {
     }
 
     /// As [`KinesisSource::new`], through a client made elsewhere (other credentials).
-    pub fn with_client(kinesis: Kinesis, config: &KinesisConfig, pipeline: &str, owner: String, streams: &[String], store: Arc<dyn ObjectStore>) -> anyhow::Result<Self> {
+    pub fn with_client(
+        kinesis: Kinesis,
+        config: &KinesisConfig,
+        pipeline: &str,
+        owner: String,
+        streams: &[String],
+        store: Arc<dyn ObjectStore>,
+    ) -> anyhow::Result<Self> {
         let leases = Arc::new(LeaseTable::new(store, config.lease_folder(pipeline), owner, Duration::from_millis(config.lease_duration_ms)));
         let slots = Slots::default();
         let renewer = Some(spawn_renewer(leases.clone(), slots.clone(), config.renew_every()).context("starting the lease renewer thread")?);
@@ -230,7 +237,10 @@ impl KinesisSource {
     /// Refuse to move a shard's checkpoint for a pipeline that has not yet
     /// heard that the lease was lost (and maybe taken back) since it read.
     fn ensure_current(&self, p: &PartitionId) -> anyhow::Result<()> {
-        anyhow::ensure!(!self.revoked.contains(p), "the lease of {p} was lost since these records were read; the pipeline reopens the shard from its checkpoint");
+        anyhow::ensure!(
+            !self.revoked.contains(p),
+            "the lease of {p} was lost since these records were read; the pipeline reopens the shard from its checkpoint"
+        );
         Ok(())
     }
 
@@ -315,11 +325,8 @@ impl KinesisSource {
         let until = *self.starting_until.get_or_insert_with(|| Instant::now() + Duration::from_millis(self.config.lease_duration_ms));
         let expected_workers = if Instant::now() < until { self.starting_workers } else { 1 };
         let plan = plan(&ready, &me, expected_workers, |v| self.leases.is_free(v));
-        let wanted: Vec<Versioned> = ready
-            .iter()
-            .filter(|v| plan.take.contains(&v.doc.shard) || plan.steal.as_deref() == Some(v.doc.shard.as_str()))
-            .map(|v| (*v).clone())
-            .collect();
+        let wanted: Vec<Versioned> =
+            ready.iter().filter(|v| plan.take.contains(&v.doc.shard) || plan.steal.as_deref() == Some(v.doc.shard.as_str())).map(|v| (*v).clone()).collect();
         for mut v in wanted {
             let stolen_from = v.doc.owner.clone().filter(|_| plan.steal.as_deref() == Some(v.doc.shard.as_str()));
             if !self.leases.write(&mut v, |d| d.owner = Some(me.clone()))? {
@@ -546,26 +553,24 @@ impl Drop for KinesisSource {
 fn spawn_renewer(leases: Arc<LeaseTable>, slots: Slots, every: Duration) -> std::io::Result<(Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("sluice-kinesis-leases".into())
-        .spawn(move || {
-            while !stopped.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(100));
-                let held: Vec<(PartitionId, Arc<Mutex<LeaseSlot>>)> = lock(&slots).iter().map(|(p, s)| (p.clone(), s.clone())).collect();
-                for (p, slot) in held {
-                    let mut slot = lock(&slot);
-                    if slot.lost || slot.last_write.elapsed() < every {
-                        continue;
-                    }
-                    match leases.write(&mut slot.lease, |_| {}) {
-                        Ok(true) => slot.last_write = Instant::now(),
-                        Ok(false) => slot.lost = true,
-                        // Tried again on the next turn; the lease lapses only if this goes on for a whole duration.
-                        Err(e) => tracing::warn!(partition = %p, error = %e, "renewing a Kinesis shard lease"),
-                    }
+    let thread = std::thread::Builder::new().name("sluice-kinesis-leases".into()).spawn(move || {
+        while !stopped.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+            let held: Vec<(PartitionId, Arc<Mutex<LeaseSlot>>)> = lock(&slots).iter().map(|(p, s)| (p.clone(), s.clone())).collect();
+            for (p, slot) in held {
+                let mut slot = lock(&slot);
+                if slot.lost || slot.last_write.elapsed() < every {
+                    continue;
+                }
+                match leases.write(&mut slot.lease, |_| {}) {
+                    Ok(true) => slot.last_write = Instant::now(),
+                    Ok(false) => slot.lost = true,
+                    // Tried again on the next turn; the lease lapses only if this goes on for a whole duration.
+                    Err(e) => tracing::warn!(partition = %p, error = %e, "renewing a Kinesis shard lease"),
                 }
             }
-        })?;
+        }
+    })?;
     Ok((stop, thread))
 }
 
