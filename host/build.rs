@@ -69,51 +69,19 @@ fn main() {
     }
 }
 
-const GUEST_TARGET: &str = "wasm32-wasip2";
+/// Installs the guest target through rustup when it is missing; shared with `sluice transform build`.
+#[path = "src/cli/authoring/guest_target.rs"]
+mod guest_target;
+use guest_target::GUEST_TARGET;
 
-/// Makes sure the compiler running this build has the standard library for the
-/// guest target, installing it through rustup when it is missing.
-///
-/// `rust-toolchain.toml` lists the target, but rustup (1.29 at least) installs a
-/// toolchain file's targets only when it installs the toolchain itself: on a
-/// machine that already has stable, the README's first command would compile for
-/// twenty minutes and then fail here. The test script relies on this same step,
-/// so CI proves what a new user gets.
+/// The compiler running this build must have the guest target's standard library.
+/// The README's first command relies on this, and so does the test script (it does
+/// not add the target itself), so CI proves what a new user gets.
 fn ensure_guest_target() {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    if has_target(&rustc) {
-        return;
+    if let Err(e) = guest_target::ensure_guest_target(&rustc, |msg| println!("cargo:warning={msg}")) {
+        panic!("{e}");
     }
-    // Under rustup, cargo runs with RUSTUP_TOOLCHAIN naming the active toolchain
-    // (the one rust-toolchain.toml chose): install the target into that one.
-    let toolchain = env::var("RUSTUP_TOOLCHAIN").ok();
-    println!("cargo:warning=the {GUEST_TARGET} target is missing; installing it with rustup (once, about 20 MB)");
-    let mut cmd = Command::new("rustup");
-    cmd.args(["target", "add", GUEST_TARGET]);
-    if let Some(toolchain) = &toolchain {
-        cmd.args(["--toolchain", toolchain]);
-    }
-    match cmd.status() {
-        Ok(status) if status.success() && has_target(&rustc) => {}
-        Ok(status) => panic!(
-            "`rustup target add {GUEST_TARGET}` failed ({status}); the built-in transforms are compiled for that target.\n\
-             Run it by hand (it needs the network to reach the Rust distribution server), then build again."
-        ),
-        Err(e) => panic!(
-            "the {GUEST_TARGET} target is not installed for {rustc}, and rustup could not be run to install it ({e}).\n\
-             sluice compiles its built-in transforms for {GUEST_TARGET}: install Rust through rustup (https://rustup.rs) \
-             or add that target's standard library to this toolchain, then build again."
-        ),
-    }
-}
-
-/// Whether `rustc`'s sysroot holds the guest target's standard library.
-fn has_target(rustc: &str) -> bool {
-    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
-        return false;
-    };
-    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot).join("lib/rustlib").join(GUEST_TARGET).join("lib").is_dir()
 }
 
 /// `OUT_DIR` is `<target>/<profile>/build/sluice-<hash>/out`; walk up to `<target>`.

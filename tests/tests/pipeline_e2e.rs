@@ -123,7 +123,9 @@ async fn the_memory_budget_rolls_the_largest_segment_first() {
     let config = Config::parse(&sluice_tests::pin_config(
         &dir.path().join("data"),
         "listen = \"127.0.0.1:0\"",
-        "workers = 1\nroll = { max_age_ms = 600000, max_bytes = 1073741824, memory_budget_bytes = 300000 }",
+        // Small reads, so the budget is crossed many times however fast the worker
+        // catches up (one read of everything would roll only three segments).
+        "workers = 1\nbatch = { max_records = 250 }\nroll = { max_age_ms = 600000, max_bytes = 1073741824, memory_budget_bytes = 300000 }",
     ))
     .expect("config");
     let app = RunningApp::start(&config).await.expect("start");
@@ -136,7 +138,12 @@ async fn the_memory_budget_rolls_the_largest_segment_first() {
         assert!(std::time::Instant::now() < deadline, "{:?}", app.snapshot());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Landed before any age or size limit could have rolled them: the budget did.
+    // Landed before any age or size limit could have rolled them: the budget did
+    // (the worker rolls after the reads of a round, so give that round a moment).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.snapshot()["pin"].segments <= 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let segments = app.snapshot()["pin"].segments;
     assert!(segments > 3, "the budget rolled segments early ({segments})");
     // Shutdown lands the rest (under the budget, so still open).

@@ -1,5 +1,6 @@
 //! Command-line interface. Each subcommand lives in its own module.
 
+mod authoring;
 mod demo;
 mod emulate;
 mod locate;
@@ -67,7 +68,7 @@ enum Command {
     /// Run the nine reports now over the landed tables: print them, write each as
     /// Parquet and CSV under reports/<name>/run=<time>/, and an HTML summary with charts.
     Report(report::ReportArgs),
-    /// Work with transform components: run one over a file, list the built-ins.
+    /// Work with transform components: write one (new, build, test, deploy), run one over a file, list the built-ins.
     #[command(subcommand)]
     Transform(transform::TransformCommand),
 }

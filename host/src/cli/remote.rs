@@ -43,7 +43,7 @@ impl Remote {
             .with_context(|| format!("no --token, no SLUICE_ADMIN_TOKEN, and no token file at {} (give --data-dir of the running instance)", path.display()))
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Value> {
+    pub(super) async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Value> {
         let client = reqwest::Client::new();
         let mut req = client.request(method, format!("{}{path}", self.url.trim_end_matches('/'))).bearer_auth(self.token()?);
         if let Some(b) = body {
@@ -59,7 +59,7 @@ impl Remote {
         Ok(body)
     }
 
-    fn print(&self, v: &Value, summary: impl FnOnce(&Value)) {
+    pub(super) fn print(&self, v: &Value, summary: impl FnOnce(&Value)) {
         if self.json {
             println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
         } else {

@@ -1,5 +1,6 @@
-//! `sluice transform …`: run a transform over a JSON-lines file; list built-ins.
+//! `sluice transform …`: write, build, test and deploy a transform; run one over a JSON-lines file; list built-ins.
 
+use super::authoring;
 use crate::runtime::{Runtime, SandboxLimits, builtin_names};
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -22,11 +23,60 @@ pub enum TransformCommand {
     Run(RunArgs),
     /// List the built-in transforms compiled into this binary, with versions and content hashes.
     Builtins,
-    /// Upload a component to a running sluice: `sluice transform deploy clean-pin ./clean_pin.wasm`.
-    /// It is validated (compiles, implements the world, passes the golden samples) before it is accepted.
-    Deploy {
+    /// Start a transform crate of your own, outside this repository: a commented
+    /// example, native unit tests, golden samples, and the SDK it builds with.
+    ///
+    /// Then: `sluice transform build DIR`, `sluice transform test DIR`,
+    /// `sluice transform deploy DIR --pipeline P --stage N` (docs/transform-authoring.md).
+    New {
+        /// The transform's name (lowercase letters, digits, `-`): the crate's and the component's.
         name: String,
-        file: PathBuf,
+        /// What to start from.
+        #[arg(long, value_enum, default_value = "transform")]
+        kind: authoring::scaffold::Kind,
+        /// Where to write the crate. Default: ./NAME.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build the crate in DIR (default: here) into a component for wasm32-wasip2
+    /// (adding the target through rustup when missing), and check that this sluice
+    /// runs it: the world it implements, its version, size and content hash.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run the crate's golden samples (samples.json) through its built component,
+    /// in the sandbox and limits the server uses; a diff for each failing sample,
+    /// and a non-zero exit when any fails. With --input, run it over a JSON-lines
+    /// file and summarise outputs, refusals and counters instead.
+    Test {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// A JSON-lines file to run the component over.
+        #[arg(long)]
+        input: Option<PathBuf>,
+    },
+    /// Upload a component to a running sluice and, with --pipeline, put it live.
+    ///
+    /// `deploy [DIR] --pipeline P --stage N [--shadow SECONDS]` uploads the crate's
+    /// built component and its golden samples (checked again by the server), runs it
+    /// as a shadow of the active version for SECONDS and prints the comparison, then
+    /// activates it between batches and prints how to roll back.
+    /// `deploy NAME FILE.wasm` uploads a component file as transform NAME.
+    Deploy {
+        /// The crate's folder (default: here), or with FILE, the transform's name.
+        target: Option<String>,
+        /// A component file to upload as transform TARGET.
+        file: Option<PathBuf>,
+        /// Put it live on this pipeline…
+        #[arg(long, requires = "stage", conflicts_with = "file")]
+        pipeline: Option<String>,
+        /// …at this stage (0 is the first transform).
+        #[arg(long, requires = "pipeline")]
+        stage: Option<usize>,
+        /// Run it as a shadow this many seconds first and print how it compares.
+        #[arg(long, requires = "pipeline")]
+        shadow: Option<u64>,
         #[command(flatten)]
         remote: super::remote::Remote,
     },
@@ -83,7 +133,51 @@ pub fn run(cmd: TransformCommand) -> anyhow::Result<ExitCode> {
     use super::remote;
     match cmd {
         TransformCommand::Run(args) => run_file(args),
-        TransformCommand::Deploy { name, file, remote: r } => super::block_on(async move { remote::deploy(&r, &name, &file).await }),
+        TransformCommand::New { name, kind, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            authoring::scaffold::write_crate(&dir, &name, kind)?;
+            println!("wrote the {kind:?} crate `{name}` in {}:", dir.display());
+            println!("  src/lib.rs            the transform, with native unit tests (`cargo test`)");
+            println!("  samples.json          golden samples: checked by `test`, and by the server on every upload");
+            println!("  sdk/, wit/            the SDK and the contract of this sluice, which the crate builds with");
+            println!("next:");
+            println!("  sluice transform build {}", dir.display());
+            println!("  sluice transform test {}", dir.display());
+            println!("  sluice transform deploy {} --pipeline <pipeline> --stage <n> [--shadow 30]", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        TransformCommand::Build { dir } => {
+            let (krate, t) = authoring::build::build(&dir)?;
+            println!("built {}", authoring::build::describe(&t));
+            println!("  {}", krate.component_path().display());
+            Ok(ExitCode::SUCCESS)
+        }
+        TransformCommand::Test { dir, input } => {
+            let krate = authoring::TransformCrate::open(&dir)?;
+            let t = authoring::build::load(&krate)?;
+            println!("testing {}", authoring::build::describe(&t));
+            if let Some(input) = input {
+                authoring::test::input_file(&t, &input)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(if authoring::test::samples(&krate, &t)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        TransformCommand::Deploy { target, file: Some(file), remote: r, .. } => {
+            let name = target.context("give the transform's name before the file: sluice transform deploy NAME FILE.wasm")?;
+            super::block_on(async move { remote::deploy(&r, &name, &file).await })
+        }
+        TransformCommand::Deploy { target, file: None, pipeline, stage, shadow, remote: r } => {
+            let dir = PathBuf::from(target.unwrap_or_else(|| ".".into()));
+            super::block_on(async move {
+                let live = pipeline.as_deref().zip(stage).map(|(pipeline, stage)| authoring::deploy::Target {
+                    pipeline,
+                    stage,
+                    shadow: shadow.map(std::time::Duration::from_secs),
+                });
+                authoring::deploy::deploy(&r, &dir, live).await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         TransformCommand::List { remote: r } => super::block_on(async move { remote::list(&r).await }),
         TransformCommand::Activate { pipeline, stage, version, remote: r } => {
             super::block_on(async move { remote::activate(&r, &pipeline, stage, &version).await })

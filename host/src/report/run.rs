@@ -70,7 +70,7 @@ pub fn write(store: &dyn ObjectStore, run_id: &str, results: &[ReportResult]) ->
     };
     for r in results {
         for (format, ext) in [(Format::Parquet, "parquet"), (Format::Csv, "csv")] {
-            put(layout::report_object(&r.name, run_id, ext), &output::to_bytes(format, &r.schema, &r.batches)?)?;
+            put(layout::report_object(r.name, run_id, ext), &output::to_bytes(format, &r.schema, &r.batches)?)?;
         }
     }
     put(summary_key(run_id), super::html::summary(run_id, &store.location(), results).as_bytes())?;

@@ -273,33 +273,54 @@ fn info(t: &CompiledTransform, builtin: bool, uploaded_at_ms: i64) -> VersionInf
 /// Run each sample alone through a fresh instance and compare.
 fn check_samples(t: &Arc<CompiledTransform>, samples: &[GoldenSample]) -> Result<(), RegistryError> {
     if t.kind() == ComponentKind::Aggregate && !samples.is_empty() {
-        return Err(RegistryError::GoldenSample {
-            index: 0,
-            reason: "golden samples are record-in, records-out checks of transforms; an aggregate has none".into(),
-        });
+        return Err(RegistryError::GoldenSample { index: 0, reason: AGGREGATES_HAVE_NO_SAMPLES.into() });
     }
     for (index, s) in samples.iter().enumerate() {
-        let fail = |reason: String| RegistryError::GoldenSample { index, reason };
-        let mut batch = BatchBuf::default();
-        batch.push(s.input.to_string().as_bytes(), b"", 0);
-        let done = t.instance().process(&batch.as_ref());
-        match (done.failures.first(), s.rejected) {
-            (Some(f), true) if f.kind == super::FailureKind::Rejected => continue,
-            (Some(f), _) => return Err(fail(format!("{}: {}", f.kind.as_str(), f.reason))),
-            (None, true) => return Err(fail("expected the record to be refused, but it was accepted".into())),
-            (None, false) => {}
-        }
-        let got: Vec<serde_json::Value> = done
-            .output
-            .as_ref()
-            .iter()
-            .map(|r| serde_json::from_slice(r.value).map_err(|e| fail(format!("output is not JSON: {e}"))))
-            .collect::<Result<_, _>>()?;
-        if got != s.output {
-            return Err(fail(format!("expected {}, got {}", serde_json::Value::from(s.output.clone()), serde_json::Value::from(got))));
+        if let SampleOutcome::Failed { reason, .. } = run_sample(t, s) {
+            return Err(RegistryError::GoldenSample { index, reason });
         }
     }
     Ok(())
+}
+
+/// Why an aggregate takes no golden samples.
+pub const AGGREGATES_HAVE_NO_SAMPLES: &str = "golden samples are record-in, records-out checks of transforms; an aggregate has none";
+
+/// How a component did on one golden sample.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SampleOutcome {
+    Passed,
+    Failed {
+        reason: String,
+        /// What the sample expects and what came out, when both are records.
+        expected: Option<Vec<serde_json::Value>>,
+        got: Option<Vec<serde_json::Value>>,
+    },
+}
+
+/// Run one sample alone through a fresh instance of `t` (a transform), under
+/// the runtime's sandbox limits, and compare.
+pub fn run_sample(t: &Arc<CompiledTransform>, s: &GoldenSample) -> SampleOutcome {
+    let fail = |reason: String| SampleOutcome::Failed { reason, expected: None, got: None };
+    let mut batch = BatchBuf::default();
+    batch.push(s.input.to_string().as_bytes(), b"", 0);
+    let done = t.instance().process(&batch.as_ref());
+    match (done.failures.first(), s.rejected) {
+        (Some(f), true) if f.kind == super::FailureKind::Rejected => return SampleOutcome::Passed,
+        (Some(f), _) => return fail(format!("{}: {}", f.kind.as_str(), f.reason)),
+        (None, true) => return fail("expected the record to be refused, but it was accepted".into()),
+        (None, false) => {}
+    }
+    let got: Result<Vec<serde_json::Value>, _> = done.output.as_ref().iter().map(|r| serde_json::from_slice(r.value)).collect();
+    match got {
+        Err(e) => fail(format!("output is not JSON: {e}")),
+        Ok(got) if got == s.output => SampleOutcome::Passed,
+        Ok(got) => SampleOutcome::Failed {
+            reason: format!("expected {}, got {}", serde_json::Value::from(s.output.clone()), serde_json::Value::from(got.clone())),
+            expected: Some(s.output.clone()),
+            got: Some(got),
+        },
+    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
