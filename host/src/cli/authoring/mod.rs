@@ -42,8 +42,17 @@ impl TransformCrate {
     /// Where cargo puts the component: `CARGO_TARGET_DIR` (or `<crate>/target`),
     /// then `wasm32-wasip2/release/<package with underscores>.wasm`.
     pub fn component_path(&self) -> PathBuf {
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| self.dir.join("target"));
-        let target = if target.is_relative() { self.dir.join(target) } else { target };
+        self.component_path_with(std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
+    }
+
+    /// [`Self::component_path`] for a given `CARGO_TARGET_DIR`: cargo, run in
+    /// the crate, takes a relative one as relative to the crate.
+    fn component_path_with(&self, target_dir: Option<PathBuf>) -> PathBuf {
+        let target = match target_dir {
+            Some(t) if t.is_relative() => self.dir.join(t),
+            Some(t) => t,
+            None => self.dir.join("target"),
+        };
         target.join(GUEST_TARGET).join("release").join(format!("{}.wasm", self.package.replace('-', "_")))
     }
 
@@ -63,5 +72,19 @@ impl TransformCrate {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_component_is_where_cargo_puts_it() {
+        let krate = TransformCrate { dir: PathBuf::from("rules"), package: "my-rules".into() };
+        let wasm = Path::new("wasm32-wasip2/release/my_rules.wasm");
+        assert_eq!(krate.component_path_with(None), Path::new("rules/target").join(wasm));
+        assert_eq!(krate.component_path_with(Some("out".into())), Path::new("rules/out").join(wasm));
+        assert_eq!(krate.component_path_with(Some("/tmp/t".into())), Path::new("/tmp/t").join(wasm));
     }
 }
