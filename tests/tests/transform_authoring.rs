@@ -5,20 +5,16 @@
 
 use serde_json::{Value, json};
 use sluice_tests::{Server, free_port, json_lines, produce, wait_until};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 const TOKEN: &str = "an-authoring-test-token";
 
-fn sluice(args: &[&str], target_dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
-        .args(args)
-        // The component's dependencies are built once per test target dir, not per run.
-        .env("CARGO_TARGET_DIR", target_dir)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("running sluice")
+/// Run sluice as a user would: the component builds in the crate's own target
+/// dir (so no CARGO_TARGET_DIR from the test's own cargo run leaks in).
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice-under-test")).args(args).env_remove("CARGO_TARGET_DIR").env("RUST_LOG", "warn").output().expect("running sluice")
 }
 
 fn ok(out: &Output, what: &str) -> String {
@@ -45,16 +41,15 @@ fn landed(table: &Path) -> Vec<(i64, Value)> {
 #[test]
 fn new_build_test_deploy_then_the_new_version_cleans_what_lands() {
     let work = tempfile::tempdir().expect("temp dir");
-    let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("transform-authoring");
     let krate = work.path().join("tag-pins");
     let dir = krate.to_str().expect("utf-8 path");
 
     // new → build → test
-    let out = ok(&sluice(&["transform", "new", "tag-pins", "--dir", dir], &target_dir), "new");
+    let out = ok(&sluice(&["transform", "new", "tag-pins", "--dir", dir]), "new");
     assert!(out.contains("sluice transform build"), "{out}");
-    let out = ok(&sluice(&["transform", "build", dir], &target_dir), "build");
+    let out = ok(&sluice(&["transform", "build", dir]), "build");
     assert!(out.contains("built tag-pins@0.1.0 (transform world"), "{out}");
-    let out = ok(&sluice(&["transform", "test", dir], &target_dir), "test");
+    let out = ok(&sluice(&["transform", "test", dir]), "test");
     assert!(out.contains("3 samples: 3 passed, 0 failed"), "{out}");
 
     // A sample that expects the category kept as it came: the test says so and fails.
@@ -63,7 +58,7 @@ fn new_build_test_deploy_then_the_new_version_cleans_what_lands() {
     let mut samples: Vec<Value> = serde_json::from_str(&good_samples).expect("JSON");
     samples.push(json!({"input": {"ind": 9, "category": "Art"}, "output": [{"ind": 9, "category": "Art"}]}));
     std::fs::write(&samples_path, serde_json::to_vec_pretty(&samples).expect("JSON")).expect("write");
-    let failing = sluice(&["transform", "test", dir], &target_dir);
+    let failing = sluice(&["transform", "test", dir]);
     let out = String::from_utf8_lossy(&failing.stdout);
     assert!(!failing.status.success(), "a failing sample must fail the command:\n{out}");
     assert!(out.contains("FAIL  sample 4") && out.contains("4 samples: 3 passed, 1 failed"), "{out}");
@@ -83,7 +78,7 @@ fn new_build_test_deploy_then_the_new_version_cleans_what_lands() {
     let remote = ["--url", base.as_str(), "--token", TOKEN];
 
     // Deploy 0.1.0 (upload only), then a pipeline that runs it.
-    let out = ok(&sluice(&[&["transform", "deploy", dir][..], &remote].concat(), &target_dir), "deploy 0.1.0");
+    let out = ok(&sluice(&[&["transform", "deploy", dir][..], &remote].concat()), "deploy 0.1.0");
     assert!(out.contains("uploaded tag-pins@0.1.0") && out.contains("passed 3 golden sample(s)"), "{out}");
     let pipeline = "name = \"tagged\"\ntopics = [\"t.events\"]\ntransforms = [\"tag-pins\"]\ntable = { name = \"tagged\", formats = [\"jsonl\"] }\nroll = { max_age_ms = 200 }\n";
     admin(&base, reqwest::Method::POST, "/api/v1/pipelines", pipeline);
@@ -102,11 +97,11 @@ fn new_build_test_deploy_then_the_new_version_cleans_what_lands() {
     );
     assert_ne!(changed, source, "the template changed: update this test's edit");
     std::fs::write(&lib, changed).expect("write lib.rs");
-    let out = ok(&sluice(&["transform", "build", dir], &target_dir), "build 0.2.0");
+    let out = ok(&sluice(&["transform", "build", dir]), "build 0.2.0");
     assert!(out.contains("built tag-pins@0.2.0"), "{out}");
-    ok(&sluice(&["transform", "test", dir], &target_dir), "test 0.2.0");
+    ok(&sluice(&["transform", "test", dir]), "test 0.2.0");
     let deploy = [&["transform", "deploy", dir, "--pipeline", "tagged", "--stage", "0", "--shadow", "2"][..], &remote].concat();
-    let out = ok(&sluice(&deploy, &target_dir), "deploy 0.2.0");
+    let out = ok(&sluice(&deploy), "deploy 0.2.0");
     assert!(out.contains("shadow:") && out.contains("live: tagged stage 0 runs tag-pins@0.2.0") && out.contains("sluice transform rollback tagged 0"), "{out}");
 
     // What lands from now on is cleaned by 0.2.0; what landed before stays as 0.1.0 made it.

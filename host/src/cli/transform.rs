@@ -136,7 +136,7 @@ pub fn run(cmd: TransformCommand) -> anyhow::Result<ExitCode> {
         TransformCommand::New { name, kind, dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             authoring::scaffold::write_crate(&dir, &name, kind)?;
-            println!("wrote the {kind:?} crate `{name}` in {}:", dir.display());
+            println!("wrote the {} crate `{name}` in {}:", format!("{kind:?}").to_lowercase(), dir.display());
             println!("  src/lib.rs            the transform, with native unit tests (`cargo test`)");
             println!("  samples.json          golden samples: checked by `test`, and by the server on every upload");
             println!("  sdk/, wit/            the SDK and the contract of this sluice, which the crate builds with");
