@@ -1,12 +1,13 @@
 //! sluice: a WebAssembly-extensible stream processor appliance.
 //!
-//! One module per stage: [`ingest`] (the HTTP shapes clients post to),
-//! [`source`] (the embedded log, Kafka, Kinesis), [`runtime`] (sandboxed Wasm
-//! transforms), [`pipeline`] (workers that read, transform and land), [`sink`]
-//! (the landing store and its file formats), [`jobs`] and [`report`] (the batch
-//! side), [`admin`] and [`telemetry`] (control and metrics); [`app`] wires them
-//! into a process and [`cli`] is the command line. See ARCHITECTURE.md for the
-//! whole picture.
+//! One folder per stage or shared layer, imports running one way (lowest
+//! first): [`position`], [`store`], [`telemetry`] (the words and storage every
+//! stage shares); [`log`], [`source`], [`runtime`], [`sink`] (the embedded log,
+//! where pipelines read, the Wasm sandbox, what lands); [`ingest`],
+//! [`pipeline`], [`report`], [`jobs`], [`emulate`] (the stages); [`config`] and
+//! [`admin`]; [`app`], which assembles a process; [`cli`], the command line.
+//! `docs/architecture.md` has the whole picture and the path of one record;
+//! `scripts/module-deps.py --check` keeps the imports one way.
 
 pub mod admin;
 pub mod app;
