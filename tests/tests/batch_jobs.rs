@@ -71,19 +71,7 @@ async fn reports_and_a_backfill_run_as_jobs() {
     let landing = config.landing_dir();
     let app = RunningApp::start(&config).await.expect("start");
     let c = Client { http: reqwest::Client::new(), base: format!("http://{}", app.addr), token: app.admin_token.to_string() };
-    let plan = PostPlan {
-        base_url: c.base.clone(),
-        api: Api::Rest,
-        user_id: "demo".into(),
-        rows: 600,
-        batch: 100,
-        rate: 0,
-        seed: 3,
-        concurrency: 2,
-        progress: false,
-        kafka: None,
-        kinesis: None,
-    };
+    let plan = PostPlan { seed: 3, concurrency: 2, ..PostPlan::new(&c.base, Api::Rest, "demo", 600) };
     assert_eq!(post(&plan).await.expect("posted").failed_requests, 0);
     assert!(app.wait_caught_up(Duration::from_secs(60)).await, "landed");
 

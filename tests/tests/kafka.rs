@@ -59,19 +59,7 @@ fn a_hundred_thousand_records_through_kafka_land_exactly_once() -> anyhow::Resul
     let mut server = Server::start(SLUICE, &cfg, free_port(), &[])?;
 
     let rt = tokio::runtime::Runtime::new()?;
-    let plan = PostPlan {
-        base_url: server.base_url.clone(),
-        api: Api::Rest,
-        user_id: "k".into(),
-        rows: ROWS,
-        batch: 500,
-        rate: 0,
-        seed: SEED,
-        concurrency: 4,
-        progress: false,
-        kafka: None,
-        kinesis: None,
-    };
+    let plan = PostPlan { batch: 500, seed: SEED, ..PostPlan::new(&server.base_url, Api::Rest, "k", ROWS) };
     let summary = rt.block_on(post(&plan))?;
     assert_eq!(summary.failed_requests, 0, "every request was acknowledged by Kafka");
 
@@ -270,19 +258,7 @@ fn the_emulator_produces_straight_into_kafka() -> anyhow::Result<()> {
     let broker = KafkaBroker::start()?;
     topics(&broker, "e", &KINDS);
     let kafka: sluice::source::kafka::KafkaConfig = toml::from_str(&format!("brokers = \"{}\"", broker.address()))?;
-    let plan = PostPlan {
-        base_url: String::new(),
-        api: Api::Rest,
-        user_id: "e".into(),
-        rows: 2_000,
-        batch: 100,
-        rate: 0,
-        seed: 3,
-        concurrency: 2,
-        progress: false,
-        kafka: Some(kafka),
-        kinesis: None,
-    };
+    let plan = PostPlan { seed: 3, concurrency: 2, kafka: Some(kafka), ..PostPlan::new(String::new(), Api::Rest, "e", 2_000) };
     let summary = tokio::runtime::Runtime::new()?.block_on(post(&plan))?;
     assert_eq!(summary.failed_requests, 0);
 

@@ -102,19 +102,7 @@ fn ten_thousand_records_per_stream_through_the_kinesis_ingest_shape_land_exactly
     let cfg = f.config("a", "k", &KINDS, "roll = { max_records = 5000, max_age_ms = 1000 }");
     let mut server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
 
-    let plan = PostPlan {
-        base_url: server.base_url.clone(),
-        api: Api::Kinesis,
-        user_id: "k".into(),
-        rows: ROWS,
-        batch: 250,
-        rate: 0,
-        seed: SEED,
-        concurrency: 4,
-        progress: false,
-        kafka: None,
-        kinesis: None,
-    };
+    let plan = PostPlan { batch: 250, seed: SEED, ..PostPlan::new(&server.base_url, Api::Kinesis, "k", ROWS) };
     let summary = rt.block_on(post(&plan))?;
     assert_eq!(summary.failed_requests, 0, "every request was stored in Kinesis");
     for kind in KINDS {
@@ -298,19 +286,7 @@ fn throttling_and_failed_reads_are_answered_with_backoff_losing_and_duplicating_
     let server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
 
     const ROWS: u64 = 3_000;
-    let plan = PostPlan {
-        base_url: server.base_url.clone(),
-        api: Api::Kinesis,
-        user_id: "t".into(),
-        rows: ROWS,
-        batch: 100,
-        rate: 0,
-        seed: 5,
-        concurrency: 2,
-        progress: false,
-        kafka: None,
-        kinesis: None,
-    };
+    let plan = PostPlan { seed: 5, concurrency: 2, ..PostPlan::new(&server.base_url, Api::Kinesis, "t", ROWS) };
     // The emulator posts only pins here: the plan's geo and user streams do not exist.
     let client = reqwest::blocking::Client::new();
     let g = Generator::new(plan.seed);

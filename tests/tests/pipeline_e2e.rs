@@ -26,19 +26,7 @@ async fn ten_thousand_of_each_kind_land_exactly_once() -> anyhow::Result<()> {
     let app = RunningApp::start(&config).await?;
     let base = format!("http://{}", app.addr);
 
-    let plan = PostPlan {
-        base_url: base.clone(),
-        api: Api::Rest,
-        user_id: "e2e".into(),
-        rows: ROWS,
-        batch: 250,
-        rate: 0,
-        seed: SEED,
-        concurrency: 4,
-        progress: false,
-        kafka: None,
-        kinesis: None,
-    };
+    let plan = PostPlan { batch: 250, seed: SEED, ..PostPlan::new(&base, Api::Rest, "e2e", ROWS) };
     let summary = post(&plan).await?;
     assert_eq!(summary.failed_requests, 0);
 

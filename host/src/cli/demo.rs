@@ -44,19 +44,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("starting the appliance on {} (choose another address with --listen)", config.server.listen))?;
     eprintln!("ingest API on http://{}; posting {} rows ({} events) through the Kafka REST Proxy shape", app.addr, a.rows, a.rows * 3);
-    let plan = PostPlan {
-        base_url: format!("http://{}", app.addr),
-        api: Api::Rest,
-        user_id: "demo".into(),
-        rows: a.rows,
-        batch: 100,
-        rate: 0,
-        seed: a.seed,
-        concurrency: 4,
-        progress: true,
-        kafka: None,
-        kinesis: None,
-    };
+    let plan = PostPlan { seed: a.seed, progress: true, ..PostPlan::new(format!("http://{}", app.addr), Api::Rest, "demo", a.rows) };
     let posted = post(&plan).await?;
     eprintln!("waiting for the pipelines to land everything…");
     let caught_up = app.wait_caught_up(Duration::from_secs(120)).await;

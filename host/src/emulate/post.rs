@@ -43,6 +43,27 @@ pub struct PostPlan {
     pub kinesis: Option<crate::source::kinesis::KinesisConfig>,
 }
 
+impl PostPlan {
+    /// `rows` rows to `base_url` in the `api` shape as user `user_id`: 100 rows
+    /// a request, 4 requests in flight, as fast as the server takes them, seed 1,
+    /// no progress line. Change the rest with `PostPlan { seed: 7, ..PostPlan::new(…) }`.
+    pub fn new(base_url: impl Into<String>, api: Api, user_id: impl Into<String>, rows: u64) -> Self {
+        PostPlan {
+            base_url: base_url.into(),
+            api,
+            user_id: user_id.into(),
+            rows,
+            batch: 100,
+            rate: 0,
+            seed: 1,
+            concurrency: 4,
+            progress: false,
+            kafka: None,
+            kinesis: None,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PostSummary {
     pub rows: u64,
