@@ -72,7 +72,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
 fn print_next_steps(dir: &Path) {
     let sluice = locate::invocation();
     let landing = dir.join("landing");
-    let found_by_default = std::env::current_dir().ok().and_then(|cwd| locate::default_data_dir(&cwd)).is_some_and(|f| f.dir == dir);
+    let found_by_default = locate::default_data_dir_here().ok().flatten().is_some_and(|f| f.dir == dir);
     // Spell the landing out only when the other commands would not find it by themselves.
     let flag = if found_by_default { String::new() } else { format!(" --landing {}", landing.display()) };
     println!("\nnext:");

@@ -28,6 +28,12 @@ pub fn default_data_dir(cwd: &Path) -> Option<Found> {
     latest_demo_run(cwd).map(|dir| Found { dir, what: "the most recent `sluice demo` run" })
 }
 
+/// [`default_data_dir`] of the current directory.
+pub fn default_data_dir_here() -> anyhow::Result<Option<Found>> {
+    let cwd = std::env::current_dir().map_err(|e| anyhow::anyhow!("reading the current directory: {e}"))?;
+    Ok(default_data_dir(&cwd))
+}
+
 /// `sluice-demo/run-<n>` with the largest `n`, relative to `cwd`.
 pub fn latest_demo_run(cwd: &Path) -> Option<PathBuf> {
     let entries = std::fs::read_dir(cwd.join(DEMO_ROOT)).ok()?;

@@ -32,10 +32,7 @@ impl Remote {
         }
         let data_dir = match &self.data_dir {
             Some(dir) => dir.clone(),
-            None => {
-                let cwd = std::env::current_dir().context("reading the current directory")?;
-                super::locate::default_data_dir(&cwd).map_or_else(|| PathBuf::from(super::locate::SERVE_DATA_DIR), |found| found.dir)
-            }
+            None => super::locate::default_data_dir_here()?.map_or_else(|| PathBuf::from(super::locate::SERVE_DATA_DIR), |found| found.dir),
         };
         let path = data_dir.join("admin.token");
         std::fs::read_to_string(&path)

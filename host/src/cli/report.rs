@@ -38,8 +38,7 @@ impl LandingArgs {
             }
             (None, Some(dir)) => dir.clone(),
             (None, None) => {
-                let cwd = std::env::current_dir().context("reading the current directory")?;
-                let Some(found) = locate::default_data_dir(&cwd) else {
+                let Some(found) = locate::default_data_dir_here()? else {
                     anyhow::bail!(
                         "no landing to read here: neither {}/landing (what `sluice serve` fills by default) nor a run under {}/ \
                          (what `sluice demo` fills). Run `sluice demo` first, or give --landing DIR or --config FILE",

@@ -1,7 +1,7 @@
 //! `sluice transform …`: write, build, test and deploy a transform; run one over a JSON-lines file; list built-ins.
 
 use super::authoring;
-use crate::runtime::{Runtime, SandboxLimits, builtin_names};
+use crate::runtime::{ProcessedBatch, Runtime, SandboxLimits, TransformInstance, builtin_names};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -222,18 +222,64 @@ fn run_file(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         Box::new(File::open(&args.input).with_context(|| format!("opening input {}", args.input.display()))?)
     };
-    let mut lines = BufReader::with_capacity(1 << 20, input);
+    let lines = BufReader::with_capacity(1 << 20, input);
     let mut output = open_out(&args.output)?;
     let mut rejects = args.rejects.as_deref().map(open_out).transpose()?;
 
     let started = Instant::now();
-    let (mut read, mut written, mut rejected, mut line_no) = (0u64, 0u64, 0u64, 0u64);
+    let (mut written, mut rejected) = (0u64, 0u64);
+    let read = process_lines(lines, &mut worker, args.batch_size as usize, |batch, batch_lines, done| {
+        for r in done.output.as_ref().iter() {
+            output.write_all(r.value)?;
+            output.write_all(b"\n")?;
+        }
+        written += done.output.len() as u64;
+        rejected += done.failures.len() as u64;
+        for f in &done.failures {
+            let record = batch.as_ref().get(f.index as usize).value;
+            let line = RejectLine {
+                line: batch_lines[f.index as usize],
+                transform: &d.name,
+                version: &d.version,
+                kind: f.kind.as_str(),
+                reason: &f.reason,
+                record: &String::from_utf8_lossy(record),
+            };
+            match rejects.as_mut() {
+                Some(w) => {
+                    serde_json::to_writer(&mut *w, &line)?;
+                    w.write_all(b"\n")?;
+                }
+                None => eprintln!("line {}: {}", line.line, line.reason),
+            }
+        }
+        Ok(())
+    })?;
+    output.flush()?;
+    if let Some(w) = rejects.as_mut() {
+        w.flush()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("{} {}: {read} records in, {written} out, {rejected} rejected in {secs:.2}s ({:.0} records/s)", d.name, d.version, read as f64 / secs.max(1e-9));
+    Ok(if read > 0 && rejected == read { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// Run `worker` over JSON lines from `input`, `batch_size` records a call
+/// (blank lines skipped); `each` sees every batch, the line number of each of
+/// its records, and what the component made of it. Returns the records read.
+pub(super) fn process_lines(
+    mut input: impl BufRead,
+    worker: &mut TransformInstance,
+    batch_size: usize,
+    mut each: impl FnMut(&BatchBuf, &[u64], &ProcessedBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let (mut read, mut line_no) = (0u64, 0u64);
     let mut batch = BatchBuf::default();
     let mut batch_lines: Vec<u64> = Vec::new();
     let mut line = Vec::new();
     loop {
         line.clear();
-        let eof = lines.read_until(b'\n', &mut line).context("reading input")? == 0;
+        let eof = input.read_until(b'\n', &mut line).context("reading input")? == 0;
         if !eof {
             line_no += 1;
             let record = trim_line(&line);
@@ -243,46 +289,16 @@ fn run_file(args: RunArgs) -> anyhow::Result<ExitCode> {
                 read += 1;
             }
         }
-        if batch.len() >= args.batch_size as usize || (eof && !batch.is_empty()) {
+        if batch.len() >= batch_size || (eof && !batch.is_empty()) {
             let done = worker.process(&batch.as_ref());
-            for r in done.output.as_ref().iter() {
-                output.write_all(r.value)?;
-                output.write_all(b"\n")?;
-            }
-            written += done.output.len() as u64;
-            rejected += done.failures.len() as u64;
-            for f in &done.failures {
-                let record = batch.as_ref().get(f.index as usize).value;
-                let line = RejectLine {
-                    line: batch_lines[f.index as usize],
-                    transform: &d.name,
-                    version: &d.version,
-                    kind: f.kind.as_str(),
-                    reason: &f.reason,
-                    record: &String::from_utf8_lossy(record),
-                };
-                match rejects.as_mut() {
-                    Some(w) => {
-                        serde_json::to_writer(&mut *w, &line)?;
-                        w.write_all(b"\n")?;
-                    }
-                    None => eprintln!("line {}: {}", line.line, line.reason),
-                }
-            }
+            each(&batch, &batch_lines, &done)?;
             batch.clear();
             batch_lines.clear();
         }
         if eof {
-            break;
+            return Ok(read);
         }
     }
-    output.flush()?;
-    if let Some(w) = rejects.as_mut() {
-        w.flush()?;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!("{} {}: {read} records in, {written} out, {rejected} rejected in {secs:.2}s ({:.0} records/s)", d.name, d.version, read as f64 / secs.max(1e-9));
-    Ok(if read > 0 && rejected == read { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {

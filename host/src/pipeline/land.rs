@@ -4,6 +4,7 @@
 //! through here, so a batch lands the same way whoever runs it.
 
 use super::chain::{Chain, ChainFailure};
+use crate::position::{Fetched, PartitionId};
 use crate::runtime::CompiledTransform;
 use crate::sink::{DeadLetter, Segment, TableSpec};
 use crate::store::ObjectStore;
@@ -21,6 +22,21 @@ pub trait Provenance {
     /// (its index in the chain) by `transform` with `kind` and `reason`. The
     /// record's value is set by the caller.
     fn letter(&self, index: u32, stage: u32, transform: &CompiledTransform, kind: &str, reason: &str) -> DeadLetter;
+}
+
+/// Records read from a source partition: a dead letter keeps the record's
+/// position, key and timestamp.
+pub struct FromSource<'a> {
+    pub pipeline: &'a str,
+    pub partition: &'a PartitionId,
+    pub fetched: &'a Fetched,
+}
+
+impl Provenance for FromSource<'_> {
+    fn letter(&self, index: u32, stage: u32, transform: &CompiledTransform, kind: &str, reason: &str) -> DeadLetter {
+        let offset = self.fetched.offsets[index as usize];
+        DeadLetter::refused(self.pipeline, self.partition, offset, stage, transform, kind, reason).with_record(&self.fetched.batch.as_ref().get(index as usize))
+    }
 }
 
 /// What the transforms made of one batch, ready to land.

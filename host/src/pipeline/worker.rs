@@ -15,11 +15,11 @@ use super::chain::{Chain, ChainOutput};
 use super::config::PipelineConfig;
 use super::control::PipelineControl;
 use super::events::PipelineEvents;
-use super::land::{DeadLetters, Processed, Provenance, land_batch};
+use super::land::{DeadLetters, FromSource, Processed, land_batch};
 use super::stats::{PipelineState, PipelineStats};
 use crate::position::{Fetched, Intent, PartitionId};
-use crate::runtime::{CompiledTransform, FailureKind};
-use crate::sink::{DeadLetter, Segment, SegmentSpec};
+use crate::runtime::FailureKind;
+use crate::sink::{Segment, SegmentSpec};
 use crate::source::Source;
 use crate::store::ObjectStore;
 use std::sync::Arc;
@@ -272,7 +272,7 @@ impl PipelineWorker {
             // With an aggregate, the table gets window rows; their origin is the record that closed the window.
             let mut late = Vec::new();
             let windows = match &mut self.aggregate {
-                Some(a) => Some(super::aggregate::land::fold(a, pipeline, &st.id, &fetched, &out, &mut late)?),
+                Some(a) => Some(super::aggregate::land::fold(a, &st.id, &out, &from, &mut late)?),
                 None => None,
             };
             let last = chain.stages().len() as u32;
@@ -490,21 +490,6 @@ impl PipelineWorker {
     fn idle_wait(&self, parts: &[PartitionState]) -> Duration {
         let max_age = Duration::from_millis(self.config.roll.max_age_ms);
         parts.iter().filter_map(|p| p.segment.as_ref()).map(|s| max_age.saturating_sub(s.opened.elapsed())).fold(IDLE_WAIT, Duration::min)
-    }
-}
-
-/// Records read from a source partition: a dead letter keeps the record's
-/// position, key and timestamp.
-struct FromSource<'a> {
-    pipeline: &'a str,
-    partition: &'a PartitionId,
-    fetched: &'a Fetched,
-}
-
-impl Provenance for FromSource<'_> {
-    fn letter(&self, index: u32, stage: u32, transform: &CompiledTransform, kind: &str, reason: &str) -> DeadLetter {
-        let offset = self.fetched.offsets[index as usize];
-        DeadLetter::refused(self.pipeline, self.partition, offset, stage, transform, kind, reason).with_record(&self.fetched.batch.as_ref().get(index as usize))
     }
 }
 

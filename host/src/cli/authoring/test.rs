@@ -3,13 +3,13 @@
 //! JSON-lines file and summarises what came out.
 
 use super::TransformCrate;
+use crate::cli::transform::process_lines;
 use crate::runtime::registry::{AGGREGATES_HAVE_NO_SAMPLES, SampleOutcome, run_sample};
 use crate::runtime::{CompiledTransform, ComponentKind, FailureKind};
 use anyhow::Context;
 use serde_json::Value;
-use sluice_guest::BatchBuf;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -57,35 +57,20 @@ pub fn input_file(t: &Arc<CompiledTransform>, path: &Path) -> anyhow::Result<()>
     anyhow::ensure!(t.kind() == ComponentKind::Transform, "--input runs transforms; an aggregate needs windows, so run it in a pipeline or with `cargo test`");
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut instance = t.instance();
-    let (mut records, mut outputs) = (0u64, 0u64);
+    let mut outputs = 0u64;
     let mut refused: BTreeMap<String, u64> = BTreeMap::new();
     let mut counters: BTreeMap<String, u64> = BTreeMap::new();
-    let mut batch = BatchBuf::default();
-    let mut lines = BufReader::new(file).lines();
-    loop {
-        let line = lines.next().transpose().with_context(|| format!("reading {}", path.display()))?;
-        if let Some(l) = &line
-            && !l.trim().is_empty()
-        {
-            batch.push(l.as_bytes(), b"", 0);
+    let records = process_lines(BufReader::new(file), &mut instance, 1024, |_, _, done| {
+        outputs += done.output.len() as u64;
+        for f in &done.failures {
+            let why = if f.kind == FailureKind::Rejected { f.reason.clone() } else { format!("{}: {}", f.kind.as_str(), f.reason) };
+            *refused.entry(why).or_default() += 1;
         }
-        if batch.len() == 1024 || (line.is_none() && !batch.is_empty()) {
-            let done = instance.process(&batch.as_ref());
-            records += batch.len() as u64;
-            outputs += done.output.len() as u64;
-            for f in done.failures {
-                let why = if f.kind == FailureKind::Rejected { f.reason } else { format!("{}: {}", f.kind.as_str(), f.reason) };
-                *refused.entry(why).or_default() += 1;
-            }
-            for (name, n) in done.counters {
-                *counters.entry(name).or_default() += n;
-            }
-            batch = BatchBuf::default();
+        for (name, n) in &done.counters {
+            *counters.entry(name.clone()).or_default() += n;
         }
-        if line.is_none() {
-            break;
-        }
-    }
+        Ok(())
+    })?;
     let refused_total: u64 = refused.values().sum();
     println!("{records} records: {outputs} output records, {refused_total} refused");
     let mut reasons: Vec<_> = refused.into_iter().collect();

@@ -3,7 +3,8 @@
 
 use super::{AggregateStage, WindowOutput};
 use crate::pipeline::chain::ChainOutput;
-use crate::position::{Fetched, PartitionId};
+use crate::pipeline::land::Provenance;
+use crate::position::PartitionId;
 use crate::sink::DeadLetter;
 
 /// Fold the chain's output of one fetched batch into the partition's windows.
@@ -11,17 +12,16 @@ use crate::sink::DeadLetter;
 /// are added to `dead`; the rows of the windows that closed are returned.
 pub fn fold(
     a: &mut AggregateStage,
-    pipeline: &str,
     p: &PartitionId,
-    fetched: &Fetched,
     chain_out: &ChainOutput,
+    from: &dyn Provenance,
     dead: &mut Vec<DeadLetter>,
 ) -> anyhow::Result<WindowOutput> {
     let mut out = a.process(p, &chain_out.output.as_ref())?;
     let stage = chain_out.stage_runs.len() as u32;
     for f in &out.failures {
-        let origin = chain_out.origins[f.index as usize] as usize;
-        let mut d = dead_letter(a, pipeline, stage, p, fetched, origin, f.kind, &f.reason);
+        let origin = chain_out.origins[f.index as usize];
+        let mut d = from.letter(origin, stage, a.compiled(), f.kind, &f.reason);
         d.set_value(chain_out.output.as_ref().get(f.index as usize).value);
         dead.push(d);
     }
@@ -35,10 +35,4 @@ pub fn fold(
         m.transform_guest_counter.with_label_values(&[&d.name, name]).inc_by(*value);
     }
     Ok(out)
-}
-
-/// A dead letter of the aggregate stage (number `stage`, after the transforms).
-#[allow(clippy::too_many_arguments)]
-pub fn dead_letter(a: &AggregateStage, pipeline: &str, stage: u32, p: &PartitionId, fetched: &Fetched, index: usize, kind: &str, reason: &str) -> DeadLetter {
-    DeadLetter::refused(pipeline, p, fetched.offsets[index], stage, a.compiled(), kind, reason).with_record(&fetched.batch.as_ref().get(index))
 }
