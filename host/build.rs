@@ -12,10 +12,11 @@ use std::process::Command;
 /// `(package, artifact)`, in groups built by separate cargo runs: a test guest
 /// links `clean-pin` without its `component` feature, and one cargo run would
 /// unify that feature back on (and export two worlds from one component).
-/// Likewise the aggregates link the SDK with only its `aggregate` world glue.
+/// Likewise the aggregates link the SDK with only its `aggregate` world glue,
+/// and the built-in cleaners with only the 0.2.0 `transform` world's.
 const GUESTS: &[&[(&str, &str)]] = &[
-    &[("clean-pin", "clean_pin"), ("clean-geo", "clean_geo"), ("clean-user", "clean_user"), ("hostile", "hostile")],
-    &[("clean-pin-marked", "clean_pin_marked"), ("reject-all", "reject_all")],
+    &[("clean-pin", "clean_pin"), ("clean-geo", "clean_geo"), ("clean-user", "clean_user"), ("hostile-columns", "hostile_columns")],
+    &[("hostile", "hostile"), ("clean-pin-marked", "clean_pin_marked"), ("reject-all", "reject_all"), ("clean-pin-v1", "clean_pin_v1")],
     &[("count-posts", "count_posts"), ("follower-percentiles", "follower_percentiles")],
     &[("count-posts-v2", "count_posts_v2")],
 ];

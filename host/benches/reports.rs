@@ -57,7 +57,7 @@ fn generate(landing: &Path, rows: u64) {
                     batch.push(&serde_json::to_vec(v).expect("json"), b"", 0);
                     if batch.len() == BATCH || o + 1 == end {
                         let out = transform.process(&batch.as_ref());
-                        seg.write_table(&store, &table, &out.output.as_ref()).expect("landed");
+                        seg.write_table(&store, &table, &out.output).expect("landed");
                         batch = BatchBuf::default();
                     }
                 }

@@ -1,11 +1,13 @@
 //! `clean-geo`: the geo cleaning rules of SPEC section 5.
 //!
-//! Output columns, in order: ind, country, coordinates ([latitude, longitude]), timestamp (UTC, RFC 3339).
+//! Output columns, in order: ind, country, coordinates ([latitude, longitude]), timestamp (UTC).
+//! Built against contract 0.2.0 (typed columns); the 0.1.0 form is kept for the tests,
+//! which check on every rule that both give the same output.
 
 use serde::Deserialize;
 use sluice_guest::json::{Field, JsonWriter, parse_object, row_id};
-use sluice_guest::time::clean_timestamp;
-use sluice_guest::{Descriptor, Output, Record, Reject, Transform};
+use sluice_guest::time::{TimestampField, format_rfc3339_ms, timestamp_field};
+use sluice_guest::{ColumnTransform, Descriptor, Emitter, InputField, InputType, Output, OutputField, OutputType, Record, Reject, Row, Transform};
 
 pub struct CleanGeo;
 
@@ -24,27 +26,56 @@ struct Geo<'a> {
     country: Field<'a>,
 }
 
+/// A cleaned geo record and the counters its cleaning bumped.
+struct Cleaned<'f> {
+    ind: i64,
+    country: Option<&'f str>,
+    coordinates: Option<[f64; 2]>,
+    timestamp_ms: Option<i64>,
+    counters: Vec<&'static str>,
+}
+
+impl<'f> Cleaned<'f> {
+    fn from(geo: &'f Geo<'_>) -> Result<Self, Reject> {
+        let ind = row_id(&geo.ind, "ind")?;
+        let mut counters = Vec::new();
+        let country = geo.country.text();
+        if !geo.country.is_absent() && country.is_none() && !matches!(geo.country, Field::Str(_)) {
+            counters.push("field_wrong_type");
+        }
+        let lat = coordinate(&geo.latitude, 90.0, &mut counters);
+        let lon = coordinate(&geo.longitude, 180.0, &mut counters);
+        let timestamp_ms = match timestamp_field(&geo.timestamp) {
+            TimestampField::Absent => None,
+            TimestampField::Ms(ms) => Some(ms),
+            TimestampField::Unparsed => {
+                counters.push("timestamp_unparsed");
+                None
+            }
+        };
+        Ok(Cleaned { ind, country, coordinates: lat.zip(lon).map(|(a, b)| [a, b]), timestamp_ms, counters })
+    }
+}
+
 impl Transform for CleanGeo {
     const DESCRIPTOR: Descriptor = Descriptor { name: "clean-geo", version: "0.1.0", input_kind: "geo", output_kind: "geo-clean" };
 
     fn transform(record: &Record<'_>, out: &mut Output) -> Result<(), Reject> {
         let geo: Geo = parse_object(record.value)?;
-        let ind = row_id(&geo.ind, "ind")?;
-
-        let country = geo.country.text();
-        if !geo.country.is_absent() && country.is_none() && !matches!(geo.country, Field::Str(_)) {
-            out.count("field_wrong_type", 1);
+        let c = Cleaned::from(&geo)?;
+        for name in &c.counters {
+            out.count(name, 1);
         }
-        let lat = coordinate(&geo.latitude, 90.0, out);
-        let lon = coordinate(&geo.longitude, 180.0, out);
-        let coordinates = lat.zip(lon).map(|(a, b)| [a, b]);
-        let timestamp = clean_timestamp(&geo.timestamp, out);
-
+        let timestamp = c.timestamp_ms.map(|ms| {
+            let mut s = String::with_capacity(24);
+            format_rfc3339_ms(ms, &mut s);
+            s
+        });
         out.emit(|buf| {
             JsonWriter::object(buf)
-                .int("ind", Some(ind))
-                .str("country", country)
-                .floats("coordinates", coordinates.as_ref().map(|c| &c[..]))
+                .int("ind", Some(c.ind))
+                .str("country", c.country)
+                .floats("coordinates", c.coordinates.as_ref().map(|c| &c[..]))
                 .str("timestamp", timestamp.as_deref())
                 .end();
         });
@@ -52,28 +83,68 @@ impl Transform for CleanGeo {
     }
 }
 
+impl ColumnTransform for CleanGeo {
+    const DESCRIPTOR: Descriptor = Descriptor { name: "clean-geo", version: "0.2.0", input_kind: "geo", output_kind: "geo-clean" };
+    const INPUT: &'static [InputField] = &[
+        InputField::new("ind", InputType::Any),
+        InputField::new("timestamp", InputType::Any),
+        InputField::new("latitude", InputType::Any),
+        InputField::new("longitude", InputType::Any),
+        InputField::new("country", InputType::String),
+    ];
+    const OUTPUT: &'static [OutputField] = &[
+        OutputField::new("ind", OutputType::Int64, false),
+        OutputField::new("country", OutputType::String, true),
+        OutputField::new("coordinates", OutputType::Float64List, true),
+        OutputField::new("timestamp", OutputType::Timestamp, true),
+    ];
+
+    fn transform(row: &Row<'_, '_>, out: &mut Emitter) -> Result<(), Reject> {
+        let geo = Geo {
+            ind: row.field("ind"),
+            timestamp: row.field("timestamp"),
+            latitude: row.field("latitude"),
+            longitude: row.field("longitude"),
+            country: row.field("country"),
+        };
+        let c = Cleaned::from(&geo)?;
+        for name in &c.counters {
+            out.count(name, 1);
+        }
+        out.emit(|r| {
+            r.int("ind", Some(c.ind))
+                .str("country", c.country)
+                .floats("coordinates", c.coordinates.as_ref().map(|c| &c[..]))
+                .timestamp_us("timestamp", c.timestamp_ms.map(|ms| ms * 1000));
+        });
+        Ok(())
+    }
+}
+
 /// A latitude or longitude: a number (or numeric string) within ±`limit`; otherwise null, counted.
-fn coordinate(f: &Field<'_>, limit: f64, out: &mut Output) -> Option<f64> {
+fn coordinate(f: &Field<'_>, limit: f64, counters: &mut Vec<&'static str>) -> Option<f64> {
     if f.is_absent() {
         return None;
     }
     let v = f.float_lenient().filter(|v| v.abs() <= limit);
     if v.is_none() {
-        out.count("coordinate_unparsed", 1);
+        counters.push("coordinate_unparsed");
     }
     v
 }
 
-sluice_guest::export_transform!(CleanGeo);
+#[cfg(feature = "component")]
+sluice_guest::export_columns!(CleanGeo);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::{Value, json};
-    use sluice_guest::{BatchBuf, BatchResult, run_batch};
+    use sluice_guest::columns::run_both;
+    use sluice_guest::{BatchBuf, BatchResult};
 
     fn run(records: &[Value]) -> BatchResult {
-        run_batch::<CleanGeo>(&BatchBuf::from_json(records).as_ref())
+        run_both::<CleanGeo>(&BatchBuf::from_json(records).as_ref())
     }
 
     fn values(res: &BatchResult) -> Vec<Value> {

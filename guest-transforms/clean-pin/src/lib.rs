@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 use sluice_guest::json::{Field, JsonWriter, parse_object, row_id};
-use sluice_guest::{Descriptor, Output, Record, Reject, Transform};
+use sluice_guest::{ColumnTransform, Descriptor, Emitter, InputField, InputType, Output, OutputField, OutputType, Record, Reject, Row, Transform};
 
 pub struct CleanPin;
 
@@ -52,25 +52,120 @@ impl Transform for CleanPin {
     }
 }
 
-/// The cleaning itself; `unique_id_prefix` lets a test build mark its output.
+/// Contract 0.2.0: the host parses the record; `index` and `follower_count`
+/// arrive as any JSON value (the rules tell a number from a string), the text
+/// fields as strings (a non-string is null and counted by the host).
+impl ColumnTransform for CleanPin {
+    const DESCRIPTOR: Descriptor = Descriptor { name: "clean-pin", version: "0.2.0", input_kind: "pin", output_kind: "pin-clean" };
+    const INPUT: &'static [InputField] = &[
+        InputField::new("index", InputType::Any),
+        InputField::new("unique_id", InputType::String),
+        InputField::new("title", InputType::String),
+        InputField::new("description", InputType::String),
+        InputField::new("poster_name", InputType::String),
+        InputField::new("follower_count", InputType::Any),
+        InputField::new("tag_list", InputType::String),
+        InputField::new("is_image_or_video", InputType::String),
+        InputField::new("image_src", InputType::String),
+        InputField::new("save_location", InputType::String),
+        InputField::new("category", InputType::String),
+    ];
+    const OUTPUT: &'static [OutputField] = &[
+        OutputField::new("ind", OutputType::Int64, false),
+        OutputField::new("unique_id", OutputType::String, true),
+        OutputField::new("title", OutputType::String, true),
+        OutputField::new("description", OutputType::String, true),
+        OutputField::new("follower_count", OutputType::Int64, true),
+        OutputField::new("poster_name", OutputType::String, true),
+        OutputField::new("tag_list", OutputType::String, true),
+        OutputField::new("is_image_or_video", OutputType::String, true),
+        OutputField::new("image_src", OutputType::String, true),
+        OutputField::new("save_location", OutputType::String, true),
+        OutputField::new("category", OutputType::String, true),
+    ];
+
+    fn transform(row: &Row<'_, '_>, out: &mut Emitter) -> Result<(), Reject> {
+        let pin = Pin {
+            index: row.field("index"),
+            unique_id: row.field("unique_id"),
+            title: row.field("title"),
+            description: row.field("description"),
+            poster_name: row.field("poster_name"),
+            follower_count: row.field("follower_count"),
+            tag_list: row.field("tag_list"),
+            is_image_or_video: row.field("is_image_or_video"),
+            image_src: row.field("image_src"),
+            save_location: row.field("save_location"),
+            category: row.field("category"),
+        };
+        let mut counters = Vec::new();
+        let c = Cleaned::from(&pin, &mut counters)?;
+        for (name, n) in counters {
+            out.count(name, n);
+        }
+        out.emit(|r| {
+            r.int("ind", Some(c.ind))
+                .str("unique_id", c.unique_id)
+                .str("title", c.title)
+                .str("description", c.description)
+                .int("follower_count", c.follower_count)
+                .str("poster_name", c.poster_name)
+                .str("tag_list", c.tag_list)
+                .str("is_image_or_video", c.is_image_or_video)
+                .str("image_src", c.image_src)
+                .str("save_location", c.save_location)
+                .str("category", c.category);
+        });
+        Ok(())
+    }
+}
+
+/// A cleaned pin, whichever contract it came through.
+struct Cleaned<'f> {
+    ind: i64,
+    unique_id: Option<&'f str>,
+    title: Option<&'f str>,
+    description: Option<&'f str>,
+    follower_count: Option<i64>,
+    poster_name: Option<&'f str>,
+    tag_list: Option<&'f str>,
+    is_image_or_video: Option<&'f str>,
+    image_src: Option<&'f str>,
+    save_location: Option<&'f str>,
+    category: Option<&'f str>,
+}
+
+impl<'f> Cleaned<'f> {
+    /// The rules of SPEC section 5; counters go to `counters`.
+    fn from(pin: &'f Pin<'_>, counters: &mut Vec<(&'static str, u64)>) -> Result<Self, Reject> {
+        let ind = row_id(&pin.index, "index")?;
+        let mut c = Cleaner { counters };
+        Ok(Cleaned {
+            ind,
+            unique_id: c.text(&pin.unique_id, &[]),
+            title: c.text(&pin.title, TITLE_PLACEHOLDERS),
+            description: c.text(&pin.description, DESCRIPTION_PLACEHOLDERS),
+            follower_count: c.follower_count(&pin.follower_count),
+            poster_name: c.text(&pin.poster_name, USER_INFO_ERROR),
+            tag_list: c.text(&pin.tag_list, TAG_PLACEHOLDERS),
+            is_image_or_video: c.text(&pin.is_image_or_video, &[]),
+            image_src: c.text(&pin.image_src, IMAGE_PLACEHOLDERS),
+            save_location: c.text(&pin.save_location, &[]).map(|s| s.strip_prefix(SAVE_PREFIX).unwrap_or(s)),
+            category: c.text(&pin.category, &[]),
+        })
+    }
+}
+
+/// The cleaning itself (contract 0.1.0); `unique_id_prefix` lets a test build mark its output.
 pub fn clean(record: &Record<'_>, out: &mut Output, unique_id_prefix: &str) -> Result<(), Reject> {
     let pin: Pin = parse_object(record.value)?;
-    let ind = row_id(&pin.index, "index")?;
-
-    let mut c = Cleaner { out };
-    let unique_id = c.text(&pin.unique_id, &[]);
-    let title = c.text(&pin.title, TITLE_PLACEHOLDERS);
-    let description = c.text(&pin.description, DESCRIPTION_PLACEHOLDERS);
-    let follower_count = c.follower_count(&pin.follower_count);
-    let poster_name = c.text(&pin.poster_name, USER_INFO_ERROR);
-    let tag_list = c.text(&pin.tag_list, TAG_PLACEHOLDERS);
-    let is_image_or_video = c.text(&pin.is_image_or_video, &[]);
-    let image_src = c.text(&pin.image_src, IMAGE_PLACEHOLDERS);
-    let save_location = c.text(&pin.save_location, &[]).map(|s| s.strip_prefix(SAVE_PREFIX).unwrap_or(s));
-    let category = c.text(&pin.category, &[]);
-
+    let mut counters = Vec::new();
+    let c = Cleaned::from(&pin, &mut counters)?;
+    for (name, n) in counters {
+        out.count(name, n);
+    }
     let marked;
-    let unique_id = match unique_id {
+    let unique_id = match c.unique_id {
         Some(id) if !unique_id_prefix.is_empty() => {
             marked = format!("{unique_id_prefix}{id}");
             Some(marked.as_str())
@@ -79,27 +174,34 @@ pub fn clean(record: &Record<'_>, out: &mut Output, unique_id_prefix: &str) -> R
     };
     out.emit(|buf| {
         JsonWriter::object(buf)
-            .int("ind", Some(ind))
+            .int("ind", Some(c.ind))
             .str("unique_id", unique_id)
-            .str("title", title)
-            .str("description", description)
-            .int("follower_count", follower_count)
-            .str("poster_name", poster_name)
-            .str("tag_list", tag_list)
-            .str("is_image_or_video", is_image_or_video)
-            .str("image_src", image_src)
-            .str("save_location", save_location)
-            .str("category", category)
+            .str("title", c.title)
+            .str("description", c.description)
+            .int("follower_count", c.follower_count)
+            .str("poster_name", c.poster_name)
+            .str("tag_list", c.tag_list)
+            .str("is_image_or_video", c.is_image_or_video)
+            .str("image_src", c.image_src)
+            .str("save_location", c.save_location)
+            .str("category", c.category)
             .end();
     });
     Ok(())
 }
 
-struct Cleaner<'o> {
-    out: &'o mut Output,
+struct Cleaner<'c> {
+    counters: &'c mut Vec<(&'static str, u64)>,
 }
 
 impl Cleaner<'_> {
+    fn count(&mut self, name: &'static str) {
+        match self.counters.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v += 1,
+            None => self.counters.push((name, 1)),
+        }
+    }
+
     /// A string field: placeholders, blanks, absent values and wrong types become null.
     /// Wrong types are counted; placeholders are expected and are not.
     fn text<'f>(&mut self, f: &'f Field<'_>, placeholders: &[&str]) -> Option<&'f str> {
@@ -107,7 +209,7 @@ impl Cleaner<'_> {
             Field::Str(_) => f.text().filter(|s| !placeholders.contains(s)),
             Field::Missing | Field::Null => None,
             _ => {
-                self.out.count("field_wrong_type", 1);
+                self.count("field_wrong_type");
                 None
             }
         }
@@ -120,11 +222,11 @@ impl Cleaner<'_> {
             Field::Str(s) if s.trim().is_empty() => None,
             Field::Missing | Field::Null => None,
             Field::Str(s) => parse_follower_count(s).or_else(|| {
-                self.out.count("follower_count_unparsed", 1);
+                self.count("follower_count_unparsed");
                 None
             }),
             _ => {
-                self.out.count("follower_count_unparsed", 1);
+                self.count("follower_count_unparsed");
                 None
             }
         }
@@ -149,13 +251,14 @@ pub fn parse_follower_count(s: &str) -> Option<i64> {
 }
 
 #[cfg(feature = "component")]
-sluice_guest::export_transform!(CleanPin);
+sluice_guest::export_columns!(CleanPin);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::{Value, json};
-    use sluice_guest::{BatchBuf, run_batch};
+    use sluice_guest::BatchBuf;
+    use sluice_guest::columns::run_both;
 
     /// A batch's cleaned records, its rejections (index, reason) and its counters.
     type Cleaned = (Vec<Value>, Vec<(u32, String)>, Vec<(&'static str, u64)>);
@@ -165,7 +268,7 @@ mod tests {
     }
 
     fn raw(b: &BatchBuf) -> Cleaned {
-        let res = run_batch::<CleanPin>(&b.as_ref());
+        let res = run_both::<CleanPin>(&b.as_ref());
         let out = res.output.as_ref().iter().map(|r| serde_json::from_slice(r.value).expect("valid output JSON")).collect();
         (out, res.rejections.into_iter().map(|r| (r.index, r.reason)).collect(), res.counters)
     }
@@ -188,7 +291,7 @@ mod tests {
         assert_eq!(keys.len(), 11);
         let mut b = BatchBuf::default();
         b.push(&serde_json::to_vec(&full_pin()).expect("json"), b"", 0);
-        let res = run_batch::<CleanPin>(&b.as_ref());
+        let res = run_both::<CleanPin>(&b.as_ref());
         let raw = std::str::from_utf8(res.output.as_ref().get(0).value).expect("utf8").to_owned();
         let order = [
             "ind",
@@ -296,7 +399,7 @@ mod tests {
         b.push(&serde_json::to_vec(&str_id).expect("json"), b"", 0);
         b.push(b"\"just a string\"", b"", 0);
         b.push(&serde_json::to_vec(&full_pin()).expect("json"), b"k", 5);
-        let res = run_batch::<CleanPin>(&b.as_ref());
+        let res = run_both::<CleanPin>(&b.as_ref());
         assert_eq!(res.origins, vec![0, 6]);
         let reasons: Vec<(u32, &str)> = res.rejections.iter().map(|r| (r.index, r.reason.as_str())).collect();
         assert_eq!(reasons[0], (1, "record is not a JSON object"));

@@ -1,11 +1,13 @@
 //! `clean-user`: the user cleaning rules of SPEC section 5.
 //!
-//! Output columns, in order: ind, user_name (first + " " + last), age, date_joined (UTC, RFC 3339).
+//! Output columns, in order: ind, user_name (first + " " + last), age, date_joined (UTC).
+//! Built against contract 0.2.0 (typed columns); the 0.1.0 form is kept for the tests,
+//! which check on every rule that both give the same output.
 
 use serde::Deserialize;
 use sluice_guest::json::{Field, JsonWriter, parse_object, row_id};
-use sluice_guest::time::clean_timestamp;
-use sluice_guest::{Descriptor, Output, Record, Reject, Transform};
+use sluice_guest::time::{TimestampField, format_rfc3339_ms, timestamp_field};
+use sluice_guest::{ColumnTransform, Descriptor, Emitter, InputField, InputType, Output, OutputField, OutputType, Record, Reject, Row, Transform};
 
 pub struct CleanUser;
 
@@ -24,13 +26,19 @@ struct User<'a> {
     date_joined: Field<'a>,
 }
 
-impl Transform for CleanUser {
-    const DESCRIPTOR: Descriptor = Descriptor { name: "clean-user", version: "0.1.0", input_kind: "user", output_kind: "user-clean" };
+/// A cleaned user record and the counters its cleaning bumped.
+struct Cleaned {
+    ind: i64,
+    user_name: Option<String>,
+    age: Option<i64>,
+    date_joined_ms: Option<i64>,
+    counters: Vec<&'static str>,
+}
 
-    fn transform(record: &Record<'_>, out: &mut Output) -> Result<(), Reject> {
-        let user: User = parse_object(record.value)?;
+impl Cleaned {
+    fn from(user: &User<'_>) -> Result<Self, Reject> {
         let ind = row_id(&user.ind, "ind")?;
-
+        let mut counters = Vec::new();
         let user_name = match (user.first_name.text(), user.last_name.text()) {
             // Not `format!`: the formatting machinery is slow in Wasm.
             (Some(f), Some(l)) => Some([f.trim(), l.trim()].join(" ")),
@@ -42,17 +50,41 @@ impl Transform for CleanUser {
         } else {
             let age = user.age.int_lenient().filter(|a| (0..=150).contains(a));
             if age.is_none() {
-                out.count("age_unparsed", 1);
+                counters.push("age_unparsed");
             }
             age
         };
-        let date_joined = clean_timestamp(&user.date_joined, out);
+        let date_joined_ms = match timestamp_field(&user.date_joined) {
+            TimestampField::Absent => None,
+            TimestampField::Ms(ms) => Some(ms),
+            TimestampField::Unparsed => {
+                counters.push("timestamp_unparsed");
+                None
+            }
+        };
+        Ok(Cleaned { ind, user_name, age, date_joined_ms, counters })
+    }
+}
 
+impl Transform for CleanUser {
+    const DESCRIPTOR: Descriptor = Descriptor { name: "clean-user", version: "0.1.0", input_kind: "user", output_kind: "user-clean" };
+
+    fn transform(record: &Record<'_>, out: &mut Output) -> Result<(), Reject> {
+        let user: User = parse_object(record.value)?;
+        let c = Cleaned::from(&user)?;
+        for name in &c.counters {
+            out.count(name, 1);
+        }
+        let date_joined = c.date_joined_ms.map(|ms| {
+            let mut s = String::with_capacity(24);
+            format_rfc3339_ms(ms, &mut s);
+            s
+        });
         out.emit(|buf| {
             JsonWriter::object(buf)
-                .int("ind", Some(ind))
-                .str("user_name", user_name.as_deref())
-                .int("age", age)
+                .int("ind", Some(c.ind))
+                .str("user_name", c.user_name.as_deref())
+                .int("age", c.age)
                 .str("date_joined", date_joined.as_deref())
                 .end();
         });
@@ -60,16 +92,56 @@ impl Transform for CleanUser {
     }
 }
 
-sluice_guest::export_transform!(CleanUser);
+impl ColumnTransform for CleanUser {
+    const DESCRIPTOR: Descriptor = Descriptor { name: "clean-user", version: "0.2.0", input_kind: "user", output_kind: "user-clean" };
+    const INPUT: &'static [InputField] = &[
+        InputField::new("ind", InputType::Any),
+        InputField::new("first_name", InputType::Any),
+        InputField::new("last_name", InputType::Any),
+        InputField::new("age", InputType::Any),
+        InputField::new("date_joined", InputType::Any),
+    ];
+    const OUTPUT: &'static [OutputField] = &[
+        OutputField::new("ind", OutputType::Int64, false),
+        OutputField::new("user_name", OutputType::String, true),
+        OutputField::new("age", OutputType::Int64, true),
+        OutputField::new("date_joined", OutputType::Timestamp, true),
+    ];
+
+    fn transform(row: &Row<'_, '_>, out: &mut Emitter) -> Result<(), Reject> {
+        let user = User {
+            ind: row.field("ind"),
+            first_name: row.field("first_name"),
+            last_name: row.field("last_name"),
+            age: row.field("age"),
+            date_joined: row.field("date_joined"),
+        };
+        let c = Cleaned::from(&user)?;
+        for name in &c.counters {
+            out.count(name, 1);
+        }
+        out.emit(|r| {
+            r.int("ind", Some(c.ind))
+                .str("user_name", c.user_name.as_deref())
+                .int("age", c.age)
+                .timestamp_us("date_joined", c.date_joined_ms.map(|ms| ms * 1000));
+        });
+        Ok(())
+    }
+}
+
+#[cfg(feature = "component")]
+sluice_guest::export_columns!(CleanUser);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::{Value, json};
-    use sluice_guest::{BatchBuf, BatchResult, run_batch};
+    use sluice_guest::columns::run_both;
+    use sluice_guest::{BatchBuf, BatchResult};
 
     fn run(records: &[Value]) -> BatchResult {
-        run_batch::<CleanUser>(&BatchBuf::from_json(records).as_ref())
+        run_both::<CleanUser>(&BatchBuf::from_json(records).as_ref())
     }
 
     fn first(res: &BatchResult) -> Value {

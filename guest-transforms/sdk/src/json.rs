@@ -207,6 +207,16 @@ impl<'b> JsonWriter<'b> {
         self
     }
 
+    pub fn bool(&mut self, k: &str, v: Option<bool>) -> &mut Self {
+        self.key(k);
+        self.buf.extend_from_slice(match v {
+            Some(true) => b"true",
+            Some(false) => b"false",
+            None => b"null",
+        });
+        self
+    }
+
     pub fn str(&mut self, k: &str, v: Option<&str>) -> &mut Self {
         self.key(k);
         match v {

@@ -23,11 +23,13 @@
 
 pub mod aggregate;
 pub mod batch;
+pub mod columns;
 pub mod json;
 pub mod time;
 
 pub use aggregate::{Aggregate, AggregateDescriptor, Counters, Window};
 pub use batch::{BatchBuf, BatchRef, BatchResult, Output, Record, Reject, Rejection};
+pub use columns::{ColumnTransform, ColumnsView, Emitter, InputField, InputType, OutputField, OutputType, Row, RowOut};
 
 // A component exports exactly one world, and wit-bindgen merges the worlds of
 // every binding linked into it: hence one feature per world, and guests of the
@@ -39,6 +41,10 @@ pub mod wasm;
 #[cfg(all(target_arch = "wasm32", feature = "aggregate"))]
 #[doc(hidden)]
 pub mod wasm_aggregate;
+
+#[cfg(all(target_arch = "wasm32", feature = "columns"))]
+#[doc(hidden)]
+pub mod wasm_columns;
 
 /// What a transform says about itself (the WIT `descriptor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +80,19 @@ pub fn run_batch<T: Transform>(input: &BatchRef<'_>) -> BatchResult {
     }
     let (output, origins, counters) = out.finish();
     BatchResult { output, origins, rejections, counters }
+}
+
+/// Export `T` (a [`ColumnTransform`]) as the component's
+/// `sluice:transform/transform@0.2.0` world. Needs the crate's `columns` feature.
+#[macro_export]
+macro_rules! export_columns {
+    ($t:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __SluiceExport = $crate::wasm_columns::Export<$t>;
+            $crate::wasm_columns::__export_columns_guest!(__SluiceExport);
+        };
+    };
 }
 
 /// Export `T` as the component's `sluice:transform/transform` world.

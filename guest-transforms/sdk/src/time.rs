@@ -7,19 +7,39 @@
 /// Clean a timestamp field: absent stays null; one of the accepted forms becomes
 /// RFC 3339 UTC; anything else becomes null and bumps the `timestamp_unparsed` counter.
 pub fn clean_timestamp(f: &crate::json::Field<'_>, out: &mut crate::Output) -> Option<String> {
-    if f.is_absent() {
-        return None;
-    }
-    match f.text().and_then(parse_timestamp_ms) {
-        Some(ms) => {
+    match timestamp_field(f) {
+        TimestampField::Absent => None,
+        TimestampField::Ms(ms) => {
             let mut s = String::with_capacity(24);
             format_rfc3339_ms(ms, &mut s);
             Some(s)
         }
-        None => {
+        TimestampField::Unparsed => {
             out.count("timestamp_unparsed", 1);
             None
         }
+    }
+}
+
+/// What a timestamp field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampField {
+    /// Missing or null: null, not counted.
+    Absent,
+    /// Milliseconds since the Unix epoch (UTC).
+    Ms(i64),
+    /// Present but not one of the accepted forms: null, counted as `timestamp_unparsed`.
+    Unparsed,
+}
+
+/// Read a timestamp field by the rules of [`clean_timestamp`], without formatting it.
+pub fn timestamp_field(f: &crate::json::Field<'_>) -> TimestampField {
+    if f.is_absent() {
+        return TimestampField::Absent;
+    }
+    match f.text().and_then(parse_timestamp_ms) {
+        Some(ms) => TimestampField::Ms(ms),
+        None => TimestampField::Unparsed,
     }
 }
 

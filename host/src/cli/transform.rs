@@ -229,7 +229,7 @@ fn run_file(args: RunArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (mut written, mut rejected) = (0u64, 0u64);
     let read = process_lines(lines, &mut worker, args.batch_size as usize, |batch, batch_lines, done| {
-        for r in done.output.as_ref().iter() {
+        for r in done.output.to_json().as_ref().as_ref().iter() {
             output.write_all(r.value)?;
             output.write_all(b"\n")?;
         }

@@ -1,6 +1,6 @@
 //! A pipeline's transform chain: each stage's output feeds the next.
 
-use crate::runtime::{CompiledTransform, FailureKind, TransformInstance};
+use crate::runtime::{CompiledTransform, FailureKind, StageRows, TransformInstance};
 use sluice_guest::BatchBuf;
 use std::sync::Arc;
 
@@ -36,7 +36,8 @@ pub struct StageRun {
 #[derive(Debug, Default)]
 pub struct ChainOutput {
     pub stage_runs: Vec<StageRun>,
-    pub output: BatchBuf,
+    /// JSON records, or typed columns when the last stage speaks contract 0.2.0.
+    pub output: StageRows,
     /// Chain-input index of each output record.
     pub origins: Vec<u32>,
     pub failures: Vec<ChainFailure>,
@@ -86,15 +87,17 @@ impl Chain {
     pub fn run_capturing(&mut self, input: &BatchBuf, capture: Option<usize>) -> (ChainOutput, Option<Captured>) {
         let mut captured = None;
         let mut out = ChainOutput { origins: (0..input.len() as u32).collect(), ..Default::default() };
-        let mut current: Option<BatchBuf> = None;
+        let mut current: Option<StageRows> = None;
         for (i, stage) in self.stages.iter_mut().enumerate() {
-            let batch = current.as_ref().unwrap_or(input).as_ref();
+            // A stage reads records: a 0.2.0 stage's columns feeding another stage are rendered as JSON.
+            let rendered = current.as_ref().map(StageRows::to_json);
+            let batch = rendered.as_deref().unwrap_or(input).as_ref();
             let (started, made_before) = (std::time::Instant::now(), stage.worker.stats().instantiations);
             let done = stage.worker.process(&batch);
             if capture == Some(i) {
                 captured = Some(Captured {
                     input: batch.iter().collect(),
-                    output: done.output.clone(),
+                    output: done.output.to_json().into_owned(),
                     origins: done.origins.clone(),
                     failed: done.failures.iter().map(|f| (f.index, f.reason.clone())).collect(),
                 });
@@ -126,7 +129,7 @@ impl Chain {
             out.origins = done.origins.iter().map(|&o| out.origins[o as usize]).collect();
             current = Some(done.output);
         }
-        out.output = current.unwrap_or_else(|| input.clone());
+        out.output = current.unwrap_or_else(|| StageRows::Json(input.clone()));
         (out, captured)
     }
 }

@@ -5,10 +5,9 @@
 
 use super::chain::{Chain, ChainFailure};
 use crate::position::{Fetched, PartitionId};
-use crate::runtime::CompiledTransform;
+use crate::runtime::{CompiledTransform, StageRows};
 use crate::sink::{DeadLetter, Segment, TableSpec};
 use crate::store::ObjectStore;
-use sluice_guest::BatchBuf;
 use std::io;
 
 /// The dead-letter kind of a row the table cannot hold (beside the transforms'
@@ -45,8 +44,8 @@ pub struct Processed<'a> {
     pub chain: &'a Chain,
     /// Input records that did not make it through the chain.
     pub failures: &'a [ChainFailure],
-    /// The rows for the table, and the input index each came from.
-    pub rows: &'a BatchBuf,
+    /// The rows for the table (JSON records or typed columns), and the input index each came from.
+    pub rows: &'a StageRows,
     pub origins: &'a [u32],
     /// The stage that wrote `rows` and its transform: a row the table refuses
     /// is blamed on it.
@@ -94,13 +93,16 @@ pub fn land_batch(
     dead.extend(batch.more_dead);
     let mut rows = 0;
     if let Some(table) = table {
-        let misfits = seg.write_table(store, table, &batch.rows.as_ref())?;
+        let misfits = seg.write_table(store, table, batch.rows)?;
         rows = (batch.rows.len() - misfits.len()) as u64;
         let (stage, writer) = batch.writer;
-        for (i, reason) in misfits {
-            let mut d = from.letter(batch.origins[i as usize], stage, writer, SCHEMA_MISFIT, &reason);
-            d.set_value(batch.rows.as_ref().get(i as usize).value);
-            dead.push(d);
+        if !misfits.is_empty() {
+            let records = batch.rows.to_json();
+            for (i, reason) in misfits {
+                let mut d = from.letter(batch.origins[i as usize], stage, writer, SCHEMA_MISFIT, &reason);
+                d.set_value(records.as_ref().as_ref().get(i as usize).value);
+                dead.push(d);
+            }
         }
     }
     if let DeadLetters::Segment(dir) = dead_letters {

@@ -68,7 +68,7 @@ pub fn compare(candidate: &mut TransformInstance, seen: &Captured, report: &mut 
     let theirs: ProcessedBatch = candidate.process(&seen.input.as_ref());
     let (a_out, a_failed) = by_input(&seen.output, &seen.origins, &seen.failed);
     let c_failed: Vec<(u32, String)> = theirs.failures.iter().map(|f| (f.index, f.reason.clone())).collect();
-    let (c_out, c_failed) = by_input(&theirs.output, &theirs.origins, &c_failed);
+    let (c_out, c_failed) = by_input(&theirs.output.to_json(), &theirs.origins, &c_failed);
     report.batches += 1;
     for i in 0..seen.input.len() as u32 {
         report.records += 1;

@@ -18,7 +18,7 @@ use super::events::PipelineEvents;
 use super::land::{DeadLetters, FromSource, Processed, land_batch};
 use super::stats::{PipelineState, PipelineStats};
 use crate::position::{Fetched, Intent, PartitionId};
-use crate::runtime::FailureKind;
+use crate::runtime::{FailureKind, StageRows};
 use crate::sink::{Segment, SegmentSpec};
 use crate::source::Source;
 use crate::store::ObjectStore;
@@ -276,8 +276,9 @@ impl PipelineWorker {
                 None => None,
             };
             let last = chain.stages().len() as u32;
-            let (rows, origins, writer) = match (&windows, &self.aggregate) {
-                (Some(w), Some(a)) => (&w.rows, w.origins.as_slice(), (last, a.compiled().as_ref())),
+            let window_rows = windows.as_ref().map(|w| StageRows::Json(w.rows.clone()));
+            let (rows, origins, writer) = match (&windows, &window_rows, &self.aggregate) {
+                (Some(w), Some(rows), Some(a)) => (rows, w.origins.as_slice(), (last, a.compiled().as_ref())),
                 // The last stage wrote output the table cannot hold.
                 _ => (&out.output, out.origins.as_slice(), (last - 1, chain.stages()[last as usize - 1].transform.as_ref())),
             };

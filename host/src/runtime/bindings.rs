@@ -26,3 +26,15 @@ pub mod aggregate {
 
     pub use self::sluice::transform::aggregate_types::Host as AggregateTypesHost;
 }
+
+/// The 0.2.0 `transform` world: typed columns in and out (`wit/v0.2/`).
+pub mod columns {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2",
+        world: "transform",
+        ownership: Borrowing { duplicate_if_necessary: true },
+    });
+
+    pub use self::sluice::transform::columns::{ColumnParam, ColumnResult, ColumnsBatchParam, Host as ColumnsHost, InputType, OutputType};
+    pub use self::sluice::transform::host::{Host, Level};
+}

@@ -2,11 +2,14 @@
 
 use super::aggregate::AggregateInstance;
 use super::bindings::aggregate::AggregatePre;
+use super::bindings::columns::TransformPre as ColumnsPre;
 use super::bindings::{TransformPre, WitDescriptor};
 use super::builtin::builtin_bytes;
 use super::cache::ArtifactCache;
+use super::columnar::{ColumnContract, ColumnsInstance};
 use super::engine::Runtime;
 use super::host::HostState;
+use super::instance::Sandboxed;
 use super::instance::{TransformInstance, call_with_limits};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -27,6 +30,18 @@ pub enum ComponentKind {
     Aggregate,
 }
 
+/// Which version of the WIT contract a transform speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum Contract {
+    /// `sluice:transform@0.1.0`: JSON records in and out (and every aggregate).
+    #[default]
+    #[serde(rename = "0.1.0")]
+    Records,
+    /// `sluice:transform@0.2.0`: typed columns in and out.
+    #[serde(rename = "0.2.0")]
+    Columns,
+}
+
 /// What a component says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Descriptor {
@@ -35,6 +50,8 @@ pub struct Descriptor {
     pub input_kind: String,
     pub output_kind: String,
     pub kind: ComponentKind,
+    /// The contract version it was built against.
+    pub contract: Contract,
     /// Aggregates: the layout of their state bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_format: Option<String>,
@@ -53,6 +70,7 @@ impl Descriptor {
 /// The pre-instantiated bindings of the world a component implements.
 pub(crate) enum WorldPre {
     Transform(TransformPre<HostState>),
+    Columns(ColumnsPre<HostState>, Arc<ColumnContract>),
     Aggregate(AggregatePre<HostState>),
 }
 
@@ -60,7 +78,9 @@ pub(crate) enum WorldPre {
 pub enum LoadError {
     #[error("not a valid WebAssembly component: {0}")]
     Invalid(String),
-    #[error("the component does not implement the sluice:transform/transform@0.1.0 world, nor sluice:transform/aggregate@0.1.0: {0}")]
+    #[error(
+        "the component implements none of the worlds sluice runs (sluice:transform/transform@0.2.0, sluice:transform/transform@0.1.0, sluice:transform/aggregate@0.1.0): {0}"
+    )]
     WrongWorld(String),
     #[error("the component's describe() failed: {0}")]
     DescribeFailed(String),
@@ -95,6 +115,8 @@ impl CompiledTransform {
 
         let mut linker = Linker::<HostState>::new(engine);
         super::bindings::Transform::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        super::bindings::columns::Transform::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         // Everything else a guest imports (WASI filesystem, sockets, clocks, env,
         // random...) is satisfied by a function that traps: the sandbox is closed.
         linker.define_unknown_imports_as_traps(&component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
@@ -112,10 +134,24 @@ impl CompiledTransform {
                     input_kind: d.input_kind,
                     output_kind: d.output_kind,
                     kind: ComponentKind::Transform,
+                    contract: Contract::Records,
                     state_format: None,
                     upgrades_from: Vec::new(),
                 };
                 (WorldPre::Transform(pre), descriptor)
+            }
+            Err(not_v1) if ColumnsPre::new(instance_pre.clone()).is_ok() => {
+                let _ = not_v1;
+                let pre = ColumnsPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+                let placeholder = Arc::new(ColumnContract::placeholder());
+                let mut probe = ColumnsInstance { sandbox: Sandboxed::new(runtime.clone(), pre.clone(), provisional), contract: placeholder };
+                let d = probe
+                    .sandbox
+                    .with_instance(|store, bindings| call_with_limits(store, |s| bindings.call_describe(s)))
+                    .map_err(|f| LoadError::DescribeFailed(f.to_string()))?;
+                let (descriptor, contract) =
+                    super::columnar::descriptor(&d).map_err(|e| LoadError::DescribeFailed(format!("describe() of a 0.2.0 transform: {e}")))?;
+                (WorldPre::Columns(pre, Arc::new(contract)), descriptor)
             }
             Err(not_transform) => {
                 let pre = AggregatePre::new(instance_pre)
@@ -131,6 +167,7 @@ impl CompiledTransform {
                     input_kind: d.input_kind,
                     output_kind: d.output_kind,
                     kind: ComponentKind::Aggregate,
+                    contract: Contract::Records,
                     state_format: Some(d.state_format),
                     upgrades_from: d.upgrades_from,
                 };
@@ -163,7 +200,19 @@ impl CompiledTransform {
     pub fn instance(self: &Arc<Self>) -> TransformInstance {
         match &self.pre {
             WorldPre::Transform(pre) => TransformInstance::new_raw(self.runtime.clone(), pre.clone(), self.name.clone()),
+            WorldPre::Columns(pre, contract) => TransformInstance::columns(ColumnsInstance {
+                sandbox: Sandboxed::new(self.runtime.clone(), pre.clone(), self.name.clone()),
+                contract: contract.clone(),
+            }),
             WorldPre::Aggregate(_) => TransformInstance::not_a_transform(self.name.clone()),
+        }
+    }
+
+    /// The typed columns a 0.2.0 transform reads and writes; `None` for other components.
+    pub fn columns(&self) -> Option<&Arc<ColumnContract>> {
+        match &self.pre {
+            WorldPre::Columns(_, contract) => Some(contract),
+            _ => None,
         }
     }
 
@@ -175,7 +224,7 @@ impl CompiledTransform {
     pub fn aggregate_instance(self: &Arc<Self>) -> Option<AggregateInstance> {
         match &self.pre {
             WorldPre::Aggregate(pre) => Some(AggregateInstance::new_raw(self.runtime.clone(), pre.clone(), self.name.clone())),
-            WorldPre::Transform(_) => None,
+            WorldPre::Transform(_) | WorldPre::Columns(..) => None,
         }
     }
 }

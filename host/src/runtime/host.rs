@@ -37,6 +37,26 @@ impl HostState {
 
 // The `types` interface has no functions; its trait is empty.
 impl super::bindings::TypesHost for HostState {}
+impl super::bindings::columns::ColumnsHost for HostState {}
+
+/// The 0.2.0 world's `host` interface: the same two functions as 0.1.0's.
+impl super::bindings::columns::Host for HostState {
+    fn log(&mut self, level: super::bindings::columns::Level, message: String) {
+        use super::bindings::columns::Level as L2;
+        let level = match level {
+            L2::Trace => Level::Trace,
+            L2::Debug => Level::Debug,
+            L2::Info => Level::Info,
+            L2::Warn => Level::Warn,
+            L2::Error => Level::Error,
+        };
+        Host::log(self, level, message)
+    }
+
+    fn count(&mut self, name: String, delta: u64) {
+        Host::count(self, name, delta)
+    }
+}
 impl super::bindings::aggregate::AggregateTypesHost for HostState {}
 
 impl Host for HostState {

@@ -1,8 +1,10 @@
 //! Running batches through a component under the sandbox limits.
 
 use super::bindings::{BatchParam, Transform, TransformPre};
+use super::columnar::ColumnsInstance;
 use super::engine::Runtime;
 use super::host::HostState;
+use super::rows::StageRows;
 use sluice_guest::{BatchBuf, BatchRef};
 use std::fmt;
 use std::sync::Arc;
@@ -78,7 +80,8 @@ pub struct RecordFailure {
 /// The result of running one batch.
 #[derive(Debug, Default)]
 pub struct ProcessedBatch {
-    pub output: BatchBuf,
+    /// JSON records (contract 0.1.0) or typed columns (0.2.0).
+    pub output: StageRows,
     /// Input index of each output record.
     pub origins: Vec<u32>,
     /// Input records refused or lost to a guest failure; each is a dead letter.
@@ -179,25 +182,34 @@ impl<P: Instantiate> Sandboxed<P> {
 /// Runs batches through one transform component. Not shared between threads:
 /// each pipeline worker owns one. Cheap to create; the store is made on first use.
 pub struct TransformInstance {
-    /// `None` when the component is not a transform (an aggregate put in a chain):
+    /// `Err` when the component is not a transform (an aggregate put in a chain):
     /// every record then fails with the reason, nothing crashes.
     sandbox: Result<Sandboxed<TransformPre<HostState>>, (Arc<str>, InstanceStats)>,
+    /// A 0.2.0 component: batches go through this instead of `sandbox`.
+    columns: Option<ColumnsInstance>,
 }
 
 impl TransformInstance {
     pub(crate) fn new_raw(runtime: Runtime, pre: TransformPre<HostState>, name: Arc<str>) -> Self {
-        TransformInstance { sandbox: Ok(Sandboxed::new(runtime, pre, name)) }
+        TransformInstance { sandbox: Ok(Sandboxed::new(runtime, pre, name)), columns: None }
+    }
+
+    /// An instance of a 0.2.0 (typed columns) component.
+    pub(crate) fn columns(instance: ColumnsInstance) -> Self {
+        let name = instance.sandbox.name.clone();
+        TransformInstance { sandbox: Err((name, InstanceStats::default())), columns: Some(instance) }
     }
 
     /// An instance of a component that does not implement the transform world.
     pub(crate) fn not_a_transform(name: Arc<str>) -> Self {
-        TransformInstance { sandbox: Err((name, InstanceStats::default())) }
+        TransformInstance { sandbox: Err((name, InstanceStats::default())), columns: None }
     }
 
     pub fn stats(&self) -> InstanceStats {
-        match &self.sandbox {
-            Ok(s) => s.stats,
-            Err((_, stats)) => *stats,
+        match (&self.columns, &self.sandbox) {
+            (Some(c), _) => c.sandbox.stats,
+            (None, Ok(s)) => s.stats,
+            (None, Err((_, stats))) => *stats,
         }
     }
 
@@ -214,6 +226,9 @@ impl TransformInstance {
     pub fn process(&mut self, input: &BatchRef<'_>) -> ProcessedBatch {
         if input.is_empty() {
             return ProcessedBatch::default();
+        }
+        if let Some(columns) = &mut self.columns {
+            return columns.process(input);
         }
         match self.call_process(input) {
             Ok(done) => done,
@@ -239,11 +254,12 @@ impl TransformInstance {
             return Err(failure);
         }
         let failures = result.rejections.into_iter().map(|r| RecordFailure { index: r.index, kind: FailureKind::Rejected, reason: r.reason }).collect();
-        Ok(ProcessedBatch { output, origins: result.origins, failures, counters, isolated: false })
+        Ok(ProcessedBatch { output: StageRows::Json(output), origins: result.origins, failures, counters, isolated: false })
     }
 
     fn isolate(&mut self, input: &BatchRef<'_>, first: CallFailure) -> ProcessedBatch {
         let mut done = ProcessedBatch { isolated: true, ..Default::default() };
+        let mut output = BatchBuf::default();
         if input.len() == 1 {
             done.failures.push(RecordFailure { index: 0, kind: (&first).into(), reason: first.to_string() });
             return done;
@@ -257,16 +273,17 @@ impl TransformInstance {
             }
         };
         tracing::warn!(transform = &*name, records = input.len(), reason = %first, "batch failed; retrying its records one by one");
-        let (output, origins, counters) = (&mut done.output, &mut done.origins, &mut done.counters);
+        let (origins, counters) = (&mut done.origins, &mut done.counters);
         one_by_one(input, &first, max_failures, &mut done.failures, |index, single| {
             let one = self.call_process(single)?;
-            for r in one.output.as_ref().iter() {
+            for r in one.output.to_json().as_ref().as_ref().iter() {
                 output.push(r.value, r.key, r.timestamp);
                 origins.push(index);
             }
             merge_counters(counters, one.counters);
             Ok(one.failures)
         });
+        done.output = StageRows::Json(output);
         done
     }
 }

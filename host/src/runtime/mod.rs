@@ -16,20 +16,24 @@ mod aggregate;
 mod bindings;
 mod builtin;
 mod cache;
+mod columnar;
 mod compiled;
 mod engine;
 mod host;
 mod instance;
 mod limits;
 pub mod registry;
+mod rows;
 
 pub use aggregate::{AggregateInstance, Folded};
 pub use builtin::{BUILTINS, builtin_names};
-pub use compiled::{CompiledTransform, ComponentKind, ContentHash, Descriptor, LoadError};
+pub use columnar::ColumnContract;
+pub use compiled::{CompiledTransform, ComponentKind, ContentHash, Contract, Descriptor, LoadError};
 pub use engine::Runtime;
 pub(crate) use instance::merge_counters;
 pub use instance::{CallFailure, FailureKind, InstanceStats, ProcessedBatch, RecordFailure, TransformInstance};
 pub use limits::SandboxLimits;
+pub use rows::{ColumnRows, StageRows, render_json};
 
 #[cfg(any(test, feature = "test-guests"))]
 pub mod testing {
@@ -44,6 +48,12 @@ pub mod testing {
 
     /// count-posts 0.2.0: the same counts, its state in a new format it upgrades 0.1.0's into.
     pub const COUNT_POSTS_V2_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/count_posts_v2.wasm"));
+
+    /// clean-pin 0.1.0: the built-in cleaning, built against contract 0.1.0 (JSON records).
+    pub const CLEAN_PIN_V1_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/clean_pin_v1.wasm"));
+
+    /// hostile-columns 0.2.0: returns broken column buffers on command (see its crate docs).
+    pub const HOSTILE_COLUMNS_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile_columns.wasm"));
 
     /// clean-pin 0.3.0-rejects-all: refuses every record.
     pub const REJECT_ALL_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reject_all.wasm"));

@@ -311,7 +311,7 @@ pub fn run_sample(t: &Arc<CompiledTransform>, s: &GoldenSample) -> SampleOutcome
         (None, true) => return fail("expected the record to be refused, but it was accepted".into()),
         (None, false) => {}
     }
-    let got: Result<Vec<serde_json::Value>, _> = done.output.as_ref().iter().map(|r| serde_json::from_slice(r.value)).collect();
+    let got: Result<Vec<serde_json::Value>, _> = done.output.to_json().as_ref().as_ref().iter().map(|r| serde_json::from_slice(r.value)).collect();
     match got {
         Err(e) => fail(format!("output is not JSON: {e}")),
         Ok(got) if got == s.output => SampleOutcome::Passed,
@@ -343,6 +343,7 @@ mod tests {
             input_kind: "post".into(),
             output_kind: "post-count".into(),
             kind: ComponentKind::Aggregate,
+            contract: crate::runtime::Contract::Records,
             state_format: Some(format.into()),
             upgrades_from: upgrades_from.iter().map(|s| (*s).to_owned()).collect(),
         }

@@ -1,7 +1,7 @@
 //! Sandbox contract tests: the built-ins behave exactly like their native code,
 //! and hostile guests cannot crash, hang or escape the host.
 
-use super::testing::HOSTILE_WASM;
+use super::testing::{CLEAN_PIN_V1_WASM, HOSTILE_COLUMNS_WASM, HOSTILE_WASM};
 use super::*;
 use sluice_guest::BatchBuf;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ fn batch(values: &[&[u8]]) -> BatchBuf {
 }
 
 fn outputs(p: &ProcessedBatch) -> Vec<String> {
-    p.output.as_ref().iter().map(|r| String::from_utf8_lossy(r.value).into_owned()).collect()
+    p.output.to_json().as_ref().as_ref().iter().map(|r| String::from_utf8_lossy(r.value).into_owned()).collect()
 }
 
 #[test]
@@ -47,7 +47,9 @@ fn wasm_clean_pin_matches_native_byte_for_byte() {
     ]);
     let wasm = inst.process(&input.as_ref());
     let native = sluice_guest::run_batch::<clean_pin::CleanPin>(&input.as_ref());
-    assert_eq!(wasm.output, native.output);
+    // The built-in speaks 0.2.0: its columns, rendered, are the 0.1.0 native records byte for byte.
+    assert!(matches!(wasm.output, StageRows::Columns(_)));
+    assert_eq!(*wasm.output.to_json(), native.output);
     assert_eq!(wasm.origins, native.origins);
     let reasons: Vec<_> = wasm.failures.iter().map(|f| (f.index, f.kind, f.reason.as_str())).collect();
     assert_eq!(reasons, vec![(1, FailureKind::Rejected, "record is not a JSON object"), (3, FailureKind::Rejected, "no row id: field `index` is missing")]);
@@ -140,7 +142,7 @@ fn components_that_are_not_transforms_are_refused() {
     let empty_component = b"\0asm\x0d\0\x01\0";
     let err = rt.load(empty_component).unwrap_err();
     assert!(matches!(err, LoadError::WrongWorld(_)), "{err}");
-    assert!(err.to_string().contains("does not implement the sluice:transform"), "{err}");
+    assert!(err.to_string().contains("implements none of the worlds sluice runs"), "{err}");
 }
 
 #[test]
@@ -171,4 +173,70 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn both_contracts_run_side_by_side_with_the_same_results() {
+    let rt = runtime(2000);
+    let v2 = rt.load_builtin("clean-pin").expect("builtin");
+    let v1 = rt.load(CLEAN_PIN_V1_WASM).expect("0.1.0 build");
+    assert_eq!((v2.descriptor().contract, v1.descriptor().contract), (Contract::Columns, Contract::Records));
+    assert_eq!((v2.descriptor().version.as_str(), v1.descriptor().version.as_str()), ("0.2.0", "0.1.0"));
+    let columns = v2.columns().expect("a 0.2.0 transform declares its columns");
+    assert_eq!(columns.schema.fields().len(), 11);
+    assert!(v1.columns().is_none());
+    let input = batch(&[
+        br#"{"index": 1, "title": "T", "follower_count": 12, "save_location": "Local save in /x", "category": "art"}"#,
+        b"not json",
+        br#"{"index": 2, "title": ["nested"], "description": "No description available"}"#,
+    ]);
+    let (a, b) = (v2.instance().process(&input.as_ref()), v1.instance().process(&input.as_ref()));
+    assert!(matches!(a.output, StageRows::Columns(_)) && matches!(b.output, StageRows::Json(_)));
+    assert_eq!(outputs(&a), outputs(&b));
+    assert_eq!((a.origins, a.failures), (b.origins, b.failures));
+    // Rendered records keep their input record's key and timestamp.
+    let rendered = a.output.to_json();
+    assert_eq!((rendered.as_ref().as_ref().get(1).key, rendered.as_ref().as_ref().get(1).timestamp), (&b"k2"[..], 2));
+}
+
+/// Every way a 0.2.0 guest can break the column layout: the batch is refused
+/// (each record dead-lettered as malformed output), counted, and the next
+/// batch runs on a fresh instance. Nothing panics in the host.
+#[test]
+fn broken_column_buffers_are_refused_and_counted() {
+    let rt = runtime(2000);
+    let t = rt.load(HOSTILE_COLUMNS_WASM).expect("hostile-columns loads");
+    assert_eq!(t.descriptor().contract, Contract::Columns);
+    let mut inst = t.instance();
+    let cases = [
+        ("bad-offsets", "offsets start at"),
+        ("offset-past-end", "past the"),
+        ("short-ints", "ints for"),
+        ("bad-utf8", "utf-8"),
+        ("wrong-type", "which this type does not use"),
+        ("missing-column", "columns, but it declares 2"),
+        ("bad-origin", "input row 1000000"),
+        ("bad-validity", "validity bitmap"),
+        ("null-in-required", "declared not nullable"),
+        ("huge-rows", "origins"),
+    ];
+    for (n, (command, says)) in cases.iter().enumerate() {
+        let before = inst.stats().traps;
+        let cmd = format!(r#"{{"cmd": "{command}"}}"#);
+        let p = inst.process(&batch(&[br#"{"cmd": "fine"}"#, cmd.as_bytes(), br#"{"cmd": "also fine"}"#]).as_ref());
+        // The batch failed as a whole; its good records, retried alone, produce their rows.
+        assert_eq!(outputs(&p), vec![r#"{"n":0,"s":"fine"}"#, r#"{"n":0,"s":"also fine"}"#], "{command}");
+        assert!(p.isolated, "{command}");
+        // The broken record fails alone; the others are fine on their own.
+        let failed: Vec<(u32, FailureKind)> = p.failures.iter().map(|f| (f.index, f.kind)).collect();
+        assert_eq!(failed, vec![(1, FailureKind::Malformed)], "{command}");
+        assert!(p.failures[0].reason.to_lowercase().contains(says), "{command}: {}", p.failures[0].reason);
+        assert!(inst.stats().traps > before, "{command} #{n} was not counted");
+    }
+    let p = inst.process(&batch(&[br#"{"cmd": "a"}"#, br#"{"cmd": "b"}"#]).as_ref());
+    assert_eq!(outputs(&p), vec![r#"{"n":0,"s":"a"}"#, r#"{"n":1,"s":"b"}"#]);
+    // A huge allocation meets the memory cap, as in 0.1.0.
+    let p = inst.process(&batch(&[br#"{"cmd": "alloc"}"#]).as_ref());
+    assert_eq!(p.failures.iter().map(|f| f.kind).collect::<Vec<_>>(), vec![FailureKind::MemoryLimit]);
+    assert!(inst.stats().memory_limit_hits >= 1);
 }

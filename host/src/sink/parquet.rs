@@ -45,6 +45,55 @@ pub fn decode_json(schema: &SchemaRef, values: &BatchRef<'_>) -> (Option<RecordB
     }
 }
 
+/// Fit typed columns (a 0.2.0 transform's output) to the table schema by
+/// name: no JSON in between. Rows that cannot fit (a null in a required
+/// column) are returned as `(index, reason)`; a column of the wrong type, or a
+/// required one the output lacks, refuses every row. Columns the table does
+/// not have are dropped, as JSON decoding ignores unknown fields.
+pub fn fit_columns(schema: &SchemaRef, batch: &RecordBatch) -> (Option<RecordBatch>, Vec<(u32, String)>) {
+    let rows = batch.num_rows();
+    let mut refuse: Vec<Option<String>> = vec![None; rows];
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column = match batch.column_by_name(field.name()) {
+            Some(c) if c.data_type() == field.data_type() => c.clone(),
+            found => {
+                let why = match found {
+                    Some(c) => format!("output column `{}` is {}, the table's is {}", field.name(), c.data_type(), field.data_type()),
+                    None if !field.is_nullable() => format!("output has no `{}`, which the table requires", field.name()),
+                    None => {
+                        columns.push(arrow_array::new_null_array(field.data_type(), rows));
+                        continue;
+                    }
+                };
+                return (None, (0..rows as u32).map(|i| (i, format!("output does not match the table schema: {why}"))).collect());
+            }
+        };
+        if !field.is_nullable() && column.null_count() > 0 {
+            for (i, slot) in refuse.iter_mut().enumerate() {
+                if column.is_null(i) && slot.is_none() {
+                    *slot = Some(format!("output does not match the table schema: `{}` is null, and the table requires it", field.name()));
+                }
+            }
+        }
+        columns.push(column);
+    }
+    let misfits: Vec<(u32, String)> = refuse.iter().enumerate().filter_map(|(i, r)| r.clone().map(|r| (i as u32, r))).collect();
+    // Schema metadata (dictionary hints) comes from the table; the data from the output.
+    let fitted = match RecordBatch::try_new(schema.clone(), columns) {
+        Ok(b) => b,
+        Err(e) => return (None, (0..rows as u32).map(|i| (i, format!("output does not match the table schema: {e}"))).collect()),
+    };
+    if misfits.is_empty() {
+        return ((rows > 0).then_some(fitted), misfits);
+    }
+    let keep: arrow_array::BooleanArray = refuse.iter().map(|r| Some(r.is_none())).collect();
+    match arrow_select::filter::filter_record_batch(&fitted, &keep) {
+        Ok(b) => ((b.num_rows() > 0).then_some(b), misfits),
+        Err(e) => (None, (0..rows as u32).map(|i| (i, format!("output does not match the table schema: {e}"))).collect()),
+    }
+}
+
 fn decode_all(schema: &SchemaRef, bytes: &[u8], rows: usize) -> Result<Option<RecordBatch>, arrow_schema::ArrowError> {
     let mut decoder = ReaderBuilder::new(schema.clone()).with_batch_size(rows.max(1)).build_decoder()?;
     let mut rest = bytes;

@@ -1,9 +1,9 @@
 //! The objects derived from one input range `[start, end)` of one source partition.
 
 use super::layout;
-use super::parquet::{ParquetObject, decode_json, split_by_date};
+use super::parquet::{ParquetObject, decode_json, fit_columns, split_by_date};
 use crate::position::PartitionId;
-use crate::runtime::CompiledTransform;
+use crate::runtime::{CompiledTransform, StageRows};
 use crate::store::{ObjectStore, ObjectWriter};
 use arrow_schema::SchemaRef;
 use serde::Serialize;
@@ -179,20 +179,24 @@ impl Segment {
 
     /// Land transform output in the table. Returns the output records that do
     /// not fit the table's schema (index into `output`, reason): they become dead letters.
-    pub fn write_table(&mut self, store: &dyn ObjectStore, table: &TableSpec, output: &BatchRef<'_>) -> io::Result<Vec<(u32, String)>> {
+    pub fn write_table(&mut self, store: &dyn ObjectStore, table: &TableSpec, output: &StageRows) -> io::Result<Vec<(u32, String)>> {
         if output.is_empty() {
             return Ok(Vec::new());
         }
         let Some(schema) = &table.schema else {
-            // No schema: JSON lines exactly as the transform wrote them.
+            // No schema: JSON lines exactly as the transform wrote them (or its columns, rendered).
+            let records = output.to_json();
             let w = self.jsonl_object(store, table, None)?;
-            for r in output.iter() {
+            for r in records.as_ref().as_ref().iter() {
                 write_line(w, r.value)?;
             }
             self.summary.table_rows += output.len() as u64;
             return Ok(Vec::new());
         };
-        let (batch, misfits) = decode_json(schema, output);
+        let (batch, misfits) = match output {
+            StageRows::Json(records) => decode_json(schema, &records.as_ref()),
+            StageRows::Columns(c) => fit_columns(schema, &c.batch),
+        };
         let Some(batch) = batch else { return Ok(misfits) };
         let parts = match &table.partition_by {
             Some(col) => split_by_date(&batch, col).map_err(io::Error::other)?,

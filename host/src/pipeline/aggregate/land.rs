@@ -17,12 +17,14 @@ pub fn fold(
     from: &dyn Provenance,
     dead: &mut Vec<DeadLetter>,
 ) -> anyhow::Result<WindowOutput> {
-    let mut out = a.process(p, &chain_out.output.as_ref())?;
+    // An aggregate reads records: a 0.2.0 last stage's columns are rendered as JSON.
+    let records = chain_out.output.to_json();
+    let mut out = a.process(p, &records.as_ref().as_ref())?;
     let stage = chain_out.stage_runs.len() as u32;
     for f in &out.failures {
         let origin = chain_out.origins[f.index as usize];
         let mut d = from.letter(origin, stage, a.compiled(), f.kind, &f.reason);
-        d.set_value(chain_out.output.as_ref().get(f.index as usize).value);
+        d.set_value(records.as_ref().as_ref().get(f.index as usize).value);
         dead.push(d);
     }
     // Rows point at chain-output records; the segment wants input records.
