@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use sluice::app::RunningApp;
 use sluice::config::Config;
-use sluice::runtime::testing::{CLEAN_PIN_MARKED_WASM, REJECT_ALL_WASM};
+use sluice::runtime::testing::{CLEAN_PIN_MARKED_WASM, CLEAN_PIN_V1_WASM, REJECT_ALL_WASM};
 use sluice_tests::{column, files, parquet_batches};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -128,6 +128,52 @@ async fn a_new_version_takes_over_between_batches_without_losing_or_repeating_a_
     assert!(swap_took.expect("swapped") < Duration::from_secs(5), "activation took {swap_took:?}");
 }
 
+/// The transform versions named in a Parquet file's lineage metadata.
+fn lineage_of(file: &Path) -> String {
+    let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(file).expect("open")).expect("footer");
+    let meta = parquet::file::reader::FileReader::metadata(&reader).file_metadata().key_value_metadata().cloned().unwrap_or_default();
+    meta.iter().filter(|kv| kv.key.starts_with("sluice-transforms")).filter_map(|kv| kv.value.clone()).collect::<Vec<_>>().join(" ")
+}
+
+/// From a 0.1.0 build (JSON records across the boundary) to the 0.2.0
+/// built-in (typed columns) while records flow: the contracts swap between
+/// batches like any two versions, and the rows are the same either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_from_contract_0_1_to_0_2_under_load_loses_and_repeats_nothing() {
+    const TOTAL: u64 = 100_000;
+    const PER_REQUEST: u64 = 500;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, c) = start(dir.path()).await;
+    let (s, v) = c.admin(reqwest::Method::PUT, "/api/v1/transforms/clean-pin", Some(CLEAN_PIN_V1_WASM.to_vec())).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["contract"], "0.1.0", "{v}");
+    let (s, v) = c.admin(reqwest::Method::POST, "/api/v1/pipelines/pin/stages/0/activate", Some(br#"{"version":"0.1.0"}"#.to_vec())).await;
+    assert_eq!(s, 200, "{v}");
+    for n in (0..TOTAL).step_by(PER_REQUEST as usize) {
+        c.post_pins(n, PER_REQUEST).await;
+        if n == TOTAL / 2 {
+            let (s, v) = c.admin(reqwest::Method::POST, "/api/v1/pipelines/pin/stages/0/activate", Some(br#"{"version":"0.2.0"}"#.to_vec())).await;
+            assert_eq!(s, 200, "{v}");
+        }
+    }
+    assert!(app.wait_caught_up(Duration::from_secs(180)).await, "did not catch up: {:?}", app.snapshot());
+    let (_, status) = c.admin(reqwest::Method::GET, "/api/v1/pipelines/pin", None).await;
+    app.shutdown().await.expect("clean shutdown");
+
+    let landed = landed(&dir.path().join("data/landing"));
+    assert_eq!(landed.len() as u64, TOTAL, "every record landed");
+    assert!(landed.values().all(|rows| rows.len() == 1), "a record landed twice");
+    assert_eq!(status["stages"][0]["active"]["version"], "0.2.0");
+    assert_eq!(status["stats"]["dead_letters"], 0);
+    let lineage: Vec<String> = files(&dir.path().join("data/landing/tables/pin")).iter().map(|f| lineage_of(f)).collect();
+    assert!(lineage.iter().any(|l| l.contains("clean-pin@0.1.0")), "nothing landed by 0.1.0: {lineage:?}");
+    assert!(lineage.iter().any(|l| l.contains("clean-pin@0.2.0")), "nothing landed by 0.2.0: {lineage:?}");
+    // Same cleaning under both contracts: every row has the follower count of "1k".
+    let batches = parquet_batches(&dir.path().join("data/landing/tables/pin"));
+    let counts = column(&batches, "follower_count");
+    assert!(counts.iter().all(|v| v == &json!(1000)), "a row cleaned differently");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_that_refuses_everything_is_rolled_back_and_its_victims_replayed() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -145,7 +191,7 @@ async fn a_version_that_refuses_everything_is_rolled_back_and_its_victims_replay
         c.post_pins(next, 50).await;
         next += 50;
         let (_, st) = c.admin(reqwest::Method::GET, "/api/v1/pipelines/pin", None).await;
-        if st["stages"][0]["active"]["version"] == "0.1.0" {
+        if st["stages"][0]["active"]["version"] == "0.2.0" {
             break st;
         }
         assert!(Instant::now() < deadline, "never rolled back: {st}");
@@ -207,7 +253,7 @@ async fn a_shadow_run_compares_a_candidate_on_live_batches_without_landing_it() 
     assert_eq!(r["examples"].as_array().map(Vec::len), Some(20));
     assert_eq!(report["agreement"], 0.0);
     let (_, st) = c.admin(reqwest::Method::GET, "/api/v1/pipelines/pin", None).await;
-    assert_eq!(st["stages"][0]["active"]["version"], "0.1.0", "a shadow run activates nothing");
+    assert_eq!(st["stages"][0]["active"]["version"], "0.2.0", "a shadow run activates nothing");
     app.shutdown().await.expect("clean shutdown");
     // Nothing the candidate made was landed.
     let ids = column(&parquet_batches(&dir.path().join("data/landing/tables/pin")), "unique_id");

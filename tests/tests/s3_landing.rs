@@ -126,7 +126,7 @@ async fn the_pipeline_lands_in_the_bucket_with_the_confluent_layout_and_lineage(
     let head = s3.client().head_object().bucket("lake").key(&first_table).send().await.expect("head");
     let meta = head.metadata().expect("metadata");
     assert_eq!(meta.get("sluice-pipeline").map(String::as_str), Some("pin"), "{meta:?}");
-    assert!(meta.get("sluice-transforms-0").is_some_and(|v| v.contains("clean-pin@0.1.0 sha256:")), "{meta:?}");
+    assert!(meta.get("sluice-transforms-0").is_some_and(|v| v.contains("clean-pin@0.2.0 sha256:")), "{meta:?}");
     let big_raw = raw.iter().find(|(_, b)| b.len() > 5 << 20).map(|(k, _)| k.clone()).expect("a multipart object");
     let head = s3.client().head_object().bucket("lake").key(&big_raw).send().await.expect("head");
     assert_eq!(head.metadata().and_then(|m| m.get("sluice-pipeline")).map(String::as_str), Some("pin"), "multipart objects carry lineage too");

@@ -107,7 +107,7 @@ async fn every_admin_route_requires_the_token() {
     assert_eq!(call(&f.app, Method::GET, "/api/v1/openapi.json", None, Body::empty()).await.0, StatusCode::OK);
     let (status, page) = call(&f.app, Method::GET, "/", None, Body::empty()).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.as_str().is_some_and(|p| p.contains("<b>pin</b>") && p.contains("clean-pin@0.1.0")), "{page}");
+    assert!(page.as_str().is_some_and(|p| p.contains("<b>pin</b>") && p.contains("clean-pin@0.2.0")), "{page}");
 }
 
 #[tokio::test]
@@ -142,7 +142,7 @@ async fn uploads_are_validated_before_they_are_accepted() {
     assert!(message(&r).contains("body is empty"), "{r}");
     let (s, r) = put("hostile", b"\0asm\x0d\0\x01\0".to_vec()).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(message(&r).contains("does not implement the sluice:transform"), "{r}");
+    assert!(message(&r).contains("implements none of the worlds sluice runs"), "{r}");
     let (s, r) = put("clean-geo", HOSTILE_WASM.to_vec()).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(message(&r).contains("describes itself as `hostile` but was uploaded as `clean-geo`"), "{r}");
@@ -216,7 +216,7 @@ async fn activation_and_rollback_explain_every_refusal() {
         ("/api/v1/pipelines/pin/stages/x/activate", r#"{"version":"0.2.0-marked"}"#, StatusCode::UNPROCESSABLE_ENTITY, "stage must be a number"),
         ("/api/v1/pipelines/pin/stages/0/activate", r#"{"versoin":"1"}"#, StatusCode::UNPROCESSABLE_ENTITY, "unknown field `versoin`"),
         ("/api/v1/pipelines/pin/stages/0/activate", r#"{"version":"9.9.9"}"#, StatusCode::NOT_FOUND, "transform `clean-pin` has no version 9.9.9"),
-        ("/api/v1/pipelines/pin/stages/0/activate", r#"{"version":"0.1.0"}"#, StatusCode::CONFLICT, "is already active"),
+        ("/api/v1/pipelines/pin/stages/0/activate", r#"{"version":"0.2.0"}"#, StatusCode::CONFLICT, "is already active"),
         (
             "/api/v1/pipelines/pin/stages/0/activate",
             r#"{"version":"0.2.0-marked","transform":"clean-geo"}"#,
@@ -236,13 +236,13 @@ async fn activation_and_rollback_explain_every_refusal() {
     assert_eq!(f.state.pipelines.get("pin").expect("pin").control.generation(), 2);
     let (s, r) = post("/api/v1/pipelines/pin/stages/0/rollback", "").await;
     assert_eq!(s, StatusCode::OK, "{r}");
-    assert_eq!(r["stages"][0]["active"]["version"], "0.1.0");
+    assert_eq!(r["stages"][0]["active"]["version"], "0.2.0");
     assert_eq!(r["swap"]["reason"], "rolled back");
 
     let (s, r) = call(&f.app, Method::GET, "/api/v1/pipelines/pin/stages/0/shadow", Some(TOKEN), Body::empty()).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(message(&r).starts_with("no shadow run on stage 0 of pipeline `pin`"), "{r}");
-    let (s, r) = post("/api/v1/pipelines/pin/stages/0/shadow", r#"{"version":"0.1.0"}"#).await;
+    let (s, r) = post("/api/v1/pipelines/pin/stages/0/shadow", r#"{"version":"0.2.0"}"#).await;
     assert_eq!(s, StatusCode::CONFLICT, "shadowing the active version compares nothing: {r}");
     let (s, r) = post("/api/v1/pipelines/pin/stages/0/shadow", r#"{"version":"0.2.0-marked"}"#).await;
     assert_eq!(s, StatusCode::OK, "{r}");

@@ -31,7 +31,7 @@ pub enum ComponentKind {
 }
 
 /// Which version of the WIT contract a transform speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 pub enum Contract {
     /// `sluice:transform@0.1.0`: JSON records in and out (and every aggregate).
     #[default]

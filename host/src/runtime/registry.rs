@@ -34,6 +34,12 @@ pub struct VersionInfo {
     /// `transform` or `aggregate`.
     #[serde(default)]
     pub kind: ComponentKind,
+    /// The contract version it speaks: `0.1.0` (JSON records) or `0.2.0` (typed columns).
+    #[serde(default)]
+    pub contract: super::Contract,
+    /// 0.2.0 transforms: the columns they write (`name type`, in order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<String>,
     /// Aggregates: the layout of their state bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_format: Option<String>,
@@ -265,6 +271,8 @@ fn info(t: &CompiledTransform, builtin: bool, uploaded_at_ms: i64) -> VersionInf
         uploaded_at_ms,
         builtin,
         kind: d.kind,
+        contract: d.contract,
+        columns: t.columns().map(|c| c.describe_output()),
         state_format: d.state_format.clone(),
         upgrades_from: d.upgrades_from.clone(),
     }
@@ -360,6 +368,8 @@ mod tests {
             uploaded_at_ms: 0,
             builtin: true,
             kind: d.kind,
+            contract: d.contract,
+            columns: None,
             state_format: d.state_format.clone(),
             upgrades_from: d.upgrades_from.clone(),
         }

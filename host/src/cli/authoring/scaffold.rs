@@ -31,10 +31,16 @@ const SDK_FILES: &[(&str, &str)] = &[
     ("src/time.rs", include_str!("../../../../guest-transforms/sdk/src/time.rs")),
     ("src/wasm.rs", include_str!("../../../../guest-transforms/sdk/src/wasm.rs")),
     ("src/wasm_aggregate.rs", include_str!("../../../../guest-transforms/sdk/src/wasm_aggregate.rs")),
+    ("src/wasm_columns.rs", include_str!("../../../../guest-transforms/sdk/src/wasm_columns.rs")),
+    ("src/columns/mod.rs", include_str!("../../../../guest-transforms/sdk/src/columns/mod.rs")),
+    ("src/columns/decode.rs", include_str!("../../../../guest-transforms/sdk/src/columns/decode.rs")),
+    ("src/columns/read.rs", include_str!("../../../../guest-transforms/sdk/src/columns/read.rs")),
+    ("src/columns/write.rs", include_str!("../../../../guest-transforms/sdk/src/columns/write.rs")),
 ];
 
-/// The WIT contract; the SDK's bindings read it from `../../wit`.
+/// The WIT contract, both versions; the SDK's bindings read them from `../../wit`.
 const WIT: &str = include_str!("../../../../wit/transform.wit");
+const WIT_0_2: &str = include_str!("../../../../wit/v0.2/transform.wit");
 
 const SDK_MANIFEST: &str = r#"[package]
 name = "sluice-guest"
@@ -47,6 +53,7 @@ publish = false
 default = ["transform"]
 transform = []
 aggregate = []
+columns = []
 
 [dependencies]
 serde = { version = "1", features = ["derive"] }
@@ -107,6 +114,7 @@ pub fn write_crate(dir: &Path, name: &str, kind: Kind) -> anyhow::Result<Vec<Pat
         (".cargo/config.toml".into(), CARGO_CONFIG.to_owned()),
         (".gitignore".into(), GITIGNORE.to_owned()),
         ("wit/transform.wit".into(), WIT.to_owned()),
+        ("wit/v0.2/transform.wit".into(), WIT_0_2.to_owned()),
         ("sdk/sluice-guest/Cargo.toml".into(), fill(SDK_MANIFEST, name, kind)),
     ];
     files.extend(SDK_FILES.iter().map(|(path, text)| (Path::new("sdk/sluice-guest").join(path), (*text).to_owned())));
@@ -129,8 +137,14 @@ mod tests {
     #[test]
     fn carries_every_file_of_the_sdk() {
         let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-transforms/sdk/src");
-        let mut on_disk: Vec<String> =
-            std::fs::read_dir(sdk).expect("sdk sources").map(|e| format!("src/{}", e.expect("entry").file_name().to_string_lossy())).collect();
+        let mut on_disk: Vec<String> = Vec::new();
+        for e in std::fs::read_dir(&sdk).expect("sdk sources") {
+            let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+            match std::fs::read_dir(sdk.join(&name)) {
+                Ok(dir) => on_disk.extend(dir.map(|f| format!("src/{name}/{}", f.expect("entry").file_name().to_string_lossy()))),
+                Err(_) => on_disk.push(format!("src/{name}")),
+            }
+        }
         on_disk.sort();
         let mut carried: Vec<String> = SDK_FILES.iter().map(|(p, _)| (*p).to_owned()).collect();
         carried.sort();
