@@ -1,6 +1,11 @@
 //! Embedded log → Wasm clean-pin → Parquet: records/s and peak RSS.
 //!
-//! `cargo bench -p sluice --bench pipeline [-- --records N] [--s3] [--kafka | --kinesis] [--cold]`
+//! `cargo bench -p sluice --bench pipeline [-- --records N] [--raw] [--input-jsonl FILE] [--s3] [--kafka | --kinesis] [--cold]`
+//!
+//! `--raw` lands the raw records too (JSON lines beside the Parquet table, the
+//! shape of a production pipeline); `--input-jsonl FILE` also writes the
+//! generated pins there, one per line, so the peers in `../shared/peers/`
+//! (Polars, DuckDB) can be run on exactly the same records.
 //!
 //! With `--s3` the landing goes to an s3s-fs server (started by the bench on
 //! 127.0.0.1, from `cargo install s3s-fs`) instead of a local directory, and
@@ -52,6 +57,7 @@ use std::time::{Duration, Instant};
 const TOPIC: &str = "bench.pin";
 
 fn config(dir: &Path) -> Config {
+    let land_raw = std::env::var_os("BENCH_LAND_RAW").is_some();
     let mut c = Config::demo(dir.to_path_buf(), "bench");
     c.log.topics = vec![TOPIC.into()];
     if let Ok(p) = std::env::var("BENCH_PARTITIONS") {
@@ -62,7 +68,7 @@ fn config(dir: &Path) -> Config {
         source: None,
         topics: vec![TOPIC.into()],
         transforms: vec!["clean-pin".into()],
-        land_raw: false,
+        land_raw,
         table: Some(TableConfig { name: "pin".into(), formats: vec![TableFormat::Parquet], schema: None, columns: None, partition_by: None }),
         batch: Default::default(),
         roll: RollConfig { max_records: 250_000, max_bytes: 64 << 20, max_age_ms: 60_000, ..Default::default() },
@@ -92,7 +98,9 @@ fn registry(c: &Config) -> anyhow::Result<Registry> {
     Registry::open(Runtime::new(c.sandbox.clone(), Some(c.data_dir.join("compiled")))?, c.data_dir.join("transforms"))
 }
 
-fn load(dir: &Path, records: u64, kafka: Option<String>, kinesis: Option<String>, precompile: bool) -> anyhow::Result<()> {
+fn load(dir: &Path, records: u64, kafka: Option<String>, kinesis: Option<String>, precompile: bool, jsonl: Option<PathBuf>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut jsonl = jsonl.map(|p| std::fs::File::create(&p).map(std::io::BufWriter::new)).transpose()?;
     let c = config(dir);
     if precompile {
         drop(registry(&c)?);
@@ -108,7 +116,12 @@ fn load(dir: &Path, records: u64, kafka: Option<String>, kinesis: Option<String>
         let mut parts: Vec<(u32, BatchBuf)> = (0..partitions).map(|p| (p, BatchBuf::default())).collect();
         for _ in 0..30_000.min(records - n) {
             let row = g.row(g.pick(n));
-            parts[(n % partitions as u64) as usize].1.push(&serde_json::to_vec(&row.pin)?, b"", 0);
+            let value = serde_json::to_vec(&row.pin)?;
+            if let Some(f) = jsonl.as_mut() {
+                f.write_all(&value)?;
+                f.write_all(b"\n")?;
+            }
+            parts[(n % partitions as u64) as usize].1.push(&value, b"", 0);
             n += 1;
         }
         match (&producer, &kinesis) {
@@ -126,6 +139,9 @@ fn load(dir: &Path, records: u64, kafka: Option<String>, kinesis: Option<String>
         }
     }
     log.close();
+    if let Some(mut f) = jsonl {
+        f.flush()?;
+    }
     Ok(())
 }
 
@@ -220,6 +236,7 @@ fn main() -> anyhow::Result<()> {
                 arg("--kafka"),
                 arg("--kinesis"),
                 !flag("--cold"),
+                arg("--input-jsonl").map(PathBuf::from),
             );
         }
         Some("run") => {
@@ -254,18 +271,23 @@ fn main() -> anyhow::Result<()> {
         [("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench-secret"), ("AWS_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true")];
     let loaded = Instant::now();
     let cold: &[&str] = if flag("--cold") { &["--cold"] } else { &[] };
+    let jsonl: Vec<String> = arg("--input-jsonl").map(|p| vec!["--input-jsonl".to_owned(), p]).unwrap_or_default();
+    // An environment variable rather than an argument: `config` is shared by both phases.
+    let raw_env: Vec<(&str, &str)> = if flag("--raw") { vec![("BENCH_LAND_RAW", "1")] } else { vec![] };
     let status = Command::new(&me)
         .args(["--phase", "load", "--records", &records.to_string()])
         .args(&input)
+        .args(&jsonl)
         .args(cold)
         .envs(kinesis_env)
+        .envs(raw_env.iter().copied())
         .arg("--dir")
         .arg(&path)
         .status()?;
     anyhow::ensure!(status.success(), "loading the input failed");
     eprintln!("loaded {records} pins in {:.1}s", loaded.elapsed().as_secs_f64());
     let mut run = Command::new(&me);
-    run.args(["--phase", "run", "--records", &records.to_string()]).args(&input).envs(kinesis_env).arg("--dir").arg(&path);
+    run.args(["--phase", "run", "--records", &records.to_string()]).args(&input).envs(kinesis_env).envs(raw_env.iter().copied()).arg("--dir").arg(&path);
     let _s3 = if flag("--s3") {
         let (server, url) = start_s3(&path)?;
         run.args(["--s3-endpoint", &url]);
@@ -286,7 +308,8 @@ fn main() -> anyhow::Result<()> {
         _ => "embedded log",
     };
     let start = if cold.is_empty() { "a restart: built-ins from the compiled cache" } else { "a first start: built-ins compiled" };
-    print!("pipeline ({source} -> clean-pin in Wasm -> Parquet, {start}): {}", String::from_utf8_lossy(&out.stdout));
+    let raw = if raw_env.is_empty() { "" } else { " + raw JSON lines" };
+    print!("pipeline ({source} -> clean-pin 0.2.0 in Wasm -> Parquet{raw}, {start}): {}", String::from_utf8_lossy(&out.stdout));
     if let Some(rate) = baseline {
         println!("the Kinesis server alone (GetRecords of every shard, back to back, nothing else): {rate:.0} records/s");
     }

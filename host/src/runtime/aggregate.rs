@@ -5,7 +5,7 @@ use super::bindings::BatchParam;
 use super::bindings::aggregate::{Aggregate, AggregatePre, Window};
 use super::engine::Runtime;
 use super::host::HostState;
-use super::instance::{CallFailure, FailureKind, InstanceStats, Instantiate, RecordFailure, Sandboxed, call_with_limits, merge_counters, one_by_one};
+use super::sandbox::{CallFailure, FailureKind, InstanceStats, Instantiate, RecordFailure, Sandboxed, call_with_limits, merge_counters, one_by_one};
 use sluice_guest::{BatchBuf, BatchRef};
 use std::sync::Arc;
 use wasmtime::Store;

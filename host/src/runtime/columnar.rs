@@ -4,9 +4,9 @@
 
 use super::bindings::columns::{BatchOutput, ColumnParam, ColumnResult, ColumnsBatchParam, InputType as WitInput, OutputType as WitOutput, Transform};
 use super::host::HostState;
-use super::instance::{CallFailure, FailureKind, RecordFailure, Sandboxed, call_with_limits, merge_counters, one_by_one};
 use super::rows::{ColumnRows, StageRows};
-use super::{Descriptor, ProcessedBatch};
+use super::sandbox::{CallFailure, FailureKind, ProcessedBatch, RecordFailure, Sandboxed, call_with_limits, merge_counters, one_by_one};
+
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -93,7 +93,7 @@ pub(crate) fn arrow_type(t: OutputType) -> DataType {
     }
 }
 
-impl super::instance::Instantiate for super::bindings::columns::TransformPre<HostState> {
+impl super::sandbox::Instantiate for super::bindings::columns::TransformPre<HostState> {
     type Bindings = Transform;
     fn instantiate_in(&self, store: &mut wasmtime::Store<HostState>) -> wasmtime::Result<Transform> {
         self.instantiate(store)
@@ -299,22 +299,6 @@ fn offsets(raw: &[u32], rows: usize, len: usize, into: &str) -> Result<OffsetBuf
         return Err(format!("the last offset ({end}) is past the {len} {into}"));
     }
     Ok(OffsetBuffer::new(ScalarBuffer::from(raw.iter().map(|&o| o as i32).collect::<Vec<i32>>())))
-}
-
-/// Read a 0.2.0 component's descriptor into the host's.
-pub(crate) fn descriptor(d: &super::bindings::columns::Descriptor) -> Result<(Descriptor, ColumnContract), String> {
-    let contract = ColumnContract::from_wit(d)?;
-    let descriptor = Descriptor {
-        name: d.name.clone(),
-        version: d.version.clone(),
-        input_kind: d.input_kind.clone(),
-        output_kind: d.output_kind.clone(),
-        kind: super::ComponentKind::Transform,
-        contract: super::compiled::Contract::Columns,
-        state_format: None,
-        upgrades_from: Vec::new(),
-    };
-    Ok((descriptor, contract))
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use super::cache::ArtifactCache;
 use super::columnar::{ColumnContract, ColumnsInstance};
 use super::engine::Runtime;
 use super::host::HostState;
-use super::instance::Sandboxed;
-use super::instance::{TransformInstance, call_with_limits};
+use super::instance::TransformInstance;
+use super::sandbox::{Sandboxed, call_with_limits};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -149,8 +149,7 @@ impl CompiledTransform {
                     .sandbox
                     .with_instance(|store, bindings| call_with_limits(store, |s| bindings.call_describe(s)))
                     .map_err(|f| LoadError::DescribeFailed(f.to_string()))?;
-                let (descriptor, contract) =
-                    super::columnar::descriptor(&d).map_err(|e| LoadError::DescribeFailed(format!("describe() of a 0.2.0 transform: {e}")))?;
+                let (descriptor, contract) = columns_descriptor(&d).map_err(|e| LoadError::DescribeFailed(format!("describe() of a 0.2.0 transform: {e}")))?;
                 (WorldPre::Columns(pre, Arc::new(contract)), descriptor)
             }
             Err(not_transform) => {
@@ -242,4 +241,19 @@ impl Runtime {
         let bytes = builtin_bytes(name).ok_or_else(|| LoadError::UnknownBuiltin(name.to_owned()))?;
         self.load(bytes)
     }
+}
+/// Read a 0.2.0 component's descriptor into the host's.
+fn columns_descriptor(d: &super::bindings::columns::Descriptor) -> Result<(Descriptor, ColumnContract), String> {
+    let contract = ColumnContract::from_wit(d)?;
+    let descriptor = Descriptor {
+        name: d.name.clone(),
+        version: d.version.clone(),
+        input_kind: d.input_kind.clone(),
+        output_kind: d.output_kind.clone(),
+        kind: ComponentKind::Transform,
+        contract: Contract::Columns,
+        state_format: None,
+        upgrades_from: Vec::new(),
+    };
+    Ok((descriptor, contract))
 }

@@ -24,16 +24,18 @@ mod instance;
 mod limits;
 pub mod registry;
 mod rows;
+mod sandbox;
 
 pub use aggregate::{AggregateInstance, Folded};
 pub use builtin::{BUILTINS, builtin_names};
 pub use columnar::ColumnContract;
 pub use compiled::{CompiledTransform, ComponentKind, ContentHash, Contract, Descriptor, LoadError};
 pub use engine::Runtime;
-pub(crate) use instance::merge_counters;
-pub use instance::{CallFailure, FailureKind, InstanceStats, ProcessedBatch, RecordFailure, TransformInstance};
+pub use instance::TransformInstance;
 pub use limits::SandboxLimits;
 pub use rows::{ColumnRows, StageRows, render_json};
+pub(crate) use sandbox::merge_counters;
+pub use sandbox::{CallFailure, FailureKind, InstanceStats, ProcessedBatch, RecordFailure};
 
 #[cfg(any(test, feature = "test-guests"))]
 pub mod testing {
