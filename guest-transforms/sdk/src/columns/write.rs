@@ -202,10 +202,13 @@ impl Emitter {
     }
 
     /// Rows, columns, origins and counters.
-    pub fn finish(self) -> (usize, Vec<ColumnBuf>, Vec<u32>, Vec<(&'static str, u64)>) {
+    pub fn finish(self) -> (usize, Vec<ColumnBuf>, Vec<u32>, Counters) {
         (self.origins.len(), self.columns.into_iter().map(ColumnBuilder::finish).collect(), self.origins, self.counters)
     }
 }
+
+/// Counters a batch bumped: `(name, total)`.
+pub type Counters = Vec<(&'static str, u64)>;
 
 /// The output row being written. Setting a field twice, a field that is not
 /// declared, or a value of the wrong type is a bug in the transform: it panics,
