@@ -102,7 +102,11 @@ fn interleaved_ratio(kind: &str, builtin: &str, native: Native, rounds: usize) {
         };
         let (mut native_rates, mut wasm_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..=rounds {
-            let n = time(&mut || input.iter().for_each(|b| drop(black_box(native(&b.as_ref())))));
+            let n = time(&mut || {
+                input.iter().for_each(|b| {
+                    black_box(native(&b.as_ref()));
+                })
+            });
             let w = time(&mut || input.iter().for_each(|b| drop(black_box(worker.process(&b.as_ref())))));
             if round > 0 {
                 // Round 0 warms caches and the instance.
