@@ -132,7 +132,7 @@ async fn a_new_version_takes_over_between_batches_without_losing_or_repeating_a_
 fn lineage_of(file: &Path) -> String {
     let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(file).expect("open")).expect("footer");
     let meta = parquet::file::reader::FileReader::metadata(&reader).file_metadata().key_value_metadata().cloned().unwrap_or_default();
-    meta.iter().filter(|kv| kv.key.starts_with("sluice-transforms")).filter_map(|kv| kv.value.clone()).collect::<Vec<_>>().join(" ")
+    meta.iter().filter(|kv| kv.key.starts_with("sluice.transforms")).filter_map(|kv| kv.value.clone()).collect::<Vec<_>>().join(" ")
 }
 
 /// From a 0.1.0 build (JSON records across the boundary) to the 0.2.0
