@@ -16,7 +16,7 @@ use std::process::Command;
 /// and the built-in cleaners with only the 0.2.0 `transform` world's.
 const GUESTS: &[&[(&str, &str)]] = &[
     &[("clean-pin", "clean_pin"), ("clean-geo", "clean_geo"), ("clean-user", "clean_user"), ("hostile-columns", "hostile_columns")],
-    &[("hostile", "hostile"), ("clean-pin-marked", "clean_pin_marked"), ("reject-all", "reject_all"), ("clean-pin-v1", "clean_pin_v1")],
+    &[("hostile", "hostile"), ("clean-pin-marked", "clean_pin_marked"), ("reject-all", "reject_all"), ("clean-pin-v1", "clean_pin_v1"), ("detect", "detect")],
     &[("count-posts", "count_posts"), ("follower-percentiles", "follower_percentiles")],
     &[("count-posts-v2", "count_posts_v2")],
 ];

@@ -75,6 +75,7 @@ fn config(dir: &Path) -> Config {
         workers: std::env::var("BENCH_WORKERS").ok().map(|w| w.parse().expect("BENCH_WORKERS is a number")),
         auto_rollback: Default::default(),
         aggregate: None,
+        actions: Vec::new(),
     }];
     c
 }

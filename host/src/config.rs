@@ -229,6 +229,7 @@ impl Config {
             workers: None,
             auto_rollback: Default::default(),
             aggregate: None,
+            actions: Vec::new(),
         };
         Config {
             data_dir,

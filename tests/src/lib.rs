@@ -6,10 +6,12 @@ pub mod clients;
 pub mod configs;
 pub mod landing;
 pub mod process;
+pub mod receiver;
 pub mod servers;
 
 pub use clients::*;
 pub use configs::*;
 pub use landing::*;
 pub use process::*;
+pub use receiver::*;
 pub use servers::*;

@@ -27,7 +27,9 @@ fn start_sluice(dir: &Path) -> Server {
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\n[log]\ntopics = [\"o.pin\"]\n[[pipeline]]\nname = \"pin\"\ntopics = [\"o.pin\"]\ntransforms = [\"clean-pin\"]\nland_raw = true\ntable = {{ name = \"pin\" }}\nroll = {{ max_age_ms = 200 }}\n",
+            "data_dir = \"{}\"\n[log]\ntopics = [\"o.pin\"]\n[[pipeline]]\nname = \"pin\"\ntopics = [\"o.pin\"]\ntransforms = [\"clean-pin\"]\nland_raw = true\ntable = {{ name = \"pin\" }}\nroll = {{ max_age_ms = 200 }}\n\
+             [[pipeline.action]]\nname = \"vehicles\"\ndetector = \"match\"\nwhen = {{ field = \"category\", any_of = [\"vehicles\"] }}\n\
+             webhook = {{ url = \"http://127.0.0.1:9/never-called\" }}\n",
             dir.join("data").display()
         ),
     )
@@ -128,7 +130,7 @@ fn prometheus_sees_counters_that_match_the_records_sent() {
     // The alert rules loaded, and none fires on a healthy pipeline.
     let rules: Value = reqwest::blocking::get(format!("{}/api/v1/rules", prom.url)).expect("rules").json().expect("json");
     let loaded: usize = rules["data"]["groups"].as_array().expect("groups").iter().map(|g| g["rules"].as_array().map_or(0, Vec::len)).sum();
-    assert_eq!(loaded, 10, "{rules}");
+    assert_eq!(loaded, 12, "{rules}");
     let alerts: Value = reqwest::blocking::get(format!("{}/api/v1/alerts", prom.url)).expect("alerts").json().expect("json");
     assert!(alerts["data"]["alerts"].as_array().is_some_and(|a| a.iter().all(|x| x["state"] != "firing")), "{alerts}");
 }

@@ -24,6 +24,7 @@
 pub mod aggregate;
 pub mod batch;
 pub mod columns;
+pub mod detect;
 pub mod json;
 pub mod time;
 

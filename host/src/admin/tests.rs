@@ -41,6 +41,7 @@ fn fixture() -> Fixture {
         workers: None,
         auto_rollback: AutoRollbackConfig::default(),
         aggregate: None,
+        actions: Vec::new(),
     };
     let control = PipelineControl::load("pin", &config.transforms, registry.clone(), config.auto_rollback.clone(), &dir.path().join("state")).expect("control");
     let spec = SegmentSpec {

@@ -42,6 +42,10 @@ pub struct PipelineConfig {
     /// receives one row per group per window instead of the records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<super::aggregate::AggregateConfig>,
+    /// `[[pipeline.action]]`: detectors over the pipeline's records or window
+    /// rows, and the webhooks their actions are delivered to (at least once).
+    #[serde(default, rename = "action", skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<super::action::ActionConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
@@ -169,6 +173,12 @@ impl PipelineConfig {
         let r = &self.auto_rollback;
         if !(0.0..=1.0).contains(&r.max_rejection_rate) || !(0.0..=1.0).contains(&r.max_trap_rate) || r.batches == 0 {
             return Err(format!("pipeline `{n}`: auto_rollback rates must be between 0 and 1 and batches above 0"));
+        }
+        for (i, a) in self.actions.iter().enumerate() {
+            a.validate(self.aggregate.is_some()).map_err(|e| format!("pipeline `{n}`: {e}"))?;
+            if self.actions[..i].iter().any(|b| b.name == a.name) {
+                return Err(format!("pipeline `{n}`: two actions are named `{}`", a.name));
+            }
         }
         if self.workers == Some(0) || self.workers.is_some_and(|w| w > 256) {
             return Err(format!("pipeline `{n}`: workers must be between 1 and 256"));

@@ -68,6 +68,16 @@ pub fn replay(store: &dyn ObjectStore, spec: &SegmentSpec, control: &PipelineCon
                 again.push(DeadLetter { reason: format!("{} (not replayable: the record is not UTF-8)", d.reason), ..d.clone() });
                 continue;
             };
+            if d.kind.starts_with("action_") {
+                again.push(DeadLetter {
+                    reason: format!(
+                        "{} (not replayable through the pipeline: the value is the action record; send it to the receiver again yourself)",
+                        d.reason
+                    ),
+                    ..d.clone()
+                });
+                continue;
+            }
             let mut chain = Chain::new(transforms.get(stage..).unwrap_or_default().to_vec());
             let mut input = BatchBuf::default();
             input.push(value.as_bytes(), d.key.as_deref().unwrap_or("").as_bytes(), d.timestamp);

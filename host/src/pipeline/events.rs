@@ -98,6 +98,14 @@ impl PipelineEvents<'_> {
         }
     }
 
+    /// Dead letters landed besides a batch's own (the actions').
+    pub fn dead_lettered(&self, letters: &[crate::sink::DeadLetter]) {
+        PipelineStats::add(&self.stats.dead_letters, letters.len() as u64);
+        for d in letters {
+            metrics().dead_letters.with_label_values(&[self.pipeline, &d.kind]).inc();
+        }
+    }
+
     /// A partition's committed position, as read at start or after a roll.
     pub fn committed(&self, p: &PartitionId, next_offset: u64) {
         self.stats.set_committed(p, next_offset);

@@ -2,6 +2,7 @@
 //! and supervision. Each pipeline runs on a thread of its own; the Wasm calls
 //! and file writes it makes are synchronous and CPU-bound.
 
+pub mod action;
 pub mod aggregate;
 pub mod chain;
 pub mod config;
@@ -58,6 +59,7 @@ pub fn build(
         None => transforms.last().map(|x| x.descriptor().output_kind.clone()),
     };
     let table = table_spec(config, last_kind)?;
+    let actions = action::ActionStage::new(&config.name, &config.actions, config.aggregate.is_some(), control.registry(), control.state_dir(), &stats)?;
     Ok(PipelineWorker {
         config: config.clone(),
         spec: SegmentSpec { pipeline: config.name.clone(), land_raw: config.land_raw, table },
@@ -68,6 +70,8 @@ pub fn build(
         replay_chain: None,
         probe: None,
         shadow: None,
+        actions,
+        stopping: Default::default(),
         store,
         stats,
         control,

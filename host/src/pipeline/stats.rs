@@ -3,8 +3,8 @@
 use crate::position::PartitionId;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Where a pipeline's workers are in their life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -51,6 +51,84 @@ pub struct PipelineStats {
     pub errors: AtomicU64,
     pub rollbacks: AtomicU64,
     state: Mutex<Shared>,
+    /// One entry per `[[pipeline.action]]`, shared by the workers.
+    actions: Mutex<BTreeMap<String, Arc<ActionStats>>>,
+}
+
+/// How an action's deliveries go, for `/status`.
+#[derive(Default)]
+pub struct ActionStats {
+    pub detected: AtomicU64,
+    pub sent: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    last: Mutex<ActionLast>,
+}
+
+#[derive(Default)]
+struct ActionLast {
+    retrying: bool,
+    last_error: Option<String>,
+    last_delivered_unix: Option<f64>,
+}
+
+impl ActionStats {
+    pub fn delivered(&self, actions: u64) {
+        self.sent.fetch_add(actions, Ordering::Relaxed);
+        if let Ok(mut l) = self.last.lock() {
+            l.retrying = false;
+            l.last_delivered_unix = Some(crate::clock::now_secs_f64());
+        }
+    }
+
+    pub fn retrying(&self, why: &str) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut l) = self.last.lock() {
+            l.retrying = true;
+            l.last_error = Some(why.to_owned());
+        }
+    }
+
+    pub fn dead_lettered(&self, why: &str) {
+        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut l) = self.last.lock() {
+            l.last_error = Some(why.to_owned());
+        }
+    }
+
+    fn snapshot(&self, name: &str) -> ActionStatus {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (retrying, last_error, last_delivered_unix) =
+            self.last.lock().map(|l| (l.retrying, l.last_error.clone(), l.last_delivered_unix)).unwrap_or_default();
+        ActionStatus {
+            name: name.to_owned(),
+            state: if retrying { "retrying" } else { "ok" },
+            detected: get(&self.detected),
+            sent: get(&self.sent),
+            retried: get(&self.retried),
+            dead_lettered: get(&self.dead_lettered),
+            last_error,
+            last_delivered_unix,
+        }
+    }
+}
+
+/// An action in `/status`.
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct ActionStatus {
+    pub name: String,
+    /// `ok`, or `retrying` while the webhook is failing and deliveries are retried.
+    pub state: &'static str,
+    /// Actions the detector emitted.
+    pub detected: u64,
+    /// Actions the webhook acknowledged.
+    pub sent: u64,
+    /// Attempts that failed and were retried.
+    pub retried: u64,
+    /// Actions refused by the webhook (4xx) or given up on, in the dead letters.
+    pub dead_lettered: u64,
+    pub last_error: Option<String>,
+    pub last_delivered_unix: Option<f64>,
 }
 
 #[derive(Default)]
@@ -84,6 +162,8 @@ pub struct StatsSnapshot {
     pub rollbacks: u64,
     pub last_error: Option<String>,
     pub partitions: Vec<PartitionStatus>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionStatus>,
 }
 
 impl PipelineStats {
@@ -134,6 +214,14 @@ impl PipelineStats {
         }
     }
 
+    /// The shared status of the action `name` (made on first use).
+    pub fn action(&self, name: &str) -> Arc<ActionStats> {
+        match self.actions.lock() {
+            Ok(mut a) => a.entry(name.to_owned()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         let s = self.state.lock().map(|s| (s.state, s.last_error.clone(), s.committed.clone(), s.ends.clone()));
         let (state, last_error, committed, ends) = s.unwrap_or_default();
@@ -157,6 +245,7 @@ impl PipelineStats {
             rollbacks: get(&self.rollbacks),
             last_error,
             partitions,
+            actions: self.actions.lock().map(|a| a.iter().map(|(name, s)| s.snapshot(name)).collect()).unwrap_or_default(),
         }
     }
 }

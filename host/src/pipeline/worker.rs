@@ -10,6 +10,7 @@
 //! rewriting the same objects (names depend only on `start`; content only on
 //! the records and the transform versions).
 
+use super::action::{ActionRows, ActionStage};
 use super::aggregate::AggregateStage;
 use super::chain::{Chain, ChainOutput};
 use super::config::PipelineConfig;
@@ -19,6 +20,7 @@ use super::land::{DeadLetters, FromSource, Processed, land_batch};
 use super::stats::{PipelineState, PipelineStats};
 use crate::position::{Fetched, Intent, PartitionId};
 use crate::runtime::{FailureKind, StageRows};
+use crate::sink::DeadLetter;
 use crate::sink::{Segment, SegmentSpec};
 use crate::source::Source;
 use crate::store::ObjectStore;
@@ -70,6 +72,10 @@ pub struct PipelineWorker {
     pub(crate) probe: Option<Probe>,
     /// `(shadow generation, stage, candidate instance)` while a shadow run is on.
     pub(crate) shadow: Option<(u64, usize, crate::runtime::TransformInstance)>,
+    /// Detectors and webhooks, after the chain (and the aggregate).
+    pub(crate) actions: Option<ActionStage>,
+    /// Raised with the stop flag: a webhook that is being retried gives up waiting.
+    pub(crate) stopping: Arc<AtomicBool>,
 }
 
 /// How a version on probation has fared in this worker.
@@ -87,6 +93,7 @@ impl PipelineWorker {
     pub fn run(mut self, stop: &StopFlag) -> anyhow::Result<()> {
         let name = self.config.name.clone();
         let _span = tracing::info_span!("pipeline", pipeline = %name).entered();
+        self.stopping = stop.0.clone();
         let mut parts = self.load_partitions()?;
         self.events().state(PipelineState::Running);
         tracing::info!(partitions = parts.len(), "pipeline started");
@@ -161,6 +168,9 @@ impl PipelineWorker {
         self.events().committed(&id, cp.next_offset);
         if let Some(a) = &mut self.aggregate {
             // The windows as they were at the committed position.
+            a.resume(&id, cp.next_offset)?;
+        }
+        if let Some(a) = &mut self.actions {
             a.resume(&id, cp.next_offset)?;
         }
         Ok(PartitionState { id, next, replay: cp.intent, segment: None })
@@ -286,9 +296,26 @@ impl PipelineWorker {
             let landed = land_batch(seg, store.as_ref(), self.spec.table.as_ref(), DeadLetters::Segment(pipeline), &from, processed)?;
             let table_records = (rows.len() + out.failures.len()).saturating_sub(landed.dead_letters.len()) as u64;
             events.batch_landed(&landed, self.spec.table.is_some().then_some(table_records));
+            if let Some(actions) = &mut self.actions {
+                let records = actions.reads_records().then(|| out.output.to_json());
+                let rows = ActionRows {
+                    records: records.as_ref().map(|r| (r.as_ref().as_ref(), out.origins.as_slice())),
+                    windows: windows.as_ref().map(|w| (w.rows.as_ref(), w.origins.as_slice())),
+                };
+                let first_stage = last + u32::from(self.aggregate.is_some());
+                let dead = actions.run(&st.id, &rows, &from, &fetched.offsets, first_stage, &self.stopping)?;
+                land_action_letters(seg, store.as_ref(), &events, dead)?;
+            }
             if !use_replay_chain {
                 self.judge(&out, fetched.offsets.len() as u64);
             }
+        } else if let Some(actions) = &mut self.actions {
+            // No transforms: the actions read the input records.
+            let origins: Vec<u32> = (0..fetched.offsets.len() as u32).collect();
+            let rows = ActionRows { records: Some((fetched.batch.as_ref(), origins.as_slice())), windows: None };
+            let from = FromSource { pipeline, partition: &st.id, fetched: &fetched };
+            let dead = actions.run(&st.id, &rows, &from, &fetched.offsets, 0, &self.stopping)?;
+            land_action_letters(seg, store.as_ref(), &events, dead)?;
         }
         seg.end = fetched.next_offset;
         seg.input_records += n;
@@ -370,10 +397,16 @@ impl PipelineWorker {
             // The window state goes with the position: saved before it is committed.
             a.checkpoint(&st.id, intent.end)?;
         }
+        if let Some(a) = &self.actions {
+            a.checkpoint(&st.id, intent.end)?;
+        }
         crate::failpoint::hit("roll.before_commit");
         self.source.commit(&st.id, intent.end)?;
         st.replay = None;
         if let Some(a) = &mut self.aggregate {
+            a.committed(&st.id, intent.end);
+        }
+        if let Some(a) = &self.actions {
             a.committed(&st.id, intent.end);
         }
         self.events().rolled(&st.id, intent.end, &summary, started.elapsed());
@@ -398,6 +431,11 @@ impl PipelineWorker {
                 && let Err(e) = a.resume(&st.id, start)
             {
                 tracing::error!(partition = %st.id, error = %format!("{e:#}"), "could not reload the aggregate state");
+            }
+            if let Some(a) = &mut self.actions
+                && let Err(e) = a.resume(&st.id, start)
+            {
+                tracing::error!(partition = %st.id, error = %format!("{e:#}"), "could not reload the actions' previous window rows");
             }
         }
         std::thread::sleep(ERROR_BACKOFF);
@@ -492,6 +530,15 @@ impl PipelineWorker {
         let max_age = Duration::from_millis(self.config.roll.max_age_ms);
         parts.iter().filter_map(|p| p.segment.as_ref()).map(|s| max_age.saturating_sub(s.opened.elapsed())).fold(IDLE_WAIT, Duration::min)
     }
+}
+
+/// The actions' dead letters go into the segment with the batch's own.
+fn land_action_letters(seg: &mut Segment, store: &dyn ObjectStore, events: &PipelineEvents<'_>, dead: Vec<DeadLetter>) -> anyhow::Result<()> {
+    if !dead.is_empty() {
+        seg.write_dead_letters(store, events.pipeline, &dead)?;
+        events.dead_lettered(&dead);
+    }
+    Ok(())
 }
 
 /// The transform versions an intent used at `offset`, and the offset where they change.

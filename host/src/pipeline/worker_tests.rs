@@ -135,6 +135,7 @@ fn run(script: Arc<Mutex<Script>>, dir: &std::path::Path) -> BTreeMap<u64, usize
         workers: None,
         auto_rollback: AutoRollbackConfig::default(),
         aggregate: None,
+        actions: Vec::new(),
     };
     let runtime = Runtime::new(SandboxLimits::default(), None).expect("runtime");
     let registry = Arc::new(Registry::open(runtime, dir.join("transforms")).expect("registry"));

@@ -7,6 +7,7 @@ pub const BUILTINS: &[(&str, &[u8])] = &[
     ("clean-user", include_bytes!(concat!(env!("OUT_DIR"), "/clean_user.wasm"))),
     ("count-posts", include_bytes!(concat!(env!("OUT_DIR"), "/count_posts.wasm"))),
     ("follower-percentiles", include_bytes!(concat!(env!("OUT_DIR"), "/follower_percentiles.wasm"))),
+    ("detect", include_bytes!(concat!(env!("OUT_DIR"), "/detect.wasm"))),
 ];
 
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {

@@ -44,12 +44,20 @@ pub struct Metrics {
     pub aggregate_state_bytes: IntGaugeVec,
     pub aggregate_over_budget: IntCounterVec,
     pub aggregate_watermark: GaugeVec,
+    // Actions.
+    pub action_detected: IntCounterVec,
+    pub action_sent: IntCounterVec,
+    pub action_retries: IntCounterVec,
+    pub action_failed: IntCounterVec,
+    pub action_latency: HistogramVec,
 }
 
 /// Kinds of transform failure, as the `kind` label spells them.
 pub const FAILURE_KINDS: &[&str] = &["rejected", "timeout", "memory_limit", "trap", "malformed_output"];
 /// Why a stage's version changed.
 pub const SWAP_REASONS: &[&str] = &["activated", "rolled_back", "auto_rollback"];
+/// Why an action went to the dead letters (the `reason` label of `sluice_action_failed_total`).
+pub const ACTION_FAILURES: &[&str] = &["refused", "gave_up"];
 /// What a sink writes.
 pub const OBJECT_KINDS: &[&str] = &["raw", "table", "dead_letters"];
 
@@ -181,6 +189,27 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("metric names are unique");
                 g
             },
+            action_detected: counter(&r, "sluice_action_detected_total", "Actions a detector emitted", &["pipeline", "action"]),
+            action_sent: counter(&r, "sluice_action_sent_total", "Actions the webhook acknowledged (2xx)", &["pipeline", "action"]),
+            action_retries: counter(
+                &r,
+                "sluice_action_retries_total",
+                "Webhook attempts that failed and were retried (reason: connection, timeout, throttled, server_error)",
+                &["pipeline", "action", "reason"],
+            ),
+            action_failed: counter(
+                &r,
+                "sluice_action_failed_total",
+                "Actions sent to the dead letters (reason: refused by a 4xx, gave_up after give_up_after_ms)",
+                &["pipeline", "action", "reason"],
+            ),
+            action_latency: histogram(
+                &r,
+                "sluice_action_delivery_seconds",
+                "From an action's first attempt to its acknowledgement, retries included",
+                &["pipeline", "action"],
+                exponential_buckets(0.005, 4.0, 10).expect("valid buckets"),
+            ),
             registry: r,
         }
     }
@@ -216,6 +245,22 @@ impl Metrics {
             for kind in FAILURE_KINDS {
                 self.transform_failures.with_label_values(&[pipeline, &stage, transform, version, kind]);
             }
+        }
+    }
+
+    /// Create an action's series at zero (see [`Metrics::init_pipeline`]).
+    pub fn init_action(&self, pipeline: &str, action: &str) {
+        self.action_detected.with_label_values(&[pipeline, action]);
+        self.action_sent.with_label_values(&[pipeline, action]);
+        self.action_latency.with_label_values(&[pipeline, action]);
+        for reason in ["connection", "timeout", "throttled", "server_error"] {
+            self.action_retries.with_label_values(&[pipeline, action, reason]);
+        }
+        for reason in ACTION_FAILURES {
+            self.action_failed.with_label_values(&[pipeline, action, reason]);
+        }
+        for kind in ["action_refused", "action_gave_up"] {
+            self.dead_letters.with_label_values(&[pipeline, kind]);
         }
     }
 

@@ -36,6 +36,7 @@ const SDK_FILES: &[(&str, &str)] = &[
     ("src/columns/decode.rs", include_str!("../../../../guest-transforms/sdk/src/columns/decode.rs")),
     ("src/columns/read.rs", include_str!("../../../../guest-transforms/sdk/src/columns/read.rs")),
     ("src/columns/write.rs", include_str!("../../../../guest-transforms/sdk/src/columns/write.rs")),
+    ("src/detect.rs", include_str!("../../../../guest-transforms/sdk/src/detect.rs")),
 ];
 
 /// The WIT contract, both versions; the SDK's bindings read them from `../../wit`.

@@ -1,4 +1,5 @@
-//! Window state snapshots, one per committed input position.
+//! State snapshots, one per committed input position (the aggregate's windows,
+//! the actions' previous window rows).
 //!
 //! `<state dir>/aggregates/<pipeline>/<topic>+<partition>/<offset, 20 digits>.json`
 //! holds the windows after every record before `offset`. A snapshot is written
@@ -6,7 +7,6 @@
 //! so the snapshot at (or just below) the committed position always exists: a
 //! restart resumes from it and re-reads exactly what it does not cover.
 
-use super::window::WindowState;
 use crate::position::PartitionId;
 use crate::store::write_atomically;
 use anyhow::Context;
@@ -18,7 +18,12 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     pub fn new(state_dir: &std::path::Path, pipeline: &str) -> Self {
-        Checkpoints { dir: state_dir.join("aggregates").join(pipeline) }
+        Self::under(state_dir, "aggregates", pipeline)
+    }
+
+    /// Snapshots under `<state dir>/<what>/<pipeline>/`.
+    pub fn under(state_dir: &std::path::Path, what: &str, pipeline: &str) -> Self {
+        Checkpoints { dir: state_dir.join(what).join(pipeline) }
     }
 
     fn partition_dir(&self, p: &PartitionId) -> PathBuf {
@@ -41,11 +46,11 @@ impl Checkpoints {
 
     /// The latest snapshot at or before `offset`: `(its offset, state)`.
     /// Snapshots beyond `offset` were written for a commit that never happened; they are ignored.
-    pub fn load(&self, p: &PartitionId, offset: u64) -> anyhow::Result<Option<(u64, WindowState)>> {
+    pub fn load<T: serde::de::DeserializeOwned>(&self, p: &PartitionId, offset: u64) -> anyhow::Result<Option<(u64, T)>> {
         let Some(at) = self.offsets(p)?.into_iter().rev().find(|o| *o <= offset) else { return Ok(None) };
         let path = self.partition_dir(p).join(format!("{at:020}.json"));
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let state = serde_json::from_slice(&bytes).with_context(|| format!("{} is not a window state snapshot", path.display()))?;
+        let state = serde_json::from_slice(&bytes).with_context(|| format!("{} is not a state snapshot", path.display()))?;
         Ok(Some((at, state)))
     }
 
@@ -55,11 +60,11 @@ impl Checkpoints {
     }
 
     /// Durably store the windows after every record before `offset`.
-    pub fn save(&self, p: &PartitionId, offset: u64, state: &WindowState) -> anyhow::Result<u64> {
+    pub fn save<T: serde::Serialize>(&self, p: &PartitionId, offset: u64, state: &T) -> anyhow::Result<u64> {
         let dir = self.partition_dir(p);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let bytes = serde_json::to_vec(state)?;
-        write_atomically(&dir.join(format!("{offset:020}.json")), &bytes).with_context(|| format!("writing a window snapshot in {}", dir.display()))?;
+        write_atomically(&dir.join(format!("{offset:020}.json")), &bytes).with_context(|| format!("writing a state snapshot in {}", dir.display()))?;
         Ok(bytes.len() as u64)
     }
 

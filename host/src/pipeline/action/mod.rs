@@ -1,0 +1,335 @@
+//! Actions: detectors over a pipeline's rows, and the webhooks their actions go to.
+//!
+//! After a batch has landed in its open segment, each action's detector (a
+//! Wasm transform: the built-in `detect`, or an uploaded one) reads the batch's
+//! cleaned records or window rows, each wrapped in an envelope with the
+//! action's settings (and, for window rows, the same group's previous row). What
+//! it emits is delivered to the action's webhook before the worker reads on,
+//! so the segment — and with it the input position — is committed only after
+//! every action of it was acknowledged or went to the dead letters: at least
+//! once, nothing lost. A redelivery after a crash carries the same
+//! `Idempotency-Key`: `<pipeline>/<action>/<topic>/<partition>/<offset>/<n>`,
+//! the position of the input record the action came from (for a window row,
+//! the record that closed the window) and its number among that record's
+//! actions.
+
+pub mod config;
+pub mod template;
+pub mod webhook;
+
+pub use config::{ActionConfig, ActionInput};
+
+use super::aggregate::checkpoint::Checkpoints;
+use super::land::Provenance;
+use super::stats::{ActionStats, PipelineStats};
+use crate::position::PartitionId;
+use crate::runtime::registry::Registry;
+use crate::runtime::{CompiledTransform, TransformInstance};
+use crate::sink::DeadLetter;
+use crate::telemetry::metrics;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sluice_guest::{BatchBuf, BatchRef};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use template::Template;
+use webhook::{Outcome, Request, Webhook};
+
+/// Dead-letter kinds of actions.
+pub const REFUSED: &str = "action_refused";
+pub const GAVE_UP: &str = "action_gave_up";
+
+/// The actions of one pipeline worker.
+pub struct ActionStage {
+    pipeline: String,
+    actions: Vec<Action>,
+}
+
+struct Action {
+    config: ActionConfig,
+    input: ActionInput,
+    compiled: Arc<CompiledTransform>,
+    instance: TransformInstance,
+    /// The envelope's `"when"` value, serialized once.
+    when: String,
+    template: Option<Template>,
+    webhook: Webhook,
+    stats: Arc<ActionStats>,
+    /// Window rows: the latest row of each group, per partition.
+    previous: BTreeMap<PartitionId, Groups>,
+    checkpoints: Checkpoints,
+}
+
+/// Group key (its values as JSON) → what the action last saw of that group.
+type Groups = BTreeMap<String, GroupRows>;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct GroupRows {
+    window_start: Value,
+    row: Value,
+    /// The row of the window before `row`'s (a revision of `row`'s window is compared with it).
+    before: Option<Value>,
+}
+
+/// The rows a batch offers the actions, each with the input record it came from.
+pub struct ActionRows<'a> {
+    pub records: Option<(BatchRef<'a>, &'a [u32])>,
+    pub windows: Option<(BatchRef<'a>, &'a [u32])>,
+}
+
+impl ActionStage {
+    pub fn new(
+        pipeline: &str,
+        configs: &[ActionConfig],
+        aggregates: bool,
+        registry: &Registry,
+        state_dir: &std::path::Path,
+        stats: &PipelineStats,
+    ) -> anyhow::Result<Option<ActionStage>> {
+        if configs.is_empty() {
+            return Ok(None);
+        }
+        let mut actions = Vec::new();
+        for c in configs {
+            let (component, when) = c.component();
+            let version = registry
+                .default_version(component)
+                .map_err(|e| anyhow::anyhow!("pipeline `{pipeline}`, action `{}`: detector `{}`: {e}", c.name, c.detector))?;
+            let compiled = registry.compiled(&version)?;
+            let template = c
+                .webhook
+                .body
+                .as_deref()
+                .map(Template::parse)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("pipeline `{pipeline}`, action `{}`: webhook.body: {e}", c.name))?;
+            let status = stats.action(&c.name);
+            metrics().init_action(pipeline, &c.name);
+            actions.push(Action {
+                input: c.input(aggregates),
+                instance: compiled.instance(),
+                compiled,
+                when: serde_json::to_string(&when)?,
+                template,
+                webhook: Webhook::new(pipeline, &c.name, &c.webhook, status.clone()).map_err(|e| anyhow::anyhow!("pipeline `{pipeline}`: {e:#}"))?,
+                stats: status,
+                previous: BTreeMap::new(),
+                checkpoints: Checkpoints::under(state_dir, "actions", &format!("{pipeline}/{}", c.name)),
+                config: c.clone(),
+            });
+        }
+        Ok(Some(ActionStage { pipeline: pipeline.to_owned(), actions }))
+    }
+
+    /// Load each window action's previous rows of `p` as of `committed`.
+    pub fn resume(&mut self, p: &PartitionId, committed: u64) -> anyhow::Result<()> {
+        for a in self.actions.iter_mut().filter(|a| a.input == ActionInput::Windows) {
+            let groups = a.checkpoints.load::<Groups>(p, committed)?.map(|(_, g)| g).unwrap_or_default();
+            a.previous.insert(p.clone(), groups);
+        }
+        Ok(())
+    }
+
+    /// Save the previous rows of `p` as of `offset` (before it is committed).
+    pub fn checkpoint(&self, p: &PartitionId, offset: u64) -> anyhow::Result<()> {
+        for a in self.actions.iter().filter(|a| a.input == ActionInput::Windows) {
+            let empty = Groups::new();
+            a.checkpoints.save(p, offset, a.previous.get(p).unwrap_or(&empty))?;
+        }
+        Ok(())
+    }
+
+    /// `offset` of `p` is committed: older snapshots can go.
+    pub fn committed(&self, p: &PartitionId, offset: u64) {
+        for a in self.actions.iter().filter(|a| a.input == ActionInput::Windows) {
+            if let Err(e) = a.checkpoints.prune(p, offset) {
+                tracing::warn!(partition = %p, error = %format!("{e:#}"), "could not delete old action snapshots; they are ignored");
+            }
+        }
+    }
+
+    /// Whether any action reads the chain's records (so the caller renders them).
+    pub fn reads_records(&self) -> bool {
+        self.actions.iter().any(|a| a.input == ActionInput::Records)
+    }
+
+    /// Detect and deliver the actions of one batch of partition `p`. Returns the
+    /// dead letters (rows the detector refused, actions the webhook refused or
+    /// that were given up on). Errs only when `stop` was raised before every
+    /// action was acknowledged: the batch must then be read again.
+    pub fn run(
+        &mut self,
+        p: &PartitionId,
+        rows: &ActionRows<'_>,
+        from: &dyn Provenance,
+        offsets: &[u64],
+        first_stage: u32,
+        stop: &Arc<AtomicBool>,
+    ) -> anyhow::Result<Vec<DeadLetter>> {
+        let mut dead = Vec::new();
+        for (i, a) in self.actions.iter_mut().enumerate() {
+            let stage = first_stage + i as u32;
+            let input = match a.input {
+                ActionInput::Records => rows.records.as_ref(),
+                ActionInput::Windows => rows.windows.as_ref(),
+            };
+            let Some((batch, origins)) = input else { continue };
+            if batch.is_empty() {
+                continue;
+            }
+            let envelopes = a.envelopes(p, batch);
+            let out = a.instance.process(&envelopes.as_ref());
+            for f in &out.failures {
+                let mut d = from.letter(origins[f.index as usize], stage, &a.compiled, f.kind.as_str(), &f.reason);
+                d.set_value(batch.get(f.index as usize).value);
+                dead.push(d);
+            }
+            let detected = out.output.to_json();
+            let detected = detected.as_ref().as_ref();
+            if detected.is_empty() {
+                continue;
+            }
+            metrics().action_detected.with_label_values(&[&self.pipeline, &a.config.name]).inc_by(detected.len() as u64);
+            PipelineStats::add(&a.stats.detected, detected.len() as u64);
+            // Each action's key: the input record it came from, and its number among that record's actions.
+            let mut seen: BTreeMap<u32, u32> = BTreeMap::new();
+            let mut keyed = Vec::with_capacity(detected.len());
+            for (k, &row) in out.origins.iter().enumerate() {
+                let origin = origins[row as usize];
+                let n = seen.entry(origin).or_default();
+                let key = format!("{}/{}/{}/{}/{}/{}", self.pipeline, a.config.name, p.topic, p.partition, offsets[origin as usize], n);
+                *n += 1;
+                let record: Value = serde_json::from_slice(detected.get(k).value).unwrap_or(Value::Null);
+                keyed.push((origin, key, record));
+            }
+            let requests = a.requests(&keyed);
+            let outcomes = a.webhook.deliver(&requests, stop);
+            let mut next = 0;
+            for (request, outcome) in requests.iter().zip(outcomes) {
+                let carried = &keyed[next..next + request.keys.len()];
+                next += request.keys.len();
+                let (kind, reason) = match outcome {
+                    Outcome::Delivered { .. } => continue,
+                    Outcome::Stopped => anyhow::bail!(
+                        "stopping before the webhook of action `{}` acknowledged every action of the batch; they are delivered again (same Idempotency-Key) after the restart",
+                        a.config.name
+                    ),
+                    Outcome::Refused { status, body } => (REFUSED, format!("the webhook refused the action with HTTP {status}: {body}")),
+                    Outcome::GaveUp { attempts, last } => (GAVE_UP, format!("gave up after {attempts} attempts over give_up_after_ms: {last}")),
+                };
+                let label = if kind == REFUSED { "refused" } else { "gave_up" };
+                metrics().action_failed.with_label_values(&[&self.pipeline, &a.config.name, label]).inc_by(carried.len() as u64);
+                for (origin, key, record) in carried {
+                    a.stats.dead_lettered(&reason);
+                    let mut d = from.letter(*origin, stage, &a.compiled, kind, &format!("{reason} (Idempotency-Key {key})"));
+                    d.set_value(record.to_string().as_bytes());
+                    dead.push(d);
+                }
+            }
+        }
+        Ok(dead)
+    }
+}
+
+impl Action {
+    /// Wrap each row for the detector; window rows get their group's previous row.
+    fn envelopes(&mut self, p: &PartitionId, rows: &BatchRef<'_>) -> BatchBuf {
+        let mut out = BatchBuf::default();
+        let mut buf = Vec::new();
+        let groups = self.previous.entry(p.clone()).or_default();
+        for r in rows.iter() {
+            buf.clear();
+            buf.extend_from_slice(b"{\"when\":");
+            buf.extend_from_slice(self.when.as_bytes());
+            buf.extend_from_slice(b",\"record\":");
+            buf.extend_from_slice(r.value);
+            buf.extend_from_slice(b",\"previous\":");
+            if self.input == ActionInput::Windows {
+                let previous = remember(groups, &self.config.group_by, r.value);
+                serde_json::to_writer(&mut buf, &previous).expect("a JSON value serializes");
+            } else {
+                buf.extend_from_slice(b"null");
+            }
+            buf.push(b'}');
+            out.push(&buf, r.key, r.timestamp);
+        }
+        out
+    }
+
+    /// Group the keyed actions into requests of at most `batch_max`.
+    fn requests(&self, keyed: &[(u32, String, Value)]) -> Vec<Request> {
+        let batched = self.config.webhook.batch_max > 1;
+        keyed
+            .chunks(self.config.webhook.batch_max)
+            .map(|chunk| {
+                let mut body = Vec::new();
+                if batched {
+                    body.push(b'[');
+                }
+                for (i, (_, key, record)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    match &self.template {
+                        Some(t) => t.render(record, key, &mut body),
+                        None => serde_json::to_writer(&mut body, record).expect("a JSON value serializes"),
+                    }
+                }
+                if batched {
+                    body.push(b']');
+                }
+                Request { keys: chunk.iter().map(|(_, k, _)| k.clone()).collect(), body }
+            })
+            .collect()
+    }
+}
+
+/// Note window row `row` of its group and return the group's row of the
+/// window before it (a later revision of the same window is compared with the
+/// same earlier row).
+fn remember(groups: &mut Groups, group_by: &[String], row: &[u8]) -> Value {
+    let Ok(row) = serde_json::from_slice::<Value>(row) else { return Value::Null };
+    let key = serde_json::to_string(&group_by.iter().map(|c| row.get(c).cloned().unwrap_or(Value::Null)).collect::<Vec<_>>()).unwrap_or_default();
+    let start = row.get("window_start").cloned().unwrap_or(Value::Null);
+    match groups.get_mut(&key) {
+        Some(g) if g.window_start == start => {
+            g.row = row;
+            g.before.clone().unwrap_or(Value::Null)
+        }
+        Some(g) => {
+            let before = std::mem::replace(&mut g.row, row);
+            g.window_start = start;
+            g.before = Some(before.clone());
+            before
+        }
+        None => {
+            groups.insert(key, GroupRows { window_start: start, row, before: None });
+            Value::Null
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn each_window_row_is_paired_with_its_groups_previous_window() {
+        let mut groups = Groups::new();
+        let by = vec!["category".to_owned()];
+        let row = |start: &str, c: &str, n: i64| json!({"window_start": start, "category": c, "post_count": n}).to_string();
+        assert_eq!(remember(&mut groups, &by, row("03:00", "art", 5).as_bytes()), Value::Null);
+        assert_eq!(remember(&mut groups, &by, row("03:00", "travel", 9).as_bytes()), Value::Null);
+        assert_eq!(remember(&mut groups, &by, row("03:01", "art", 12).as_bytes())["post_count"], 5);
+        // A revision of 03:01 is still compared with 03:00.
+        assert_eq!(remember(&mut groups, &by, row("03:01", "art", 13).as_bytes())["post_count"], 5);
+        assert_eq!(remember(&mut groups, &by, row("03:02", "art", 1).as_bytes())["post_count"], 13);
+        assert_eq!(remember(&mut groups, &by, row("03:02", "travel", 1).as_bytes())["post_count"], 9);
+        // No group columns: the whole stream is one group.
+        let mut one = Groups::new();
+        remember(&mut one, &[], row("03:00", "art", 5).as_bytes());
+        assert_eq!(remember(&mut one, &[], row("03:01", "travel", 7).as_bytes())["category"], "art");
+    }
+}
