@@ -225,6 +225,86 @@ pub fn expand_env(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    /// A server answering every request with `status` (and `Retry-After: 0` on 429); returns its URL and a request counter.
+    fn server(status: u16) -> (String, Arc<std::sync::atomic::AtomicU64>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                    let mut conn = conn;
+                    loop {
+                        let (mut line, mut length) = (String::new(), 0usize);
+                        while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                            line.clear();
+                        }
+                        if line.is_empty() {
+                            return;
+                        }
+                        let mut body = vec![0; length];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        let extra = if status == 429 { "Retry-After: 0\r\n" } else { "" };
+                        let answer = format!("HTTP/1.1 {status} X\r\n{extra}Content-Length: 4\r\n\r\nnope");
+                        if conn.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, count)
+    }
+
+    fn webhook(url: &str, give_up_after_ms: u64) -> Webhook {
+        let config: WebhookConfig =
+            toml::from_str(&format!("url = \"{url}\"\nretry_initial_ms = 5\nretry_max_ms = 20\ngive_up_after_ms = {give_up_after_ms}")).expect("config");
+        Webhook::new("p", "a", &config, Arc::default()).expect("webhook")
+    }
+
+    fn one() -> Vec<Request> {
+        vec![Request { keys: vec!["p/a/t/0/1/0".into()], body: b"{}".to_vec() }]
+    }
+
+    #[test]
+    fn a_4xx_is_refused_at_once_with_its_body_and_a_429_is_retried() {
+        let (url, count) = server(404);
+        let outcomes = webhook(&url, 60_000).deliver(&one(), &Arc::default());
+        assert_eq!(outcomes, vec![Outcome::Refused { status: 404, body: "nope".into() }]);
+        assert_eq!(count.load(Ordering::SeqCst), 1, "not retried");
+
+        let (url, count) = server(429);
+        let outcomes = webhook(&url, 300).deliver(&one(), &Arc::default());
+        assert!(matches!(&outcomes[0], Outcome::GaveUp { last, .. } if last.contains("429")), "{outcomes:?}");
+        assert!(count.load(Ordering::SeqCst) > 3, "retried until give_up_after_ms");
+    }
+
+    #[test]
+    fn an_unreachable_webhook_is_retried_until_stopped_and_then_not_acknowledged() {
+        // A port nothing listens on: every attempt is a connection error.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let hook = webhook(&format!("http://127.0.0.1:{port}/"), 0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let raise = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            raise.store(true, Ordering::SeqCst);
+        });
+        let started = Instant::now();
+        assert_eq!(hook.deliver(&one(), &stop), vec![Outcome::Stopped]);
+        assert!(started.elapsed() < Duration::from_secs(5), "stopping interrupts the retries");
+    }
 
     #[test]
     fn retry_after_in_seconds_or_as_a_date() {
