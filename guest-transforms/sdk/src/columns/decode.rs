@@ -94,9 +94,9 @@ impl<'de: 'a, 'a> Visitor<'de> for ObjectVisitor<'_, '_, 'a> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = 0u64;
         // Keys tend to come in the declared order: look from after the last match first.
-        let (n, mut next) = (self.fields.len(), 0);
+        let (n, mut next) = (self.fields.len(), 0usize);
         while let Some(key) = map.next_key_seed(Key)? {
-            match (0..n).map(|k| (next + k) % n).find(|&i| self.fields[i].0 == key.as_ref()) {
+            match (next.min(n)..n).chain(0..next.min(n)).find(|&i| self.fields[i].0 == key.as_ref()) {
                 Some(i) => {
                     next = i + 1;
                     // serde's derived structs refuse a repeated field; so do we.

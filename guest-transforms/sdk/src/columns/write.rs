@@ -225,8 +225,9 @@ impl RowOut<'_> {
     fn slot(&mut self, name: &str) -> &mut ColumnBuilder {
         let n = self.fields.len();
         // Same literal first (see `ColumnsView::column`), then the text.
-        let i = (0..n)
-            .map(|k| (self.next + k) % n)
+        let next = self.next.min(n);
+        let i = (next..n)
+            .chain(0..next)
             .find(|&i| super::read::same_literal(self.fields[i].name, name))
             .or_else(|| (0..n).find(|&i| self.fields[i].name == name))
             .unwrap_or_else(|| panic!("the transform writes `{name}`, which is not among its declared OUTPUT columns"));
