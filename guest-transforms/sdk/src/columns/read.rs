@@ -119,6 +119,8 @@ pub(crate) fn same_literal(a: &str, b: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct ColumnsView<'a> {
     names: Vec<&'a str>,
+    /// Where the next lookup looks first.
+    hint: std::cell::Cell<usize>,
     rows: usize,
     columns: Vec<ColumnView<'a>>,
 }
@@ -131,7 +133,7 @@ impl<'a> ColumnsView<'a> {
             return Err(format!("{} columns for {} declared input fields", columns.len(), fields.len()));
         }
         let columns = fields.iter().zip(columns).map(|(&(name, ty), raw)| ColumnView::new(name, ty, rows, raw)).collect::<Result<Vec<_>, _>>()?;
-        Ok(ColumnsView { names: fields.iter().map(|f| f.0).collect(), rows, columns })
+        Ok(ColumnsView { names: fields.iter().map(|f| f.0).collect(), hint: Default::default(), rows, columns })
     }
 
     pub fn rows(&self) -> usize {
@@ -144,7 +146,13 @@ impl<'a> ColumnsView<'a> {
         // INPUT, which the compiler stores once: comparing addresses finds the
         // column without comparing text (a per-field memcmp was 10% of a
         // pipeline's time, profiled in Wasm). Text is the fallback.
-        let i = self.names.iter().position(|n| same_literal(n, name)).or_else(|| self.names.iter().position(|n| *n == name))?;
+        // Fields are mostly read in declared order: try the one after the last first.
+        let hint = self.hint.get();
+        let i = match self.names.get(hint) {
+            Some(n) if same_literal(n, name) || *n == name => hint,
+            _ => self.names.iter().position(|n| same_literal(n, name)).or_else(|| self.names.iter().position(|n| *n == name))?,
+        };
+        self.hint.set(i + 1);
         Some(&self.columns[i])
     }
 

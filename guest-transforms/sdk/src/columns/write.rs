@@ -224,12 +224,12 @@ pub struct RowOut<'e> {
 impl RowOut<'_> {
     fn slot(&mut self, name: &str) -> &mut ColumnBuilder {
         let n = self.fields.len();
-        // Same literal first (see `ColumnsView::column`), then the text.
+        // From after the last field set (fields are mostly set in declared order);
+        // the same literal (see `ColumnsView::column`) answers before the text.
         let next = self.next.min(n);
         let i = (next..n)
             .chain(0..next)
-            .find(|&i| super::read::same_literal(self.fields[i].name, name))
-            .or_else(|| (0..n).find(|&i| self.fields[i].name == name))
+            .find(|&i| super::read::same_literal(self.fields[i].name, name) || self.fields[i].name == name)
             .unwrap_or_else(|| panic!("the transform writes `{name}`, which is not among its declared OUTPUT columns"));
         if std::mem::replace(&mut self.set[i], true) {
             panic!("the transform sets `{name}` twice in one row");
