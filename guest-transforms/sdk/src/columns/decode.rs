@@ -177,14 +177,8 @@ impl Builder {
     }
 
     fn bit(&mut self, valid: bool) {
-        if self.rows.is_multiple_of(8) {
-            self.buf.validity.push(0);
-        }
-        if valid {
-            *self.buf.validity.last_mut().expect("pushed above") |= 1 << (self.rows % 8);
-        } else {
-            self.nulls += 1;
-        }
+        super::push_validity(&mut self.buf.validity, self.rows, valid);
+        self.nulls += usize::from(!valid);
         self.rows += 1;
     }
 

@@ -34,6 +34,16 @@ pub use write::{ColumnBuilder, Emitter, RowOut};
 
 use crate::{Descriptor, Reject, Rejection};
 
+/// Append row `row`'s validity bit (`true`: a value) to an Arrow-style bitmap.
+pub(crate) fn push_validity(bits: &mut Vec<u8>, row: usize, valid: bool) {
+    if row.is_multiple_of(8) {
+        bits.push(0);
+    }
+    if valid {
+        *bits.last_mut().expect("pushed above") |= 1 << (row % 8);
+    }
+}
+
 /// The type of a column a transform reads (WIT `input-type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InputType {

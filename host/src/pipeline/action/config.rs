@@ -47,7 +47,7 @@ pub enum ActionInput {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// `http://…` (https through a TLS-originating proxy beside sluice, for now). `${NAME}` is replaced by the environment
+    /// `http://…` or `https://…` (certificates checked against the system's roots). `${NAME}` is replaced by the environment
     /// variable `NAME` when the pipeline starts (secrets stay out of the file).
     pub url: String,
     /// `POST` (default), `PUT` or `PATCH`.
@@ -149,14 +149,8 @@ impl ActionConfig {
 
 impl WebhookConfig {
     fn validate(&self) -> Result<(), String> {
-        if self.url.starts_with("https://") {
-            return Err(format!(
-                "url `{}`: this build delivers over plain http only; run a TLS-originating proxy beside sluice (e.g. an Envoy or nginx sidecar) and point the url at it",
-                self.url
-            ));
-        }
-        if !self.url.starts_with("http://") {
-            return Err(format!("url `{}` must start with http://", self.url));
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!("url `{}` must start with http:// or https://", self.url));
         }
         if !["POST", "PUT", "PATCH"].contains(&self.method.as_str()) {
             return Err(format!("method `{}` must be POST, PUT or PATCH", self.method));
@@ -289,6 +283,6 @@ when = { field = "category", any_of = [] }"#,
             assert!(err.ends_with(want), "{err}");
         }
         let a = action("name = \"a\"\ndetector = \"mine\"\nwebhook = { url = \"ftp://x/\" }");
-        assert_eq!(a.validate(false).unwrap_err(), "action `a`: webhook: url `ftp://x/` must start with http://");
+        assert_eq!(a.validate(false).unwrap_err(), "action `a`: webhook: url `ftp://x/` must start with http:// or https://");
     }
 }

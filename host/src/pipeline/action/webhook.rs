@@ -145,7 +145,7 @@ impl Shared {
                     }
                 }
                 Err(e) if e.is_timeout() => ("timeout", None, format!("no answer within timeout_ms = {}", c.timeout_ms)),
-                Err(e) => ("connection", None, format!("could not reach {}: {}", redact(&self.url), error_chain(&e))),
+                Err(e) => ("connection", None, format!("could not reach {}: {}", redact(&self.url), crate::telemetry::with_causes(&e))),
             };
             m.action_retries.with_label_values(&[labels[0], labels[1], reason]).inc();
             self.status.retrying(&last);
@@ -187,17 +187,6 @@ fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(text).ok()?;
     Some(at.duration_since(SystemTime::now()).unwrap_or_default())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The URL without its query string, which often holds a token.
@@ -288,6 +277,14 @@ mod tests {
         let outcomes = webhook(&url, 300).deliver(&one(), &Arc::default());
         assert!(matches!(&outcomes[0], Outcome::GaveUp { last, .. } if last.contains("429")), "{outcomes:?}");
         assert!(count.load(Ordering::SeqCst) > 3, "retried until give_up_after_ms");
+    }
+
+    #[test]
+    fn https_is_spoken_and_a_failed_handshake_is_retried_like_a_connection_error() {
+        // A plain-HTTP server behind an https:// URL: the TLS handshake fails, which is retried.
+        let (url, _) = server(200);
+        let outcomes = webhook(&url.replace("http://", "https://"), 200).deliver(&one(), &Arc::default());
+        assert!(matches!(&outcomes[0], Outcome::GaveUp { last, .. } if last.starts_with("could not reach https://")), "{outcomes:?}");
     }
 
     #[test]
