@@ -5,7 +5,8 @@
 #
 # Each round: the pipeline bench (embedded log -> clean-pin 0.2.0 in Wasm ->
 # raw JSON lines + Parquet, committed) writes its generated pins as JSON lines,
-# then Polars and DuckDB clean that file into Parquet, each a whole process
+# the same pipeline runs again without the raw landing (Parquet only, as the
+# peers write), then Polars and DuckDB clean that file into Parquet, each a whole process
 # under /usr/bin/time -v (wall time, CPU, peak RSS). The pipeline's own figure
 # is the run phase (the input already in the log, the process a restart).
 set -euo pipefail
@@ -28,6 +29,7 @@ cpu() { awk -F: '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "%
 for round in $(seq 1 "$rounds"); do
   echo "== round $round: $records pins"
   "$bench" --records "$records" --raw --input-jsonl "$work/pins.jsonl"
+  "$bench" --records "$records"
   for peer in polars duckdb; do
     rm -rf "$work/$peer.parquet"
     /usr/bin/time -v "$venv/bin/python" "$peers/${peer}_clean.py" "$work/pins.jsonl" "$work/$peer.parquet" >"$work/$peer.out" 2>"$work/$peer.time"
