@@ -101,7 +101,8 @@ pub struct Registry {
     inner: Mutex<Inner>,
 }
 
-fn valid_name(name: &str) -> bool {
+/// A transform name the registry takes: 1-64 characters of a-z 0-9 - _.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 

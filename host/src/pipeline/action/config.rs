@@ -1,6 +1,7 @@
 //! `[[pipeline.action]]`: a detector over a pipeline's rows and the webhook
 //! its actions are delivered to.
 
+use crate::runtime::registry::valid_name;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -132,7 +133,7 @@ impl ActionConfig {
 
     pub fn validate(&self, aggregates: bool) -> Result<(), String> {
         let n = &self.name;
-        if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        if !valid_name(n) {
             return Err(format!("action name `{n}` must be 1-64 characters of a-z 0-9 - _"));
         }
         if self.input(aggregates) == ActionInput::Windows && !aggregates {
@@ -140,7 +141,7 @@ impl ActionConfig {
         }
         if BUILTIN_KINDS.contains(&self.detector.as_str()) {
             check_builtin(&self.detector, &self.when).map_err(|e| format!("action `{n}`: [pipeline.action.when] of a `{}` detector: {e}", self.detector))?;
-        } else if self.detector.is_empty() || !self.detector.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        } else if !valid_name(&self.detector) {
             return Err(format!("action `{n}`: detector `{}` must be threshold, change, match or the name of an uploaded transform", self.detector));
         }
         self.webhook.validate().map_err(|e| format!("action `{n}`: webhook: {e}"))
