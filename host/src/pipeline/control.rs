@@ -253,6 +253,19 @@ impl PipelineControl {
     /// only if nothing changed since that generation (an automatic rollback must
     /// not undo a newer operator decision).
     pub fn rollback(&self, stage: usize, reason: &str, only_if_generation: Option<u64>) -> Result<Option<SwapEvent>, ControlError> {
+        self.rollback_counted(stage, reason, only_if_generation, || {})
+    }
+
+    /// [`Self::rollback`], calling `counted` once the rollback is done but
+    /// before anyone can see the stage's new version, so a reader who sees the
+    /// old version back also sees whatever `counted` recorded.
+    pub fn rollback_counted(
+        &self,
+        stage: usize,
+        reason: &str,
+        only_if_generation: Option<u64>,
+        counted: impl FnOnce(),
+    ) -> Result<Option<SwapEvent>, ControlError> {
         let mut stages = lock(&self.stages);
         if only_if_generation.is_some_and(|g| g != self.generation()) {
             return Ok(None);
@@ -268,6 +281,8 @@ impl PipelineControl {
         let event = self.record_swap(&mut stages, stage, &old, reason)?;
         *lock(&self.probation) = None;
         self.generation.fetch_add(1, Ordering::SeqCst);
+        counted();
+        drop(stages);
         Ok(Some(event))
     }
 

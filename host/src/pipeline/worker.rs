@@ -519,9 +519,9 @@ impl PipelineWorker {
             self.control.trust(generation);
             return;
         };
-        match self.control.rollback(stage, &why, Some(generation)) {
-            Ok(Some(_)) => self.events().rolled_back(),
-            Ok(None) => {}
+        let events = self.events();
+        match self.control.rollback_counted(stage, &why, Some(generation), || events.rolled_back()) {
+            Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "automatic rollback failed"),
         }
     }
