@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent / "host" / "src"
 LAYERS = [
     ["position", "store", "telemetry", "clock", "jsonl", "sync", "failpoint"],
     ["log", "source", "runtime", "sink"],
-    ["ingest", "pipeline", "report", "jobs", "emulate"],
+    ["ingest", "consume", "pipeline", "report", "jobs", "emulate"],
     ["config", "admin"],
     ["app"],
     ["cli", "main", "lib"],

@@ -2,6 +2,7 @@
 //! configures. Unknown keys are refused with their name and line; cross-section
 //! rules are checked once at start.
 
+use crate::consume::{ConsumeConfig, ConsumeFrom};
 use crate::ingest::DestinationKind;
 use crate::ingest::IngestConfig;
 use crate::log::EmbeddedLogConfig;
@@ -27,6 +28,9 @@ pub struct Config {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub log: EmbeddedLogConfig,
+    /// `[consume]`: reading over HTTP (REST Proxy v2 consumers, Kinesis GetRecords).
+    #[serde(default)]
+    pub consume: ConsumeConfig,
     /// Read from (and let the ingest API write to) Kafka instead of the embedded log.
     pub kafka: Option<KafkaConfig>,
     /// Read Kinesis streams (and let the ingest API's Kinesis shapes forward to them).
@@ -138,6 +142,11 @@ impl Config {
         self.ingest.destination.unwrap_or(if self.kafka.is_some() { DestinationKind::Kafka } else { DestinationKind::Embedded })
     }
 
+    /// Where the consumer API reads: as configured, else Kafka when ingest writes there.
+    pub fn consume_from(&self) -> ConsumeFrom {
+        self.consume.from.unwrap_or(if self.ingest_destination() == DestinationKind::Kafka { ConsumeFrom::Kafka } else { ConsumeFrom::Embedded })
+    }
+
     pub fn landing_dir(&self) -> PathBuf {
         self.landing.dir.clone().unwrap_or_else(|| self.data_dir.join("landing"))
     }
@@ -169,6 +178,10 @@ impl Config {
         }
         if self.ingest_destination() == DestinationKind::Kinesis && self.kinesis.is_none() {
             return Err("ingest.destination is `kinesis` but there is no [kinesis] section".into());
+        }
+        self.consume.validate()?;
+        if self.consume_from() == ConsumeFrom::Kafka && self.kafka.is_none() {
+            return Err("consume.from is `kafka` but there is no [kafka] section with the brokers".into());
         }
         if self.ingest.max_body_bytes < 1024 {
             return Err("ingest.max_body_bytes must be at least 1024".into());
@@ -236,6 +249,7 @@ impl Config {
             server: ServerConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..Default::default() },
             ingest: IngestConfig::default(),
             log: EmbeddedLogConfig { topics: ["pin", "geo", "user"].iter().map(|k| format!("{user_id}.{k}")).collect(), ..Default::default() },
+            consume: ConsumeConfig::default(),
             kafka: None,
             kinesis: None,
             sandbox: SandboxLimits::default(),

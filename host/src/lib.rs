@@ -3,7 +3,7 @@
 //! One folder per stage or shared layer, imports running one way (lowest
 //! first): [`position`], [`store`], [`telemetry`] (the words and storage every
 //! stage shares); [`log`], [`source`], [`runtime`], [`sink`] (the embedded log,
-//! where pipelines read, the Wasm sandbox, what lands); [`ingest`],
+//! where pipelines read, the Wasm sandbox, what lands); [`ingest`], [`consume`],
 //! [`pipeline`], [`report`], [`jobs`], [`emulate`] (the stages); [`config`] and
 //! [`admin`]; [`app`], which assembles a process; [`cli`], the command line.
 //! `docs/architecture.md` has the whole picture and the path of one record;
@@ -14,6 +14,7 @@ pub mod app;
 pub mod cli;
 pub(crate) mod clock;
 pub mod config;
+pub mod consume;
 pub mod emulate;
 pub mod failpoint;
 pub mod ingest;

@@ -10,6 +10,7 @@ pub use launcher::Launcher;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::consume::{self, ConsumeFrom, ConsumeState, EmbeddedGroups, KafkaGroups, KinesisReads};
 use crate::ingest::{self, IngestState};
 use crate::ingest::{KafkaProducer, KinesisProducer};
 use crate::jobs::{JobRunner, RetentionJob};
@@ -43,6 +44,7 @@ pub struct RunningApp {
     retention: tokio::task::JoinHandle<()>,
     schedule: Vec<tokio::task::JoinHandle<()>>,
     metrics_server: Option<tokio::task::JoinHandle<()>>,
+    consume_expiry: tokio::task::JoinHandle<()>,
     destination: ingest::Destination,
 }
 
@@ -107,6 +109,21 @@ async fn ingest_destination(config: &Config, log: &Arc<EmbeddedLog>) -> anyhow::
     })
 }
 
+/// What the consumer API reads: consumer groups of the embedded log or of
+/// Kafka, and Kinesis reads from wherever the Kinesis shapes write.
+fn consume_state(config: &Config, log: &Arc<EmbeddedLog>, destination: &ingest::Destination) -> anyhow::Result<Arc<ConsumeState>> {
+    let idle = Duration::from_millis(config.consume.instance_timeout_ms);
+    let groups: Arc<dyn consume::Groups> = match config.consume_from() {
+        ConsumeFrom::Embedded => Arc::new(EmbeddedGroups::open(log.clone(), idle).context("loading the HTTP consumer instances")?),
+        ConsumeFrom::Kafka => Arc::new(KafkaGroups::new(config.kafka.clone().context("consume.from is kafka but [kafka] is missing")?, idle)),
+    };
+    let kinesis = match destination {
+        ingest::Destination::Kinesis(producer) => KinesisReads::Kinesis(producer.client().clone()),
+        _ => KinesisReads::Embedded(log.clone()),
+    };
+    Ok(ConsumeState::new(groups, kinesis, config.consume.clone()))
+}
+
 /// The jobs an operator can run: log retention, the reports, backfill.
 fn job_runner(
     config: &Config,
@@ -159,7 +176,10 @@ impl RunningApp {
         let schedule = crate::jobs::schedule::spawn(jobs.clone(), &config.jobs);
         let admin_state = Arc::new(AdminState { registry: registry.clone(), pipelines: manager, store: dyn_store, jobs });
         let destination = ingest_destination(config, &log).await?;
-        let mut ingest_routes = ingest::router(IngestState::new(destination.clone(), config.ingest.clone()));
+        let consumers = consume_state(config, &log, &destination)?;
+        let consume_expiry = consume::spawn_expiry(consumers.clone());
+        // Producing and consuming share the token rules: open, or the ingest token.
+        let mut ingest_routes = ingest::router(IngestState::new(destination.clone(), config.ingest.clone())).merge(consume::router(consumers));
         if let Some(t) = &server.ingest_token {
             ingest_routes = ingest_routes.layer(axum::middleware::from_fn_with_state(Arc::<str>::from(t.as_str()), crate::admin::require_token));
         }
@@ -202,7 +222,7 @@ impl RunningApp {
                 .await
         });
         tracing::info!(%addr, landing = %store.location(), "sluice is running");
-        Ok(RunningApp { addr, admin_token, log, store, launcher, server_stop, server, retention, schedule, metrics_server, destination })
+        Ok(RunningApp { addr, admin_token, log, store, launcher, server_stop, server, retention, schedule, metrics_server, consume_expiry, destination })
     }
 
     pub fn supervisor(&self) -> &Supervisor {
@@ -222,6 +242,7 @@ impl RunningApp {
     /// Ordered shutdown: stop ingest, let pipelines land and commit, close the log.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.retention.abort();
+        self.consume_expiry.abort();
         self.schedule.iter().for_each(|t| t.abort());
         if let Some(m) = &self.metrics_server {
             m.abort();

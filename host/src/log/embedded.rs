@@ -22,6 +22,12 @@ const TOPICS: TableDefinition<&str, u32> = TableDefinition::new("topics");
 const POSITIONS: TableDefinition<(&str, &str, u32), u64> = TableDefinition::new("positions");
 /// `(consumer group, topic, partition)` → the roll in flight (JSON [`Intent`]).
 const INTENTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("intents");
+/// `(consumer group, instance)` → an HTTP consumer instance (JSON, the consumer
+/// API's own), so instances outlive a restart.
+const MEMBERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("members");
+/// `(topic, writer)` → the source position a writer's appends to the topic
+/// reached, so an append replayed after a crash is recognized and skipped.
+const MARKS: TableDefinition<(&str, &str), u64> = TableDefinition::new("marks");
 
 /// Largest total of record bytes committed in one transaction by the appender.
 const GROUP_COMMIT_BYTES: usize = 32 << 20;
@@ -87,7 +93,19 @@ type AppendReply = tokio::sync::oneshot::Receiver<Result<Vec<u64>, AppendError>>
 struct AppendRequest {
     topic: Arc<str>,
     parts: Vec<(u32, BatchBuf)>,
+    /// `(writer, through)`: append only if the writer's mark on the topic is
+    /// below `through`, and raise it to `through` in the same transaction.
+    mark: Option<(String, u64)>,
     reply: tokio::sync::oneshot::Sender<Result<Vec<u64>, AppendError>>,
+}
+
+/// What [`EmbeddedLog::append_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored now; the base offset of each part.
+    Now(Vec<u64>),
+    /// A previous append of this writer already reached the position: nothing stored.
+    Before,
 }
 
 /// Next offset per partition, with a condition variable readers wait on.
@@ -133,6 +151,8 @@ impl EmbeddedLog {
                 txn.open_table(BATCHES)?;
                 txn.open_table(POSITIONS)?;
                 txn.open_table(INTENTS)?;
+                txn.open_table(MEMBERS)?;
+                txn.open_table(MARKS)?;
                 for name in &config.topics {
                     let existing = t.get(name.as_str())?.map(|v| v.value());
                     if let Some(had) = existing.filter(|had| *had > config.partitions) {
@@ -181,21 +201,37 @@ impl EmbeddedLog {
     /// fsynced, with the base offset of each batch, in order. Concurrent appends
     /// share one transaction and one fsync (group commit).
     pub async fn append(&self, topic: &str, parts: Vec<(u32, BatchBuf)>) -> Result<Vec<u64>, AppendError> {
-        self.submit(topic, parts)?.await.map_err(|_| AppendError::Closed)?
+        self.submit(topic, parts, None)?.await.map_err(|_| AppendError::Closed)?
     }
 
     /// Blocking form of [`EmbeddedLog::append`], for threads outside the async runtime.
     pub fn append_blocking(&self, topic: &str, parts: Vec<(u32, BatchBuf)>) -> Result<Vec<u64>, AppendError> {
-        self.submit(topic, parts)?.blocking_recv().map_err(|_| AppendError::Closed)?
+        self.submit(topic, parts, None)?.blocking_recv().map_err(|_| AppendError::Closed)?
     }
 
-    fn submit(&self, topic: &str, parts: Vec<(u32, BatchBuf)>) -> Result<AppendReply, AppendError> {
+    /// Append for `writer` the records that brought its input up to `through`
+    /// (a position in the writer's own input), unless an earlier append of the
+    /// writer already got that far. The check, the records and the new mark
+    /// are one transaction: a writer that replays its input after a crash
+    /// appends each record once, at the offset it got the first time.
+    pub fn append_once(&self, topic: &str, parts: Vec<(u32, BatchBuf)>, writer: &str, through: u64) -> Result<Appended, AppendError> {
+        let bases = self.submit(topic, parts, Some((writer.to_owned(), through)))?.blocking_recv().map_err(|_| AppendError::Closed)??;
+        Ok(if bases.is_empty() { Appended::Before } else { Appended::Now(bases) })
+    }
+
+    /// How far `writer`'s appends to `topic` reached (see [`EmbeddedLog::append_once`]).
+    pub fn mark(&self, topic: &str, writer: &str) -> anyhow::Result<Option<u64>> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(MARKS)?.get((topic, writer))?.map(|v| v.value()))
+    }
+
+    fn submit(&self, topic: &str, parts: Vec<(u32, BatchBuf)>, mark: Option<(String, u64)>) -> Result<AppendReply, AppendError> {
         let info = self.topic(topic).ok_or_else(|| AppendError::UnknownTopic(topic.to_owned()))?;
         if let Some((p, _)) = parts.iter().find(|(p, _)| *p >= info.partitions) {
             return Err(AppendError::UnknownPartition { topic: topic.to_owned(), partition: *p, partitions: info.partitions });
         }
         let (reply, wait) = tokio::sync::oneshot::channel();
-        let req = AppendRequest { topic: info.name.clone(), parts, reply };
+        let req = AppendRequest { topic: info.name.clone(), parts, mark, reply };
         let guard = self.appender.lock().map_err(|_| AppendError::Closed)?;
         guard.as_ref().ok_or(AppendError::Closed)?.send(req).map_err(|_| AppendError::Closed)?;
         Ok(wait)
@@ -271,6 +307,49 @@ impl EmbeddedLog {
             if out.offsets.len() >= max_records {
                 break;
             }
+        }
+        Ok(out)
+    }
+
+    /// The first offset of the partition still held (retention removes older
+    /// records); the end offset when it holds none.
+    pub fn start_offset(&self, topic: &str, partition: u32) -> anyhow::Result<u64> {
+        let end = self.end_offset(topic, partition).unwrap_or(0);
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BATCHES)?;
+        let first = table.range((topic, partition, 0)..(topic, partition, u64::MAX))?.next().transpose()?.map(|(k, _)| k.value().2);
+        Ok(first.unwrap_or(end))
+    }
+
+    /// The group's committed position of a partition, if it ever committed one.
+    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> anyhow::Result<Option<u64>> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(POSITIONS)?.get((group, topic, partition))?.map(|v| v.value()))
+    }
+
+    /// Keep (or replace) a consumer instance's description.
+    pub fn save_member(&self, group: &str, instance: &str, description: &[u8]) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(MEMBERS)?.insert((group, instance), description)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn remove_member(&self, group: &str, instance: &str) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(MEMBERS)?.remove((group, instance))?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every kept consumer instance: `(group, instance, description)`.
+    pub fn members(&self) -> anyhow::Result<Vec<(String, String, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for entry in txn.open_table(MEMBERS)?.iter()? {
+            let (k, v) = entry?;
+            let (g, i) = k.value();
+            out.push((g.to_owned(), i.to_owned(), v.value().to_vec()));
         }
         Ok(out)
     }
@@ -403,8 +482,18 @@ fn commit_group(
     {
         let mut batches = txn.open_table(BATCHES)?;
         let mut next_table = txn.open_table(NEXT_OFFSETS)?;
+        let mut marks = txn.open_table(MARKS)?;
         for req in group {
             let mut bases = Vec::with_capacity(req.parts.len());
+            if let Some((writer, through)) = &req.mark {
+                let reached = marks.get((&*req.topic, writer.as_str()))?.map(|v| v.value());
+                if reached.is_some_and(|r| r >= *through) {
+                    // Appended before (this is a replay): an empty answer says so.
+                    all_bases.push(bases);
+                    continue;
+                }
+                marks.insert((&*req.topic, writer.as_str()), *through)?;
+            }
             for (p, batch) in &req.parts {
                 let key = (req.topic.clone(), *p);
                 let base = *local.entry(key.clone()).or_insert_with(|| next.get(&key).copied().unwrap_or(0));

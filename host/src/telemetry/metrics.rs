@@ -12,6 +12,7 @@ pub struct Metrics {
     // Ingest.
     pub ingest_requests: IntCounterVec,
     pub ingest_records: IntCounterVec,
+    pub consume_records: IntCounterVec,
     pub ingest_bytes: IntCounterVec,
     // Sources.
     pub source_records: IntCounterVec,
@@ -97,6 +98,7 @@ impl Metrics {
         Metrics {
             ingest_requests: counter(&r, "sluice_ingest_requests_total", "Ingest HTTP requests by route and status", &["route", "status"]),
             ingest_records: counter(&r, "sluice_ingest_records_total", "Records stored by the ingest API", &["topic"]),
+            consume_records: counter(&r, "sluice_consume_records_total", "Records read by HTTP consumers (REST Proxy v2 consumer API)", &["topic"]),
             ingest_bytes: counter(&r, "sluice_ingest_bytes_total", "Record bytes stored by the ingest API", &["topic"]),
             source_records: counter(&r, "sluice_source_records_total", "Records read by pipelines", &["pipeline", "topic", "partition"]),
             source_bytes: counter(&r, "sluice_source_bytes_total", "Record bytes read by pipelines", &["pipeline", "topic", "partition"]),
