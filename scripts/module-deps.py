@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent / "host" / "src"
 # Lowest first. A module may import modules of its own layer or lower ones.
 # (docs/architecture.md explains each layer.)
 LAYERS = [
-    ["position", "store", "telemetry", "clock", "jsonl", "sync", "failpoint"],
+    ["position", "partitioner", "store", "telemetry", "clock", "jsonl", "sync", "failpoint"],
     ["log", "source", "runtime", "sink"],
     ["ingest", "consume", "pipeline", "report", "jobs", "emulate"],
     ["config", "admin"],

@@ -54,6 +54,16 @@ if [ ! -x "$airflow_venv/bin/airflow" ]; then
 fi
 [ -x "$airflow_venv/bin/airflow" ] && export SLUICE_AIRFLOW_PYTHON="$airflow_venv/bin/python"
 
+# Python `requests` in a venv of its own (seconds, once) for the REST Proxy
+# client written from Confluent's documentation (tests/tests/consume_http.rs).
+client_venv="${SLUICE_CLIENT_VENV:-$HOME/.cache/sluice/client-venv}"
+if ! "$client_venv/bin/python" -c "import requests" 2>/dev/null; then
+  echo "installing Python requests (PyPI) into $client_venv for the REST client tests…"
+  python3 -m venv "$client_venv"
+  "$client_venv/bin/pip" install -q "requests==2.32.5"
+fi
+export SLUICE_CLIENT_PYTHON="$client_venv/bin/python"
+
 # The code stays tidy by itself: formatting, lints, and imports that run one way
 # (docs/architecture.md). Each failure names what to fix.
 cargo fmt --all --check || { echo "cargo fmt --check failed: run \`cargo fmt --all\`" >&2; exit 1; }

@@ -76,6 +76,7 @@ fn config(dir: &Path) -> Config {
         auto_rollback: Default::default(),
         aggregate: None,
         actions: Vec::new(),
+        output: None,
     }];
     c
 }

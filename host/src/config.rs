@@ -202,6 +202,17 @@ impl Config {
             if source == SourceKind::Kinesis && self.kinesis.is_none() {
                 return Err(format!("pipeline `{}` reads Kinesis (source = \"kinesis\") but there is no [kinesis] section", p.name));
             }
+            if let Some(out) = &p.output {
+                if !topics.contains(out.topic.as_str()) {
+                    return Err(format!("pipeline `{}` writes its output to topic `{}`, which is not in log.topics; add it there", p.name, out.topic));
+                }
+                if p.topics.contains(&out.topic) {
+                    return Err(format!(
+                        "pipeline `{}` reads topic `{}` and writes its output to it: that would loop; pick another output topic",
+                        p.name, out.topic
+                    ));
+                }
+            }
             for t in &p.topics {
                 if source == SourceKind::Embedded && !topics.contains(t.as_str()) {
                     return Err(format!("pipeline `{}` reads topic `{t}`, which is not in log.topics", p.name));
@@ -243,6 +254,7 @@ impl Config {
             auto_rollback: Default::default(),
             aggregate: None,
             actions: Vec::new(),
+            output: None,
         };
         Config {
             data_dir,

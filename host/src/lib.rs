@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod jobs;
 pub(crate) mod jsonl;
 pub mod log;
+pub mod partitioner;
 pub mod pipeline;
 pub mod position;
 pub mod report;

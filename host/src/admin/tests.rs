@@ -42,6 +42,7 @@ fn fixture() -> Fixture {
         auto_rollback: AutoRollbackConfig::default(),
         aggregate: None,
         actions: Vec::new(),
+        output: None,
     };
     let control = PipelineControl::load("pin", &config.transforms, registry.clone(), config.auto_rollback.clone(), &dir.path().join("state")).expect("control");
     let spec = SegmentSpec {

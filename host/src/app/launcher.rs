@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::log::EmbeddedLog;
 use crate::pipeline::config::SourceKind;
 use crate::pipeline::manager::{ManageError, PipelineHandle, PipelineManager};
+use crate::pipeline::output::EmbeddedOutput;
 use crate::pipeline::{self, PipelineConfig, PipelineControl, PipelineStats, StatsSnapshot, Supervisor};
 use crate::runtime::registry::Registry;
 use crate::source::Source;
@@ -65,7 +66,11 @@ impl Launcher {
         let stats = Arc::new(PipelineStats::default());
         let mut workers = Vec::new();
         for source in self.sources(p)? {
-            workers.push(pipeline::build(p, control.clone(), source, self.store.clone(), stats.clone())?);
+            let mut worker = pipeline::build(p, control.clone(), source, self.store.clone(), stats.clone())?;
+            if let Some(out) = &p.output {
+                worker.output = Some(Box::new(EmbeddedOutput::new(self.log.clone(), &out.topic).with_context(|| format!("pipeline `{}`", p.name))?));
+            }
+            workers.push(worker);
         }
         let spec = workers.first().map(|w| w.spec.clone()).context("a pipeline has at least one worker")?;
         self.supervisor.start(workers)?;

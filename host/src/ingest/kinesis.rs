@@ -1,9 +1,9 @@
 //! The API-Gateway proxy shapes of Kinesis `PutRecord` and `PutRecords`.
 
 use super::error::{IngestError, WireShape};
-use super::partition::kinesis_shard;
 use super::{Destination, IngestState, read_body};
 use crate::log::AppendError;
+use crate::partitioner::kinesis_shard;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -8,7 +8,6 @@ mod error;
 mod kafka_producer;
 mod kinesis;
 mod kinesis_producer;
-mod partition;
 mod rest_proxy;
 
 pub use destination::Destination;

@@ -1,9 +1,9 @@
 //! Kafka REST Proxy v2: `POST /topics/{topic}` with `application/vnd.kafka.json.v2+json`.
 
 use super::error::{IngestError, WireShape};
-use super::partition::kafka_partition;
 use super::{IngestState, read_body};
 use crate::log::AppendError;
+use crate::partitioner::kafka_partition;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};

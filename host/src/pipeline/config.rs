@@ -46,6 +46,11 @@ pub struct PipelineConfig {
     /// rows, and the webhooks their actions are delivered to (at least once).
     #[serde(default, rename = "action", skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<super::action::ActionConfig>,
+    /// `[pipeline.output]`: also write the table's rows (or, with no
+    /// transforms, the input records) to a topic of the embedded log, for
+    /// consumers downstream; effectively once, committed after it is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<super::output::OutputConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]

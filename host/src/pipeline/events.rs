@@ -127,6 +127,12 @@ impl PipelineEvents<'_> {
         PipelineStats::add(&self.stats.bytes_landed, summary.bytes);
     }
 
+    /// A roll wrote `records` to the output topic (0 when a replayed roll found them written).
+    pub fn output_written(&self, topic: &str, records: u64) {
+        PipelineStats::add(&self.stats.output_records, records);
+        metrics().output_records.with_label_values(&[self.pipeline, topic]).inc_by(records);
+    }
+
     /// A version on probation was rolled back by itself.
     pub fn rolled_back(&self) {
         PipelineStats::add(&self.stats.rollbacks, 1);

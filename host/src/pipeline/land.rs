@@ -68,6 +68,8 @@ pub enum DeadLetters<'a> {
 pub struct Landed {
     /// Rows the table took.
     pub rows: u64,
+    /// Indexes of the rows the table refused (they are among the dead letters), ascending.
+    pub misfits: Vec<u32>,
     /// Every dead letter of the batch: written into the segment, or handed
     /// back with [`DeadLetters::Return`].
     pub dead_letters: Vec<DeadLetter>,
@@ -92,6 +94,7 @@ pub fn land_batch(
     }
     dead.extend(batch.more_dead);
     let mut rows = 0;
+    let mut refused = Vec::new();
     if let Some(table) = table {
         let misfits = seg.write_table(store, table, batch.rows)?;
         rows = (batch.rows.len() - misfits.len()) as u64;
@@ -99,6 +102,7 @@ pub fn land_batch(
         if !misfits.is_empty() {
             let records = batch.rows.to_json();
             for (i, reason) in misfits {
+                refused.push(i);
                 let mut d = from.letter(batch.origins[i as usize], stage, writer, SCHEMA_MISFIT, &reason);
                 d.set_value(records.as_ref().as_ref().get(i as usize).value);
                 dead.push(d);
@@ -108,5 +112,6 @@ pub fn land_batch(
     if let DeadLetters::Segment(dir) = dead_letters {
         seg.write_dead_letters(store, dir, &dead)?;
     }
-    Ok(Landed { rows, dead_letters: dead })
+    refused.sort_unstable();
+    Ok(Landed { rows, misfits: refused, dead_letters: dead })
 }

@@ -11,6 +11,7 @@ pub mod dead_letters;
 pub mod events;
 pub mod land;
 pub mod manager;
+pub mod output;
 pub mod shadow;
 pub mod stats;
 pub mod worker;
@@ -72,6 +73,7 @@ pub fn build(
         shadow: None,
         actions,
         stopping: Default::default(),
+        output: None,
         store,
         stats,
         control,

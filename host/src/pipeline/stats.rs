@@ -50,6 +50,7 @@ pub struct PipelineStats {
     pub bytes_landed: AtomicU64,
     pub errors: AtomicU64,
     pub rollbacks: AtomicU64,
+    pub output_records: AtomicU64,
     state: Mutex<Shared>,
     /// One entry per `[[pipeline.action]]`, shared by the workers.
     actions: Mutex<BTreeMap<String, Arc<ActionStats>>>,
@@ -160,6 +161,8 @@ pub struct StatsSnapshot {
     pub bytes_landed: u64,
     pub errors: u64,
     pub rollbacks: u64,
+    /// Records written to the pipeline's output topic.
+    pub output_records: u64,
     pub last_error: Option<String>,
     pub partitions: Vec<PartitionStatus>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -243,6 +246,7 @@ impl PipelineStats {
             bytes_landed: get(&self.bytes_landed),
             errors: get(&self.errors),
             rollbacks: get(&self.rollbacks),
+            output_records: get(&self.output_records),
             last_error,
             partitions,
             actions: self.actions.lock().map(|a| a.iter().map(|(name, s)| s.snapshot(name)).collect()).unwrap_or_default(),

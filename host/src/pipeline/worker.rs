@@ -17,6 +17,7 @@ use super::config::PipelineConfig;
 use super::control::PipelineControl;
 use super::events::PipelineEvents;
 use super::land::{DeadLetters, FromSource, Processed, land_batch};
+use super::output::{self, OutputTopic, PendingOutput};
 use super::stats::{PipelineState, PipelineStats};
 use crate::position::{Fetched, Intent, PartitionId};
 use crate::runtime::{FailureKind, StageRows};
@@ -53,6 +54,15 @@ struct PartitionState {
     /// A roll interrupted by a crash: re-read exactly up to its end, then roll.
     replay: Option<Intent>,
     segment: Option<Segment>,
+    /// What the open segment writes to the output topic when it rolls.
+    output: PendingOutput,
+}
+
+impl PartitionState {
+    /// Memory the partition holds until its segment rolls.
+    fn held_bytes(&self) -> u64 {
+        self.segment.as_ref().map_or(0, Segment::buffered_bytes) + self.output.bytes() as u64
+    }
 }
 
 pub struct PipelineWorker {
@@ -76,6 +86,8 @@ pub struct PipelineWorker {
     pub(crate) actions: Option<ActionStage>,
     /// Raised with the stop flag: a webhook that is being retried gives up waiting.
     pub(crate) stopping: Arc<AtomicBool>,
+    /// The topic the table's rows also go to, when the pipeline has an output.
+    pub(crate) output: Option<Box<dyn OutputTopic>>,
 }
 
 /// How a version on probation has fared in this worker.
@@ -173,7 +185,7 @@ impl PipelineWorker {
         if let Some(a) = &mut self.actions {
             a.resume(&id, cp.next_offset)?;
         }
-        Ok(PartitionState { id, next, replay: cp.intent, segment: None })
+        Ok(PartitionState { id, next, replay: cp.intent, segment: None, output: PendingOutput::default() })
     }
 
     /// The source's partitions changed (a consumer-group rebalance, a lease
@@ -296,6 +308,10 @@ impl PipelineWorker {
             let landed = land_batch(seg, store.as_ref(), self.spec.table.as_ref(), DeadLetters::Segment(pipeline), &from, processed)?;
             let table_records = (rows.len() + out.failures.len()).saturating_sub(landed.dead_letters.len()) as u64;
             events.batch_landed(&landed, self.spec.table.is_some().then_some(table_records));
+            if let Some(topic) = &self.output {
+                let json = rows.to_json();
+                st.output.add(json.as_ref().as_ref(), origins, &landed.misfits, fetched.batch.as_ref(), &st.id, topic.partitions());
+            }
             if let Some(actions) = &mut self.actions {
                 let records = actions.reads_records().then(|| out.output.to_json());
                 let rows = ActionRows {
@@ -309,13 +325,18 @@ impl PipelineWorker {
             if !use_replay_chain {
                 self.judge(&out, fetched.offsets.len() as u64);
             }
-        } else if let Some(actions) = &mut self.actions {
-            // No transforms: the actions read the input records.
+        } else {
+            // No transforms: the output topic mirrors the input, and the actions read it.
             let origins: Vec<u32> = (0..fetched.offsets.len() as u32).collect();
-            let rows = ActionRows { records: Some((fetched.batch.as_ref(), origins.as_slice())), windows: None };
-            let from = FromSource { pipeline, partition: &st.id, fetched: &fetched };
-            let dead = actions.run(&st.id, &rows, &from, &fetched.offsets, 0, &self.stopping)?;
-            land_action_letters(seg, store.as_ref(), &events, dead)?;
+            if let Some(topic) = &self.output {
+                st.output.add(fetched.batch.as_ref(), &origins, &[], fetched.batch.as_ref(), &st.id, topic.partitions());
+            }
+            if let Some(actions) = &mut self.actions {
+                let rows = ActionRows { records: Some((fetched.batch.as_ref(), origins.as_slice())), windows: None };
+                let from = FromSource { pipeline, partition: &st.id, fetched: &fetched };
+                let dead = actions.run(&st.id, &rows, &from, &fetched.offsets, 0, &self.stopping)?;
+                land_action_letters(seg, store.as_ref(), &events, dead)?;
+            }
         }
         seg.end = fetched.next_offset;
         seg.input_records += n;
@@ -360,15 +381,11 @@ impl PipelineWorker {
     fn keep_within_budget(&mut self, parts: &mut [PartitionState]) {
         let budget = self.config.roll.memory_budget_bytes;
         loop {
-            let held: u64 = parts.iter().filter_map(|p| p.segment.as_ref()).map(Segment::buffered_bytes).sum();
+            let held: u64 = parts.iter().map(PartitionState::held_bytes).sum();
             if held <= budget {
                 return;
             }
-            let largest = parts
-                .iter_mut()
-                .filter(|p| p.replay.is_none())
-                .filter(|p| p.segment.is_some())
-                .max_by_key(|p| p.segment.as_ref().map_or(0, Segment::buffered_bytes));
+            let largest = parts.iter_mut().filter(|p| p.replay.is_none()).filter(|p| p.segment.is_some()).max_by_key(|p| p.held_bytes());
             let Some(st) = largest else { return };
             tracing::debug!(partition = %st.id, held, budget, "memory budget reached: rolling the largest segment");
             if let Err(e) = self.roll(st) {
@@ -400,6 +417,13 @@ impl PipelineWorker {
         if let Some(a) = &self.actions {
             a.checkpoint(&st.id, intent.end)?;
         }
+        if let Some(topic) = &mut self.output
+            && !st.output.is_empty()
+        {
+            // Written once the objects are durable; a replay of this roll finds its mark and writes nothing.
+            let written = topic.write(&output::writer(&self.config.name, &st.id), intent.end, st.output.take())?;
+            PipelineEvents { pipeline: &self.config.name, stats: &self.stats }.output_written(topic.topic(), written);
+        }
         crate::failpoint::hit("roll.before_commit");
         self.source.commit(&st.id, intent.end)?;
         st.replay = None;
@@ -424,6 +448,7 @@ impl PipelineWorker {
         // Read the range again: exactly the recorded one if a roll had started
         // (its segment is already out of `st`), else from the open segment's start.
         let segment_start = st.segment.take().map(|seg| seg.start);
+        st.output.take();
         if let Some(start) = st.replay.as_ref().map(|i| i.start).or(segment_start) {
             st.next = start;
             // The windows folded records that will be read again: go back to their state at the start.

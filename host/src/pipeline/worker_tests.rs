@@ -136,6 +136,7 @@ fn run(script: Arc<Mutex<Script>>, dir: &std::path::Path) -> BTreeMap<u64, usize
         auto_rollback: AutoRollbackConfig::default(),
         aggregate: None,
         actions: Vec::new(),
+        output: None,
     };
     let runtime = Runtime::new(SandboxLimits::default(), None).expect("runtime");
     let registry = Arc::new(Registry::open(runtime, dir.join("transforms")).expect("registry"));
