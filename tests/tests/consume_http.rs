@@ -148,7 +148,7 @@ fn read_topic(client: &reqwest::blocking::Client, base: &str, topic: &str, expec
             .json()
             .expect("records");
         let empty = got.is_empty();
-        out.extend(got.into_iter().map(|r| (r["partition"].as_u64().unwrap(), r["offset"].as_u64().unwrap(), r["value"].clone())));
+        out.extend(got.into_iter().map(|r| (r["partition"].as_u64().expect("partition"), r["offset"].as_u64().expect("offset"), r["value"].clone())));
         if (empty && out.len() >= expect) || Instant::now() > deadline {
             return out;
         }
