@@ -216,3 +216,30 @@ fn an_output_topic_holds_the_tables_rows_once_through_a_sigkill() -> anyhow::Res
     assert!(acked.len() >= 2000, "too little posted to mean anything: {}", acked.len());
     Ok(())
 }
+
+/// With `server.ingest_token` set, reading takes the same token as producing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_routes_take_the_ingest_token_when_one_is_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "data_dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\ningest_token = \"0123456789abcdef-ingest\"\n[log]\ntopics = [\"events\"]\npartitions = 1\n",
+        dir.path().join("data").display()
+    );
+    let config: sluice::config::Config = toml::from_str(&text).expect("config");
+    let app = sluice::app::RunningApp::start(&config).await.expect("start");
+    let base = format!("http://{}", app.addr);
+    let http = reqwest::Client::new();
+    let create = |token: Option<&str>| {
+        let mut r = http.post(format!("{base}/consumers/g")).json(&json!({"name": "i", "format": "json"}));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(create(None).await.expect("send").status().as_u16(), 401);
+    assert_eq!(create(Some("wrong-token-0123456789")).await.expect("send").status().as_u16(), 401);
+    assert_eq!(create(Some("0123456789abcdef-ingest")).await.expect("send").status().as_u16(), 200);
+    let read = http.get(format!("{base}/streams/events/sharditerator?shard-id=shardId-000000000000")).send().await.expect("send");
+    assert_eq!(read.status().as_u16(), 401, "the Kinesis read shapes too");
+    app.shutdown().await.expect("shutdown");
+}

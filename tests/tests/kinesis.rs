@@ -3,6 +3,7 @@
 //! pipelines read the shards under leases and land; every record lands exactly
 //! once through a shard split, kill -9 and throttling.
 
+use base64::Engine;
 use serde_json::{Value, json};
 use sluice::emulate::data::Generator;
 use sluice::emulate::post::{Api, PostPlan, post};
@@ -448,5 +449,45 @@ fn a_shard_lease_lost_and_taken_back_between_two_looks_is_reported_so_the_stale_
     assert_eq!(checkpoint.next_offset, 3, "the checkpoint is where b left it");
     let next = fetch_some(&mut a, &p, 3, 10, READ_TIMEOUT);
     assert_eq!(next[0], read_by_b[3], "a goes on with the record after b's last, numbered as b numbered it");
+    Ok(())
+}
+
+/// The API-Gateway read shapes forward to Kinesis when ingest writes there:
+/// what was put through `PUT /streams/{s}/records` is read back with
+/// `GET /streams/{s}/sharditerator` and `GET /streams/{s}/records`.
+#[test]
+fn records_put_over_http_are_read_back_over_http_from_kinesis() -> anyhow::Result<()> {
+    let _one = one_at_a_time();
+    let f = Fixture::new("r", &["pin"], 1)?;
+    let cfg = f.config("a", "r", &["pin"], "");
+    let mut server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
+    let http = reqwest::blocking::Client::new();
+    let stream = "streaming-r-pin";
+    let records: Vec<Value> = (0..5).map(|i| json!({"Data": {"index": i, "unique_id": format!("u{i}")}, "PartitionKey": format!("k{i}")})).collect();
+    let put = http.put(format!("{}/streams/{stream}/records", server.base_url)).json(&json!({ "Records": records })).send()?;
+    assert!(put.status().is_success(), "{}", put.text()?);
+
+    let it: Value = http.get(format!("{}/streams/{stream}/sharditerator?shard-id=shardId-000000000000", server.base_url)).send()?.json()?;
+    let mut iterator = it["ShardIterator"].as_str().expect("iterator").to_owned();
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let page: Value = http.get(format!("{}/streams/{stream}/records?limit=2", server.base_url)).header("Shard-Iterator", &iterator).send()?.json()?;
+        for r in page["Records"].as_array().expect("records") {
+            let data = base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().expect("data"))?;
+            got.push((
+                serde_json::from_slice::<Value>(&data)?["unique_id"].as_str().expect("id").to_owned(),
+                r["PartitionKey"].as_str().expect("key").to_owned(),
+            ));
+        }
+        iterator = page["NextShardIterator"].as_str().expect("next iterator").to_owned();
+        if got.len() >= 5 {
+            break;
+        }
+    }
+    let want: Vec<(String, String)> = (0..5).map(|i| (format!("u{i}"), format!("k{i}"))).collect();
+    assert_eq!(got, want, "read back in order from the one shard");
+    let bad = http.get(format!("{}/streams/{stream}/records", server.base_url)).header("Shard-Iterator", "not-an-iterator").send()?;
+    assert_eq!(bad.status().as_u16(), 400);
+    assert!(server.terminate()?);
     Ok(())
 }

@@ -81,12 +81,18 @@ pub fn build() -> Value {
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         entry[*method] = op;
     }
+    // Reading over HTTP is served beside the admin API, under the ingest token rules.
+    paths.extend(crate::consume::openapi::paths());
     json!({
         "openapi": "3.0.3",
         "info": { "title": "sluice admin API", "version": env!("CARGO_PKG_VERSION") },
         "paths": paths,
         "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer" },
+                "ingest": { "type": "http", "scheme": "bearer", "description": "server.ingest_token, when set; else the routes are open" }
+            },
+            "schemas": crate::consume::openapi::schemas(),
             "responses": { "Error": {
                 "description": "An error with a message saying what went wrong and what to do",
                 "content": { "application/json": { "schema": {

@@ -52,6 +52,9 @@ fn from_call(e: CallError) -> KinesisError {
         CallError::Throttled(m) => KinesisError(StatusCode::BAD_REQUEST, "ProvisionedThroughputExceededException", m),
         CallError::IteratorExpired => KinesisError(StatusCode::BAD_REQUEST, "ExpiredIteratorException", "the shard iterator expired: get a new one".into()),
         CallError::Other(m) if m.contains("ResourceNotFound") => not_found(m),
+        // The client's mistakes, as Kinesis named them: answered as Kinesis answers them.
+        CallError::Other(m) if m.contains("InvalidArgument") => invalid(m),
+        CallError::Other(m) if m.contains("Validation") => KinesisError(StatusCode::BAD_REQUEST, "ValidationException", m),
         CallError::Other(m) => failed(m),
     }
 }

@@ -7,6 +7,7 @@ mod embedded;
 mod error;
 mod kafka;
 mod kinesis;
+pub mod openapi;
 mod routes;
 pub mod wire;
 

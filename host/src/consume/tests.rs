@@ -280,3 +280,77 @@ async fn a_pattern_subscription_and_idle_instances_expire() {
     assert!(log.members().expect("members").is_empty(), "an expired instance is forgotten across restarts too");
     assert_eq!(log.committed("http:g", "pin-clean", 0).expect("committed"), Some(1), "auto commit committed what it read");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_consumer_route_is_served() {
+    let f = fixture();
+    for (method, path, ..) in super::openapi::ROUTES {
+        let uri = path.replace("{group}", "g").replace("{instance}", "i").replace("{stream}", "pin");
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+        let req = Request::builder().method(method.clone()).uri(&uri).body(Body::empty()).expect("request");
+        let resp = f.app.clone().oneshot(req).await.expect("infallible");
+        // Served: the handler answered (an error about the empty request is fine), not the router's 404/405.
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        assert!(!bytes.is_empty() || status.is_success(), "{method} {uri}: {status} with no body: not routed");
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_reads_walk_a_shard_with_iterators() {
+    let f = fixture();
+    produce(&f.log, "pin", 0, 3).await;
+    let (s, v) = call(&f.app, Method::GET, "/streams/pin/sharditerator?shard-id=shardId-000000000001", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let it = v["ShardIterator"].as_str().expect("iterator").to_owned();
+    let get = |it: String, limit: &str| {
+        let req = Request::builder().uri(format!("/streams/pin/records?limit={limit}")).header("shard-iterator", it).body(Body::empty()).expect("request");
+        let app = f.app.clone();
+        async move {
+            let resp = app.oneshot(req).await.expect("infallible");
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).expect("json"))
+        }
+    };
+    let (s, page) = get(it, "2").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let records = page["Records"].as_array().expect("records");
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["SequenceNumber"], "00000000000000000000");
+    assert_eq!(records[0]["PartitionKey"], "\"k0\"");
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.decode(records[1]["Data"].as_str().expect("data")).expect("base64");
+    assert_eq!(data, br#"{"i":1,"p":1}"#);
+    assert!(page["MillisBehindLatest"].as_i64().expect("behind") > 0, "one record still unread");
+    let (_, rest) = get(page["NextShardIterator"].as_str().expect("next").to_owned(), "10").await;
+    assert_eq!(rest["Records"].as_array().expect("records").len(), 1);
+    assert_eq!(rest["MillisBehindLatest"], 0);
+    let (_, empty) = get(rest["NextShardIterator"].as_str().expect("next").to_owned(), "10").await;
+    assert!(empty["Records"].as_array().expect("records").is_empty(), "caught up: no records, still an iterator");
+    assert!(empty["NextShardIterator"].is_string());
+
+    // After a sequence number; and the errors Kinesis gives.
+    let (_, v) = call(
+        &f.app,
+        Method::GET,
+        "/streams/pin/sharditerator?shard-id=shardId-000000000001&ShardIteratorType=AFTER_SEQUENCE_NUMBER&StartingSequenceNumber=00000000000000000001",
+        None,
+        None,
+    )
+    .await;
+    let (_, after) = get(v["ShardIterator"].as_str().expect("iterator").to_owned(), "10").await;
+    assert_eq!(after["Records"][0]["SequenceNumber"], "00000000000000000002");
+    for (uri, kind) in [
+        ("/streams/pin/sharditerator?shard-id=shardId-000000000009", "ResourceNotFoundException"),
+        ("/streams/nope/sharditerator?shard-id=shardId-000000000000", "ResourceNotFoundException"),
+        ("/streams/pin/sharditerator", "InvalidArgumentException"),
+        ("/streams/pin/sharditerator?shard-id=shardId-000000000000&ShardIteratorType=AT_SEQUENCE_NUMBER", "InvalidArgumentException"),
+    ] {
+        let (s, v) = call(&f.app, Method::GET, uri, None, None).await;
+        assert_eq!((s, v["__type"].as_str()), (StatusCode::BAD_REQUEST, Some(kind)), "{uri}: {v}");
+    }
+    let (s, v) = get("garbage".into(), "10").await;
+    assert_eq!((s, v["__type"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidArgumentException")), "{v}");
+}
