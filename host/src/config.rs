@@ -7,6 +7,7 @@ use crate::ingest::DestinationKind;
 use crate::ingest::IngestConfig;
 use crate::log::EmbeddedLogConfig;
 use crate::pipeline::config::{PipelineConfig, SourceKind, TableConfig, TableFormat};
+use crate::pipeline::output::OutputKind;
 use crate::runtime::SandboxLimits;
 use crate::source::kafka::KafkaConfig;
 use crate::source::kinesis::KinesisConfig;
@@ -142,6 +143,12 @@ impl Config {
         self.ingest.destination.unwrap_or(if self.kafka.is_some() { DestinationKind::Kafka } else { DestinationKind::Embedded })
     }
 
+    /// Where a pipeline's output topic is: as configured, else Kafka when the pipeline reads Kafka.
+    pub fn output_of(&self, p: &PipelineConfig) -> Option<OutputKind> {
+        let out = p.output.as_ref()?;
+        Some(out.to.unwrap_or(if self.source_of(p) == SourceKind::Kafka { OutputKind::Kafka } else { OutputKind::Embedded }))
+    }
+
     /// Where the consumer API reads: as configured, else Kafka when ingest writes there.
     pub fn consume_from(&self) -> ConsumeFrom {
         self.consume.from.unwrap_or(if self.ingest_destination() == DestinationKind::Kafka { ConsumeFrom::Kafka } else { ConsumeFrom::Embedded })
@@ -203,7 +210,11 @@ impl Config {
                 return Err(format!("pipeline `{}` reads Kinesis (source = \"kinesis\") but there is no [kinesis] section", p.name));
             }
             if let Some(out) = &p.output {
-                if !topics.contains(out.topic.as_str()) {
+                if self.output_of(p) == Some(OutputKind::Kafka) {
+                    if self.kafka.is_none() {
+                        return Err(format!("pipeline `{}` writes its output to Kafka but there is no [kafka] section with the brokers", p.name));
+                    }
+                } else if !topics.contains(out.topic.as_str()) {
                     return Err(format!("pipeline `{}` writes its output to topic `{}`, which is not in log.topics; add it there", p.name, out.topic));
                 }
                 if p.topics.contains(&out.topic) {
@@ -346,6 +357,21 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
             ),
             (GOOD.replace("[log]", "[ingest]\ndestination = \"kinesis\"\n[log]"), "ingest.destination is `kinesis` but there is no [kinesis] section"),
             (GOOD.replace("[log]", "[kinesis]\nstart_from = \"latest\"\nstart_timestamp = \"2026-01-01T00:00:00Z\"\n[log]"), "kinesis.start_timestamp is set"),
+            (
+                GOOD.replace("land_raw = true", "land_raw = true\noutput = { topic = \"u.clean\" }"),
+                "writes its output to topic `u.clean`, which is not in log.topics",
+            ),
+            (
+                GOOD.replace("topics = [\"u.pin\"]\n\n", "topics = [\"u.pin\", \"u.clean\"]\n\n")
+                    .replace("land_raw = true", "land_raw = true\noutput = { topic = \"u.pin\" }"),
+                "that would loop",
+            ),
+            (
+                GOOD.replace("land_raw = true", "land_raw = true\noutput = { topic = \"c\", to = \"kafka\" }"),
+                "writes its output to Kafka but there is no [kafka] section",
+            ),
+            (GOOD.replace("[log]", "[consume]\nfrom = \"kafka\"\n[log]"), "consume.from is `kafka` but there is no [kafka] section"),
+            (GOOD.replace("[log]", "[consume]\ninstance_timeout_ms = 5\n[log]"), "consume.instance_timeout_ms must be at least 1000"),
         ];
         for (text, want) in cases {
             let err = Config::parse(&text).unwrap_err().to_string();

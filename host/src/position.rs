@@ -62,4 +62,16 @@ pub struct Intent {
     pub end: u64,
     /// `(first offset, content hashes of the transform chain)` in offset order.
     pub versions: Vec<(u64, Vec<String>)>,
+    /// Where each partition of the pipeline's output topic ended before this
+    /// roll wrote to it, when the topic cannot tell a replay by itself (Kafka):
+    /// a replayed roll looks from there for what it already wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_from: Option<std::collections::BTreeMap<u32, u64>>,
+}
+
+impl Intent {
+    /// The same records with the same versions: a roll of this is a replay of `other`.
+    pub fn same_range(&self, other: &Intent) -> bool {
+        self.start == other.start && self.end == other.end && self.versions == other.versions
+    }
 }

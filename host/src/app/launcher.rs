@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::log::EmbeddedLog;
 use crate::pipeline::config::SourceKind;
 use crate::pipeline::manager::{ManageError, PipelineHandle, PipelineManager};
-use crate::pipeline::output::EmbeddedOutput;
+use crate::pipeline::output::{EmbeddedOutput, KafkaOutput, OutputConfig, OutputKind, OutputTopic};
 use crate::pipeline::{self, PipelineConfig, PipelineControl, PipelineStats, StatsSnapshot, Supervisor};
 use crate::runtime::registry::Registry;
 use crate::source::Source;
@@ -68,7 +68,7 @@ impl Launcher {
         for source in self.sources(p)? {
             let mut worker = pipeline::build(p, control.clone(), source, self.store.clone(), stats.clone())?;
             if let Some(out) = &p.output {
-                worker.output = Some(Box::new(EmbeddedOutput::new(self.log.clone(), &out.topic).with_context(|| format!("pipeline `{}`", p.name))?));
+                worker.output = Some(self.output_topic(p, out).with_context(|| format!("pipeline `{}`", p.name))?);
             }
             workers.push(worker);
         }
@@ -77,6 +77,17 @@ impl Launcher {
         let handle = PipelineHandle { config: p.clone(), control, stats, spec };
         write(&self.handles).insert(p.name.clone(), handle.clone());
         Ok(handle)
+    }
+
+    /// The writer of a pipeline's output topic (one per worker).
+    fn output_topic(&self, p: &PipelineConfig, out: &OutputConfig) -> anyhow::Result<Box<dyn OutputTopic>> {
+        Ok(match self.config.output_of(p) {
+            Some(OutputKind::Kafka) => {
+                let kafka = self.config.kafka.as_ref().context("the pipeline's output goes to Kafka but [kafka] is missing")?;
+                Box::new(KafkaOutput::new(kafka, &out.topic, &p.name)?)
+            }
+            _ => Box::new(EmbeddedOutput::new(self.log.clone(), &out.topic)?),
+        })
     }
 
     /// One source per worker thread of the pipeline.

@@ -396,13 +396,21 @@ impl PipelineWorker {
     }
 
     fn roll(&mut self, st: &mut PartitionState) -> anyhow::Result<()> {
-        let seg = st.segment.take().expect("should_roll saw a segment");
-        let intent = Intent { start: seg.start, end: seg.end, versions: seg.versions.clone() };
-        if st.replay.as_ref() != Some(&intent) {
+        let open = st.segment.as_ref().expect("should_roll saw a segment");
+        let mut intent = Intent { start: open.start, end: open.end, versions: open.versions.clone(), output_from: None };
+        let replaying = st.replay.as_ref().is_some_and(|r| r.same_range(&intent));
+        if replaying {
+            intent.output_from = st.replay.as_ref().and_then(|r| r.output_from.clone());
+        } else {
+            // Asked while the segment is still held: if this fails, the range is read again.
+            if let Some(topic) = &mut self.output {
+                intent.output_from = topic.ends()?;
+            }
             self.source.record_intent(&st.id, &intent)?;
             // From here a failure must rewrite exactly this range.
             st.replay = Some(intent.clone());
         }
+        let seg = st.segment.take().expect("should_roll saw a segment");
         crate::failpoint::hit("roll.after_intent");
         let started = Instant::now();
         let mut lineage = self.lineage(&seg.versions);
@@ -420,8 +428,9 @@ impl PipelineWorker {
         if let Some(topic) = &mut self.output
             && !st.output.is_empty()
         {
-            // Written once the objects are durable; a replay of this roll finds its mark and writes nothing.
-            let written = topic.write(&output::writer(&self.config.name, &st.id), intent.end, st.output.take())?;
+            // Written once the objects are durable; a replay of this roll writes only what the topic lacks.
+            let replay_from = if replaying { intent.output_from.as_ref() } else { None };
+            let written = topic.write(&output::writer(&self.config.name, &st.id), intent.end, st.output.take(), replay_from)?;
             PipelineEvents { pipeline: &self.config.name, stats: &self.stats }.output_written(topic.topic(), written);
         }
         crate::failpoint::hit("roll.before_commit");

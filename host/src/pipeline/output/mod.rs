@@ -1,69 +1,57 @@
 //! Output topics: what a pipeline lands in its table (transform output or
 //! window rows) also written to a topic, so consumers downstream subscribe to
 //! clean records. A segment's output is written when it rolls, after its
-//! objects are durable and before its input position is committed; each
-//! source partition writes as its own writer, whose mark (the input position
-//! its output reached) is stored with the records, so a roll replayed after a
-//! crash writes nothing twice.
+//! objects are durable and before its input position is committed. Each
+//! source partition writes as its own writer, and a roll replayed after a
+//! crash writes nothing twice: the embedded log keeps the writer's mark in
+//! the transaction that appends ([`EmbeddedOutput`]); on Kafka every record
+//! carries its writer, roll and place in the roll in headers, and a replay
+//! skips the ones it finds after the positions its intent recorded ([`KafkaOutput`]).
 
-use crate::log::{Appended, EmbeddedLog};
+mod embedded;
+mod kafka;
+
+pub use embedded::EmbeddedOutput;
+pub use kafka::KafkaOutput;
+
 use crate::partitioner::kafka_partition;
 use crate::position::PartitionId;
 use serde::{Deserialize, Serialize};
 use sluice_guest::{BatchBuf, BatchRef};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// `[pipeline.output]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// The topic the pipeline's rows go to. On the embedded log it must be in
-    /// `log.topics` (and not one the pipeline reads).
+    /// `log.topics` (and not one the pipeline reads); on Kafka it must exist.
     pub topic: String,
+    /// `embedded` or `kafka`. Default: `kafka` when the pipeline reads Kafka,
+    /// else `embedded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<OutputKind>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    Embedded,
+    Kafka,
 }
 
 /// Where output records are written.
 pub trait OutputTopic: Send {
     fn topic(&self) -> &str;
     fn partitions(&self) -> u32;
+    /// Where each partition ends now, for a topic that needs them to tell a
+    /// replay ([`crate::position::Intent::output_from`]); `None` for one that does not.
+    fn ends(&mut self) -> anyhow::Result<Option<BTreeMap<u32, u64>>>;
     /// Write `parts` (records per output partition) as `writer`, whose input
-    /// reached `through` with them. Returns how many records were written now
-    /// (0 when an earlier run already wrote them).
-    fn write(&mut self, writer: &str, through: u64, parts: Vec<(u32, BatchBuf)>) -> anyhow::Result<u64>;
-}
-
-/// An embedded-log topic: records and mark in one transaction.
-pub struct EmbeddedOutput {
-    log: Arc<EmbeddedLog>,
-    topic: String,
-    partitions: u32,
-}
-
-impl EmbeddedOutput {
-    pub fn new(log: Arc<EmbeddedLog>, topic: &str) -> anyhow::Result<Self> {
-        let info = log.topic(topic).ok_or_else(|| anyhow::anyhow!("output topic `{topic}` is not in the embedded log; add it to log.topics"))?;
-        let partitions = info.partitions;
-        Ok(EmbeddedOutput { log, topic: topic.to_owned(), partitions })
-    }
-}
-
-impl OutputTopic for EmbeddedOutput {
-    fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    fn partitions(&self) -> u32 {
-        self.partitions
-    }
-
-    fn write(&mut self, writer: &str, through: u64, parts: Vec<(u32, BatchBuf)>) -> anyhow::Result<u64> {
-        let n: u64 = parts.iter().map(|(_, b)| b.len() as u64).sum();
-        match self.log.append_once(&self.topic, parts, writer, through)? {
-            Appended::Now(_) => Ok(n),
-            Appended::Before => Ok(0),
-        }
-    }
+    /// reached `through` with them. `replay_from`: this roll may have written
+    /// some of them before, after these ends. Returns how many records were
+    /// written now (0 when an earlier run already wrote them all).
+    fn write(&mut self, writer: &str, through: u64, parts: Vec<(u32, BatchBuf)>, replay_from: Option<&BTreeMap<u32, u64>>) -> anyhow::Result<u64>;
 }
 
 /// The output a partition's open segment will write when it rolls.
@@ -116,6 +104,8 @@ pub fn writer(pipeline: &str, from: &PartitionId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::EmbeddedLog;
+    use std::sync::Arc;
 
     fn batch(rows: &[(&str, &str)]) -> BatchBuf {
         let mut b = BatchBuf::default();
@@ -147,10 +137,10 @@ mod tests {
         let cfg = crate::log::EmbeddedLogConfig { topics: vec!["out".into()], partitions: 2, ..Default::default() };
         let log = EmbeddedLog::open(&dir.path().join("log.redb"), &cfg).expect("log");
         let mut out = EmbeddedOutput::new(log.clone(), "out").expect("output");
-        assert_eq!(out.write("p/pin/0", 10, vec![(0, batch(&[("x", "")]))]).expect("write"), 1);
-        assert_eq!(out.write("p/pin/0", 10, vec![(0, batch(&[("x", "")]))]).expect("replay"), 0, "same input range: nothing twice");
-        assert_eq!(out.write("p/pin/1", 10, vec![(0, batch(&[("y", "")]))]).expect("other writer"), 1);
-        assert_eq!(out.write("p/pin/0", 20, vec![(1, batch(&[("z", "")]))]).expect("next range"), 1);
+        assert_eq!(out.write("p/pin/0", 10, vec![(0, batch(&[("x", "")]))], None).expect("write"), 1);
+        assert_eq!(out.write("p/pin/0", 10, vec![(0, batch(&[("x", "")]))], None).expect("replay"), 0, "same input range: nothing twice");
+        assert_eq!(out.write("p/pin/1", 10, vec![(0, batch(&[("y", "")]))], None).expect("other writer"), 1);
+        assert_eq!(out.write("p/pin/0", 20, vec![(1, batch(&[("z", "")]))], None).expect("next range"), 1);
         assert_eq!(log.read("out", 0, 0, 10).expect("read").offsets, vec![0, 1]);
         assert_eq!(log.mark("out", "p/pin/0").expect("mark"), Some(20));
         assert!(EmbeddedOutput::new(log, "missing").is_err());
