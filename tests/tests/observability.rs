@@ -27,7 +27,7 @@ fn start_sluice(dir: &Path) -> Server {
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\n[log]\ntopics = [\"o.pin\"]\n[[pipeline]]\nname = \"pin\"\ntopics = [\"o.pin\"]\ntransforms = [\"clean-pin\"]\nland_raw = true\ntable = {{ name = \"pin\" }}\nroll = {{ max_age_ms = 200 }}\n\
+            "data_dir = \"{}\"\n[log]\ntopics = [\"o.pin\", \"o.pin-clean\"]\n[[pipeline]]\nname = \"pin\"\ntopics = [\"o.pin\"]\ntransforms = [\"clean-pin\"]\nland_raw = true\ntable = {{ name = \"pin\" }}\noutput = {{ topic = \"o.pin-clean\" }}\nroll = {{ max_age_ms = 200 }}\n\
              [[pipeline.action]]\nname = \"vehicles\"\ndetector = \"match\"\nwhen = {{ field = \"category\", any_of = [\"vehicles\"] }}\n\
              webhook = {{ url = \"http://127.0.0.1:9/never-called\" }}\n",
             dir.join("data").display()
@@ -165,6 +165,19 @@ fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     // One clean record, one a guest counts (an unparseable follower count), one refused.
     post(&sluice, vec![json!({"index": 1}), json!({"index": 2, "follower_count": "lots"}), json!([3])]);
     sluice.wait_caught_up(Duration::from_secs(60)).expect("caught up");
+    // A reader of the output topic over HTTP, so the consumer metrics have series too.
+    let http = reqwest::blocking::Client::new();
+    let created = http
+        .post(format!("{}/consumers/obs", sluice.base_url))
+        .json(&json!({"name": "r", "format": "json", "auto.offset.reset": "earliest"}))
+        .send()
+        .expect("create");
+    assert!(created.status().is_success());
+    let base = format!("{}/consumers/obs/instances/r", sluice.base_url);
+    assert!(http.post(format!("{base}/subscription")).json(&json!({"topics": ["o.pin-clean"]})).send().expect("subscribe").status().is_success());
+    let read: Vec<Value> =
+        http.get(format!("{base}/records?timeout=2000")).header("accept", "application/vnd.kafka.json.v2+json").send().expect("read").json().expect("records");
+    assert!(!read.is_empty(), "the clean record is in the output topic");
     let scrape = reqwest::blocking::get(format!("{}/metrics", sluice.base_url)).expect("scrape").text().expect("text");
     let exported: BTreeSet<String> = scrape.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).map(str::to_owned).collect();
 
