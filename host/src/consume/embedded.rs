@@ -33,6 +33,8 @@ struct Member {
     last_used: Instant,
     /// Next offset to read, per partition this instance has read or sought.
     positions: BTreeMap<TopicPartition, u64>,
+    /// What its auto commits last committed, so a read that moved nothing commits nothing.
+    auto_committed: BTreeMap<TopicPartition, u64>,
 }
 
 pub struct EmbeddedGroups {
@@ -53,7 +55,10 @@ impl EmbeddedGroups {
         for (group, instance, bytes) in log.members()? {
             match serde_json::from_slice::<Kept>(&bytes) {
                 Ok(kept) => {
-                    groups.entry(group).or_default().insert(instance, Member { kept, last_used: Instant::now(), positions: BTreeMap::new() });
+                    groups
+                        .entry(group)
+                        .or_default()
+                        .insert(instance, Member { kept, last_used: Instant::now(), positions: BTreeMap::new(), auto_committed: BTreeMap::new() });
                 }
                 Err(e) => tracing::warn!(group, instance, error = %e, "dropping a kept consumer instance that cannot be read"),
             }
@@ -153,10 +158,8 @@ impl EmbeddedGroups {
     }
 
     fn commit_positions(&self, group: &str, positions: &[(TopicPartition, u64)]) -> Result<(), ConsumeError> {
-        for (tp, next) in positions {
-            self.log.commit(&offsets_key(group), &tp.topic, tp.partition, *next)?;
-        }
-        Ok(())
+        let all: Vec<(&str, u32, u64)> = positions.iter().map(|(tp, next)| (tp.topic.as_str(), tp.partition, *next)).collect();
+        Ok(self.log.commit_positions(&offsets_key(group), &all)?)
     }
 
     /// The instance's positions of the partitions it owns; positions of
@@ -193,7 +196,10 @@ impl Groups for EmbeddedGroups {
             if members.contains_key(instance) {
                 return Err(ConsumeError::InstanceExists(instance.to_owned()));
             }
-            members.insert(instance.to_owned(), Member { kept: kept.clone(), last_used: Instant::now(), positions: BTreeMap::new() });
+            members.insert(
+                instance.to_owned(),
+                Member { kept: kept.clone(), last_used: Instant::now(), positions: BTreeMap::new(), auto_committed: BTreeMap::new() },
+            );
         }
         self.save(group, instance, &kept)
     }
@@ -287,7 +293,13 @@ impl Groups for EmbeddedGroups {
         let (settings, mut positions) = self.positions(group, instance, &owned)?;
         if settings.auto_commit {
             // As a Kafka consumer does on each poll: what the last read returned is committed now.
-            self.commit_positions(group, &positions)?;
+            let moved =
+                self.with_member(group, instance, |m| Ok(positions.iter().filter(|(tp, o)| m.auto_committed.get(tp) != Some(o)).cloned().collect::<Vec<_>>()))?;
+            self.commit_positions(group, &moved)?;
+            self.with_member(group, instance, |m| {
+                m.auto_committed.extend(moved);
+                Ok(())
+            })?;
         }
         let deadline = Instant::now() + timeout;
         let mut seen = 0;
@@ -338,7 +350,11 @@ impl Groups for EmbeddedGroups {
                 let list: Vec<(TopicPartition, u64)> =
                     list.into_iter().map(|o| (TopicPartition { topic: o.topic, partition: o.partition }, o.offset + 1)).collect();
                 list.iter().try_for_each(|(tp, _)| self.check_partition(tp))?;
-                self.with_member(group, instance, |_| Ok(()))?;
+                // The next auto commit commits its positions again, whatever it committed before.
+                self.with_member(group, instance, |m| {
+                    m.auto_committed.clear();
+                    Ok(())
+                })?;
                 list
             }
             None => self.with_member(group, instance, |m| Ok(m.positions.iter().map(|(tp, o)| (tp.clone(), *o)).collect()))?,

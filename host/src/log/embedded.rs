@@ -384,6 +384,23 @@ impl EmbeddedLog {
         Ok(())
     }
 
+    /// Set the group's positions of several partitions in one transaction (one
+    /// fsync): what an HTTP consumer commits. Leaves any roll intent alone.
+    pub fn commit_positions(&self, group: &str, positions: &[(&str, u32, u64)]) -> anyhow::Result<()> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(POSITIONS)?;
+            for (topic, partition, next_offset) in positions {
+                table.insert((group, *topic, *partition), *next_offset)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Delete batches older than the retention period that every consumer group
     /// reading the partition has committed past. Returns how many batches went.
     pub fn enforce_retention(&self) -> anyhow::Result<usize> {
