@@ -90,7 +90,8 @@ async fn drain(http: &reqwest::Client, base: &str, group: &str, format: &str, re
     let t = Instant::now();
     let mut got = 0u64;
     while got < records {
-        let page: Vec<serde_json::Value> = http.get(format!("{uri}/records?timeout=100&max_bytes=4194304")).header("accept", accept).send().await?.json().await?;
+        let page: Vec<serde_json::Value> =
+            http.get(format!("{uri}/records?timeout=100&max_bytes=4194304")).header("accept", accept).send().await?.json().await?;
         anyhow::ensure!(!page.is_empty(), "the consumer stopped at {got} of {records}");
         got += page.len() as u64;
     }

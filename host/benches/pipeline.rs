@@ -1,6 +1,9 @@
 //! Embedded log → Wasm clean-pin → Parquet: records/s and peak RSS.
 //!
-//! `cargo bench -p sluice --bench pipeline [-- --records N] [--raw] [--input-jsonl FILE] [--s3] [--kafka | --kinesis] [--cold]`
+//! `cargo bench -p sluice --bench pipeline [-- --records N] [--raw] [--output] [--input-jsonl FILE] [--s3] [--kafka | --kinesis] [--cold]`
+//!
+//! `--output` also writes the cleaned pins to an output topic of the embedded
+//! log (`[pipeline.output]`), as a pipeline feeding consumers downstream does.
 //!
 //! `--raw` lands the raw records too (JSON lines beside the Parquet table, the
 //! shape of a production pipeline); `--input-jsonl FILE` also writes the
@@ -40,6 +43,7 @@ use sluice::ingest::KafkaProducer;
 use sluice::ingest::KinesisProducer;
 use sluice::log::EmbeddedLog;
 use sluice::pipeline::config::{PipelineConfig, RollConfig, TableConfig, TableFormat};
+use sluice::pipeline::output::{EmbeddedOutput, OutputConfig};
 use sluice::pipeline::{self, PipelineControl, Supervisor};
 use sluice::runtime::Runtime;
 use sluice::runtime::registry::Registry;
@@ -56,10 +60,14 @@ use std::time::{Duration, Instant};
 
 const TOPIC: &str = "bench.pin";
 
+/// The output topic of `--output`.
+const OUTPUT_TOPIC: &str = "bench.pin-clean";
+
 fn config(dir: &Path) -> Config {
     let land_raw = std::env::var_os("BENCH_LAND_RAW").is_some();
+    let output = std::env::var_os("BENCH_OUTPUT").is_some();
     let mut c = Config::demo(dir.to_path_buf(), "bench");
-    c.log.topics = vec![TOPIC.into()];
+    c.log.topics = vec![TOPIC.into(), OUTPUT_TOPIC.into()];
     if let Ok(p) = std::env::var("BENCH_PARTITIONS") {
         c.log.partitions = p.parse().expect("BENCH_PARTITIONS is a number");
     }
@@ -76,7 +84,7 @@ fn config(dir: &Path) -> Config {
         auto_rollback: Default::default(),
         aggregate: None,
         actions: Vec::new(),
-        output: None,
+        output: output.then(|| OutputConfig { topic: OUTPUT_TOPIC.into(), to: None }),
     }];
     c
 }
@@ -183,7 +191,11 @@ fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, kinesis: 
             }
             (None, None) => Box::new(EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?.assigned(w, n)),
         };
-        workers.push(pipeline::build(p, control.clone(), source, store.clone(), stats.clone())?);
+        let mut worker = pipeline::build(p, control.clone(), source, store.clone(), stats.clone())?;
+        if p.output.is_some() {
+            worker = worker.with_output(Box::new(EmbeddedOutput::new(log.clone(), OUTPUT_TOPIC)?));
+        }
+        workers.push(worker);
     }
     let sup = Supervisor::new();
     sup.start(workers)?;
@@ -275,7 +287,10 @@ fn main() -> anyhow::Result<()> {
     let cold: &[&str] = if flag("--cold") { &["--cold"] } else { &[] };
     let jsonl: Vec<String> = arg("--input-jsonl").map(|p| vec!["--input-jsonl".to_owned(), p]).unwrap_or_default();
     // An environment variable rather than an argument: `config` is shared by both phases.
-    let raw_env: Vec<(&str, &str)> = if flag("--raw") { vec![("BENCH_LAND_RAW", "1")] } else { vec![] };
+    let mut raw_env: Vec<(&str, &str)> = if flag("--raw") { vec![("BENCH_LAND_RAW", "1")] } else { vec![] };
+    if flag("--output") {
+        raw_env.push(("BENCH_OUTPUT", "1"));
+    }
     let status = Command::new(&me)
         .args(["--phase", "load", "--records", &records.to_string()])
         .args(&input)
@@ -310,7 +325,7 @@ fn main() -> anyhow::Result<()> {
         _ => "embedded log",
     };
     let start = if cold.is_empty() { "a restart: built-ins from the compiled cache" } else { "a first start: built-ins compiled" };
-    let raw = if raw_env.is_empty() { "" } else { " + raw JSON lines" };
+    let raw = format!("{}{}", if flag("--raw") { " + raw JSON lines" } else { "" }, if flag("--output") { " + output topic" } else { "" });
     print!("pipeline ({source} -> clean-pin 0.2.0 in Wasm -> Parquet{raw}, {start}): {}", String::from_utf8_lossy(&out.stdout));
     if let Some(rate) = baseline {
         println!("the Kinesis server alone (GetRecords of every shard, back to back, nothing else): {rate:.0} records/s");

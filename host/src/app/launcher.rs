@@ -68,7 +68,7 @@ impl Launcher {
         for source in self.sources(p)? {
             let mut worker = pipeline::build(p, control.clone(), source, self.store.clone(), stats.clone())?;
             if let Some(out) = &p.output {
-                worker.output = Some(self.output_topic(p, out).with_context(|| format!("pipeline `{}`", p.name))?);
+                worker = worker.with_output(self.output_topic(p, out).with_context(|| format!("pipeline `{}`", p.name))?);
                 // At zero from the start, so a rate over it is defined before the first roll.
                 telemetry::metrics().output_records.with_label_values(&[&p.name, &out.topic]);
             }

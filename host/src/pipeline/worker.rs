@@ -101,6 +101,12 @@ pub(crate) struct Probe {
 }
 
 impl PipelineWorker {
+    /// Also write what lands in the table to `topic` (see [`super::output`]).
+    pub fn with_output(mut self, topic: Box<dyn OutputTopic>) -> Self {
+        self.output = Some(topic);
+        self
+    }
+
     /// Run until `stop` is raised; then roll every open segment and return.
     pub fn run(mut self, stop: &StopFlag) -> anyhow::Result<()> {
         let name = self.config.name.clone();
