@@ -284,7 +284,7 @@ fn throttling_and_failed_reads_are_answered_with_backoff_losing_and_duplicating_
     })?;
     let landing = f.landing();
     let cfg = config(f.dir.path(), "t", &landing, &proxy.endpoint(), "t", &["pin"], "roll = { max_records = 1000, max_age_ms = 300 }");
-    let server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
+    let mut server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
 
     const ROWS: u64 = 3_000;
     let plan = PostPlan { seed: 5, concurrency: 2, ..PostPlan::new(&server.base_url, Api::Kinesis, "t", ROWS) };
@@ -314,7 +314,9 @@ fn throttling_and_failed_reads_are_answered_with_backoff_losing_and_duplicating_
     };
     assert!(throttled("GetRecords") > 0.0 && throttled("PutRecords") > 0.0, "throttling is counted: {metrics}");
     assert!(proxy.refused.load(std::sync::atomic::Ordering::SeqCst) > 10);
-    drop(server);
+    // A roll's raw objects become visible before its table object is finished:
+    // SIGTERM lets the last roll finish (SIGKILL would leave it to a restart).
+    assert!(server.terminate()?, "SIGTERM stops sluice cleanly");
     let raw = raw_by_position(&landing.join("topics/streaming-t-pin"));
     assert_eq!(raw.len(), ROWS as usize, "every record landed raw exactly once");
     let posted = multiset((0..ROWS).map(|n| g.pick(n)));
@@ -329,7 +331,7 @@ fn the_emulator_puts_straight_into_kinesis() -> anyhow::Result<()> {
     let f = Fixture::new("e", &KINDS, 1)?;
     let landing = f.landing();
     let cfg = f.config("e", "e", &KINDS, "roll = { max_age_ms = 300 }");
-    let server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
+    let mut server = Server::start(SLUICE, &cfg, free_port(), &KINESIS_ENV)?;
     let out = std::process::Command::new(SLUICE)
         .args(["emulate", "--kinesis", &f.kinesalite.endpoint(), "--user-id", "e", "--rows", "500", "--seed", "9"])
         .envs(KINESIS_ENV)
@@ -338,7 +340,8 @@ fn the_emulator_puts_straight_into_kinesis() -> anyhow::Result<()> {
     for kind in KINDS {
         wait_stream(&landing, &format!("streaming-e-{kind}"), 500, Duration::from_secs(120));
     }
-    drop(server);
+    // The raw objects are visible before the last roll's table object: let it finish.
+    assert!(server.terminate()?, "SIGTERM stops sluice cleanly");
     let posted = multiset((0..500).map(|n| Generator::new(9).pick(n)));
     let ids: Vec<i64> = column(&parquet_batches(&landing.join("tables/user")), "ind").iter().map(|v| v.as_i64().expect("ind")).collect();
     assert_eq!(multiset(ids), posted, "every row's user event cleaned once");
