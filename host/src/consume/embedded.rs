@@ -7,7 +7,7 @@
 use super::Groups;
 use super::error::ConsumeError;
 use super::wire::{CommittedOffset, InstanceSettings, PartitionOffset, ReadRecord, Reset, Subscribe, TopicPartition};
-use crate::log::EmbeddedLog;
+use crate::log::{EmbeddedLog, READER_GROUP_PREFIX};
 use crate::sync::lock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,9 +43,10 @@ pub struct EmbeddedGroups {
     groups: Mutex<BTreeMap<String, BTreeMap<String, Member>>>,
 }
 
-/// The key committed offsets are kept under, apart from the pipelines' groups.
+/// The key committed offsets are kept under, apart from the pipelines' groups
+/// (and, like Kafka consumers, not holding back the log's retention).
 fn offsets_key(group: &str) -> String {
-    format!("http:{group}")
+    format!("{READER_GROUP_PREFIX}{group}")
 }
 
 impl EmbeddedGroups {

@@ -29,6 +29,13 @@ const MEMBERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("memb
 /// reached, so an append replayed after a crash is recognized and skipped.
 const MARKS: TableDefinition<(&str, &str), u64> = TableDefinition::new("marks");
 
+/// Consumer groups whose names start with this are readers that do not hold
+/// back retention (the HTTP consumers): as on Kafka, a record older than the
+/// retention period goes whether they read it or not, and they continue at the
+/// first record kept. The pipelines' groups, which land what they read, are
+/// always waited for.
+pub const READER_GROUP_PREFIX: &str = "http:";
+
 /// Largest total of record bytes committed in one transaction by the appender.
 const GROUP_COMMIT_BYTES: usize = 32 << 20;
 
@@ -401,8 +408,9 @@ impl EmbeddedLog {
         Ok(())
     }
 
-    /// Delete batches older than the retention period that every consumer group
-    /// reading the partition has committed past. Returns how many batches went.
+    /// Delete batches older than the retention period that every pipeline's
+    /// group reading the partition has committed past (readers' groups, see
+    /// [`READER_GROUP_PREFIX`], are not waited for). Returns how many batches went.
     pub fn enforce_retention(&self) -> anyhow::Result<usize> {
         let cutoff_ms = crate::clock::now_ms() - self.retention.as_millis() as i64;
         let mut removed = 0;
@@ -412,7 +420,10 @@ impl EmbeddedLog {
             let mut committed: HashMap<(String, u32), u64> = HashMap::new();
             for entry in positions.iter()? {
                 let (k, v) = entry?;
-                let (_, topic, p) = k.value();
+                let (group, topic, p) = k.value();
+                if group.starts_with(READER_GROUP_PREFIX) {
+                    continue;
+                }
                 let e = committed.entry((topic.to_owned(), p)).or_insert(u64::MAX);
                 *e = (*e).min(v.value());
             }

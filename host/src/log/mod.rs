@@ -6,7 +6,7 @@
 mod codec;
 mod embedded;
 
-pub use embedded::{AppendError, Appended, EmbeddedLog, EmbeddedLogConfig, TopicInfo};
+pub use embedded::{AppendError, Appended, EmbeddedLog, EmbeddedLogConfig, READER_GROUP_PREFIX, TopicInfo};
 
 #[cfg(test)]
 mod tests;

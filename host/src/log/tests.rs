@@ -162,3 +162,18 @@ fn retention_keeps_what_a_group_has_not_committed() {
     let rest = log.read("t", 0, 0, 10).expect("read");
     assert_eq!(rest.offsets, vec![2, 3], "reading from a deleted offset resumes at the first kept one");
 }
+
+#[test]
+fn readers_groups_do_not_hold_back_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = EmbeddedLogConfig { retention_hours: 0, ..config(&["t"], 1) };
+    let log = EmbeddedLog::open(&dir.path().join("log.redb"), &cfg).expect("open");
+    log.append_blocking("t", vec![(0, records("a", 2))]).expect("append");
+    log.append_blocking("t", vec![(0, records("b", 2))]).expect("append");
+    log.commit("pipeline", "t", 0, 4).expect("commit");
+    // An HTTP consumer group that read nothing: the records go anyway, as on Kafka.
+    log.commit_positions(&format!("{}slow", super::READER_GROUP_PREFIX), &[("t", 0, 0)]).expect("commit");
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(log.enforce_retention().expect("retention"), 2);
+    assert_eq!(log.start_offset("t", 0).expect("start"), 4, "nothing kept: the start is the end");
+}
