@@ -297,11 +297,15 @@ impl PipelineWorker {
             let chain: &Chain = if use_replay_chain { self.replay_chain.as_ref().unwrap_or(&self.chain) } else { &self.chain };
             events.stages_ran(chain, &out);
             let from = FromSource { pipeline, partition: &st.id, fetched: &fetched };
+            // The chain's output as JSON records (a 0.2.0 last stage writes columns), rendered once for
+            // everyone who reads records: the aggregate, the output topic, actions on records.
+            let reads_records = self.aggregate.is_some() || self.output.is_some() || self.actions.as_ref().is_some_and(|a| a.reads_records());
+            let records = reads_records.then(|| out.output.to_json());
             // With an aggregate, the table gets window rows; their origin is the record that closed the window.
             let mut late = Vec::new();
-            let windows = match &mut self.aggregate {
-                Some(a) => Some(super::aggregate::land::fold(a, &st.id, &out, &from, &mut late)?),
-                None => None,
+            let windows = match (&mut self.aggregate, &records) {
+                (Some(a), Some(records)) => Some(super::aggregate::land::fold(a, &st.id, &out, records.as_ref().as_ref(), &from, &mut late)?),
+                _ => None,
             };
             let last = chain.stages().len() as u32;
             let window_rows = windows.as_ref().map(|w| StageRows::Json(w.rows.clone()));
@@ -314,14 +318,14 @@ impl PipelineWorker {
             let landed = land_batch(seg, store.as_ref(), self.spec.table.as_ref(), DeadLetters::Segment(pipeline), &from, processed)?;
             let table_records = (rows.len() + out.failures.len()).saturating_sub(landed.dead_letters.len()) as u64;
             events.batch_landed(&landed, self.spec.table.is_some().then_some(table_records));
-            if let Some(topic) = &self.output {
-                let json = rows.to_json();
-                st.output.add(json.as_ref().as_ref(), origins, &landed.misfits, fetched.batch.as_ref(), &st.id, topic.partitions());
+            if let (Some(topic), Some(records)) = (&self.output, &records) {
+                // What the table got: the window rows, or the records.
+                let table_rows = windows.as_ref().map_or_else(|| records.as_ref().as_ref(), |w| w.rows.as_ref());
+                st.output.add(table_rows, origins, &landed.misfits, fetched.batch.as_ref(), &st.id, topic.partitions());
             }
             if let Some(actions) = &mut self.actions {
-                let records = actions.reads_records().then(|| out.output.to_json());
                 let rows = ActionRows {
-                    records: records.as_ref().map(|r| (r.as_ref().as_ref(), out.origins.as_slice())),
+                    records: records.as_ref().filter(|_| actions.reads_records()).map(|r| (r.as_ref().as_ref(), out.origins.as_slice())),
                     windows: windows.as_ref().map(|w| (w.rows.as_ref(), w.origins.as_slice())),
                 };
                 let first_stage = last + u32::from(self.aggregate.is_some());
