@@ -5,7 +5,7 @@
 use super::Groups;
 use super::error::ConsumeError;
 use super::wire::{CommittedOffset, InstanceSettings, PartitionOffset, ReadRecord, Reset, Subscribe, TopicPartition};
-use crate::source::kafka::KafkaConfig;
+use crate::source::kafka::{KafkaConfig, topic_partitions};
 use crate::sync::lock;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -66,8 +66,7 @@ impl KafkaGroups {
 
     fn check_topics(&self, consumer: &BaseConsumer, topics: &[String]) -> Result<(), ConsumeError> {
         for t in topics {
-            let md = consumer.fetch_metadata(Some(t), BROKER_TIMEOUT).map_err(kafka)?;
-            if !md.topics().first().is_some_and(|m| m.error().is_none() && !m.partitions().is_empty()) {
+            if topic_partitions(consumer.client(), t, BROKER_TIMEOUT).map_err(kafka)?.is_none() {
                 return Err(ConsumeError::UnknownTopic(t.clone()));
             }
         }

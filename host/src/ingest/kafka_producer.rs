@@ -3,7 +3,7 @@
 //! its records is acknowledged by the brokers.
 
 use crate::log::AppendError;
-use crate::source::kafka::KafkaConfig;
+use crate::source::kafka::{KafkaConfig, topic_partitions};
 use crate::sync::lock;
 use anyhow::Context as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -49,13 +49,10 @@ impl KafkaProducer {
         }
         let client = self.current();
         let (name, timeout) = (topic.to_owned(), self.metadata_timeout);
-        let n = tokio::task::spawn_blocking(move || -> Result<Option<u32>, KafkaError> {
-            let md = client.client().fetch_metadata(Some(&name), timeout)?;
-            Ok(md.topics().first().filter(|t| t.error().is_none() && !t.partitions().is_empty()).map(|t| t.partitions().len() as u32))
-        })
-        .await
-        .map_err(|e| AppendError::Storage(format!("asking Kafka about topic `{topic}`: {e}")))?
-        .map_err(|e| AppendError::Storage(format!("Kafka did not answer a metadata request for topic `{topic}`: {e}")))?;
+        let n = tokio::task::spawn_blocking(move || topic_partitions(client.client(), &name, timeout))
+            .await
+            .map_err(|e| AppendError::Storage(format!("asking Kafka about topic `{topic}`: {e}")))?
+            .map_err(|e| AppendError::Storage(format!("Kafka did not answer a metadata request for topic `{topic}`: {e}")))?;
         lock(&self.topics).insert(topic.to_owned(), (Instant::now(), n));
         Ok(n)
     }

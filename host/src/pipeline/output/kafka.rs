@@ -8,7 +8,7 @@
 //! others: nothing twice, nothing lost, and what was written keeps its offset.
 
 use super::OutputTopic;
-use crate::source::kafka::KafkaConfig;
+use crate::source::kafka::{KafkaConfig, topic_partitions};
 use crate::sync::lock;
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -61,9 +61,9 @@ impl KafkaOutput {
         let mut reader = config.consumer(&format!("{}{pipeline}-output-check", config.group_prefix), &format!("sluice-{pipeline}-output-check"));
         reader.set("isolation.level", "read_committed");
         let reader: BaseConsumer = reader.create().context("creating the Kafka reader of the output topic")?;
-        let md = producer.client().fetch_metadata(Some(topic), BROKER_TIMEOUT).with_context(|| format!("asking Kafka about output topic `{topic}`"))?;
-        let partitions = md.topics().first().filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len() as u32);
-        anyhow::ensure!(partitions > 0, "output topic `{topic}` does not exist in Kafka; create it (with as many partitions as consumers downstream need)");
+        let partitions = topic_partitions(producer.client(), topic, BROKER_TIMEOUT)
+            .with_context(|| format!("asking Kafka about output topic `{topic}`"))?
+            .with_context(|| format!("output topic `{topic}` does not exist in Kafka; create it (with as many partitions as consumers downstream need)"))?;
         Ok(KafkaOutput { producer, reader, topic: topic.to_owned(), partitions, timeout: Duration::from_millis(u64::from(config.produce_timeout_ms)) })
     }
 

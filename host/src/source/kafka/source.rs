@@ -523,6 +523,14 @@ impl Source for KafkaSource {
 
 /// Partitions of the named topics (regex subscriptions count as unknown), to
 /// size a pipeline's worker pool.
+/// Partitions of `topic` as the brokers report them; `Ok(None)` when they do
+/// not have it (unknown, or reported with an error and no partitions). Any
+/// client asks: a consumer, a producer's `client()`.
+pub fn topic_partitions<C: ClientContext>(client: &rdkafka::client::Client<C>, topic: &str, timeout: Duration) -> Result<Option<u32>, KafkaError> {
+    let md = client.fetch_metadata(Some(topic), timeout)?;
+    Ok(md.topics().first().filter(|t| t.error().is_none() && !t.partitions().is_empty()).map(|t| t.partitions().len() as u32))
+}
+
 pub fn partition_count(config: &KafkaConfig, topics: &[String]) -> Option<usize> {
     if topics.iter().any(|t| t.starts_with('^')) {
         return None;
