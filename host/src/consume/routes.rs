@@ -56,9 +56,9 @@ fn answer<T: Serialize>(r: Result<T, ConsumeError>) -> Response {
     }
 }
 
-/// Names of groups and instances appear in URLs: keep them to what Kafka allows in a group id.
+/// Names of groups and instances appear in URLs and in the log's keys: the log's rule for names.
 fn check_name(what: &str, name: &str) -> Result<(), ConsumeError> {
-    if name.is_empty() || name.len() > 249 || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+    if !crate::log::valid_name(name) {
         return Err(ConsumeError::bad_body(format!("{what} `{name}` must be 1-249 of a-z A-Z 0-9 . _ -")));
     }
     Ok(())

@@ -69,12 +69,18 @@ impl EmbeddedLogConfig {
             return Err(format!("log.partitions must be between 1 and 1024, got {}", self.partitions));
         }
         for t in &self.topics {
-            if t.is_empty() || t.len() > 249 || !t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+            if !valid_name(t) {
                 return Err(format!("log.topics: `{t}` is not a valid topic name (1-249 of a-z A-Z 0-9 . _ -)"));
             }
         }
         Ok(())
     }
+}
+
+/// Kafka's rule for topic names, used for every name of the log: 1-249 of
+/// a-z A-Z 0-9 . _ - (safe in URLs, object keys and store keys).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 249 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

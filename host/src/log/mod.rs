@@ -6,7 +6,7 @@
 mod codec;
 mod embedded;
 
-pub use embedded::{AppendError, Appended, EmbeddedLog, EmbeddedLogConfig, READER_GROUP_PREFIX, TopicInfo};
+pub use embedded::{AppendError, Appended, EmbeddedLog, EmbeddedLogConfig, READER_GROUP_PREFIX, TopicInfo, valid_name};
 
 #[cfg(test)]
 mod tests;
