@@ -65,16 +65,38 @@ impl Launcher {
         telemetry::metrics().init_pipeline(&p.name, &stages);
         let stats = Arc::new(PipelineStats::default());
         let mut workers = Vec::new();
+        // An aggregating pipeline: routers move keyed records into the repartition topic, windows workers read it.
+        let repartition = p.aggregate.as_ref().map(|a| a.partitions.unwrap_or(self.config.log.partitions));
+        let mut sources: Vec<(pipeline::Part, Box<dyn Source>)> = Vec::new();
         for source in self.sources(p)? {
-            let mut worker = pipeline::build(p, control.clone(), source, self.store.clone(), stats.clone())?;
-            if let Some(out) = &p.output {
+            let part = match repartition {
+                Some(partitions) => pipeline::Part::Router { log: self.log.clone(), partitions },
+                None => pipeline::Part::Whole,
+            };
+            sources.push((part, source));
+        }
+        if let Some(partitions) = repartition {
+            let topic = pipeline::repartition::topic_name(&p.name);
+            self.log.ensure_topic(&topic, partitions).with_context(|| format!("pipeline `{}`: creating its repartition topic", p.name))?;
+            let reader = EmbeddedSource::new(self.log.clone(), p.name.clone(), vec![topic.clone()])?;
+            let n = pipeline::worker_count(p, reader.partition_count());
+            for w in 0..n {
+                sources.push((pipeline::Part::Windows, Box::new(reader.clone().assigned(w, n))));
+            }
+            telemetry::metrics().repartition_records.with_label_values(&[&p.name, &topic]);
+        }
+        for (part, source) in sources {
+            let windows_or_whole = !matches!(part, pipeline::Part::Router { .. });
+            let mut worker = pipeline::build(p, part, control.clone(), source, self.store.clone(), stats.clone())?;
+            if let Some(out) = p.output.as_ref().filter(|_| windows_or_whole) {
                 worker = worker.with_output(self.output_topic(p, out).with_context(|| format!("pipeline `{}`", p.name))?);
                 // At zero from the start, so a rate over it is defined before the first roll.
                 telemetry::metrics().output_records.with_label_values(&[&p.name, &out.topic]);
             }
             workers.push(worker);
         }
-        let spec = workers.first().map(|w| w.spec.clone()).context("a pipeline has at least one worker")?;
+        // The table's spec is the windows' (the last workers) when the pipeline aggregates.
+        let spec = workers.last().map(|w| w.spec.clone()).context("a pipeline has at least one worker")?;
         self.supervisor.start(workers)?;
         let handle = PipelineHandle { config: p.clone(), control, stats, spec };
         write(&self.handles).insert(p.name.clone(), handle.clone());
@@ -138,8 +160,10 @@ impl Launcher {
         let mut out = BTreeMap::new();
         for (name, handle) in self.list() {
             let mut snap = handle.stats.snapshot();
-            if self.config.source_of(&handle.config) == SourceKind::Embedded {
-                for p in &mut snap.partitions {
+            let repartition = pipeline::repartition::topic_name(&name);
+            let embedded = self.config.source_of(&handle.config) == SourceKind::Embedded;
+            {
+                for p in snap.partitions.iter_mut().filter(|p| embedded || *p.topic == *repartition) {
                     if let Some(end) = self.log.end_offset(&p.topic, p.partition) {
                         p.end = Some(end);
                         p.lag = Some(end.saturating_sub(p.committed));
@@ -252,21 +276,11 @@ pub fn names(ps: &[PipelineConfig]) -> BTreeSet<&str> {
     ps.iter().map(|p| p.name.as_str()).collect()
 }
 
-/// Worker threads for a pipeline over `partitions` partitions (`None`: not known yet).
-///
-/// An aggregate is refused over more than one partition: windows are kept per
-/// input partition (that is what the state is checkpointed with); rows of
-/// several partitions would be partial results of the same window.
+/// Worker threads reading a pipeline's source over `partitions` partitions
+/// (`None`: not known yet). An aggregating pipeline's windows are folded by
+/// workers of their own, over its repartition topic.
 fn workers_for(p: &PipelineConfig, partitions: Option<usize>) -> anyhow::Result<usize> {
-    if p.aggregate.is_none() || partitions == Some(1) {
-        return Ok(pipeline::worker_count(p, partitions.unwrap_or(usize::MAX)));
-    }
-    let found = partitions.map_or_else(|| "an unknown number (a regex, or the brokers did not answer)".to_owned(), |n| n.to_string());
-    anyhow::bail!(
-        "pipeline `{}`: an aggregate reads its windows from one partition, but its topics have {found}; \
-         give the aggregate its own topic with one partition (log.partitions = 1, or a one-partition Kafka topic)",
-        p.name
-    )
+    Ok(pipeline::worker_count(p, partitions.unwrap_or(usize::MAX)))
 }
 
 /// This machine's name, for Kafka client ids (visible in the brokers' group listings).

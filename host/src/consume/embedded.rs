@@ -97,7 +97,7 @@ impl EmbeddedGroups {
         match &kept.pattern {
             Some(p) => match regex::Regex::new(&format!("^(?:{p})$")) {
                 Ok(re) => {
-                    let mut t: Vec<String> = self.log.topics().map(|t| t.name.to_string()).filter(|n| re.is_match(n)).collect();
+                    let mut t: Vec<String> = self.log.topics().into_iter().map(|t| t.name.to_string()).filter(|n| re.is_match(n)).collect();
                     t.sort();
                     t
                 }

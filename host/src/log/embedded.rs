@@ -9,7 +9,7 @@ use sluice_guest::BatchBuf;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// `(topic, partition, base offset)` → one appended batch.
@@ -129,7 +129,8 @@ struct Offsets {
 
 pub struct EmbeddedLog {
     db: Arc<Database>,
-    topics: HashMap<String, TopicInfo>,
+    /// The configured topics and those pipelines create (repartition topics).
+    topics: RwLock<HashMap<String, TopicInfo>>,
     offsets: Arc<Offsets>,
     appender: Mutex<Option<mpsc::Sender<AppendRequest>>>,
     appender_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -194,7 +195,7 @@ impl EmbeddedLog {
             .context("starting the log appender thread")?;
         Ok(Arc::new(EmbeddedLog {
             db,
-            topics,
+            topics: RwLock::new(topics),
             offsets,
             appender: Mutex::new(Some(tx)),
             appender_thread: Mutex::new(Some(appender_thread)),
@@ -202,12 +203,44 @@ impl EmbeddedLog {
         }))
     }
 
-    pub fn topic(&self, name: &str) -> Option<&TopicInfo> {
-        self.topics.get(name)
+    pub fn topic(&self, name: &str) -> Option<TopicInfo> {
+        self.topics.read().ok()?.get(name).cloned()
     }
 
-    pub fn topics(&self) -> impl Iterator<Item = &TopicInfo> {
-        self.topics.values()
+    pub fn topics(&self) -> Vec<TopicInfo> {
+        self.topics.read().map(|t| t.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Create `name` with `partitions` partitions, or raise an existing topic's
+    /// partitions to that (a pipeline's internal topic, e.g. its repartition
+    /// topic). Refused when the topic has more: records are routed by
+    /// partition count, so fewer partitions would move keys.
+    pub fn ensure_topic(&self, name: &str, partitions: u32) -> anyhow::Result<TopicInfo> {
+        anyhow::ensure!(valid_name(name), "`{name}` is not a valid topic name (1-249 of a-z A-Z 0-9 . _ -)");
+        anyhow::ensure!((1..=1024).contains(&partitions), "topic `{name}`: partitions must be between 1 and 1024, got {partitions}");
+        let mut topics = self.topics.write().map_err(|_| anyhow::anyhow!("the log's topic list is poisoned"))?;
+        if let Some(info) = topics.get(name).filter(|i| i.partitions == partitions) {
+            return Ok(info.clone());
+        }
+        let txn = self.db.begin_write()?;
+        let info = {
+            let mut t = txn.open_table(TOPICS)?;
+            let n = txn.open_table(NEXT_OFFSETS)?;
+            if let Some(had) = t.get(name)?.map(|v| v.value()).filter(|had| *had > partitions) {
+                anyhow::bail!("topic `{name}` already has {had} partitions, more than the {partitions} asked for; partitions can be added, never removed");
+            }
+            t.insert(name, partitions)?;
+            let info = TopicInfo { name: Arc::from(name), partitions };
+            let mut next = self.offsets.next.lock().map_err(|_| anyhow::anyhow!("the log's offsets are poisoned"))?;
+            for p in 0..partitions {
+                let o = n.get((name, p))?.map(|v| v.value()).unwrap_or(0);
+                next.insert((info.name.clone(), p), o);
+            }
+            info
+        };
+        txn.commit()?;
+        topics.insert(name.to_owned(), info.clone());
+        Ok(info)
     }
 
     /// Append batches to partitions of one topic. Resolves once the records are
@@ -434,7 +467,7 @@ impl EmbeddedLog {
                 *e = (*e).min(v.value());
             }
             let mut batches = txn.open_table(BATCHES)?;
-            for info in self.topics.values() {
+            for info in self.topics() {
                 for p in 0..info.partitions {
                     let floor = committed.get(&(info.name.to_string(), p)).copied().unwrap_or(u64::MAX);
                     let mut doomed = Vec::new();

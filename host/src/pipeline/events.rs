@@ -53,6 +53,15 @@ impl PipelineEvents<'_> {
         PipelineStats::add(&self.stats.records_in, records);
     }
 
+    /// A windows worker read a batch of the repartition topic: counted per
+    /// partition, not again in the pipeline's `records_in` (the router did).
+    pub fn repartition_read(&self, p: &PartitionId, records: u64, bytes: u64) {
+        let m = metrics();
+        let (topic, partition) = (&*p.topic, p.partition.to_string());
+        m.source_records.with_label_values(&[self.pipeline, topic, &partition]).inc_by(records);
+        m.source_bytes.with_label_values(&[self.pipeline, topic, &partition]).inc_by(bytes);
+    }
+
     /// A batch written into the raw landing.
     pub fn raw_written(&self, records: u64) {
         PipelineStats::add(&self.stats.raw_records, records);
@@ -131,6 +140,12 @@ impl PipelineEvents<'_> {
     pub fn output_written(&self, topic: &str, records: u64) {
         PipelineStats::add(&self.stats.output_records, records);
         metrics().output_records.with_label_values(&[self.pipeline, topic]).inc_by(records);
+    }
+
+    /// A router moved `records` into its repartition topic.
+    pub fn repartitioned(&self, topic: &str, records: u64) {
+        PipelineStats::add(&self.stats.repartitioned_records, records);
+        metrics().repartition_records.with_label_values(&[self.pipeline, topic]).inc_by(records);
     }
 
     /// A version on probation was rolled back by itself.

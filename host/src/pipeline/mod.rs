@@ -12,6 +12,7 @@ pub mod events;
 pub mod land;
 pub mod manager;
 pub mod output;
+pub mod repartition;
 pub mod shadow;
 pub mod stats;
 pub mod worker;
@@ -33,17 +34,41 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+/// Which part of a pipeline a worker runs.
+pub enum Part {
+    /// Everything: a pipeline without an aggregate.
+    Whole,
+    /// An aggregating pipeline's first part: the transforms, the raw landing,
+    /// and the move of each record into the repartition topic (`partitions`
+    /// partitions, in `log`), keyed by its group key.
+    Router { log: Arc<crate::log::EmbeddedLog>, partitions: u32 },
+    /// An aggregating pipeline's second part, reading the repartition topic:
+    /// the windows, the table, the output topic, the actions.
+    Windows,
+}
+
 /// Resolve a pipeline's config into a runnable worker. Workers of one
 /// pipeline share `stats` and `control`.
 pub fn build(
     config: &PipelineConfig,
+    part: Part,
     control: Arc<PipelineControl>,
     source: Box<dyn Source>,
     store: Arc<dyn ObjectStore>,
     stats: Arc<PipelineStats>,
 ) -> anyhow::Result<PipelineWorker> {
     let (generation, stages) = control.chain();
-    let (transforms, aggregate) = aggregate::split_stages(stages, config.aggregate.is_some());
+    let (mut transforms, mut aggregate) = aggregate::split_stages(stages, config.aggregate.is_some());
+    let mut repartition = None;
+    match (&part, &config.aggregate, &aggregate) {
+        (Part::Whole, None, _) => {}
+        (Part::Router { log, partitions }, Some(a), Some(compiled)) => {
+            repartition = Some(repartition::Repartition::new(log.clone(), &config.name, a, *partitions, compiled.clone())?);
+            aggregate = None;
+        }
+        (Part::Windows, Some(_), Some(_)) => transforms.clear(),
+        _ => anyhow::bail!("pipeline `{}`: a worker part that does not fit the pipeline (an aggregate needs a router and windows)", config.name),
+    }
     if let Some(t) = transforms.iter().find(|t| t.kind() != crate::runtime::ComponentKind::Transform) {
         anyhow::bail!(
             "pipeline `{}`: `{}` is an aggregate component; name it in `[pipeline.aggregate]`, not in `transforms`",
@@ -59,11 +84,18 @@ pub fn build(
         Some(a) => Some(a.output_kind().to_owned()),
         None => transforms.last().map(|x| x.descriptor().output_kind.clone()),
     };
-    let table = table_spec(config, last_kind)?;
-    let actions = action::ActionStage::new(&config.name, &config.actions, config.aggregate.is_some(), control.registry(), control.state_dir(), &stats)?;
+    let routing = repartition.is_some();
+    // A router lands the raw records and dead letters; the table and the actions are the windows'.
+    let table = if routing { None } else { table_spec(config, last_kind)? };
+    let actions = if routing {
+        None
+    } else {
+        action::ActionStage::new(&config.name, &config.actions, config.aggregate.is_some(), control.registry(), control.state_dir(), &stats)?
+    };
+    let land_raw = config.land_raw && !matches!(part, Part::Windows);
     Ok(PipelineWorker {
         config: config.clone(),
-        spec: SegmentSpec { pipeline: config.name.clone(), land_raw: config.land_raw, table },
+        spec: SegmentSpec { pipeline: config.name.clone(), land_raw, table },
         source,
         chain: Chain::new(transforms),
         aggregate,
@@ -74,6 +106,7 @@ pub fn build(
         actions,
         stopping: Default::default(),
         output: None,
+        repartition,
         store,
         stats,
         control,

@@ -51,6 +51,7 @@ pub struct PipelineStats {
     pub errors: AtomicU64,
     pub rollbacks: AtomicU64,
     pub output_records: AtomicU64,
+    pub repartitioned_records: AtomicU64,
     state: Mutex<Shared>,
     /// One entry per `[[pipeline.action]]`, shared by the workers.
     actions: Mutex<BTreeMap<String, Arc<ActionStats>>>,
@@ -163,6 +164,9 @@ pub struct StatsSnapshot {
     pub rollbacks: u64,
     /// Records written to the pipeline's output topic.
     pub output_records: u64,
+    /// Records an aggregating pipeline moved into its repartition topic.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub repartitioned_records: u64,
     pub last_error: Option<String>,
     pub partitions: Vec<PartitionStatus>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -247,9 +251,14 @@ impl PipelineStats {
             errors: get(&self.errors),
             rollbacks: get(&self.rollbacks),
             output_records: get(&self.output_records),
+            repartitioned_records: get(&self.repartitioned_records),
             last_error,
             partitions,
             actions: self.actions.lock().map(|a| a.iter().map(|(name, s)| s.snapshot(name)).collect()).unwrap_or_default(),
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

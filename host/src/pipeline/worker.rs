@@ -18,6 +18,7 @@ use super::control::PipelineControl;
 use super::events::PipelineEvents;
 use super::land::{DeadLetters, FromSource, Processed, land_batch};
 use super::output::{self, OutputTopic, PendingOutput};
+use super::repartition::{Moving, Repartition, SourceState};
 use super::stats::{PipelineState, PipelineStats};
 use crate::position::{Fetched, Intent, PartitionId};
 use crate::runtime::{FailureKind, StageRows};
@@ -56,12 +57,17 @@ struct PartitionState {
     segment: Option<Segment>,
     /// What the open segment writes to the output topic when it rolls.
     output: PendingOutput,
+    /// What the open segment moves to the repartition topic when it rolls (a router).
+    moving: Moving,
+    /// When a record was last read, and what the router last told the windows about this partition.
+    last_record: Instant,
+    said: SourceState,
 }
 
 impl PartitionState {
     /// Memory the partition holds until its segment rolls.
     fn held_bytes(&self) -> u64 {
-        self.segment.as_ref().map_or(0, Segment::buffered_bytes) + self.output.bytes() as u64
+        self.segment.as_ref().map_or(0, Segment::buffered_bytes) + self.output.bytes() as u64 + self.moving.bytes() as u64
     }
 }
 
@@ -88,6 +94,9 @@ pub struct PipelineWorker {
     pub(crate) stopping: Arc<AtomicBool>,
     /// The topic the table's rows also go to, when the pipeline has an output.
     pub(crate) output: Option<Box<dyn OutputTopic>>,
+    /// The router of an aggregating pipeline: records go on to the repartition
+    /// topic, keyed by group key (the windows are folded by other workers).
+    pub(crate) repartition: Option<Repartition>,
 }
 
 /// How a version on probation has fared in this worker.
@@ -155,6 +164,9 @@ impl PipelineWorker {
                 }
             }
             self.keep_within_budget(&mut parts);
+            if !stopping {
+                self.announce_idle(&mut parts);
+            }
             if stop.is_stopped() && parts.iter().all(|p| p.segment.is_none() || p.replay.is_some()) {
                 break;
             }
@@ -191,7 +203,52 @@ impl PipelineWorker {
         if let Some(a) = &mut self.actions {
             a.resume(&id, cp.next_offset)?;
         }
-        Ok(PartitionState { id, next, replay: cp.intent, segment: None, output: PendingOutput::default() })
+        if let Some(r) = &self.repartition {
+            // Present from the start: the windows wait for this partition until it passes them or goes idle.
+            r.announce(&output::writer(&self.config.name, &id), SourceState::Active)?;
+        }
+        Ok(PartitionState {
+            id,
+            next,
+            replay: cp.intent,
+            segment: None,
+            output: PendingOutput::default(),
+            moving: Moving::default(),
+            last_record: Instant::now(),
+            said: SourceState::Active,
+        })
+    }
+
+    /// A router tells the windows which of its partitions went quiet (they stop
+    /// holding the watermark back), and, once all of them have been quiet for
+    /// `close_idle_after_ms`, that the open windows can close.
+    fn announce_idle(&mut self, parts: &mut [PartitionState]) {
+        let Some(r) = &self.repartition else { return };
+        let mut failed = None;
+        for st in parts.iter_mut() {
+            let quiet = st.segment.is_none() && st.replay.is_none() && st.last_record.elapsed() >= r.idle_timeout;
+            if st.said == SourceState::Active && quiet {
+                match r.announce(&output::writer(&self.config.name, &st.id), SourceState::Idle) {
+                    Ok(()) => st.said = SourceState::Idle,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        }
+        if let Some(after) = r.close_after
+            && !parts.is_empty()
+            && parts.iter().all(|st| st.said == SourceState::Idle && st.last_record.elapsed() >= after)
+        {
+            for st in parts.iter_mut() {
+                match r.announce(&output::writer(&self.config.name, &st.id), SourceState::Closing) {
+                    Ok(()) => st.said = SourceState::Closing,
+                    Err(e) => failed = Some(e),
+                }
+            }
+            tracing::info!(after_ms = after.as_millis() as u64, "every input partition is quiet: closing the open windows");
+        }
+        if let Some(e) = failed {
+            tracing::warn!(error = %format!("{e:#}"), "could not tell the windows that a partition is quiet; trying again");
+        }
     }
 
     /// The source's partitions changed (a consumer-group rebalance, a lease
@@ -261,6 +318,8 @@ impl PipelineWorker {
             st.next = st.next.max(fetched.next_offset);
             return Ok(false);
         }
+        st.last_record = Instant::now();
+        st.said = SourceState::Active;
         self.process(st, fetched, use_replay_chain)?;
         Ok(true)
     }
@@ -286,7 +345,7 @@ impl PipelineWorker {
             seg.write_raw(store.as_ref(), &fetched.batch.as_ref())?;
             events.raw_written(n);
         }
-        if !chain.is_empty() || self.aggregate.is_some() {
+        if !chain.is_empty() || self.aggregate.is_some() || self.repartition.is_some() {
             let shadow_stage = self.shadow.as_ref().filter(|_| !use_replay_chain).map(|(_, stage, _)| *stage);
             let (out, captured) = chain.run_capturing(&fetched.batch, shadow_stage);
             if let (Some(seen), Some((generation, _, candidate))) = (captured, self.shadow.as_mut()) {
@@ -299,7 +358,8 @@ impl PipelineWorker {
             let from = FromSource { pipeline, partition: &st.id, fetched: &fetched };
             // The chain's output as JSON records (a 0.2.0 last stage writes columns), rendered once for
             // everyone who reads records: the aggregate, the output topic, actions on records.
-            let reads_records = self.aggregate.is_some() || self.output.is_some() || self.actions.as_ref().is_some_and(|a| a.reads_records());
+            let reads_records =
+                self.aggregate.is_some() || self.repartition.is_some() || self.output.is_some() || self.actions.as_ref().is_some_and(|a| a.reads_records());
             let records = reads_records.then(|| out.output.to_json());
             // With an aggregate, the table gets window rows; their origin is the record that closed the window.
             let mut late = Vec::new();
@@ -308,9 +368,17 @@ impl PipelineWorker {
                 _ => None,
             };
             let last = chain.stages().len() as u32;
+            if let (Some(r), Some(records)) = (&self.repartition, &records) {
+                // The records go on to the windows; those without an event time stop here.
+                r.route(&mut st.moving, &out, records.as_ref().as_ref(), &from, last, &mut late);
+            }
             let window_rows = windows.as_ref().map(|w| StageRows::Json(w.rows.clone()));
             let (rows, origins, writer) = match (&windows, &window_rows, &self.aggregate) {
                 (Some(w), Some(rows), Some(a)) => (rows, w.origins.as_slice(), (last, a.compiled().as_ref())),
+                // A router lands no table: the rows are only the refused ones' context.
+                _ if self.repartition.is_some() => {
+                    (&out.output, out.origins.as_slice(), (last, self.repartition.as_ref().map(|r| r.aggregate.as_ref()).expect("a router")))
+                }
                 // The last stage wrote output the table cannot hold.
                 _ => (&out.output, out.origins.as_slice(), (last - 1, chain.stages()[last as usize - 1].transform.as_ref())),
             };
@@ -352,7 +420,11 @@ impl PipelineWorker {
         seg.input_records += n;
         seg.input_bytes += fetched.batch.byte_size() as u64;
         st.next = fetched.next_offset;
-        self.events().batch_read(&st.id, n, fetched.batch.values.len() as u64);
+        let bytes = fetched.batch.values.len() as u64;
+        match self.aggregate {
+            Some(_) => self.events().repartition_read(&st.id, n, bytes),
+            None => self.events().batch_read(&st.id, n, bytes),
+        }
         Ok(())
     }
 
@@ -435,6 +507,13 @@ impl PipelineWorker {
         if let Some(a) = &self.actions {
             a.checkpoint(&st.id, intent.end)?;
         }
+        if let Some(r) = &self.repartition
+            && !st.moving.is_empty()
+        {
+            // Moved once the raw records and dead letters are durable; a replay of this roll finds its mark and moves nothing.
+            let moved = r.write(&output::writer(&self.config.name, &st.id), intent.end, std::mem::take(&mut st.moving))?;
+            self.events().repartitioned(r.topic(), moved);
+        }
         if let Some(topic) = &mut self.output
             && !st.output.is_empty()
         {
@@ -468,6 +547,7 @@ impl PipelineWorker {
         // (its segment is already out of `st`), else from the open segment's start.
         let segment_start = st.segment.take().map(|seg| seg.start);
         st.output.take();
+        st.moving = Moving::default();
         if let Some(start) = st.replay.as_ref().map(|i| i.start).or(segment_start) {
             st.next = start;
             // The windows folded records that will be read again: go back to their state at the start.
@@ -497,7 +577,14 @@ impl PipelineWorker {
             return;
         }
         let (generation, stages) = self.control.chain();
-        let (transforms, aggregate) = super::aggregate::split_stages(stages, self.aggregate.is_some());
+        let (mut transforms, aggregate) = super::aggregate::split_stages(stages, self.config.aggregate.is_some());
+        if self.aggregate.is_some() {
+            // The windows fold what the router already transformed.
+            transforms.clear();
+        }
+        if let (Some(r), Some(next)) = (&mut self.repartition, &aggregate) {
+            r.aggregate = next.clone();
+        }
         if let (Some(stage), Some(next)) = (&mut self.aggregate, aggregate)
             && stage.compiled().content_hash() != next.content_hash()
             && let Err(e) = stage.swap(next)

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub ingest_records: IntCounterVec,
     pub consume_records: IntCounterVec,
     pub output_records: IntCounterVec,
+    pub repartition_records: IntCounterVec,
     pub ingest_bytes: IntCounterVec,
     // Sources.
     pub source_records: IntCounterVec,
@@ -101,6 +102,12 @@ impl Metrics {
             ingest_records: counter(&r, "sluice_ingest_records_total", "Records stored by the ingest API", &["topic"]),
             consume_records: counter(&r, "sluice_consume_records_total", "Records read by HTTP consumers (REST Proxy v2 consumer API)", &["topic"]),
             output_records: counter(&r, "sluice_output_records_total", "Records a pipeline wrote to its output topic", &["pipeline", "topic"]),
+            repartition_records: counter(
+                &r,
+                "sluice_repartition_records_total",
+                "Records an aggregating pipeline moved into its repartition topic, keyed by group key",
+                &["pipeline", "topic"],
+            ),
             ingest_bytes: counter(&r, "sluice_ingest_bytes_total", "Record bytes stored by the ingest API", &["topic"]),
             source_records: counter(&r, "sluice_source_records_total", "Records read by pipelines", &["pipeline", "topic", "partition"]),
             source_bytes: counter(&r, "sluice_source_bytes_total", "Record bytes read by pipelines", &["pipeline", "topic", "partition"]),

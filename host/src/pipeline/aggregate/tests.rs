@@ -4,6 +4,7 @@
 use super::WindowOutput;
 use super::config::{AggregateConfig, LatePolicy};
 use super::window::{WindowError, WindowRules, WindowState, Windows};
+use crate::pipeline::repartition::MARKER_KEY;
 use crate::runtime::{AggregateInstance, Runtime, SandboxLimits};
 use serde_json::{Value, json};
 use sluice_guest::BatchBuf;
@@ -30,6 +31,9 @@ fn config(window_ms: u64, slide_ms: Option<u64>, lateness: u64, late: LatePolicy
         late,
         update_for_ms: None,
         max_state_bytes: 64 << 20,
+        partitions: None,
+        idle_timeout_ms: 10_000,
+        close_idle_after_ms: 30_000,
     }
 }
 
@@ -52,8 +56,25 @@ fn posts(n: i64, jitter: i64) -> Vec<Value> {
         .collect()
 }
 
-fn batch(records: &[Value]) -> BatchBuf {
-    BatchBuf::from_json(records)
+/// `records` as the router moves them from one source partition: keyed by
+/// group key, the event time as timestamp, each followed by its source's
+/// marker (the watermark as one input partition moves it). Returns the batch,
+/// the input index of each of its entries, and the records the router refuses.
+fn routed(rules: &WindowRules, records: &[Value], first: u32) -> (BatchBuf, Vec<u32>, Vec<(u32, &'static str)>) {
+    let (mut b, mut index, mut refused) = (BatchBuf::default(), Vec::new(), Vec::new());
+    for (i, r) in records.iter().enumerate() {
+        let value = r.to_string();
+        match rules.time_and_key(value.as_bytes()) {
+            Ok((t, key)) => {
+                b.push(value.as_bytes(), &key, t);
+                let marker = json!({"source": "s/t/0", "max_event_ms": t, "state": "active"}).to_string();
+                b.push(marker.as_bytes(), MARKER_KEY, t);
+                index.extend([first + i as u32; 2]);
+            }
+            Err(_) => refused.push((first + i as u32, "no_event_time")),
+        }
+    }
+    (b, index, refused)
 }
 
 struct Run {
@@ -70,9 +91,12 @@ fn run(rt: &Runtime, name: &str, c: &AggregateConfig, records: &[Value], batch_s
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for (n, chunk) in records.chunks(batch_size).enumerate() {
-        let out: WindowOutput = Windows { rules: &rules, state: &mut state, agg: &mut agg, name }.process(&batch(chunk).as_ref())?;
+        let (batch, index, refused) = routed(&rules, chunk, (n * batch_size) as u32);
+        let out: WindowOutput = Windows { rules: &rules, state: &mut state, agg: &mut agg, name }.process(&batch.as_ref())?;
         rows.extend(out.rows.as_ref().iter().map(|r| serde_json::from_slice::<Value>(r.value).expect("row is JSON")));
-        failures.extend(out.failures.iter().map(|f| ((n * batch_size) as u32 + f.index, f.kind)));
+        failures.extend(out.failures.iter().map(|f| (index[f.index as usize], f.kind)));
+        failures.extend(refused);
+        failures.sort_unstable();
     }
     Ok(Run { rows, failures, state })
 }
@@ -232,4 +256,57 @@ fn state_past_the_budget_is_an_error_not_growth() {
         Err(WindowError::OverBudget { held, budget }) => assert!(held > budget && budget == 2_000),
         other => panic!("expected the budget error, got {:?}", other.map(|r| r.rows.len())),
     }
+}
+
+/// Windows over records of three source partitions interleaved in one
+/// repartition partition: a window closes only when every source that is not
+/// idle has passed it; a quiet source stops holding it back once it says so;
+/// `closing` from sources that are all idle closes the rest.
+#[test]
+fn windows_close_on_the_least_source_an_idle_one_is_skipped_and_closing_ends_them() {
+    let rt = runtime();
+    let c = config(MIN as u64, None, 0, LatePolicy::DeadLetter);
+    let rules = WindowRules::new(&c);
+    let mut agg = instance(&rt, "count-posts");
+    let mut state = WindowState::new(&rt.load_builtin("count-posts").expect("builtin").descriptor().state_format.clone().expect("format"));
+    let base = 1_600_000_000_000i64 - 1_600_000_000_000i64 % MIN;
+    let mut b = BatchBuf::default();
+    let marker = |b: &mut BatchBuf, source: &str, max: Option<i64>, state: &str| {
+        b.push(json!({"source": source, "max_event_ms": max, "state": state}).to_string().as_bytes(), MARKER_KEY, 0);
+    };
+    let post = |b: &mut BatchBuf, ind: i64, t: i64| {
+        let v = json!({"ind": ind, "country": "Peru", "category": "art", "timestamp": t}).to_string();
+        b.push(v.as_bytes(), br#"{"country":"Peru","category":"art"}"#, t);
+    };
+    for s in ["a", "b", "c"] {
+        marker(&mut b, s, None, "active");
+    }
+    post(&mut b, 1, base + 1_000);
+    marker(&mut b, "a", Some(base + 2 * MIN), "active");
+    marker(&mut b, "b", Some(base + 2 * MIN), "active");
+    let mut run = |b: &BatchBuf| Windows { rules: &rules, state: &mut state, agg: &mut agg, name: "count-posts" }.process(&b.as_ref()).expect("process");
+    assert_eq!(run(&b).rows.len(), 0, "c has not reported: the first window stays open");
+    let mut b = BatchBuf::default();
+    post(&mut b, 2, base + 2_000); // c's record, still in the first window
+    marker(&mut b, "c", Some(base + 2_000), "active");
+    assert_eq!(run(&b).rows.len(), 0, "c is still inside the first window");
+    let mut b = BatchBuf::default();
+    marker(&mut b, "c", None, "idle");
+    let out = run(&b);
+    assert_eq!(out.rows.len(), 1, "c went quiet: a and b close the first window");
+    let row: Value = serde_json::from_slice(out.rows.as_ref().get(0).value).expect("row");
+    assert_eq!(row["post_count"], 2, "both posts, one of them from c");
+    let mut b = BatchBuf::default();
+    post(&mut b, 3, base + 2 * MIN + 5);
+    marker(&mut b, "a", Some(base + 2 * MIN + 5), "closing");
+    marker(&mut b, "b", None, "idle");
+    assert_eq!(run(&b).rows.len(), 0, "closing needs every source idle");
+    let mut b = BatchBuf::default();
+    marker(&mut b, "b", None, "closing");
+    let out = run(&b);
+    assert_eq!(out.rows.len(), 1, "every source quiet and closing: the open window is emitted");
+    let mut b = BatchBuf::default();
+    post(&mut b, 4, base + 2 * MIN + 9);
+    let out = run(&b);
+    assert_eq!(out.failures.iter().map(|f| f.kind).collect::<Vec<_>>(), vec!["late"], "its window was closed for quiet");
 }

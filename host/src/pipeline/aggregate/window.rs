@@ -1,5 +1,12 @@
-//! Event-time windows over one input partition: panes, the watermark, when a
-//! window closes, what is late.
+//! Event-time windows over one partition of the repartition topic: panes, the
+//! pipeline-wide watermark, when a window closes, what is late.
+//!
+//! Records arrive keyed by group key with their event time as the record
+//! timestamp (see [`crate::pipeline::repartition`]); between them, watermark
+//! markers say how far each source partition of the pipeline has read in
+//! event time. The watermark is the minimum over the sources that are not
+//! idle, so a window closes only when every partition that may still send to
+//! it has passed its end (plus the allowed lateness).
 //!
 //! Windows start at multiples of the slide (from the Unix epoch) and last the
 //! window length, which is a multiple of the slide. The state of each slide-long
@@ -7,11 +14,12 @@
 //! of a sliding window is folded once, not once per window.
 //!
 //! Records are taken one at a time, in input order: a window closes exactly
-//! when the record that moves the watermark past its end is read, whatever the
+//! when the marker that moves the watermark past its end is read, whatever the
 //! batch boundaries were. That makes the emitted rows a function of the input
 //! sequence alone, so a replay after a crash emits the same rows.
 
 use super::config::{AggregateConfig, LatePolicy};
+use crate::pipeline::repartition::{MARKER_KEY, Marker, SourceState};
 use crate::runtime::{AggregateInstance, CallFailure};
 use serde::{Deserialize, Serialize};
 use sluice_guest::{BatchBuf, BatchRef};
@@ -31,6 +39,19 @@ pub struct WindowState {
     /// Window end → the revision last emitted (kept only with `late = "update"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub revisions: BTreeMap<i64, u32>,
+    /// Source partition (writer name) → how far it has read in event time.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, SourceClock>,
+}
+
+/// What the markers of one source partition said last.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceClock {
+    /// The largest event time it has sent (none yet: it holds the watermark back).
+    pub max_event_ms: Option<i64>,
+    /// No record for `idle_timeout_ms`: it does not hold the watermark back.
+    #[serde(default)]
+    pub idle: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,7 +62,26 @@ pub struct Pane {
 
 impl WindowState {
     pub fn new(format: &str) -> Self {
-        WindowState { format: format.to_owned(), max_event_ms: None, closed_until: None, panes: BTreeMap::new(), revisions: BTreeMap::new() }
+        WindowState {
+            format: format.to_owned(),
+            max_event_ms: None,
+            closed_until: None,
+            panes: BTreeMap::new(),
+            revisions: BTreeMap::new(),
+            sources: BTreeMap::new(),
+        }
+    }
+
+    /// The pipeline-wide event-time watermark (before the allowed lateness):
+    /// the least of the largest event times of the sources that are not idle;
+    /// none while one of them has sent nothing yet. When every source is idle,
+    /// everything sent has arrived: the largest event time of all.
+    pub fn watermark_ms(&self) -> Option<i64> {
+        let active: Vec<Option<i64>> = self.sources.values().filter(|c| !c.idle).map(|c| c.max_event_ms).collect();
+        if active.is_empty() {
+            return self.sources.values().filter_map(|c| c.max_event_ms).max();
+        }
+        active.into_iter().collect::<Option<Vec<i64>>>()?.into_iter().min()
     }
 
     /// Bytes of aggregate state held (what the memory budget measures).
@@ -127,7 +167,7 @@ impl WindowRules {
     }
 
     /// The event time and group key of a record, or why it has none.
-    fn time_and_key(&self, value: &[u8]) -> Result<(i64, Vec<u8>), String> {
+    pub(crate) fn time_and_key(&self, value: &[u8]) -> Result<(i64, Vec<u8>), String> {
         let v: serde_json::Value = serde_json::from_slice(value).map_err(|e| format!("record is not JSON: {e}"))?;
         let obj = v.as_object().ok_or("record is not a JSON object")?;
         let field = &self.time_field;
@@ -170,19 +210,21 @@ impl Windows<'_> {
         let mut pending = Pending::default();
         for (i, rec) in input.iter().enumerate() {
             let index = i as u32;
-            let (t, key) = match self.rules.time_and_key(rec.value) {
-                Ok(tk) => tk,
-                Err(reason) => {
-                    out.failures.push(WindowFailure { index, kind: "no_event_time", reason });
-                    continue;
+            if rec.key == MARKER_KEY {
+                match Marker::parse(rec.value) {
+                    Ok(m) => self.on_marker(m, index, &mut pending, &mut out)?,
+                    Err(reason) => out.failures.push(WindowFailure { index, kind: "malformed", reason }),
                 }
-            };
+                continue;
+            }
+            // The router put the group key in the key and the event time in the timestamp.
+            let (t, key) = (rec.timestamp, rec.key);
             let pane = self.rules.pane_of(t);
             if let Some(closed) = self.state.closed_until.filter(|c| pane + self.rules.slide <= *c) {
                 let keep_until = pane + self.rules.size + self.rules.update_for;
                 if self.rules.late == LatePolicy::Update && keep_until > closed {
                     // Fold now and emit the updated windows now: the result must not depend on batch boundaries.
-                    pending.push(pane, rec.value, &key, t, index);
+                    pending.push(pane, rec.value, key, t, index);
                     self.flush(&mut pending, &mut out)?;
                     self.reemit(pane, closed, index, &mut out)?;
                 } else {
@@ -198,24 +240,32 @@ impl Windows<'_> {
                 }
                 continue;
             }
-            pending.push(pane, rec.value, &key, t, index);
-            let max = self.state.max_event_ms.map_or(t, |m| m.max(t));
-            self.state.max_event_ms = Some(max);
-            let closes = self.rules.pane_of(max.saturating_sub(self.rules.lateness));
-            if self.state.closed_until.is_some_and(|c| closes <= c) {
-                continue;
-            }
-            let oldest = self.state.panes.keys().next().into_iter().chain(pending.panes.keys().next()).min().copied();
-            if oldest.is_some_and(|p| p + self.rules.slide <= closes) {
-                self.flush(&mut pending, &mut out)?;
-                self.close(closes, index, &mut out)?;
-            } else {
-                self.state.closed_until = Some(closes);
-                self.prune();
-            }
+            pending.push(pane, rec.value, key, t, index);
+            self.state.max_event_ms = Some(self.state.max_event_ms.map_or(t, |m| m.max(t)));
         }
         self.flush(&mut pending, &mut out)?;
         Ok(out)
+    }
+
+    /// A source partition said how far it has read: move the watermark, and
+    /// close the windows it passed. A `closing` marker when every source is
+    /// idle closes every open window (the stream went quiet).
+    fn on_marker(&mut self, m: Marker, index: u32, pending: &mut Pending, out: &mut WindowOutput) -> Result<(), WindowError> {
+        let clock = self.state.sources.entry(m.source).or_default();
+        if let Some(t) = m.max_event_ms {
+            clock.max_event_ms = Some(clock.max_event_ms.map_or(t, |c| c.max(t)));
+        }
+        clock.idle = m.state != SourceState::Active;
+        let all_idle = self.state.sources.values().all(|c| c.idle);
+        let closes = if m.state == SourceState::Closing && all_idle {
+            let last_pane = self.state.panes.keys().next_back().into_iter().chain(pending.panes.keys().next_back()).max().copied();
+            last_pane.map(|p| p + self.rules.size)
+        } else {
+            self.state.watermark_ms().map(|w| self.rules.pane_of(w.saturating_sub(self.rules.lateness)))
+        };
+        let Some(closes) = closes.filter(|c| self.state.closed_until.is_none_or(|done| *c > done)) else { return Ok(()) };
+        self.flush(pending, out)?;
+        self.close(closes, index, out)
     }
 
     fn call_failed(&self, call: &'static str, failure: CallFailure) -> WindowError {

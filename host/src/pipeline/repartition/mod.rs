@@ -1,0 +1,194 @@
+//! The repartition hop of an aggregating pipeline: records keyed by their
+//! group key, moved into the pipeline's repartition topic, so each partition
+//! of that topic holds whole keys and its windows are complete.
+//!
+//! An aggregating pipeline runs in two parts. The *router* reads the source
+//! partitions, runs the transform chain, lands the raw records and the
+//! dead letters, and appends each cleaned record to partition
+//! `hash(group key) mod n` of `<pipeline>-repartition` in the embedded log,
+//! with the group key as the record key and the event time as its timestamp.
+//! The *windows* workers read that topic, one partition each at a time, and
+//! fold the records into the windows (see `aggregate::window`).
+//!
+//! Effectively once: each source partition appends as its own writer, and
+//! the records, the watermark markers and the writer's mark (the source
+//! position reached) are one transaction of the log
+//! ([`EmbeddedLog::append_once`]); a roll replayed after a crash finds its
+//! mark and appends nothing. This is the shape of Kafka Streams' repartition
+//! topics, with the log's transaction in place of Kafka's.
+//!
+//! Watermarks travel in the topic as marker records (key [`MARKER_KEY`]):
+//! after its records each roll tells every partition how far its source
+//! partition has read in event time; a source with no record for
+//! `idle_timeout_ms` says it is idle (it stops holding the watermark back);
+//! when every source has been idle for `close_idle_after_ms` they say
+//! `closing`, which closes every open window. Because the markers are in the
+//! log, a windows worker replaying its partition sees the same sequence and
+//! emits the same rows.
+
+use super::aggregate::AggregateConfig;
+use super::aggregate::window::WindowRules;
+use super::chain::ChainOutput;
+use super::land::Provenance;
+use crate::log::EmbeddedLog;
+use crate::partitioner::kafka_partition;
+use crate::runtime::CompiledTransform;
+use crate::sink::DeadLetter;
+use serde::{Deserialize, Serialize};
+use sluice_guest::{BatchBuf, BatchRef};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The key of a watermark marker. Group keys are JSON objects, so no record key starts with `!`.
+pub const MARKER_KEY: &[u8] = b"!sluice.watermark";
+
+/// The repartition topic of pipeline `pipeline` in the embedded log.
+pub fn topic_name(pipeline: &str) -> String {
+    format!("{pipeline}-repartition")
+}
+
+/// What one source partition says about its progress in event time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    /// The source partition (its writer name).
+    pub source: String,
+    /// The largest event time among the records it appended with this marker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_event_ms: Option<i64>,
+    pub state: SourceState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// Reading: holds the watermark back until it passes.
+    Active,
+    /// No record for `idle_timeout_ms`: the watermark moves without it.
+    Idle,
+    /// Every source of the router idle for `close_idle_after_ms`: close every open window.
+    Closing,
+}
+
+impl Marker {
+    pub fn parse(value: &[u8]) -> Result<Marker, String> {
+        serde_json::from_slice(value).map_err(|e| format!("a watermark marker that does not parse ({e}): {}", String::from_utf8_lossy(value)))
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a marker serialises")
+    }
+}
+
+/// Records of one source partition on their way to the repartition topic,
+/// held until the segment that read them rolls.
+#[derive(Default)]
+pub struct Moving {
+    parts: BTreeMap<u32, BatchBuf>,
+    max_event_ms: Option<i64>,
+    bytes: usize,
+}
+
+impl Moving {
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+}
+
+/// The router's side of the hop.
+pub struct Repartition {
+    log: Arc<EmbeddedLog>,
+    topic: String,
+    partitions: u32,
+    rules: WindowRules,
+    pub idle_timeout: Duration,
+    /// `None`: windows close on event time only.
+    pub close_after: Option<Duration>,
+    /// The aggregate the records are keyed for: a record without an event time is its refusal.
+    pub(crate) aggregate: Arc<CompiledTransform>,
+}
+
+impl Repartition {
+    /// The hop of `pipeline` into its repartition topic (created with `partitions` partitions if absent).
+    pub fn new(log: Arc<EmbeddedLog>, pipeline: &str, config: &AggregateConfig, partitions: u32, aggregate: Arc<CompiledTransform>) -> anyhow::Result<Self> {
+        let topic = topic_name(pipeline);
+        let info = log.ensure_topic(&topic, partitions).map_err(|e| anyhow::anyhow!("pipeline `{pipeline}`: the repartition topic: {e:#}"))?;
+        Ok(Repartition {
+            log,
+            topic,
+            partitions: info.partitions,
+            rules: WindowRules::new(config),
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            close_after: (config.close_idle_after_ms > 0).then(|| Duration::from_millis(config.close_idle_after_ms)),
+            aggregate,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Key the chain's output (`records`, as JSON) by group key and hold it in
+    /// `moving`. A record with no usable event time goes to `dead` (kind
+    /// `no_event_time`, refused at `stage`, the aggregate's place); it could never be put in a window.
+    pub fn route(&self, moving: &mut Moving, chain_out: &ChainOutput, records: BatchRef<'_>, from: &dyn Provenance, stage: u32, dead: &mut Vec<DeadLetter>) {
+        for (i, rec) in records.iter().enumerate() {
+            match self.rules.time_and_key(rec.value) {
+                Ok((t, key)) => {
+                    let p = kafka_partition(&key, self.partitions);
+                    moving.parts.entry(p).or_default().push(rec.value, &key, t);
+                    moving.max_event_ms = Some(moving.max_event_ms.map_or(t, |m| m.max(t)));
+                    moving.bytes += rec.value.len() + key.len() + 16;
+                }
+                Err(reason) => {
+                    let origin = chain_out.origins[i];
+                    let mut d = from.letter(origin, stage, &self.aggregate, "no_event_time", &reason);
+                    d.set_value(rec.value);
+                    dead.push(d);
+                }
+            }
+        }
+    }
+
+    /// Append what `source` moved, with a marker to every partition, as
+    /// writer `source` whose input reached `through`. Returns the records
+    /// appended (0 when an earlier run of this roll already did).
+    pub fn write(&self, source: &str, through: u64, moving: Moving) -> anyhow::Result<u64> {
+        let Moving { mut parts, max_event_ms, .. } = moving;
+        let moved: u64 = parts.values().map(|b| b.len() as u64).sum();
+        let marker = Marker { source: source.to_owned(), max_event_ms, state: SourceState::Active }.to_bytes();
+        for p in 0..self.partitions {
+            parts.entry(p).or_default().push(&marker, MARKER_KEY, max_event_ms.unwrap_or(0));
+        }
+        let appended = self
+            .log
+            .append_once(&self.topic, parts.into_iter().collect(), source, through)
+            .map_err(|e| anyhow::anyhow!("appending to the repartition topic `{}`: {e}", self.topic))?;
+        Ok(match appended {
+            crate::log::Appended::Now(_) => moved,
+            crate::log::Appended::Before => 0,
+        })
+    }
+
+    /// Tell every partition that `source` is reading (at start), idle, or closing.
+    /// Markers without records need no mark: saying it twice changes nothing.
+    pub fn announce(&self, source: &str, state: SourceState) -> anyhow::Result<()> {
+        let marker = Marker { source: source.to_owned(), max_event_ms: None, state }.to_bytes();
+        let parts = (0..self.partitions)
+            .map(|p| {
+                let mut b = BatchBuf::default();
+                b.push(&marker, MARKER_KEY, 0);
+                (p, b)
+            })
+            .collect();
+        self.log.append_blocking(&self.topic, parts).map_err(|e| anyhow::anyhow!("appending to the repartition topic `{}`: {e}", self.topic))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
