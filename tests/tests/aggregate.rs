@@ -40,6 +40,18 @@ allowed_lateness_ms = {LATENESS_MS}
     )
 }
 
+/// `posts` over a topic of `partitions` partitions, repartitioned into 4 by
+/// group key; quiet partitions go idle after 1 s, and after 3 s of quiet the
+/// open windows close, so in the end every window of the input lands.
+fn repartitioned_config(dir: &Path, partitions: u32) -> std::path::PathBuf {
+    let text =
+        config_text(dir).replace("partitions = 1", &format!("partitions = {partitions}")).replace("name = \"posts\"", "name = \"posts\"\nland_raw = true")
+            + "partitions = 4\nidle_timeout_ms = 1000\nclose_idle_after_ms = 3000\n";
+    let path = dir.join("sluice.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let text = config_text(dir);
     let path = dir.join("sluice.toml");
@@ -140,6 +152,57 @@ fn kill_9_mid_window_and_restart_emits_the_same_windows_once() {
     let killed = landed(&rough.path().join("data"));
     assert_same(&uninterrupted, &want, "the uninterrupted run differs from a count made without the aggregate");
     assert_same(&killed, &uninterrupted, "kill -9 and restart changed the emitted windows");
+}
+
+/// Every window of the input: distinct row ids per tumbling window and key.
+fn every_window(records: &[Value]) -> BTreeMap<(i64, String, String), i64> {
+    let mut ids: BTreeMap<(i64, String, String), BTreeSet<i64>> = BTreeMap::new();
+    for r in records {
+        let t = sluice_guest::time::parse_timestamp_ms(r["timestamp"].as_str().expect("ts")).expect("ts");
+        let key = (t.div_euclid(WINDOW_MS) * WINDOW_MS, r["country"].as_str().expect("c").to_owned(), r["category"].as_str().expect("k").to_owned());
+        ids.entry(key).or_default().insert(r["ind"].as_i64().expect("ind"));
+    }
+    ids.into_iter().map(|(k, v)| (k, v.len() as i64)).collect()
+}
+
+/// A topic of `partitions` partitions (keyless records spread over them by
+/// request), aggregated through the repartition topic while sluice is killed
+/// with SIGKILL every few requests: the windows that land are exactly a count
+/// made here over the whole input, each once.
+fn repartitioned_windows_equal_a_batch_count_through_kill_9(partitions: u32) {
+    let records = posts(3_000);
+    let want = every_window(&records);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = repartitioned_config(dir.path(), partitions);
+    let mut server = Server::start(SLUICE, &config, free_port(), &[]).expect("start");
+    for (i, c) in records.chunks(100).enumerate() {
+        produce(&server.base_url, c);
+        if i % 7 == 6 {
+            std::thread::sleep(Duration::from_millis(20 + (i as u64 * 37) % 300));
+            server.kill9();
+            server = Server::start(SLUICE, &config, free_port(), &[]).expect("restart");
+        }
+    }
+    let data = dir.path().join("data");
+    wait_for_windows(&data, want.len());
+    let status: Value = reqwest::blocking::get(format!("{}/status", server.base_url)).and_then(|r| r.json()).unwrap_or_default();
+    assert!(server.terminate().expect("terminate"), "clean exit");
+    assert_same(&landed(&data), &want, &format!("{partitions} partitions, killed 4 times"));
+    let raw = json_lines(&data.join("landing/topics/t.post"));
+    assert_eq!(raw.len(), records.len(), "every record landed raw once");
+    let topics: BTreeSet<String> =
+        status["posts"]["partitions"].as_array().map(|ps| ps.iter().filter_map(|p| p["topic"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    assert!(topics.contains("posts-repartition"), "status shows the repartition partitions: {status}");
+}
+
+#[test]
+fn three_partitions_aggregated_through_the_repartition_topic_equal_a_batch_count_through_kill_9() {
+    repartitioned_windows_equal_a_batch_count_through_kill_9(3);
+}
+
+#[test]
+fn twelve_partitions_aggregated_through_the_repartition_topic_equal_a_batch_count_through_kill_9() {
+    repartitioned_windows_equal_a_batch_count_through_kill_9(12);
 }
 
 /// Wait until `n` window rows landed (or 60 s passed; the comparison then says what is missing).
