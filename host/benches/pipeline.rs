@@ -191,7 +191,7 @@ fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, kinesis: 
             }
             (None, None) => Box::new(EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?.assigned(w, n)),
         };
-        let mut worker = pipeline::build(p, control.clone(), source, store.clone(), stats.clone())?;
+        let mut worker = pipeline::build(p, pipeline::Part::Whole, control.clone(), source, store.clone(), stats.clone())?;
         if p.output.is_some() {
             worker = worker.with_output(Box::new(EmbeddedOutput::new(log.clone(), OUTPUT_TOPIC)?));
         }

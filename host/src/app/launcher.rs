@@ -78,6 +78,19 @@ impl Launcher {
         if let Some(partitions) = repartition {
             let topic = pipeline::repartition::topic_name(&p.name);
             self.log.ensure_topic(&topic, partitions).with_context(|| format!("pipeline `{}`: creating its repartition topic", p.name))?;
+            // Every input partition is waited for, held by this process or not. (On a
+            // thread of its own: the log's blocking append must not run on the async runtime.)
+            let inputs = self.input_partitions(p);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    inputs.iter().try_for_each(|source| {
+                        let writer = pipeline::output::writer(&p.name, source);
+                        pipeline::repartition::announce(&self.log, &topic, &writer, pipeline::repartition::SourceState::Active)
+                    })
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("announcing the input partitions panicked"))
+            })??;
             let reader = EmbeddedSource::new(self.log.clone(), p.name.clone(), vec![topic.clone()])?;
             let n = pipeline::worker_count(p, reader.partition_count());
             for w in 0..n {
@@ -112,6 +125,17 @@ impl Launcher {
             }
             _ => Box::new(EmbeddedOutput::new(self.log.clone(), &out.topic)?),
         })
+    }
+
+    /// Every partition of a pipeline's input that is known now (Kinesis shards
+    /// come and go: their routers announce the ones they hold).
+    fn input_partitions(&self, p: &PipelineConfig) -> Vec<crate::position::PartitionId> {
+        let counts: Vec<(String, u32)> = match self.config.source_of(p) {
+            SourceKind::Embedded => p.topics.iter().filter_map(|t| self.log.topic(t)).map(|t| (t.name.to_string(), t.partitions)).collect(),
+            SourceKind::Kafka => self.config.kafka.as_ref().and_then(|k| kafka::partitions_of(k, &p.topics)).unwrap_or_default(),
+            SourceKind::Kinesis => Vec::new(),
+        };
+        counts.into_iter().flat_map(|(t, n)| (0..n).map(move |partition| crate::position::PartitionId { topic: Arc::from(t.as_str()), partition })).collect()
     }
 
     /// One source per worker thread of the pipeline.

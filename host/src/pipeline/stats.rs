@@ -140,6 +140,21 @@ struct Shared {
     last_error_at: Option<std::time::Instant>,
     committed: BTreeMap<PartitionId, u64>,
     ends: BTreeMap<PartitionId, u64>,
+    windows: BTreeMap<PartitionId, WindowsStatus>,
+}
+
+/// The windows of one repartition partition, for `/status`.
+#[derive(Debug, Serialize, Clone, PartialEq, Default)]
+pub struct WindowsStatus {
+    /// The pipeline-wide watermark this partition's windows have reached
+    /// (least event time over the input partitions that are not idle, minus
+    /// the allowed lateness), RFC 3339; none until every input has reported.
+    pub watermark: Option<String>,
+    /// Input partitions this partition's windows hear from, and how many of them are idle.
+    pub sources: usize,
+    pub idle_sources: usize,
+    /// Bytes of aggregate state held for the open windows.
+    pub state_bytes: u64,
 }
 
 #[derive(Debug, Serialize, Clone, PartialEq)]
@@ -149,6 +164,8 @@ pub struct PartitionStatus {
     pub committed: u64,
     pub end: Option<u64>,
     pub lag: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<WindowsStatus>,
 }
 
 #[derive(Debug, Serialize, Clone, PartialEq)]
@@ -203,6 +220,7 @@ impl PipelineStats {
         if let Ok(mut s) = self.state.lock() {
             s.committed.remove(p);
             s.ends.remove(p);
+            s.windows.remove(p);
         }
     }
 
@@ -213,6 +231,12 @@ impl PipelineStats {
 
     pub fn committed(&self, p: &PartitionId) -> Option<u64> {
         self.state.lock().ok()?.committed.get(p).copied()
+    }
+
+    pub fn set_windows(&self, p: &PartitionId, w: WindowsStatus) {
+        if let Ok(mut s) = self.state.lock() {
+            s.windows.insert(p.clone(), w);
+        }
     }
 
     pub fn set_end(&self, p: &PartitionId, end: u64) {
@@ -230,13 +254,20 @@ impl PipelineStats {
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
-        let s = self.state.lock().map(|s| (s.state, s.last_error.clone(), s.committed.clone(), s.ends.clone()));
-        let (state, last_error, committed, ends) = s.unwrap_or_default();
+        let s = self.state.lock().map(|s| (s.state, s.last_error.clone(), s.committed.clone(), s.ends.clone(), s.windows.clone()));
+        let (state, last_error, committed, ends, windows) = s.unwrap_or_default();
         let partitions = committed
             .iter()
             .map(|(p, &c)| {
                 let end = ends.get(p).copied();
-                PartitionStatus { topic: p.topic.to_string(), partition: p.partition, committed: c, end, lag: end.map(|e| e.saturating_sub(c)) }
+                PartitionStatus {
+                    topic: p.topic.to_string(),
+                    partition: p.partition,
+                    committed: c,
+                    end,
+                    lag: end.map(|e| e.saturating_sub(c)),
+                    windows: windows.get(p).cloned(),
+                }
             })
             .collect();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);

@@ -421,8 +421,13 @@ impl PipelineWorker {
         seg.input_bytes += fetched.batch.byte_size() as u64;
         st.next = fetched.next_offset;
         let bytes = fetched.batch.values.len() as u64;
-        match self.aggregate {
-            Some(_) => self.events().repartition_read(&st.id, n, bytes),
+        match &self.aggregate {
+            Some(a) => {
+                self.events().repartition_read(&st.id, n, bytes);
+                if let Some(w) = a.status(&st.id) {
+                    self.stats.set_windows(&st.id, w);
+                }
+            }
             None => self.events().batch_read(&st.id, n, bytes),
         }
         Ok(())

@@ -47,6 +47,7 @@ pub struct Metrics {
     pub aggregate_state_bytes: IntGaugeVec,
     pub aggregate_over_budget: IntCounterVec,
     pub aggregate_watermark: GaugeVec,
+    pub aggregate_idle_sources: IntGaugeVec,
     // Actions.
     pub action_detected: IntCounterVec,
     pub action_sent: IntCounterVec,
@@ -191,9 +192,15 @@ impl Metrics {
                 "Batches refused because the open windows' state passed aggregate.max_state_bytes",
                 &["pipeline"],
             ),
+            aggregate_idle_sources: gauge(
+                &r,
+                "sluice_aggregate_idle_sources",
+                "Input partitions a repartition partition's windows hear from that are idle (they do not hold the watermark back)",
+                &["pipeline", "topic", "partition"],
+            ),
             aggregate_watermark: {
                 let g = GaugeVec::new(
-                    Opts::new("sluice_aggregate_watermark_seconds", "Event-time watermark (largest event time seen minus allowed lateness), Unix seconds"),
+                    Opts::new("sluice_aggregate_watermark_seconds", "Pipeline-wide event-time watermark of a repartition partition's windows (least event time over the input partitions that are not idle, minus allowed lateness), Unix seconds"),
                     &["pipeline", "topic", "partition"],
                 )
                 .expect("valid metric definition");

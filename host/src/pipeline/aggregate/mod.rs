@@ -18,6 +18,7 @@ pub mod window;
 pub use config::{AggregateConfig, LatePolicy};
 pub use window::{WindowError, WindowOutput, WindowState};
 
+use crate::pipeline::stats::WindowsStatus;
 use crate::position::PartitionId;
 use crate::runtime::{AggregateInstance, CompiledTransform};
 use crate::telemetry::metrics;
@@ -145,9 +146,27 @@ impl AggregateStage {
         let (m, partition) = (metrics(), p.partition.to_string());
         let labels = [self.pipeline.as_str(), &p.topic, &partition];
         m.aggregate_state_bytes.with_label_values(&labels).set(state.state_bytes() as i64);
-        if let Some(max) = state.max_event_ms {
-            m.aggregate_watermark.with_label_values(&labels).set((max - self.rules.lateness_ms()) as f64 / 1000.0);
+        if let Some(w) = state.watermark_ms() {
+            m.aggregate_watermark.with_label_values(&labels).set((w - self.rules.lateness_ms()) as f64 / 1000.0);
         }
+        let idle = state.sources.values().filter(|c| c.idle).count();
+        m.aggregate_idle_sources.with_label_values(&labels).set(idle as i64);
+    }
+
+    /// How partition `p`'s windows stand, for `/status`.
+    pub fn status(&self, p: &PartitionId) -> Option<WindowsStatus> {
+        let state = self.partitions.get(p)?;
+        let watermark = state.watermark_ms().map(|w| {
+            let mut s = String::new();
+            sluice_guest::time::format_rfc3339_ms(w - self.rules.lateness_ms(), &mut s);
+            s
+        });
+        Some(WindowsStatus {
+            watermark,
+            sources: state.sources.len(),
+            idle_sources: state.sources.values().filter(|c| c.idle).count(),
+            state_bytes: state.state_bytes(),
+        })
     }
 
     /// Save `p`'s windows as of position `offset` (called before that position is committed).

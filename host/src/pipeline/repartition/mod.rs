@@ -175,19 +175,28 @@ impl Repartition {
     }
 
     /// Tell every partition that `source` is reading (at start), idle, or closing.
-    /// Markers without records need no mark: saying it twice changes nothing.
     pub fn announce(&self, source: &str, state: SourceState) -> anyhow::Result<()> {
-        let marker = Marker { source: source.to_owned(), max_event_ms: None, state }.to_bytes();
-        let parts = (0..self.partitions)
-            .map(|p| {
-                let mut b = BatchBuf::default();
-                b.push(&marker, MARKER_KEY, 0);
-                (p, b)
-            })
-            .collect();
-        self.log.append_blocking(&self.topic, parts).map_err(|e| anyhow::anyhow!("appending to the repartition topic `{}`: {e}", self.topic))?;
-        Ok(())
+        announce(&self.log, &self.topic, source, state)
     }
+}
+
+/// Tell every partition of the repartition topic `topic` that `source` is
+/// reading, idle or closing. Markers without records need no mark: saying it
+/// twice changes nothing. At launch every partition of the input is
+/// announced, held here or not, so the windows never close on part of the
+/// input (a partition another process reads holds the watermark back).
+pub fn announce(log: &EmbeddedLog, topic: &str, source: &str, state: SourceState) -> anyhow::Result<()> {
+    let partitions = log.topic(topic).map_or(0, |t| t.partitions);
+    let marker = Marker { source: source.to_owned(), max_event_ms: None, state }.to_bytes();
+    let parts = (0..partitions)
+        .map(|p| {
+            let mut b = BatchBuf::default();
+            b.push(&marker, MARKER_KEY, 0);
+            (p, b)
+        })
+        .collect();
+    log.append_blocking(topic, parts).map_err(|e| anyhow::anyhow!("appending to the repartition topic `{topic}`: {e}"))?;
+    Ok(())
 }
 
 #[cfg(test)]

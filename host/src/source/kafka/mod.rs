@@ -6,4 +6,4 @@ mod config;
 mod source;
 
 pub use config::{KafkaConfig, StartFrom};
-pub use source::{KafkaSource, partition_count, topic_partitions};
+pub use source::{KafkaSource, partition_count, partitions_of, topic_partitions};

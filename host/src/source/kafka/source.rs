@@ -532,14 +532,19 @@ pub fn topic_partitions<C: ClientContext>(client: &rdkafka::client::Client<C>, t
 }
 
 pub fn partition_count(config: &KafkaConfig, topics: &[String]) -> Option<usize> {
+    Some(partitions_of(config, topics)?.iter().map(|(_, n)| *n as usize).sum())
+}
+
+/// Each topic with its partition count (`None`: a regex, or the brokers did not answer).
+pub fn partitions_of(config: &KafkaConfig, topics: &[String]) -> Option<Vec<(String, u32)>> {
     if topics.iter().any(|t| t.starts_with('^')) {
         return None;
     }
     let probe: BaseConsumer = config.consumer("sluice-metadata-probe", "sluice-metadata-probe").create().ok()?;
-    let mut total = 0;
+    let mut out = Vec::new();
     for t in topics {
         let md = probe.fetch_metadata(Some(t), Duration::from_secs(5)).ok()?;
-        total += md.topics().first().map_or(0, |t| t.partitions().len());
+        out.push((t.clone(), md.topics().first().map_or(0, |t| t.partitions().len() as u32)));
     }
-    Some(total)
+    Some(out)
 }

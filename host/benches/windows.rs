@@ -1,0 +1,123 @@
+//! Windowed aggregate throughput over 1, 3 and 12 input partitions: the whole
+//! appliance (routers → repartition topic → windows workers → table), each
+//! layout run twice, interleaved, in one process.
+//!
+//! `cargo bench -p sluice --bench windows [-- --records N] [--partitions 1,3,12] [--rounds 2]`
+//!
+//! The input is `N` joined posts (country, category, event time rising 10 ms
+//! per record, up to 3 s out of order) appended to the embedded log before the
+//! clock starts; `count-posts` counts distinct posts per country and category
+//! in 1-minute windows, with the repartition topic as wide as the input. The
+//! time is from start until every partition (input and repartition) is
+//! committed, i.e. every record has been folded and every window it closed has
+//! landed. Reported: records/s, window rows, peak RSS of the process so far.
+
+use serde_json::json;
+use sluice::config::Config;
+use sluice::emulate::data::Generator;
+use sluice::log::EmbeddedLog;
+use sluice_guest::BatchBuf;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "bench.post";
+const START_MS: i64 = 1_598_586_767_000;
+
+fn config(dir: &Path, partitions: u32) -> anyhow::Result<Config> {
+    let text = format!(
+        r#"data_dir = "{}"
+[server]
+listen = "127.0.0.1:0"
+[log]
+topics = ["{TOPIC}"]
+partitions = {partitions}
+
+[[pipeline]]
+name = "posts"
+topics = ["{TOPIC}"]
+table = {{ name = "posts_by_country", formats = ["parquet"] }}
+roll = {{ max_records = 100000, max_age_ms = 500 }}
+
+[pipeline.aggregate]
+name = "count-posts"
+time_field = "timestamp"
+group_by = ["country", "category"]
+window_ms = 60000
+allowed_lateness_ms = 5000
+close_idle_after_ms = 0
+"#,
+        dir.join("data").display()
+    );
+    Config::parse(&text)
+}
+
+/// Joined posts spread over the partitions in chunks, as producers send them.
+fn load(c: &Config, records: u64) -> anyhow::Result<()> {
+    let log = EmbeddedLog::open(&c.data_dir.join("log.redb"), &c.log)?;
+    let g = Generator::new(7);
+    let partitions = c.log.partitions;
+    let mut n = 0u64;
+    while n < records {
+        let mut parts: Vec<(u32, BatchBuf)> = (0..partitions).map(|p| (p, BatchBuf::default())).collect();
+        for _ in 0..30_000.min(records - n) {
+            let row = g.row(g.pick(n));
+            let t = START_MS + n as i64 * 10 - (n as i64 * 7919 % 300) * 10;
+            let mut ts = String::new();
+            sluice_guest::time::format_rfc3339_ms(t, &mut ts);
+            let post = json!({"ind": row.ind, "country": row.geo["country"], "category": row.pin["category"], "timestamp": ts});
+            parts[((n / 100) % partitions as u64) as usize].1.push(post.to_string().as_bytes(), b"", 0);
+            n += 1;
+        }
+        log.append_blocking(TOPIC, parts)?;
+    }
+    log.close();
+    Ok(())
+}
+
+fn run(partitions: u32, records: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let c = config(dir.path(), partitions)?;
+    load(&c, records)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    rt.block_on(async {
+        let started = Instant::now();
+        let app = sluice::app::RunningApp::start(&c).await?;
+        anyhow::ensure!(app.wait_caught_up(Duration::from_secs(600)).await, "the aggregate did not catch up within 10 minutes");
+        let secs = started.elapsed().as_secs_f64();
+        let snap = app.snapshot().remove("posts").ok_or_else(|| anyhow::anyhow!("no status for the pipeline"))?;
+        app.shutdown().await?;
+        println!(
+            "{{\"partitions\": {partitions}, \"records\": {}, \"repartitioned\": {}, \"window_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
+            snap.records_in,
+            snap.repartitioned_records,
+            snap.table_rows,
+            snap.records_in as f64 / secs,
+            peak_rss_kib() as f64 / 1024.0
+        );
+        Ok(())
+    })
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    if args.iter().any(|a| a == "--test" || a == "--list") {
+        return Ok(()); // `cargo test --benches` builds it; the run is `cargo bench`.
+    }
+    let records: u64 = arg("--records").map_or(Ok(1_000_000), |r| r.parse())?;
+    let rounds: u32 = arg("--rounds").map_or(Ok(2), |r| r.parse())?;
+    let layouts: Vec<u32> = arg("--partitions").unwrap_or_else(|| "1,3,12".into()).split(',').map(str::parse).collect::<Result<_, _>>()?;
+    for _ in 0..rounds {
+        for &p in &layouts {
+            run(p, records)?;
+        }
+    }
+    Ok(())
+}
