@@ -85,13 +85,15 @@ pub fn build(
         None => transforms.last().map(|x| x.descriptor().output_kind.clone()),
     };
     let routing = repartition.is_some();
-    // A router lands the raw records and dead letters; the table and the actions are the windows'.
+    // A router lands the raw records and dead letters; the table is the windows'.
     let table = if routing { None } else { table_spec(config, last_kind)? };
-    let actions = if routing {
-        None
-    } else {
-        action::ActionStage::new(&config.name, &config.actions, config.aggregate.is_some(), control.registry(), control.state_dir(), &stats)?
+    // Actions on records run where the records are read (the router); actions on windows where they close.
+    let only = match part {
+        Part::Whole => None,
+        Part::Router { .. } => Some(action::ActionInput::Records),
+        Part::Windows => Some(action::ActionInput::Windows),
     };
+    let actions = action::ActionStage::new(&config.name, &config.actions, config.aggregate.is_some(), only, control.registry(), control.state_dir(), &stats)?;
     let land_raw = config.land_raw && !matches!(part, Part::Windows);
     Ok(PipelineWorker {
         config: config.clone(),

@@ -396,7 +396,8 @@ impl PipelineWorker {
                     records: records.as_ref().filter(|_| actions.reads_records()).map(|r| (r.as_ref().as_ref(), out.origins.as_slice())),
                     windows: windows.as_ref().map(|w| (w.rows.as_ref(), w.origins.as_slice())),
                 };
-                let first_stage = last + u32::from(self.aggregate.is_some());
+                // Stages count as the config has them: the transforms, the aggregate, then the actions.
+                let first_stage = self.config.transforms.len() as u32 + u32::from(self.config.aggregate.is_some());
                 let dead = actions.run(&st.id, &rows, &from, &fetched.offsets, first_stage, &self.stopping)?;
                 land_action_letters(seg, store.as_ref(), &events, dead)?;
             }

@@ -48,6 +48,8 @@ pub struct ActionStage {
 
 struct Action {
     config: ActionConfig,
+    /// Its place among the pipeline's actions (its stage is the first action stage + this).
+    index: u32,
     input: ActionInput,
     compiled: Arc<CompiledTransform>,
     instance: TransformInstance,
@@ -83,6 +85,7 @@ impl ActionStage {
         pipeline: &str,
         configs: &[ActionConfig],
         aggregates: bool,
+        only: Option<ActionInput>,
         registry: &Registry,
         state_dir: &std::path::Path,
         stats: &PipelineStats,
@@ -91,7 +94,10 @@ impl ActionStage {
             return Ok(None);
         }
         let mut actions = Vec::new();
-        for c in configs {
+        for (index, c) in configs.iter().enumerate() {
+            if only.is_some_and(|o| o != c.input(aggregates)) {
+                continue;
+            }
             let (component, when) = c.component();
             let version = registry
                 .default_version(component)
@@ -107,6 +113,7 @@ impl ActionStage {
             let status = stats.action(&c.name);
             metrics().init_action(pipeline, &c.name);
             actions.push(Action {
+                index: index as u32,
                 input: c.input(aggregates),
                 instance: compiled.instance(),
                 compiled,
@@ -118,6 +125,9 @@ impl ActionStage {
                 checkpoints: Checkpoints::under(state_dir, "actions", &format!("{pipeline}/{}", c.name)),
                 config: c.clone(),
             });
+        }
+        if actions.is_empty() {
+            return Ok(None);
         }
         Ok(Some(ActionStage { pipeline: pipeline.to_owned(), actions }))
     }
@@ -168,8 +178,8 @@ impl ActionStage {
         stop: &Arc<AtomicBool>,
     ) -> anyhow::Result<Vec<DeadLetter>> {
         let mut dead = Vec::new();
-        for (i, a) in self.actions.iter_mut().enumerate() {
-            let stage = first_stage + i as u32;
+        for a in self.actions.iter_mut() {
+            let stage = first_stage + a.index;
             let input = match a.input {
                 ActionInput::Records => rows.records.as_ref(),
                 ActionInput::Windows => rows.windows.as_ref(),
