@@ -83,6 +83,8 @@ fn config(dir: &Path) -> Config {
         workers: std::env::var("BENCH_WORKERS").ok().map(|w| w.parse().expect("BENCH_WORKERS is a number")),
         auto_rollback: Default::default(),
         aggregate: None,
+        join: None,
+        watermark: Default::default(),
         actions: Vec::new(),
         output: output.then(|| OutputConfig { topic: OUTPUT_TOPIC.into(), to: None }),
     }];

@@ -44,6 +44,8 @@ time_field = "timestamp"
 group_by = ["country", "category"]
 window_ms = 60000
 allowed_lateness_ms = 5000
+
+[pipeline.watermark]
 close_idle_after_ms = 0
 "#,
         dir.join("data").display()

@@ -264,6 +264,8 @@ impl Config {
             workers: None,
             auto_rollback: Default::default(),
             aggregate: None,
+            join: None,
+            watermark: Default::default(),
             actions: Vec::new(),
             output: None,
         };

@@ -46,7 +46,7 @@ allowed_lateness_ms = {LATENESS_MS}
 fn repartitioned_config(dir: &Path, partitions: u32) -> std::path::PathBuf {
     let text =
         config_text(dir).replace("partitions = 1", &format!("partitions = {partitions}")).replace("name = \"posts\"", "name = \"posts\"\nland_raw = true")
-            + "partitions = 4\nidle_timeout_ms = 1000\nclose_idle_after_ms = 3000\n";
+            + "partitions = 4\n\n[pipeline.watermark]\nidle_timeout_ms = 1000\nclose_idle_after_ms = 3000\n";
     let path = dir.join("sluice.toml");
     std::fs::write(&path, text).expect("write config");
     path

@@ -41,6 +41,8 @@ fn fixture() -> Fixture {
         workers: None,
         auto_rollback: AutoRollbackConfig::default(),
         aggregate: None,
+        join: None,
+        watermark: Default::default(),
         actions: Vec::new(),
         output: None,
     };

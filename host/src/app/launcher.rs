@@ -65,43 +65,52 @@ impl Launcher {
         telemetry::metrics().init_pipeline(&p.name, &stages);
         let stats = Arc::new(PipelineStats::default());
         let mut workers = Vec::new();
-        // An aggregating pipeline: routers move keyed records into the repartition topic, windows workers read it.
-        let repartition = p.aggregate.as_ref().map(|a| a.partitions.unwrap_or(self.config.log.partitions));
+        // A keyed pipeline runs in parts linked by topics of the embedded log:
+        // routers → (join topic → join workers) → (repartition topic → windows workers).
+        let default_partitions = self.config.log.partitions;
+        let windows = p.aggregate.as_ref().map(|a| (pipeline::repartition::topic_name(&p.name), a.partitions.unwrap_or(default_partitions)));
+        let join = p.join.as_ref().map(|j| (pipeline::repartition::join_topic_name(&p.name), j.partitions.unwrap_or(default_partitions)));
+        let first_hop = join.clone().or_else(|| windows.clone());
         let mut sources: Vec<(pipeline::Part, Box<dyn Source>)> = Vec::new();
         for source in self.sources(p)? {
-            let part = match repartition {
-                Some(partitions) => pipeline::Part::Router { log: self.log.clone(), partitions },
+            let part = match &first_hop {
+                Some((_, partitions)) => pipeline::Part::Router { log: self.log.clone(), partitions: *partitions },
                 None => pipeline::Part::Whole,
             };
             sources.push((part, source));
         }
-        if let Some(partitions) = repartition {
-            let topic = pipeline::repartition::topic_name(&p.name);
-            self.log.ensure_topic(&topic, partitions).with_context(|| format!("pipeline `{}`: creating its repartition topic", p.name))?;
-            // Every input partition is waited for, held by this process or not. (On a
-            // thread of its own: the log's blocking append must not run on the async runtime.)
-            let inputs = self.input_partitions(p);
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    inputs.iter().try_for_each(|source| {
-                        let writer = pipeline::output::writer(&p.name, source);
-                        pipeline::repartition::announce(&self.log, &topic, &writer, pipeline::repartition::SourceState::Active)
-                    })
-                })
-                .join()
-                .map_err(|_| anyhow::anyhow!("announcing the input partitions panicked"))
-            })??;
+        if let Some((topic, partitions)) = &first_hop {
+            self.open_hop(p, topic, *partitions, self.input_partitions(p))?;
+        }
+        if let Some((topic, partitions)) = &join {
+            let reader = EmbeddedSource::new(self.log.clone(), p.name.clone(), vec![topic.clone()])?;
+            let n = pipeline::worker_count(p, reader.partition_count());
+            let into = windows.as_ref().map_or(default_partitions, |(_, n)| *n);
+            for w in 0..n {
+                sources.push((pipeline::Part::Join { log: self.log.clone(), partitions: into }, Box::new(reader.clone().assigned(w, n))));
+            }
+            if let Some((windows_topic, windows_partitions)) = &windows {
+                // The join workers are the windows' sources: one per join partition.
+                let joins = (0..*partitions).map(|k| crate::position::PartitionId { topic: Arc::from(topic.as_str()), partition: k }).collect();
+                self.open_hop(p, windows_topic, *windows_partitions, joins)?;
+            }
+        }
+        if let Some((topic, _)) = &windows {
             let reader = EmbeddedSource::new(self.log.clone(), p.name.clone(), vec![topic.clone()])?;
             let n = pipeline::worker_count(p, reader.partition_count());
             for w in 0..n {
                 sources.push((pipeline::Part::Windows, Box::new(reader.clone().assigned(w, n))));
             }
-            telemetry::metrics().repartition_records.with_label_values(&[&p.name, &topic]);
         }
         for (part, source) in sources {
-            let windows_or_whole = !matches!(part, pipeline::Part::Router { .. });
+            // The output topic gets the table's rows: the last part's.
+            let last = match &part {
+                pipeline::Part::Whole | pipeline::Part::Windows => true,
+                pipeline::Part::Join { .. } => p.aggregate.is_none(),
+                pipeline::Part::Router { .. } => false,
+            };
             let mut worker = pipeline::build(p, part, control.clone(), source, self.store.clone(), stats.clone())?;
-            if let Some(out) = p.output.as_ref().filter(|_| windows_or_whole) {
+            if let Some(out) = p.output.as_ref().filter(|_| last) {
                 worker = worker.with_output(self.output_topic(p, out).with_context(|| format!("pipeline `{}`", p.name))?);
                 // At zero from the start, so a rate over it is defined before the first roll.
                 telemetry::metrics().output_records.with_label_values(&[&p.name, &out.topic]);
@@ -125,6 +134,25 @@ impl Launcher {
             }
             _ => Box::new(EmbeddedOutput::new(self.log.clone(), &out.topic)?),
         })
+    }
+
+    /// Create a keyed pipeline's internal topic and announce every partition
+    /// that writes to it (held by this process or not), so the next part waits
+    /// for all of them. (On a thread of its own: the log's blocking append
+    /// must not run on the async runtime.)
+    fn open_hop(&self, p: &PipelineConfig, topic: &str, partitions: u32, writers: Vec<crate::position::PartitionId>) -> anyhow::Result<()> {
+        self.log.ensure_topic(topic, partitions).with_context(|| format!("pipeline `{}`: creating its topic `{topic}`", p.name))?;
+        telemetry::metrics().repartition_records.with_label_values(&[&p.name, topic]);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                writers.iter().try_for_each(|source| {
+                    let writer = pipeline::output::writer(&p.name, source);
+                    pipeline::repartition::announce(&self.log, topic, &writer, pipeline::repartition::SourceState::Active)
+                })
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("announcing the partitions writing to `{topic}` panicked"))
+        })?
     }
 
     /// Every partition of a pipeline's input that is known now (Kinesis shards
@@ -184,10 +212,10 @@ impl Launcher {
         let mut out = BTreeMap::new();
         for (name, handle) in self.list() {
             let mut snap = handle.stats.snapshot();
-            let repartition = pipeline::repartition::topic_name(&name);
+            let internal = [pipeline::repartition::topic_name(&name), pipeline::repartition::join_topic_name(&name)];
             let embedded = self.config.source_of(&handle.config) == SourceKind::Embedded;
             {
-                for p in snap.partitions.iter_mut().filter(|p| embedded || *p.topic == *repartition) {
+                for p in snap.partitions.iter_mut().filter(|p| embedded || internal.contains(&p.topic)) {
                     if let Some(end) = self.log.end_offset(&p.topic, p.partition) {
                         p.end = Some(end);
                         p.lag = Some(end.saturating_sub(p.committed));

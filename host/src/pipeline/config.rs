@@ -42,6 +42,14 @@ pub struct PipelineConfig {
     /// receives one row per group per window instead of the records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<super::aggregate::AggregateConfig>,
+    /// `[pipeline.join]`: join the records of the pipeline's topics by key
+    /// first; the transforms, then the table or the aggregate, get the joined rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<super::join::JoinConfig>,
+    /// `[pipeline.watermark]`: how a keyed pipeline's watermark moves when
+    /// inputs go quiet (aggregates and joins).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub watermark: super::repartition::WatermarkConfig,
     /// `[[pipeline.action]]`: detectors over the pipeline's records or window
     /// rows, and the webhooks their actions are delivered to (at least once).
     #[serde(default, rename = "action", skip_serializing_if = "Vec::is_empty")]
@@ -147,6 +155,10 @@ impl PipelineConfig {
         if self.table.is_some() && self.transforms.is_empty() && self.aggregate.is_none() {
             return Err(format!("pipeline `{n}`: a table needs at least one transform or an aggregate"));
         }
+        if let Some(j) = &self.join {
+            j.validate(&self.topics).map_err(|e| format!("pipeline `{n}`: {e}"))?;
+        }
+        self.watermark.validate().map_err(|e| format!("pipeline `{n}`: {e}"))?;
         if let Some(a) = &self.aggregate {
             if self.table.is_none() {
                 return Err(format!("pipeline `{n}`: an aggregate needs a `[pipeline.table]` for its window rows"));
@@ -193,4 +205,8 @@ impl PipelineConfig {
         }
         Ok(())
     }
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }

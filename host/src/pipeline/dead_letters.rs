@@ -94,7 +94,7 @@ pub fn replay(store: &dyn ObjectStore, spec: &SegmentSpec, control: &PipelineCon
                 failures: &out.failures,
                 rows: &out.output,
                 origins: &out.origins,
-                writer: (last as u32, chain.stages()[last].transform.as_ref()),
+                writer: Some((last as u32, chain.stages()[last].transform.as_ref())),
                 more_dead: Vec::new(),
             };
             let landed = land_batch(&mut seg, store, spec.table.as_ref(), DeadLetters::Return, &ReplayOf(d), processed)?;

@@ -148,6 +148,11 @@ impl PipelineEvents<'_> {
         metrics().repartition_records.with_label_values(&[self.pipeline, topic]).inc_by(records);
     }
 
+    /// A join emitted `rows`.
+    pub fn joined(&self, rows: u64) {
+        PipelineStats::add(&self.stats.joined_rows, rows);
+    }
+
     /// A version on probation was rolled back by itself.
     pub fn rolled_back(&self) {
         PipelineStats::add(&self.stats.rollbacks, 1);

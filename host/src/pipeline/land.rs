@@ -38,6 +38,17 @@ impl Provenance for FromSource<'_> {
     }
 }
 
+impl FromSource<'_> {
+    /// A dead letter for input record `index`, which the host's own step `what` refused at `stage`.
+    pub fn host_letter(&self, index: u32, stage: u32, what: &str, kind: &str, reason: &str) -> DeadLetter {
+        let offset = self.fetched.offsets[index as usize];
+        let record = self.fetched.batch.as_ref().get(index as usize);
+        let mut d = DeadLetter::by_host(self.pipeline, self.partition, offset, stage, what, kind, reason).with_record(&record);
+        d.set_value(record.value);
+        d
+    }
+}
+
 /// What the transforms made of one batch, ready to land.
 pub struct Processed<'a> {
     /// The chain that ran (it names the transform of a failing stage).
@@ -48,8 +59,8 @@ pub struct Processed<'a> {
     pub rows: &'a StageRows,
     pub origins: &'a [u32],
     /// The stage that wrote `rows` and its transform: a row the table refuses
-    /// is blamed on it.
-    pub writer: (u32, &'a CompiledTransform),
+    /// is blamed on it. `None` only where nothing lands in a table (a router).
+    pub writer: Option<(u32, &'a CompiledTransform)>,
     /// Dead letters of the batch found after the chain (the aggregate's late
     /// records), landed after the chain's own.
     pub more_dead: Vec<DeadLetter>,
@@ -96,9 +107,11 @@ pub fn land_batch(
     let mut rows = 0;
     let mut refused = Vec::new();
     if let Some(table) = table {
+        let Some((stage, writer)) = batch.writer else {
+            return Err(io::Error::other("table rows with no stage that wrote them (a pipeline part without transforms or aggregate has no table)"));
+        };
         let misfits = seg.write_table(store, table, batch.rows)?;
         rows = (batch.rows.len() - misfits.len()) as u64;
-        let (stage, writer) = batch.writer;
         if !misfits.is_empty() {
             let records = batch.rows.to_json();
             for (i, reason) in misfits {

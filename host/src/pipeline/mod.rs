@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod dead_letters;
 pub mod events;
+pub mod join;
 pub mod land;
 pub mod manager;
 pub mod output;
@@ -34,17 +35,35 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Which part of a pipeline a worker runs.
+/// Which part of a pipeline a worker runs. A keyed pipeline (an aggregate,
+/// a join) runs in parts linked by topics of the embedded log, each keyed so
+/// that the next part owns whole keys.
 pub enum Part {
-    /// Everything: a pipeline without an aggregate.
+    /// Everything: a pipeline without an aggregate or a join.
     Whole,
-    /// An aggregating pipeline's first part: the transforms, the raw landing,
-    /// and the move of each record into the repartition topic (`partitions`
-    /// partitions, in `log`), keyed by its group key.
+    /// A keyed pipeline's first part, reading its topics: the raw landing,
+    /// and the move of each record into the join topic (keyed by side and
+    /// join key) or, without a join, through the transforms into the
+    /// repartition topic (keyed by group key). `partitions`: of that topic.
     Router { log: Arc<crate::log::EmbeddedLog>, partitions: u32 },
-    /// An aggregating pipeline's second part, reading the repartition topic:
-    /// the windows, the table, the output topic, the actions.
+    /// A join's part, reading the join topic: the join, then the transforms
+    /// on the joined rows, then the table, or the repartition topic
+    /// (`partitions` partitions) when the pipeline aggregates too.
+    Join { log: Arc<crate::log::EmbeddedLog>, partitions: u32 },
+    /// An aggregating pipeline's last part, reading the repartition topic:
+    /// the windows, the table.
     Windows,
+}
+
+impl Part {
+    fn name(&self) -> &'static str {
+        match self {
+            Part::Whole => "whole",
+            Part::Router { .. } => "router",
+            Part::Join { .. } => "join",
+            Part::Windows => "windows",
+        }
+    }
 }
 
 /// Resolve a pipeline's config into a runnable worker. Workers of one
@@ -59,15 +78,37 @@ pub fn build(
 ) -> anyhow::Result<PipelineWorker> {
     let (generation, stages) = control.chain();
     let (mut transforms, mut aggregate) = aggregate::split_stages(stages, config.aggregate.is_some());
+    let (keyed, joins) = (config.aggregate.is_some() || config.join.is_some(), config.join.is_some());
     let mut repartition = None;
-    match (&part, &config.aggregate, &aggregate) {
-        (Part::Whole, None, _) => {}
-        (Part::Router { log, partitions }, Some(a), Some(compiled)) => {
-            repartition = Some(repartition::Repartition::new(log.clone(), &config.name, a, *partitions, compiled.clone())?);
+    let mut join = None;
+    let into_windows = |log: &Arc<crate::log::EmbeddedLog>, partitions: u32| -> anyhow::Result<Option<repartition::Repartition>> {
+        config
+            .aggregate
+            .as_ref()
+            .map(|a| {
+                repartition::Repartition::new(log.clone(), repartition::topic_name(&config.name), partitions, repartition::Keying::group(a), &config.watermark)
+            })
+            .transpose()
+    };
+    match (&part, &config.join) {
+        (Part::Whole, _) if !keyed => {}
+        (Part::Router { log, partitions }, Some(j)) => {
+            let topic = repartition::join_topic_name(&config.name);
+            repartition = Some(repartition::Repartition::new(log.clone(), topic, *partitions, repartition::Keying::join(j), &config.watermark)?);
+            transforms.clear();
             aggregate = None;
         }
-        (Part::Windows, Some(_), Some(_)) => transforms.clear(),
-        _ => anyhow::bail!("pipeline `{}`: a worker part that does not fit the pipeline (an aggregate needs a router and windows)", config.name),
+        (Part::Router { log, partitions }, None) if keyed => {
+            repartition = into_windows(log, *partitions)?;
+            aggregate = None;
+        }
+        (Part::Join { log, partitions }, Some(j)) => {
+            join = Some(join::JoinStage::new(&config.name, j, control.state_dir()));
+            repartition = into_windows(log, *partitions)?;
+            aggregate = None;
+        }
+        (Part::Windows, _) if config.aggregate.is_some() => transforms.clear(),
+        _ => anyhow::bail!("pipeline `{}`: a {} worker does not fit the pipeline's config", config.name, part.name()),
     }
     if let Some(t) = transforms.iter().find(|t| t.kind() != crate::runtime::ComponentKind::Transform) {
         anyhow::bail!(
@@ -84,17 +125,22 @@ pub fn build(
         Some(a) => Some(a.output_kind().to_owned()),
         None => transforms.last().map(|x| x.descriptor().output_kind.clone()),
     };
-    let routing = repartition.is_some();
-    // A router lands the raw records and dead letters; the table is the windows'.
-    let table = if routing { None } else { table_spec(config, last_kind)? };
-    // Actions on records run where the records are read (the router); actions on windows where they close.
-    let only = match part {
-        Part::Whole => None,
-        Part::Router { .. } => Some(action::ActionInput::Records),
-        Part::Windows => Some(action::ActionInput::Windows),
+    // Routers land the raw records and dead letters; the table is the last part's.
+    let table = if repartition.is_some() { None } else { table_spec(config, last_kind)? };
+    // Actions on records run where the records (or joined rows) are; actions on windows where they close.
+    let only = match (&part, joins) {
+        (Part::Whole, _) => Some(None),
+        (Part::Router { .. }, false) | (Part::Join { .. }, true) => Some(Some(action::ActionInput::Records)),
+        (Part::Windows, _) => Some(Some(action::ActionInput::Windows)),
+        _ => None,
     };
-    let actions = action::ActionStage::new(&config.name, &config.actions, config.aggregate.is_some(), only, control.registry(), control.state_dir(), &stats)?;
-    let land_raw = config.land_raw && !matches!(part, Part::Windows);
+    let actions = match only {
+        Some(only) => {
+            action::ActionStage::new(&config.name, &config.actions, config.aggregate.is_some(), only, control.registry(), control.state_dir(), &stats)?
+        }
+        None => None,
+    };
+    let land_raw = config.land_raw && matches!(part, Part::Whole | Part::Router { .. });
     Ok(PipelineWorker {
         config: config.clone(),
         spec: SegmentSpec { pipeline: config.name.clone(), land_raw, table },
@@ -109,6 +155,7 @@ pub fn build(
         stopping: Default::default(),
         output: None,
         repartition,
+        join,
         store,
         stats,
         control,

@@ -52,6 +52,7 @@ pub struct PipelineStats {
     pub rollbacks: AtomicU64,
     pub output_records: AtomicU64,
     pub repartitioned_records: AtomicU64,
+    pub joined_rows: AtomicU64,
     state: Mutex<Shared>,
     /// One entry per `[[pipeline.action]]`, shared by the workers.
     actions: Mutex<BTreeMap<String, Arc<ActionStats>>>,
@@ -184,6 +185,9 @@ pub struct StatsSnapshot {
     /// Records an aggregating pipeline moved into its repartition topic.
     #[serde(skip_serializing_if = "is_zero")]
     pub repartitioned_records: u64,
+    /// Rows a join emitted.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub joined_rows: u64,
     pub last_error: Option<String>,
     pub partitions: Vec<PartitionStatus>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -283,6 +287,7 @@ impl PipelineStats {
             rollbacks: get(&self.rollbacks),
             output_records: get(&self.output_records),
             repartitioned_records: get(&self.repartitioned_records),
+            joined_rows: get(&self.joined_rows),
             last_error,
             partitions,
             actions: self.actions.lock().map(|a| a.iter().map(|(name, s)| s.snapshot(name)).collect()).unwrap_or_default(),

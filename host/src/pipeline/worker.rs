@@ -16,6 +16,7 @@ use super::chain::{Chain, ChainOutput};
 use super::config::PipelineConfig;
 use super::control::PipelineControl;
 use super::events::PipelineEvents;
+use super::join::JoinStage;
 use super::land::{DeadLetters, FromSource, Processed, land_batch};
 use super::output::{self, OutputTopic, PendingOutput};
 use super::repartition::{Moving, Repartition, SourceState};
@@ -97,6 +98,8 @@ pub struct PipelineWorker {
     /// The router of an aggregating pipeline: records go on to the repartition
     /// topic, keyed by group key (the windows are folded by other workers).
     pub(crate) repartition: Option<Repartition>,
+    /// A join's part: joins the records of the join topic before the chain.
+    pub(crate) join: Option<JoinStage>,
 }
 
 /// How a version on probation has fared in this worker.
@@ -202,6 +205,9 @@ impl PipelineWorker {
         }
         if let Some(a) = &mut self.actions {
             a.resume(&id, cp.next_offset)?;
+        }
+        if let Some(j) = &mut self.join {
+            j.resume(&id, cp.next_offset)?;
         }
         if let Some(r) = &self.repartition {
             // Present from the start: the windows wait for this partition until it passes them or goes idle.
@@ -345,9 +351,20 @@ impl PipelineWorker {
             seg.write_raw(store.as_ref(), &fetched.batch.as_ref())?;
             events.raw_written(n);
         }
-        if !chain.is_empty() || self.aggregate.is_some() || self.repartition.is_some() {
+        if !chain.is_empty() || self.aggregate.is_some() || self.repartition.is_some() || self.join.is_some() {
             let shadow_stage = self.shadow.as_ref().filter(|_| !use_replay_chain).map(|(_, stage, _)| *stage);
-            let (out, captured) = chain.run_capturing(&fetched.batch, shadow_stage);
+            // A join's part: the joined rows are what the chain reads.
+            let mut late = Vec::new();
+            let joined = match &mut self.join {
+                Some(j) => Some(super::join::land::join(j, &st.id, &fetched, pipeline, &mut late)?),
+                None => None,
+            };
+            let (mut out, captured) = chain.run_capturing(joined.as_ref().map_or(&fetched.batch, |j| &j.rows), shadow_stage);
+            if let Some(j) = &joined {
+                events.joined(j.rows.len() as u64);
+                // Chain origins point at joined rows; the segment wants input records.
+                super::join::land::to_input(&mut out, &j.origins);
+            }
             if let (Some(seen), Some((generation, _, candidate))) = (captured, self.shadow.as_mut()) {
                 let mut part = super::shadow::ShadowReport::default();
                 super::shadow::compare(candidate, &seen, &mut part);
@@ -362,25 +379,23 @@ impl PipelineWorker {
                 self.aggregate.is_some() || self.repartition.is_some() || self.output.is_some() || self.actions.as_ref().is_some_and(|a| a.reads_records());
             let records = reads_records.then(|| out.output.to_json());
             // With an aggregate, the table gets window rows; their origin is the record that closed the window.
-            let mut late = Vec::new();
             let windows = match (&mut self.aggregate, &records) {
                 (Some(a), Some(records)) => Some(super::aggregate::land::fold(a, &st.id, &out, records.as_ref().as_ref(), &from, &mut late)?),
                 _ => None,
             };
             let last = chain.stages().len() as u32;
             if let (Some(r), Some(records)) = (&self.repartition, &records) {
-                // The records go on to the windows; those without an event time stop here.
-                r.route(&mut st.moving, &out, records.as_ref().as_ref(), &from, last, &mut late);
+                // The records go on (to the join or the windows); those that cannot be keyed stop here.
+                let what = if self.join.is_none() && self.config.join.is_some() { "join" } else { "aggregate" };
+                for (origin, kind, reason) in r.route(&mut st.moving, &st.id.topic, records.as_ref().as_ref(), &out.origins, fetched.batch.as_ref()) {
+                    late.push(from.host_letter(origin, last, what, kind, &reason));
+                }
             }
             let window_rows = windows.as_ref().map(|w| StageRows::Json(w.rows.clone()));
             let (rows, origins, writer) = match (&windows, &window_rows, &self.aggregate) {
-                (Some(w), Some(rows), Some(a)) => (rows, w.origins.as_slice(), (last, a.compiled().as_ref())),
-                // A router lands no table: the rows are only the refused ones' context.
-                _ if self.repartition.is_some() => {
-                    (&out.output, out.origins.as_slice(), (last, self.repartition.as_ref().map(|r| r.aggregate.as_ref()).expect("a router")))
-                }
-                // The last stage wrote output the table cannot hold.
-                _ => (&out.output, out.origins.as_slice(), (last - 1, chain.stages()[last as usize - 1].transform.as_ref())),
+                (Some(w), Some(rows), Some(a)) => (rows, w.origins.as_slice(), Some((last, a.compiled().as_ref()))),
+                // The last stage wrote output the table cannot hold (a router lands no table).
+                _ => (&out.output, out.origins.as_slice(), chain.stages().last().map(|s| (last - 1, s.transform.as_ref()))),
             };
             let processed = Processed { chain, failures: &out.failures, rows, origins, writer, more_dead: late };
             let landed = land_batch(seg, store.as_ref(), self.spec.table.as_ref(), DeadLetters::Segment(pipeline), &from, processed)?;
@@ -422,14 +437,20 @@ impl PipelineWorker {
         seg.input_bytes += fetched.batch.byte_size() as u64;
         st.next = fetched.next_offset;
         let bytes = fetched.batch.values.len() as u64;
-        match &self.aggregate {
-            Some(a) => {
+        match (&self.aggregate, &mut self.join) {
+            (Some(a), _) => {
                 self.events().repartition_read(&st.id, n, bytes);
                 if let Some(w) = a.status(&st.id) {
                     self.stats.set_windows(&st.id, w);
                 }
             }
-            None => self.events().batch_read(&st.id, n, bytes),
+            (None, Some(j)) => {
+                if let Some(w) = j.status(&st.id) {
+                    self.stats.set_windows(&st.id, w);
+                }
+                self.events().repartition_read(&st.id, n, bytes);
+            }
+            (None, None) => self.events().batch_read(&st.id, n, bytes),
         }
         Ok(())
     }
@@ -513,6 +534,9 @@ impl PipelineWorker {
         if let Some(a) = &self.actions {
             a.checkpoint(&st.id, intent.end)?;
         }
+        if let Some(j) = &self.join {
+            j.checkpoint(&st.id, intent.end)?;
+        }
         if let Some(r) = &self.repartition
             && !st.moving.is_empty()
         {
@@ -536,6 +560,9 @@ impl PipelineWorker {
         }
         if let Some(a) = &self.actions {
             a.committed(&st.id, intent.end);
+        }
+        if let Some(j) = &self.join {
+            j.committed(&st.id, intent.end);
         }
         self.events().rolled(&st.id, intent.end, &summary, started.elapsed());
         tracing::debug!(partition = %st.id, start = intent.start, end = intent.end, objects = summary.objects.len(), bytes = summary.bytes,
@@ -567,6 +594,11 @@ impl PipelineWorker {
             {
                 tracing::error!(partition = %st.id, error = %format!("{e:#}"), "could not reload the actions' previous window rows");
             }
+            if let Some(j) = &mut self.join
+                && let Err(e) = j.resume(&st.id, start)
+            {
+                tracing::error!(partition = %st.id, error = %format!("{e:#}"), "could not reload the join state");
+            }
         }
         std::thread::sleep(ERROR_BACKOFF);
     }
@@ -584,12 +616,9 @@ impl PipelineWorker {
         }
         let (generation, stages) = self.control.chain();
         let (mut transforms, aggregate) = super::aggregate::split_stages(stages, self.config.aggregate.is_some());
-        if self.aggregate.is_some() {
-            // The windows fold what the router already transformed.
+        if self.aggregate.is_some() || (self.config.join.is_some() && self.join.is_none()) {
+            // The windows fold what was already transformed; a join's router moves its input untransformed.
             transforms.clear();
-        }
-        if let (Some(r), Some(next)) = (&mut self.repartition, &aggregate) {
-            r.aggregate = next.clone();
         }
         if let (Some(stage), Some(next)) = (&mut self.aggregate, aggregate)
             && stage.compiled().content_hash() != next.content_hash()

@@ -135,6 +135,8 @@ fn run(script: Arc<Mutex<Script>>, dir: &std::path::Path) -> BTreeMap<u64, usize
         workers: None,
         auto_rollback: AutoRollbackConfig::default(),
         aggregate: None,
+        join: None,
+        watermark: Default::default(),
         actions: Vec::new(),
         output: None,
     };

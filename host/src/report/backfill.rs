@@ -181,7 +181,7 @@ pub fn run(
                 failures: &out.failures,
                 rows: &out.output,
                 origins: &out.origins,
-                writer: (last, chain.stages()[last as usize].transform.as_ref()),
+                writer: Some((last, chain.stages()[last as usize].transform.as_ref())),
                 more_dead: Vec::new(),
             };
             let from = FromRaw { pipeline: &config.name, partition: &raw.partition, first_offset: offset };

@@ -82,6 +82,27 @@ impl DeadLetter {
         }
     }
 
+    /// A record at `offset` of `partition` that the host's own step `what`
+    /// (stage `stage` of `pipeline`: a join, keying for an aggregate) could not take.
+    pub fn by_host(pipeline: &str, partition: &PartitionId, offset: u64, stage: u32, what: &str, kind: &str, reason: &str) -> Self {
+        DeadLetter {
+            pipeline: pipeline.to_owned(),
+            topic: partition.topic.to_string(),
+            partition: partition.partition,
+            offset,
+            stage,
+            transform: what.to_owned(),
+            version: String::new(),
+            content_hash: String::new(),
+            kind: kind.to_owned(),
+            reason: reason.to_owned(),
+            timestamp: 0,
+            key: None,
+            value: None,
+            value_base64: None,
+        }
+    }
+
     /// Take the timestamp and (UTF-8) key of the record it stands for.
     pub fn with_record(mut self, record: &sluice_guest::Record<'_>) -> Self {
         self.timestamp = record.timestamp;

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub aggregate_over_budget: IntCounterVec,
     pub aggregate_watermark: GaugeVec,
     pub aggregate_idle_sources: IntGaugeVec,
+    pub join_matched: IntCounterVec,
+    pub join_expired: IntCounterVec,
+    pub join_duplicates: IntCounterVec,
+    pub join_waiting: IntGaugeVec,
     // Actions.
     pub action_detected: IntCounterVec,
     pub action_sent: IntCounterVec,
@@ -192,6 +196,20 @@ impl Metrics {
                 "Batches refused because the open windows' state passed aggregate.max_state_bytes",
                 &["pipeline"],
             ),
+            join_matched: counter(&r, "sluice_join_matched_total", "Joined rows a pipeline's join emitted (every side of a key came)", &["pipeline"]),
+            join_expired: counter(
+                &r,
+                "sluice_join_expired_total",
+                "Keys whose partners did not come within join.within_ms (left rows emitted, or dead letters)",
+                &["pipeline"],
+            ),
+            join_duplicates: counter(
+                &r,
+                "sluice_join_duplicates_total",
+                "Resent records a join ignored (their key was joined or already waiting)",
+                &["pipeline"],
+            ),
+            join_waiting: gauge(&r, "sluice_join_waiting_keys", "Keys waiting for their partners, per join partition", &["pipeline", "topic", "partition"]),
             aggregate_idle_sources: gauge(
                 &r,
                 "sluice_aggregate_idle_sources",

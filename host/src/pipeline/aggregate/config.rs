@@ -46,17 +46,6 @@ pub struct AggregateConfig {
     /// never lowered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<u32>,
-    /// An input partition that sent no record for this long stops holding the
-    /// watermark back (the watermark is the least event time reached over the
-    /// input partitions that are not idle).
-    #[serde(default = "default_idle_timeout_ms")]
-    pub idle_timeout_ms: u64,
-    /// When every input partition has been idle this long, every open window
-    /// is closed and emitted, so the last windows of a quiet stream land
-    /// within this bound; a record for one of them afterwards is late. 0:
-    /// windows close on event time only.
-    #[serde(default = "default_close_idle_after_ms")]
-    pub close_idle_after_ms: u64,
 }
 
 /// What to do with a record whose window has already been emitted.
@@ -72,14 +61,6 @@ pub enum LatePolicy {
 
 fn default_max_state_bytes() -> u64 {
     64 << 20
-}
-
-fn default_idle_timeout_ms() -> u64 {
-    10_000
-}
-
-fn default_close_idle_after_ms() -> u64 {
-    30_000
 }
 
 /// Up to this many panes (window / slide) make one window.
@@ -123,15 +104,6 @@ impl AggregateConfig {
         if self.partitions.is_some_and(|n| !(1..=1024).contains(&n)) {
             return Err("aggregate.partitions must be between 1 and 1024".into());
         }
-        if self.idle_timeout_ms == 0 {
-            return Err("aggregate.idle_timeout_ms must be above zero".into());
-        }
-        if self.close_idle_after_ms > 0 && self.close_idle_after_ms < self.idle_timeout_ms {
-            return Err(format!(
-                "aggregate.close_idle_after_ms ({}) must be at least aggregate.idle_timeout_ms ({}), or 0 to close on event time only",
-                self.close_idle_after_ms, self.idle_timeout_ms
-            ));
-        }
         if self.update_for_ms.is_some() && self.late != LatePolicy::Update {
             return Err("aggregate.update_for_ms only applies with late = \"update\"".into());
         }
@@ -163,7 +135,6 @@ mod tests {
             ("window_ms = 60000\nlate = \"drop\"\n", "unknown variant `drop`"),
             ("window_ms = 60000\nwindow = 5\n", "unknown field `window`"),
             ("window_ms = 60000\npartitions = 0\n", "between 1 and 1024"),
-            ("window_ms = 60000\nidle_timeout_ms = 5000\nclose_idle_after_ms = 1000\n", "at least aggregate.idle_timeout_ms"),
         ] {
             let err = config(&format!("{base}{extra}")).expect_err(extra);
             assert!(err.contains(msg), "{extra}: {err}");

@@ -32,8 +32,6 @@ fn config(window_ms: u64, slide_ms: Option<u64>, lateness: u64, late: LatePolicy
         update_for_ms: None,
         max_state_bytes: 64 << 20,
         partitions: None,
-        idle_timeout_ms: 10_000,
-        close_idle_after_ms: 30_000,
     }
 }
 

@@ -26,14 +26,15 @@
 //! log, a windows worker replaying its partition sees the same sequence and
 //! emits the same rows.
 
+pub mod config;
+
+pub use config::WatermarkConfig;
+
 use super::aggregate::AggregateConfig;
 use super::aggregate::window::WindowRules;
-use super::chain::ChainOutput;
-use super::land::Provenance;
+use super::join::JoinConfig;
 use crate::log::EmbeddedLog;
 use crate::partitioner::kafka_partition;
-use crate::runtime::CompiledTransform;
-use crate::sink::DeadLetter;
 use serde::{Deserialize, Serialize};
 use sluice_guest::{BatchBuf, BatchRef};
 use std::collections::BTreeMap;
@@ -43,10 +44,57 @@ use std::time::Duration;
 /// The key of a watermark marker. Group keys are JSON objects, so no record key starts with `!`.
 pub const MARKER_KEY: &[u8] = b"!sluice.watermark";
 
-/// The repartition topic of pipeline `pipeline` in the embedded log.
+/// The repartition topic of pipeline `pipeline` in the embedded log (keyed by group key, read by the windows).
 pub fn topic_name(pipeline: &str) -> String {
     format!("{pipeline}-repartition")
 }
+
+/// The join topic of pipeline `pipeline` (keyed by side and join key, read by the join).
+pub fn join_topic_name(pipeline: &str) -> String {
+    format!("{pipeline}-join")
+}
+
+/// How records are keyed on their way into a topic.
+pub enum Keying {
+    /// By the aggregate's group key; the timestamp is the event time.
+    Group(WindowRules),
+    /// By the join key of the record's topic; the timestamp is the record's log timestamp.
+    Join { sides: Vec<(String, String)> },
+}
+
+impl Keying {
+    pub fn group(config: &AggregateConfig) -> Self {
+        Keying::Group(WindowRules::new(config))
+    }
+
+    pub fn join(config: &JoinConfig) -> Self {
+        Keying::Join { sides: config.inputs.iter().map(|i| (i.topic.clone(), i.key.clone())).collect() }
+    }
+
+    /// `(time, stored key, partition key)` of a record of `topic`, or why it has none.
+    fn key(&self, topic: &str, value: &[u8], log_time: i64) -> Result<(i64, Vec<u8>, Vec<u8>), (&'static str, String)> {
+        match self {
+            Keying::Group(rules) => rules.time_and_key(value).map(|(t, key)| (t, key.clone(), key)).map_err(|r| ("no_event_time", r)),
+            Keying::Join { sides } => {
+                let Some(side) = sides.iter().position(|(t, _)| t == topic) else {
+                    return Err(("no_join_key", format!("topic `{topic}` is not one of the join's inputs")));
+                };
+                let field = &sides[side].1;
+                let v: serde_json::Value = serde_json::from_slice(value).map_err(|e| ("no_join_key", format!("record is not JSON: {e}")))?;
+                match v.get(field) {
+                    None | Some(serde_json::Value::Null) => Err(("no_join_key", format!("no join key: field `{field}` is missing or null"))),
+                    Some(k) => {
+                        let k = k.to_string();
+                        Ok((log_time, super::join::state::join_key(side, &k).into_bytes(), k.into_bytes()))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A record the router could not key: `(its index in the batch, kind, reason)`.
+pub type Unkeyed = (u32, &'static str, String);
 
 /// What one source partition says about its progress in event time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,27 +152,23 @@ pub struct Repartition {
     log: Arc<EmbeddedLog>,
     topic: String,
     partitions: u32,
-    rules: WindowRules,
+    keying: Keying,
     pub idle_timeout: Duration,
     /// `None`: windows close on event time only.
     pub close_after: Option<Duration>,
-    /// The aggregate the records are keyed for: a record without an event time is its refusal.
-    pub(crate) aggregate: Arc<CompiledTransform>,
 }
 
 impl Repartition {
-    /// The hop of `pipeline` into its repartition topic (created with `partitions` partitions if absent).
-    pub fn new(log: Arc<EmbeddedLog>, pipeline: &str, config: &AggregateConfig, partitions: u32, aggregate: Arc<CompiledTransform>) -> anyhow::Result<Self> {
-        let topic = topic_name(pipeline);
-        let info = log.ensure_topic(&topic, partitions).map_err(|e| anyhow::anyhow!("pipeline `{pipeline}`: the repartition topic: {e:#}"))?;
+    /// The hop into `topic` (created with `partitions` partitions if absent).
+    pub fn new(log: Arc<EmbeddedLog>, topic: String, partitions: u32, keying: Keying, watermark: &WatermarkConfig) -> anyhow::Result<Self> {
+        let info = log.ensure_topic(&topic, partitions).map_err(|e| anyhow::anyhow!("the topic `{topic}`: {e:#}"))?;
         Ok(Repartition {
             log,
             topic,
             partitions: info.partitions,
-            rules: WindowRules::new(config),
-            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
-            close_after: (config.close_idle_after_ms > 0).then(|| Duration::from_millis(config.close_idle_after_ms)),
-            aggregate,
+            keying,
+            idle_timeout: Duration::from_millis(watermark.idle_timeout_ms),
+            close_after: (watermark.close_idle_after_ms > 0).then(|| Duration::from_millis(watermark.close_idle_after_ms)),
         })
     }
 
@@ -132,26 +176,25 @@ impl Repartition {
         &self.topic
     }
 
-    /// Key the chain's output (`records`, as JSON) by group key and hold it in
-    /// `moving`. A record with no usable event time goes to `dead` (kind
-    /// `no_event_time`, refused at `stage`, the aggregate's place); it could never be put in a window.
-    pub fn route(&self, moving: &mut Moving, chain_out: &ChainOutput, records: BatchRef<'_>, from: &dyn Provenance, stage: u32, dead: &mut Vec<DeadLetter>) {
+    /// Key `records` (the chain's output, as JSON, read from `topic`; record
+    /// `i` came from input record `origins[i]` of `input`) and hold them in
+    /// `moving`. Returns the records that cannot be keyed (no event time, no
+    /// join key), by input index: they could never be put in a window or a join.
+    pub fn route(&self, moving: &mut Moving, topic: &str, records: BatchRef<'_>, origins: &[u32], input: BatchRef<'_>) -> Vec<Unkeyed> {
+        let mut unkeyed = Vec::new();
         for (i, rec) in records.iter().enumerate() {
-            match self.rules.time_and_key(rec.value) {
-                Ok((t, key)) => {
-                    let p = kafka_partition(&key, self.partitions);
+            let origin = origins[i];
+            match self.keying.key(topic, rec.value, input.get(origin as usize).timestamp) {
+                Ok((t, key, partition_key)) => {
+                    let p = kafka_partition(&partition_key, self.partitions);
                     moving.parts.entry(p).or_default().push(rec.value, &key, t);
                     moving.max_event_ms = Some(moving.max_event_ms.map_or(t, |m| m.max(t)));
                     moving.bytes += rec.value.len() + key.len() + 16;
                 }
-                Err(reason) => {
-                    let origin = chain_out.origins[i];
-                    let mut d = from.letter(origin, stage, &self.aggregate, "no_event_time", &reason);
-                    d.set_value(rec.value);
-                    dead.push(d);
-                }
+                Err((kind, reason)) => unkeyed.push((origin, kind, reason)),
             }
         }
+        unkeyed
     }
 
     /// Append what `source` moved, with a marker to every partition, as

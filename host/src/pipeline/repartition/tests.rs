@@ -5,8 +5,7 @@ use crate::pipeline::aggregate::window::{SourceClock, WindowState};
 fn hop(log: &Arc<EmbeddedLog>, partitions: u32) -> Repartition {
     let config: AggregateConfig =
         toml::from_str("name = \"count-posts\"\ntime_field = \"timestamp\"\ngroup_by = [\"country\"]\nwindow_ms = 60000\n").expect("config");
-    let rt = crate::runtime::Runtime::new(crate::runtime::SandboxLimits::default(), None).expect("runtime");
-    Repartition::new(log.clone(), "posts", &config, partitions, rt.load_builtin("count-posts").expect("builtin")).expect("hop")
+    Repartition::new(log.clone(), topic_name("posts"), partitions, Keying::group(&config), &WatermarkConfig::default()).expect("hop")
 }
 
 fn keyed(rows: &[(&str, i64)]) -> Moving {
