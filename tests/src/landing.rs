@@ -55,13 +55,16 @@ pub fn parquet_batches(dir: &Path) -> Vec<RecordBatch> {
 
 /// One string or integer column of the batches, as JSON values (null for nulls).
 pub fn column(batches: &[RecordBatch], name: &str) -> Vec<Value> {
-    use arrow_array::{Array, Int64Array, StringArray};
+    use arrow_array::{Array, Int64Array, StringArray, StringViewArray};
     let mut out = Vec::new();
     for b in batches {
         let col = b.column(b.schema().index_of(name).expect("column exists"));
         if let Some(a) = col.as_any().downcast_ref::<Int64Array>() {
             out.extend((0..a.len()).map(|i| if a.is_null(i) { Value::Null } else { a.value(i).into() }));
         } else if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
+            out.extend((0..a.len()).map(|i| if a.is_null(i) { Value::Null } else { a.value(i).into() }));
+        } else if let Some(a) = col.as_any().downcast_ref::<StringViewArray>() {
+            // DataFusion's query results.
             out.extend((0..a.len()).map(|i| if a.is_null(i) { Value::Null } else { a.value(i).into() }));
         } else {
             panic!("column {name} is {}", col.data_type());

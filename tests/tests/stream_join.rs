@@ -1,0 +1,136 @@
+//! The seed's streaming reports from the real topics: emulator traffic (with
+//! resent rows) posted to the pin, geo and user topics, cleaned by the demo's
+//! three pipelines into output topics, joined by `ind` (pin ⋈ geo ⋈ user) and
+//! counted per country and category in windows by `count-posts`, in one
+//! pipeline. The join emits one row per row id present on all three topics;
+//! the windowed counts add up to report 1's counts over the same landed tables.
+
+use serde_json::Value;
+use sluice::app::RunningApp;
+use sluice::config::Config;
+use sluice::emulate::post::{Api, PostPlan, post};
+use sluice::pipeline::PipelineConfig;
+use sluice::pipeline::output::OutputConfig;
+use sluice::report::Landing;
+use sluice_tests::{column, json_lines, parquet_batches};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The docs' example (docs/aggregation.md, "The seed's streaming reports"), with short quiet times.
+const POSTS: &str = r#"
+name = "posts"
+topics = ["demo.pin-clean", "demo.geo-clean", "demo.user-clean"]
+table = { name = "posts_by_country", formats = ["jsonl"] }
+roll = { max_records = 300, max_age_ms = 300 }
+
+[join]
+inputs = [
+  { topic = "demo.pin-clean", key = "ind", name = "pin" },
+  { topic = "demo.geo-clean", key = "ind", name = "geo" },
+  { topic = "demo.user-clean", key = "ind", name = "user" },
+]
+within_ms = 60000
+
+[aggregate]
+name = "count-posts"
+time_field = "timestamp"
+group_by = ["country", "category"]
+window_ms = 31536000000           # 365 days
+allowed_lateness_ms = 630720000000  # the emulator's rows are years apart: nothing is late
+
+[watermark]
+idle_timeout_ms = 1000
+close_idle_after_ms = 3000
+"#;
+
+fn config(data: &Path) -> Config {
+    let mut config = Config::demo(data.to_path_buf(), "demo");
+    config.jobs.schedule.clear();
+    for p in &mut config.pipelines {
+        let topic = format!("demo.{}-clean", p.name);
+        config.log.topics.push(topic.clone());
+        p.output = Some(OutputConfig { topic, to: None });
+        p.roll.max_records = 300;
+        p.roll.max_age_ms = 300;
+    }
+    config.pipelines.push(toml::from_str::<PipelineConfig>(POSTS).expect("the posts pipeline"));
+    config.validate().expect("valid config");
+    config
+}
+
+/// Distinct `ind` of a landed cleaned table.
+fn ids(landing: &Path, table: &str) -> BTreeSet<i64> {
+    column(&parquet_batches(&landing.join("tables").join(table)), "ind").iter().filter_map(Value::as_i64).collect()
+}
+
+/// `(country, category) → posts` summed over every landed window.
+fn windowed(landing: &Path) -> BTreeMap<(String, String), i64> {
+    let mut out = BTreeMap::new();
+    for r in json_lines(&landing.join("tables/posts_by_country")) {
+        let (Some(country), Some(category)) = (r["country"].as_str(), r["category"].as_str()) else { continue };
+        *out.entry((country.to_owned(), category.to_owned())).or_default() += r["post_count"].as_i64().expect("post_count");
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_geo_user_joined_from_emulator_traffic_then_counted_matches_report_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&dir.path().join("data"));
+    let landing = config.landing_dir();
+    let app = RunningApp::start(&config).await.expect("start");
+    let base = format!("http://{}", app.addr);
+    let plan = PostPlan { seed: 11, concurrency: 2, ..PostPlan::new(&base, Api::Rest, "demo", 1_500) };
+    let posted = post(&plan).await.expect("posted");
+    assert_eq!(posted.failed_requests, 0);
+    // The same seed again: the first 500 rows resent whole, as a retrying producer does.
+    let resent = post(&PostPlan { rows: 500, ..plan.clone() }).await.expect("resent");
+    assert_eq!(resent.failed_requests, 0);
+    assert!(app.wait_caught_up(Duration::from_secs(90)).await, "every pipeline caught up");
+
+    let on_all: BTreeSet<i64> = {
+        let (pins, geos, users) = (ids(&landing, "pin"), ids(&landing, "geo"), ids(&landing, "user"));
+        assert!(!pins.is_subset(&geos) || pins.len() > 100, "the emulator sent rows");
+        pins.intersection(&geos).copied().filter(|i| users.contains(i)).collect()
+    };
+    assert!(on_all.len() > 500, "{} row ids on all three topics", on_all.len());
+
+    // The windows close once the inputs have been quiet for 3 s.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut joined = 0;
+    while Instant::now() < deadline {
+        joined = app.snapshot().get("posts").map_or(0, |s| s.joined_rows);
+        if joined as usize >= on_all.len() && windowed(&landing).values().sum::<i64>() > 0 && app.wait_caught_up(Duration::from_secs(1)).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = app.snapshot().remove("posts").expect("posts status");
+    assert_eq!(status.joined_rows as usize, on_all.len(), "one joined row per row id on all three topics (resends ignored); was {joined}");
+    let metrics = reqwest::get(format!("{base}/metrics")).await.expect("metrics").text().await.expect("text");
+    let duplicates: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("sluice_join_duplicates_total{pipeline=\"posts\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .expect("the join's duplicates metric");
+    assert!(duplicates >= 1_500.0, "the resent rows' records were ignored by the join: {duplicates}");
+    let windows = windowed(&landing);
+
+    // Report 1 over the same landed tables: the top category per country and its count.
+    let report = sluice::report::definitions::all().into_iter().find(|d| d.name == "popular_category_by_country").expect("report 1");
+    let (_, batches) = sluice::report::query(&Landing::Dir(landing.clone()), &report.sql).await.expect("report 1 runs");
+    let (countries, categories, counts) = (column(&batches, "country"), column(&batches, "category"), column(&batches, "category_count"));
+    assert!(countries.len() > 10, "report 1 has a row per country");
+    for ((country, category), count) in countries.iter().zip(&categories).zip(&counts) {
+        let (country, category) = (country.as_str().expect("country"), category.as_str().expect("category"));
+        let streamed = windows.get(&(country.to_owned(), category.to_owned())).copied().unwrap_or(0);
+        assert_eq!(Some(streamed), count.as_i64(), "{country} / {category}: windowed count vs report 1");
+        let top = windows.iter().filter(|((c, _), _)| c == country).map(|((_, k), n)| (*n, std::cmp::Reverse(k.clone()))).max().expect("a window");
+        assert_eq!((top.0, top.1.0.as_str()), (streamed, category), "{country}: the same top category");
+    }
+    let dead = json_lines(&landing.join("dead-letters/posts"));
+    assert!(dead.iter().all(|d| d["kind"] != "late"), "nothing was late: {:?}", dead.first());
+    app.shutdown().await.expect("clean shutdown");
+}
