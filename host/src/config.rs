@@ -224,6 +224,13 @@ impl Config {
                     ));
                 }
             }
+            let internal = [
+                p.aggregate.as_ref().map(|_| crate::pipeline::repartition::topic_name(&p.name)),
+                p.join.as_ref().map(|_| crate::pipeline::repartition::join_topic_name(&p.name)),
+            ];
+            if let Some(t) = internal.iter().flatten().find(|t| topics.contains(t.as_str())) {
+                return Err(format!("log.topics has `{t}`, the internal topic sluice keeps for pipeline `{}`; rename one of them", p.name));
+            }
             for t in &p.topics {
                 if source == SourceKind::Embedded && !topics.contains(t.as_str()) {
                     return Err(format!("pipeline `{}` reads topic `{t}`, which is not in log.topics", p.name));

@@ -27,9 +27,13 @@ fn start_sluice(dir: &Path) -> Server {
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\n[log]\ntopics = [\"o.pin\", \"o.pin-clean\"]\n[[pipeline]]\nname = \"pin\"\ntopics = [\"o.pin\"]\ntransforms = [\"clean-pin\"]\nland_raw = true\ntable = {{ name = \"pin\" }}\noutput = {{ topic = \"o.pin-clean\" }}\nroll = {{ max_age_ms = 200 }}\n\
+            "data_dir = \"{}\"\n[log]\ntopics = [\"o.pin\", \"o.pin-clean\", \"o.geo\"]\n[[pipeline]]\nname = \"pin\"\ntopics = [\"o.pin\"]\ntransforms = [\"clean-pin\"]\nland_raw = true\ntable = {{ name = \"pin\" }}\noutput = {{ topic = \"o.pin-clean\" }}\nroll = {{ max_age_ms = 200 }}\n\
              [[pipeline.action]]\nname = \"vehicles\"\ndetector = \"match\"\nwhen = {{ field = \"category\", any_of = [\"vehicles\"] }}\n\
-             webhook = {{ url = \"http://127.0.0.1:9/never-called\" }}\n",
+             webhook = {{ url = \"http://127.0.0.1:9/never-called\" }}\n\
+             [[pipeline]]\nname = \"posts\"\ntopics = [\"o.pin-clean\", \"o.geo\"]\ntable = {{ name = \"posts\" }}\nroll = {{ max_age_ms = 200 }}\n\
+             [pipeline.join]\ninputs = [{{ topic = \"o.pin-clean\", key = \"ind\" }}, {{ topic = \"o.geo\", key = \"ind\" }}]\n\
+             [pipeline.aggregate]\nname = \"count-posts\"\ntime_field = \"timestamp\"\ngroup_by = [\"country\", \"category\"]\nwindow_ms = 60000\n\
+             [pipeline.watermark]\nidle_timeout_ms = 300\nclose_idle_after_ms = 600\n",
             dir.join("data").display()
         ),
     )
@@ -164,9 +168,13 @@ fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     let sluice = start_sluice(dir.path());
     // One clean record, one a guest counts (an unparseable follower count), one refused.
     post(&sluice, vec![json!({"index": 1}), json!({"index": 2, "follower_count": "lots"}), json!([3])]);
+    // A geo record for the first pin: joined, counted in a window, and the watermark moves.
+    let geo = json!({"records": [{"value": {"ind": 1, "country": "Peru", "timestamp": "2020-08-28T03:52:47"}}]});
+    let http = reqwest::blocking::Client::new();
+    let sent = http.post(format!("{}/topics/o.geo", sluice.base_url)).header("content-type", "application/vnd.kafka.json.v2+json").body(geo.to_string()).send();
+    assert!(sent.expect("ingest").status().is_success());
     sluice.wait_caught_up(Duration::from_secs(60)).expect("caught up");
     // A reader of the output topic over HTTP, so the consumer metrics have series too.
-    let http = reqwest::blocking::Client::new();
     let created = http
         .post(format!("{}/consumers/obs", sluice.base_url))
         .json(&json!({"name": "r", "format": "json", "auto.offset.reset": "earliest"}))
@@ -178,7 +186,17 @@ fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     let read: Vec<Value> =
         http.get(format!("{base}/records?timeout=2000")).header("accept", "application/vnd.kafka.json.v2+json").send().expect("read").json().expect("records");
     assert!(!read.is_empty(), "the clean record is in the output topic");
-    let scrape = reqwest::blocking::get(format!("{}/metrics", sluice.base_url)).expect("scrape").text().expect("text");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut scrape = String::new();
+    while std::time::Instant::now() < deadline {
+        scrape = reqwest::blocking::get(format!("{}/metrics", sluice.base_url)).expect("scrape").text().expect("text");
+        if scrape.contains("sluice_aggregate_watermark_seconds{") && scrape.contains("sluice_join_matched_total{pipeline=\"posts\"} 1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let keyed: Vec<&str> = scrape.lines().filter(|l| l.contains("posts") && !l.starts_with('#')).collect();
+    assert!(scrape.contains("sluice_aggregate_watermark_seconds{"), "the join matched and the window's watermark moved: {keyed:#?}");
     let exported: BTreeSet<String> = scrape.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).map(str::to_owned).collect();
 
     let dashboard: Value =

@@ -83,6 +83,11 @@ impl Launcher {
             self.open_hop(p, topic, *partitions, self.input_partitions(p))?;
         }
         if let Some((topic, partitions)) = &join {
+            // At zero from the start, so rates over them are defined before the first match.
+            let m = telemetry::metrics();
+            for c in [&m.join_matched, &m.join_expired, &m.join_duplicates] {
+                c.with_label_values(&[&p.name]);
+            }
             let reader = EmbeddedSource::new(self.log.clone(), p.name.clone(), vec![topic.clone()])?;
             let n = pipeline::worker_count(p, reader.partition_count());
             let into = windows.as_ref().map_or(default_partitions, |(_, n)| *n);

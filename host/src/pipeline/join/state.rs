@@ -39,8 +39,9 @@ pub struct JoinState {
     pub waiting: BTreeMap<String, Waiting>,
     /// `(since, key)` of every waiting key, oldest first.
     pub expiring: BTreeSet<(i64, String)>,
-    /// Keys joined (or expired) → log time until which a resend of them is ignored.
-    pub done: BTreeMap<String, i64>,
+    /// Keys joined (or expired) → until when (log time) they are remembered, and whether they joined:
+    /// a resend of a joined key is ignored, a latecomer to an expired one is unjoined.
+    pub done: BTreeMap<String, (i64, bool)>,
     /// `(until, key)` of every remembered key.
     pub forgetting: BTreeSet<(i64, String)>,
     /// What the routers of each source partition said last (idle, closing).
@@ -154,12 +155,23 @@ impl Joiner<'_> {
                 continue;
             };
             self.tick(rec.timestamp, index, &mut out);
-            if self.state.done.contains_key(key) {
-                out.duplicates += 1;
-                continue;
-            }
             let value = String::from_utf8_lossy(rec.value).into_owned();
             let arrived = Arrived { offset: offsets[i], timestamp: rec.timestamp, value };
+            match self.state.done.get(key) {
+                Some((_, true)) => {
+                    out.duplicates += 1;
+                    continue;
+                }
+                Some((_, false)) => {
+                    let reason = format!(
+                        "unjoined: this {} record of key {key} came after the key expired (its first record waited {} ms, join.within_ms, or the inputs went quiet)",
+                        self.rules.names[side], self.rules.within
+                    );
+                    out.unjoined.push(Unjoined { arrived, reason });
+                    continue;
+                }
+                None => {}
+            }
             let sides = self.rules.names.len();
             let is_new = !self.state.waiting.contains_key(key);
             let w = self.state.waiting.entry(key.to_owned()).or_insert_with(|| Waiting { since_ms: rec.timestamp, sides: vec![None; sides] });
@@ -180,7 +192,7 @@ impl Joiner<'_> {
                 out.rows.push(self.row(key, &w).as_bytes(), b"", rec.timestamp);
                 out.origins.push(index);
                 out.matched += 1;
-                self.remember(key, rec.timestamp);
+                self.remember(key, rec.timestamp, true);
             }
         }
         let held = self.state.state_bytes();
@@ -233,9 +245,9 @@ impl Joiner<'_> {
         w
     }
 
-    fn remember(&mut self, key: &str, at: i64) {
+    fn remember(&mut self, key: &str, at: i64, joined: bool) {
         let until = at.saturating_add(self.rules.dedupe_for);
-        if let Some(old) = self.state.done.insert(key.to_owned(), until) {
+        if let Some((old, _)) = self.state.done.insert(key.to_owned(), (until, joined)) {
             self.state.forgetting.remove(&(old, key.to_owned()));
         } else {
             self.state.add_bytes(2 * key.len() as i64 + 48);
@@ -266,7 +278,8 @@ impl Joiner<'_> {
                 }
             }
         }
-        self.remember(key, clock);
+        // A left row counts as joined: a resend of its key is a duplicate, not a latecomer.
+        self.remember(key, clock, self.rules.kind == JoinKind::Left && w.sides[0].is_some());
     }
 
     /// The joined row: the key as `key_as`, then every side's fields but its

@@ -126,6 +126,11 @@ fn closing_from_every_quiet_source_expires_the_waiting_and_the_budget_is_an_erro
     let out = Joiner { rules: &rules, state: &mut state }.process(&b.as_ref(), &[0, 1, 2, 3]).expect("join");
     assert_eq!(out.unjoined.len(), 1, "expired when the last source said closing");
     assert_eq!(out.origins.len(), 0);
+    // A partner that comes after its key expired is not dropped: it is unjoined too.
+    let (late, _) = batch(&[(1, 1, 2_000, geo("Peru"))]);
+    let out = Joiner { rules: &rules, state: &mut state }.process(&late.as_ref(), &[4]).expect("join");
+    assert_eq!((out.unjoined.len(), out.duplicates), (1, 0));
+    assert!(out.unjoined[0].reason.contains("came after the key expired"), "{}", out.unjoined[0].reason);
 
     let mut small = c.clone();
     small.max_state_bytes = 300;

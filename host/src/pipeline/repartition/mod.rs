@@ -71,10 +71,10 @@ impl Keying {
         Keying::Join { sides: config.inputs.iter().map(|i| (i.topic.clone(), i.key.clone())).collect() }
     }
 
-    /// `(time, stored key, partition key)` of a record of `topic`, or why it has none.
-    fn key(&self, topic: &str, value: &[u8], log_time: i64) -> Result<(i64, Vec<u8>, Vec<u8>), (&'static str, String)> {
+    /// Where a record of `topic` goes, or why it cannot go: `(kind, reason)`.
+    fn key(&self, topic: &str, value: &[u8], log_time: i64) -> Result<Keyed, (&'static str, String)> {
         match self {
-            Keying::Group(rules) => rules.time_and_key(value).map(|(t, key)| (t, key.clone(), key)).map_err(|r| ("no_event_time", r)),
+            Keying::Group(rules) => rules.time_and_key(value).map(|(time, key)| Keyed { time, stored: key.clone(), by: key }).map_err(|r| ("no_event_time", r)),
             Keying::Join { sides } => {
                 let Some(side) = sides.iter().position(|(t, _)| t == topic) else {
                     return Err(("no_join_key", format!("topic `{topic}` is not one of the join's inputs")));
@@ -85,12 +85,22 @@ impl Keying {
                     None | Some(serde_json::Value::Null) => Err(("no_join_key", format!("no join key: field `{field}` is missing or null"))),
                     Some(k) => {
                         let k = k.to_string();
-                        Ok((log_time, super::join::state::join_key(side, &k).into_bytes(), k.into_bytes()))
+                        Ok(Keyed { time: log_time, stored: super::join::state::join_key(side, &k).into_bytes(), by: k.into_bytes() })
                     }
                 }
             }
         }
     }
+}
+
+/// Where a keyed record goes.
+struct Keyed {
+    /// Its timestamp in the topic: the event time (group keys) or the log time (join keys).
+    time: i64,
+    /// The record key stored.
+    stored: Vec<u8>,
+    /// What picks the partition (the key without the join side).
+    by: Vec<u8>,
 }
 
 /// A record the router could not key: `(its index in the batch, kind, reason)`.
@@ -185,11 +195,11 @@ impl Repartition {
         for (i, rec) in records.iter().enumerate() {
             let origin = origins[i];
             match self.keying.key(topic, rec.value, input.get(origin as usize).timestamp) {
-                Ok((t, key, partition_key)) => {
-                    let p = kafka_partition(&partition_key, self.partitions);
-                    moving.parts.entry(p).or_default().push(rec.value, &key, t);
-                    moving.max_event_ms = Some(moving.max_event_ms.map_or(t, |m| m.max(t)));
-                    moving.bytes += rec.value.len() + key.len() + 16;
+                Ok(Keyed { time, stored, by }) => {
+                    let p = kafka_partition(&by, self.partitions);
+                    moving.parts.entry(p).or_default().push(rec.value, &stored, time);
+                    moving.max_event_ms = Some(moving.max_event_ms.map_or(time, |m| m.max(time)));
+                    moving.bytes += rec.value.len() + stored.len() + 16;
                 }
                 Err((kind, reason)) => unkeyed.push((origin, kind, reason)),
             }
