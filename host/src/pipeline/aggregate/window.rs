@@ -19,7 +19,7 @@
 //! sequence alone, so a replay after a crash emits the same rows.
 
 use super::config::{AggregateConfig, LatePolicy};
-use crate::pipeline::repartition::{MARKER_KEY, Marker, SourceState};
+use crate::pipeline::repartition::{MARKER_KEY, Marker, SourceClock, SourceState, watermark};
 use crate::runtime::{AggregateInstance, CallFailure};
 use serde::{Deserialize, Serialize};
 use sluice_guest::{BatchBuf, BatchRef};
@@ -44,16 +44,6 @@ pub struct WindowState {
     pub sources: BTreeMap<String, SourceClock>,
 }
 
-/// What the markers of one source partition said last.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SourceClock {
-    /// The largest event time it has sent (none yet: it holds the watermark back).
-    pub max_event_ms: Option<i64>,
-    /// No record for `idle_timeout_ms`: it does not hold the watermark back.
-    #[serde(default)]
-    pub idle: bool,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pane {
     #[serde(with = "base64_bytes")]
@@ -72,16 +62,9 @@ impl WindowState {
         }
     }
 
-    /// The pipeline-wide event-time watermark (before the allowed lateness):
-    /// the least of the largest event times of the sources that are not idle;
-    /// none while one of them has sent nothing yet. When every source is idle,
-    /// everything sent has arrived: the largest event time of all.
+    /// The pipeline-wide event-time watermark (before the allowed lateness); see [`watermark`].
     pub fn watermark_ms(&self) -> Option<i64> {
-        let active: Vec<Option<i64>> = self.sources.values().filter(|c| !c.idle).map(|c| c.max_event_ms).collect();
-        if active.is_empty() {
-            return self.sources.values().filter_map(|c| c.max_event_ms).max();
-        }
-        active.into_iter().collect::<Option<Vec<i64>>>()?.into_iter().min()
+        watermark(&self.sources)
     }
 
     /// Bytes of aggregate state held (what the memory budget measures).

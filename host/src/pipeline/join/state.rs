@@ -3,13 +3,15 @@
 //!
 //! Records arrive keyed `<side>:<key JSON>` with their log timestamp (see
 //! [`crate::pipeline::repartition`]); every key lives in one partition, so
-//! all its sides meet here. The clock is the largest log timestamp seen (from
-//! records and the routers' markers), so expiry depends only on the sequence
-//! read: a replay after a crash joins and expires exactly as the first run.
+//! all its sides meet here. The clock is the watermark of the routers'
+//! markers — the least log time reached over the input partitions that are
+//! not idle — so a key expires only when every input has read past its
+//! deadline (a topic read ahead of the others does not expire the keys still
+//! waiting for them), and expiry depends only on the sequence read: a replay
+//! after a crash joins and expires exactly as the first run.
 
 use super::config::{JoinConfig, JoinKind};
-use crate::pipeline::aggregate::window::SourceClock;
-use crate::pipeline::repartition::{MARKER_KEY, Marker, SourceState};
+use crate::pipeline::repartition::{MARKER_KEY, Marker, SourceClock, SourceState, watermark};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sluice_guest::{BatchBuf, BatchRef};
@@ -34,7 +36,7 @@ pub struct Waiting {
 /// The durable state of one partition's join (what a checkpoint holds).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JoinState {
-    /// The largest log timestamp seen.
+    /// The watermark reached (log time).
     pub clock_ms: Option<i64>,
     pub waiting: BTreeMap<String, Waiting>,
     /// `(since, key)` of every waiting key, oldest first.
@@ -154,7 +156,6 @@ impl Joiner<'_> {
                 out.malformed.push((index, format!("not a join record: key {:?}", String::from_utf8_lossy(rec.key))));
                 continue;
             };
-            self.tick(rec.timestamp, index, &mut out);
             let value = String::from_utf8_lossy(rec.value).into_owned();
             let arrived = Arrived { offset: offsets[i], timestamp: rec.timestamp, value };
             match self.state.done.get(key) {
@@ -227,7 +228,9 @@ impl Joiner<'_> {
         clock.idle = m.state != SourceState::Active;
         if let Some(t) = m.max_event_ms {
             clock.max_event_ms = Some(clock.max_event_ms.map_or(t, |c| c.max(t)));
-            self.tick(t, index, out);
+        }
+        if let Some(w) = watermark(&self.state.sources) {
+            self.tick(w, index, out);
         }
         if m.state == SourceState::Closing && self.state.sources.values().all(|c| c.idle) {
             // Every source went quiet: nobody is coming for the waiting records.

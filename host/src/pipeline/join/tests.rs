@@ -68,15 +68,38 @@ fn every_side_of_a_key_makes_one_row_and_resends_are_ignored() {
     assert!(state.waiting.is_empty() && state.done.len() == 2);
 }
 
+/// Every input partition says it read up to `t` (log time): the join's clock moves there.
+fn all_at(b: &mut BatchBuf, t: i64) {
+    for source in ["r/u.pin/0", "r/u.geo/0", "r/u.user/0"] {
+        b.push(json!({"source": source, "max_event_ms": t, "state": "active"}).to_string().as_bytes(), MARKER_KEY, t);
+    }
+}
+
 #[test]
-fn keys_that_wait_too_long_are_unjoined_or_left_rows_and_state_survives_a_checkpoint() {
+fn keys_expire_when_every_input_passed_their_deadline_as_unjoined_or_left_rows_and_state_survives_a_checkpoint() {
     let records = [(0, 1, 1_000, pin("art")), (1, 1, 1_500, geo("Peru")), (0, 2, 2_000, pin("diy")), (1, 9, 70_000, geo("Chad"))];
-    // Inner: key 1 waited 60 s from 1 000 without a user; key 2 likewise; key 9 still waits.
+    // At start every input partition is announced (the launcher does it), then the records.
+    let mut b = BatchBuf::default();
+    for source in ["r/u.pin/0", "r/u.geo/0", "r/u.user/0"] {
+        b.push(json!({"source": source, "state": "active"}).to_string().as_bytes(), MARKER_KEY, 0);
+    }
+    for r in batch(&records).0.as_ref().iter() {
+        b.push(r.value, r.key, r.timestamp);
+    }
+    // The pin and geo inputs read far ahead, the user input not: nothing expires yet.
+    b.push(json!({"source": "r/u.pin/0", "max_event_ms": 90_000, "state": "active"}).to_string().as_bytes(), MARKER_KEY, 0);
+    b.push(json!({"source": "r/u.geo/0", "max_event_ms": 90_000, "state": "active"}).to_string().as_bytes(), MARKER_KEY, 0);
+    b.push(json!({"source": "r/u.user/0", "max_event_ms": 30_000, "state": "active"}).to_string().as_bytes(), MARKER_KEY, 0);
     let c = config("inner", 60_000);
     let rules = JoinRules::new(&c);
     let mut state = JoinState::default();
-    let (b, offsets) = batch(&records);
+    let offsets: Vec<u64> = (0..b.len() as u64).collect();
     let out = Joiner { rules: &rules, state: &mut state }.process(&b.as_ref(), &offsets).expect("join");
+    assert!(out.unjoined.is_empty() && out.expired == 0, "the user input has not passed the deadlines: {:?}", out.unjoined);
+    // Every input at 70 s: keys 1 and 2 waited 60 s without a user; key 9 still waits.
+    let mut tick = BatchBuf::default();
+    all_at(&mut tick, 70_000);
+    let out = Joiner { rules: &rules, state: &mut state }.process(&tick.as_ref(), &[10, 11, 12]).expect("join");
     assert!(out.rows.is_empty());
     let unjoined: Vec<(u64, &str)> = out.unjoined.iter().map(|u| (u.arrived.offset, u.reason.as_str())).collect();
     assert_eq!(unjoined.len(), 3, "{unjoined:?}");
@@ -87,6 +110,9 @@ fn keys_that_wait_too_long_are_unjoined_or_left_rows_and_state_survives_a_checkp
     // Left: the same input emits the pins with what came (no user fields).
     let left = config("left", 60_000);
     let rules = JoinRules::new(&left);
+    let (mut b, _) = batch(&records);
+    all_at(&mut b, 70_000);
+    let offsets: Vec<u64> = (0..b.len() as u64).collect();
     let mut state = JoinState::default();
     let out = Joiner { rules: &rules, state: &mut state }.process(&b.as_ref(), &offsets).expect("join");
     let got = rows(&out);
@@ -99,15 +125,16 @@ fn keys_that_wait_too_long_are_unjoined_or_left_rows_and_state_survives_a_checkp
     assert!(out.unjoined.is_empty(), "a left join keeps the left records");
 
     // Checkpointed state continues exactly: the rest in a second run equals one run over everything.
-    let more = [(2, 9, 70_100, user(50)), (0, 9, 70_200, pin("art"))];
-    let all: Vec<_> = records.iter().chain(more.iter()).cloned().collect();
-    let (whole_b, whole_o) = batch(&all);
+    let (more, _) = batch(&[(2, 9, 70_100, user(50)), (0, 9, 70_200, pin("art"))]);
+    let mut whole_b = b.clone();
+    for r in more.as_ref().iter() {
+        whole_b.push(r.value, r.key, r.timestamp);
+    }
+    let whole_o: Vec<u64> = (0..whole_b.len() as u64).collect();
     let mut whole = JoinState::default();
     let whole_out = Joiner { rules: &rules, state: &mut whole }.process(&whole_b.as_ref(), &whole_o).expect("join");
-    let saved: JoinState = serde_json::from_slice(&serde_json::to_vec(&state).expect("json")).expect("parse");
-    let mut resumed = saved;
-    let (rest_b, _) = batch(&more);
-    let rest = Joiner { rules: &rules, state: &mut resumed }.process(&rest_b.as_ref(), &[4, 5]).expect("join");
+    let mut resumed: JoinState = serde_json::from_slice(&serde_json::to_vec(&state).expect("json")).expect("parse");
+    let rest = Joiner { rules: &rules, state: &mut resumed }.process(&more.as_ref(), &whole_o[b.len()..]).expect("join");
     let mut both = got;
     both.extend(rows(&rest));
     assert_eq!(both, rows(&whole_out));

@@ -138,6 +138,28 @@ impl Marker {
     }
 }
 
+/// What the markers of one source partition said last.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceClock {
+    /// The largest event time (or log time, for a join) it has sent; none yet: it holds the watermark back.
+    pub max_event_ms: Option<i64>,
+    /// No record for `idle_timeout_ms`: it does not hold the watermark back.
+    #[serde(default)]
+    pub idle: bool,
+}
+
+/// The watermark over the source partitions a reader hears from: the least
+/// of the largest times of the sources that are not idle; none while one of
+/// them has sent nothing yet. When every source is idle, everything sent has
+/// arrived: the largest time of all.
+pub fn watermark(sources: &BTreeMap<String, SourceClock>) -> Option<i64> {
+    let active: Vec<Option<i64>> = sources.values().filter(|c| !c.idle).map(|c| c.max_event_ms).collect();
+    if active.is_empty() {
+        return sources.values().filter_map(|c| c.max_event_ms).max();
+    }
+    active.into_iter().collect::<Option<Vec<i64>>>()?.into_iter().min()
+}
+
 /// Records of one source partition on their way to the repartition topic,
 /// held until the segment that read them rolls.
 #[derive(Default)]

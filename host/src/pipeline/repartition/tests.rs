@@ -1,6 +1,6 @@
 use super::*;
 use crate::log::EmbeddedLogConfig;
-use crate::pipeline::aggregate::window::{SourceClock, WindowState};
+use crate::pipeline::aggregate::window::WindowState;
 
 fn hop(log: &Arc<EmbeddedLog>, partitions: u32) -> Repartition {
     let config: AggregateConfig =
