@@ -8,6 +8,7 @@ pub mod landing;
 pub mod process;
 pub mod receiver;
 pub mod servers;
+pub mod windows;
 
 pub use clients::*;
 pub use configs::*;
@@ -15,3 +16,4 @@ pub use landing::*;
 pub use process::*;
 pub use receiver::*;
 pub use servers::*;
+pub use windows::*;

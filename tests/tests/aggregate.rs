@@ -4,15 +4,13 @@
 //! without the aggregate component.
 
 use serde_json::{Value, json};
-use sluice_tests::{Server, free_port, json_lines};
+use sluice_tests::{START_MS, Server, WINDOW_MS, assert_same_windows as assert_same, every_window, free_port, json_lines, landed_windows, posts};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
-const WINDOW_MS: i64 = 60_000;
 const LATENESS_MS: i64 = 5_000;
-const START_MS: i64 = 1_598_586_767_000; // 2020-08-28T03:52:47Z, a geo timestamp
 
 fn config_text(dir: &Path) -> String {
     format!(
@@ -59,20 +57,9 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-/// Joined posts (pin category + geo country and timestamp), event time rising
-/// one second per record with up to three seconds of disorder, some rows resent.
-fn posts(n: i64) -> Vec<Value> {
-    let countries = ["Albania", "Peru", "France", "Chad"];
-    let categories = ["art", "travel", "quotes"];
-    (0..n)
-        .map(|i| {
-            let t = START_MS + i * 1_000 - (i * 7919 % 4) * 1_000;
-            let mut ts = String::new();
-            sluice_guest::time::format_rfc3339_ms(t, &mut ts);
-            let ind = if i % 13 == 12 { i - 5 } else { i };
-            json!({"ind": ind, "country": countries[(i * 31 % 4) as usize], "category": categories[(i * 17 % 3) as usize], "timestamp": ts})
-        })
-        .collect()
+/// `(window start ms, country, category) → post_count` of every landed row; panics on a row landed twice.
+fn landed(data: &Path) -> BTreeMap<(i64, String, String), i64> {
+    landed_windows(&data.join("landing"), "posts_by_country")
 }
 
 fn produce(base: &str, values: &[Value]) {
@@ -84,19 +71,6 @@ fn produce(base: &str, values: &[Value]) {
         .send()
         .expect("ingest reachable");
     assert_eq!(resp.status(), 200);
-}
-
-/// `(window start ms, country, category) → post_count` of every landed row; panics on a row landed twice.
-fn landed(data: &Path) -> BTreeMap<(i64, String, String), i64> {
-    let mut out = BTreeMap::new();
-    for r in json_lines(&data.join("landing/tables/posts_by_country")) {
-        let start = sluice_guest::time::parse_timestamp_ms(r["window_start"].as_str().expect("window_start")).expect("a timestamp");
-        let key = (start, r["country"].as_str().expect("country").to_owned(), r["category"].as_str().expect("category").to_owned());
-        assert_eq!(r["revision"], 0);
-        let count = r["post_count"].as_i64().expect("post_count");
-        assert!(out.insert(key.clone(), count).is_none(), "window {key:?} was emitted twice");
-    }
-    out
 }
 
 /// The same count, made directly: distinct row ids per tumbling window and key,
@@ -152,17 +126,6 @@ fn kill_9_mid_window_and_restart_emits_the_same_windows_once() {
     let killed = landed(&rough.path().join("data"));
     assert_same(&uninterrupted, &want, "the uninterrupted run differs from a count made without the aggregate");
     assert_same(&killed, &uninterrupted, "kill -9 and restart changed the emitted windows");
-}
-
-/// Every window of the input: distinct row ids per tumbling window and key.
-fn every_window(records: &[Value]) -> BTreeMap<(i64, String, String), i64> {
-    let mut ids: BTreeMap<(i64, String, String), BTreeSet<i64>> = BTreeMap::new();
-    for r in records {
-        let t = sluice_guest::time::parse_timestamp_ms(r["timestamp"].as_str().expect("ts")).expect("ts");
-        let key = (t.div_euclid(WINDOW_MS) * WINDOW_MS, r["country"].as_str().expect("c").to_owned(), r["category"].as_str().expect("k").to_owned());
-        ids.entry(key).or_default().insert(r["ind"].as_i64().expect("ind"));
-    }
-    ids.into_iter().map(|(k, v)| (k, v.len() as i64)).collect()
 }
 
 /// A topic of `partitions` partitions (keyless records spread over them by
@@ -224,14 +187,6 @@ async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
-}
-
-/// Equal maps, or a panic naming the first few differences.
-fn assert_same(got: &BTreeMap<(i64, String, String), i64>, want: &BTreeMap<(i64, String, String), i64>, what: &str) {
-    let keys: BTreeSet<_> = got.keys().chain(want.keys()).collect();
-    let diff: Vec<String> =
-        keys.into_iter().filter(|k| got.get(*k) != want.get(*k)).take(5).map(|k| format!("{k:?}: got {:?}, want {:?}", got.get(k), want.get(k))).collect();
-    assert!(diff.is_empty(), "{what} ({} vs {} rows): {}", got.len(), want.len(), diff.join("; "));
 }
 
 /// One post at event time `t` (ms).

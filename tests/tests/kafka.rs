@@ -390,3 +390,93 @@ fn partitions_read_past_a_small_prefetch_limit_come_whole_and_in_order_and_a_ste
     }
     Ok(())
 }
+
+/// An aggregate over a 3-partition Kafka topic in two processes: the routers
+/// of both move keyed records into one Kafka repartition topic, whose
+/// partitions the windows workers of both share as a consumer group, with the
+/// window state in the shared landing store. One process is killed (SIGKILL)
+/// mid-stream; the other takes its partitions over, restores their windows and
+/// finishes: every window of the input lands once, equal to a count made here.
+#[test]
+fn two_processes_share_the_repartition_topic_and_one_finishes_when_the_other_is_killed() -> anyhow::Result<()> {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir()?;
+    let broker = KafkaBroker::start()?;
+    broker.create_topic("w.post", 3)?;
+    let landing = dir.path().join("landing");
+    let keyed = "[[pipeline]]\nname = \"posts\"\ntopics = [\"w.post\"]\ntable = { name = \"posts_by_country\", formats = [\"jsonl\"] }\nworkers = 1\n\
+                 roll = { max_records = 200, max_age_ms = 300 }\n\
+                 [pipeline.aggregate]\nname = \"count-posts\"\ntime_field = \"timestamp\"\ngroup_by = [\"country\", \"category\"]\nwindow_ms = 60000\n\
+                 allowed_lateness_ms = 5000\npartitions = 4\n[pipeline.watermark]\nidle_timeout_ms = 1000\nclose_idle_after_ms = 3000\n";
+    let config = |name: &str| -> PathBuf {
+        let path = config(dir.path(), name, &landing, &broker, "w", &[], "");
+        let text = std::fs::read_to_string(&path).expect("config") + keyed;
+        std::fs::write(&path, text).expect("config");
+        path
+    };
+    let (cfg_a, cfg_b) = (config("a"), config("b"));
+    let records = sluice_tests::posts(3_000);
+    let want = sluice_tests::every_window(&records);
+    let produce = |server: &Server, chunk: &[Value]| {
+        let body = json!({ "records": chunk.iter().map(|v| json!({ "value": v })).collect::<Vec<_>>() });
+        let resp = reqwest::blocking::Client::new()
+            .post(format!("{}/topics/w.post", server.base_url))
+            .header("content-type", "application/vnd.kafka.json.v2+json")
+            .body(body.to_string())
+            .send()
+            .expect("ingest reachable");
+        assert_eq!(resp.status(), 200);
+    };
+    let mut a = Server::start(SLUICE, &cfg_a, free_port(), &[])?;
+    let b = Server::start(SLUICE, &cfg_b, free_port(), &[])?;
+    let mut chunks = records.chunks(100);
+    let repartition_owned = |s: &Server| -> usize {
+        let status: Value = reqwest::blocking::get(format!("{}/status", s.base_url)).and_then(|r| r.json()).unwrap_or_default();
+        status["posts"]["partitions"]
+            .as_array()
+            .map_or(0, |ps| ps.iter().filter(|p| p["topic"].as_str().is_some_and(|t| t.ends_with("posts-repartition"))).count())
+    };
+    wait_until("both processes fold windows of the shared repartition topic", Duration::from_secs(60), || {
+        if let Some(c) = chunks.next() {
+            produce(&a, c);
+        }
+        repartition_owned(&a) > 0 && repartition_owned(&b) > 0
+    });
+    for c in chunks.by_ref().take(8) {
+        produce(&a, c);
+    }
+    a.kill9();
+    for c in chunks {
+        produce(&b, c);
+    }
+    // Across processes idle partitions keep holding the watermark: one record an hour later
+    // in each partition (requests go round robin) closes every window of the input.
+    for i in 0..3 {
+        let mut ts = String::new();
+        sluice_guest::time::format_rfc3339_ms(sluice_tests::START_MS + 3 * 3_600_000 + i, &mut ts);
+        produce(&b, &[json!({"ind": -1 - i, "country": "Peru", "category": "art", "timestamp": ts})]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sluice_tests::landed_windows(&landing, "posts_by_country").len() < want.len() && Instant::now() < deadline {
+        // (the flush records' own window stays open)
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status: Value = reqwest::blocking::get(format!("{}/status", b.base_url)).and_then(|r| r.json()).unwrap_or_default();
+    let mut b = b;
+    assert!(b.terminate()?, "SIGTERM stops the survivor cleanly");
+    let dead: BTreeMap<String, usize> = multiset(
+        json_lines(&landing.join("dead-letters"))
+            .iter()
+            .map(|d| format!("{} {}", d["kind"], d["reason"].as_str().unwrap_or_default().chars().take(120).collect::<String>())),
+    )
+    .into_iter()
+    .take(5)
+    .collect();
+    assert!(dead.is_empty(), "dead letters: {dead:#?}\nstatus: {status}");
+    let mut got = sluice_tests::landed_windows(&landing, "posts_by_country");
+    got.retain(|(start, _, _), _| *start < sluice_tests::START_MS + 3 * 3_600_000);
+    sluice_tests::assert_same_windows(&got, &want, &format!("two processes, one killed; status {status}"));
+    let snapshots = sluice_tests::files(&landing.join("_sluice/state/aggregates/posts"));
+    assert!(!snapshots.is_empty(), "the window state is kept in the landing store, where the survivor found it");
+    Ok(())
+}

@@ -68,19 +68,28 @@ impl Launcher {
         // A keyed pipeline runs in parts linked by topics of the embedded log:
         // routers → (join topic → join workers) → (repartition topic → windows workers).
         let default_partitions = self.config.log.partitions;
-        let windows = p.aggregate.as_ref().map(|a| (pipeline::repartition::topic_name(&p.name), a.partitions.unwrap_or(default_partitions)));
-        let join = p.join.as_ref().map(|j| (pipeline::repartition::join_topic_name(&p.name), j.partitions.unwrap_or(default_partitions)));
+        let hops = match (self.config.source_of(p), &self.config.kafka) {
+            // Kafka pipelines keep their internal topics in Kafka, so several processes share them.
+            (SourceKind::Kafka, Some(k)) => {
+                let mut k = k.clone();
+                k.start_from = kafka::StartFrom::Earliest;
+                pipeline::repartition::Hops::Kafka(k)
+            }
+            _ => pipeline::repartition::Hops::Embedded(self.log.clone()),
+        };
+        let windows = p.aggregate.as_ref().map(|a| (hops.topic(&pipeline::repartition::topic_name(&p.name)), a.partitions.unwrap_or(default_partitions)));
+        let join = p.join.as_ref().map(|j| (hops.topic(&pipeline::repartition::join_topic_name(&p.name)), j.partitions.unwrap_or(default_partitions)));
         let first_hop = join.clone().or_else(|| windows.clone());
         let mut sources: Vec<(pipeline::Part, Box<dyn Source>)> = Vec::new();
         for source in self.sources(p)? {
             let part = match &first_hop {
-                Some((_, partitions)) => pipeline::Part::Router { log: self.log.clone(), partitions: *partitions },
+                Some((_, partitions)) => pipeline::Part::Router { hops: hops.clone(), partitions: *partitions },
                 None => pipeline::Part::Whole,
             };
             sources.push((part, source));
         }
         if let Some((topic, partitions)) = &first_hop {
-            self.open_hop(p, topic, *partitions, self.input_partitions(p))?;
+            self.open_hop(p, &hops, topic, *partitions, self.input_partitions(p))?;
         }
         if let Some((topic, partitions)) = &join {
             // At zero from the start, so rates over them are defined before the first match.
@@ -88,29 +97,27 @@ impl Launcher {
             for c in [&m.join_matched, &m.join_expired, &m.join_duplicates] {
                 c.with_label_values(&[&p.name]);
             }
-            let reader = EmbeddedSource::new(self.log.clone(), p.name.clone(), vec![topic.clone()])?;
-            let n = pipeline::worker_count(p, reader.partition_count());
             let into = windows.as_ref().map_or(default_partitions, |(_, n)| *n);
-            for w in 0..n {
-                sources.push((pipeline::Part::Join { log: self.log.clone(), partitions: into }, Box::new(reader.clone().assigned(w, n))));
+            for source in self.hop_readers(p, &hops, topic, "join")? {
+                sources.push((pipeline::Part::Join { hops: hops.clone(), partitions: into }, source));
             }
             if let Some((windows_topic, windows_partitions)) = &windows {
                 // The join workers are the windows' sources: one per join partition.
-                let joins = (0..*partitions).map(|k| crate::position::PartitionId { topic: Arc::from(topic.as_str()), partition: k }).collect();
-                self.open_hop(p, windows_topic, *windows_partitions, joins)?;
+                let joins = (0..self.hop_partitions(&hops, topic, *partitions)?)
+                    .map(|k| crate::position::PartitionId { topic: Arc::from(topic.as_str()), partition: k })
+                    .collect();
+                self.open_hop(p, &hops, windows_topic, *windows_partitions, joins)?;
             }
         }
         if let Some((topic, _)) = &windows {
-            let reader = EmbeddedSource::new(self.log.clone(), p.name.clone(), vec![topic.clone()])?;
-            let n = pipeline::worker_count(p, reader.partition_count());
-            for w in 0..n {
-                sources.push((pipeline::Part::Windows, Box::new(reader.clone().assigned(w, n))));
+            for source in self.hop_readers(p, &hops, topic, "windows")? {
+                sources.push((pipeline::Part::Windows { shared: hops.shared() }, source));
             }
         }
         for (part, source) in sources {
             // The output topic gets the table's rows: the last part's.
             let last = match &part {
-                pipeline::Part::Whole | pipeline::Part::Windows => true,
+                pipeline::Part::Whole | pipeline::Part::Windows { .. } => true,
                 pipeline::Part::Join { .. } => p.aggregate.is_none(),
                 pipeline::Part::Router { .. } => false,
             };
@@ -145,19 +152,58 @@ impl Launcher {
     /// that writes to it (held by this process or not), so the next part waits
     /// for all of them. (On a thread of its own: the log's blocking append
     /// must not run on the async runtime.)
-    fn open_hop(&self, p: &PipelineConfig, topic: &str, partitions: u32, writers: Vec<crate::position::PartitionId>) -> anyhow::Result<()> {
-        self.log.ensure_topic(topic, partitions).with_context(|| format!("pipeline `{}`: creating its topic `{topic}`", p.name))?;
+    fn open_hop(
+        &self,
+        p: &PipelineConfig,
+        hops: &pipeline::repartition::Hops,
+        topic: &str,
+        partitions: u32,
+        writers: Vec<crate::position::PartitionId>,
+    ) -> anyhow::Result<()> {
+        let made = self.hop_partitions(hops, topic, partitions).with_context(|| format!("pipeline `{}`: creating its topic `{topic}`", p.name))?;
+        if made != partitions {
+            tracing::warn!(pipeline = %p.name, topic, partitions = made, configured = partitions, "the internal topic already exists with another partition count; using it as it is");
+        }
         telemetry::metrics().repartition_records.with_label_values(&[&p.name, topic]);
+        let writers: Vec<String> = writers.iter().map(|w| pipeline::output::writer(&p.name, w)).collect();
         std::thread::scope(|s| {
-            s.spawn(|| {
-                writers.iter().try_for_each(|source| {
-                    let writer = pipeline::output::writer(&p.name, source);
-                    pipeline::repartition::announce(&self.log, topic, &writer, pipeline::repartition::SourceState::Active)
-                })
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("announcing the partitions writing to `{topic}` panicked"))
+            s.spawn(|| pipeline::repartition::announce_on(hops, &p.name, topic, &writers, pipeline::repartition::SourceState::Active))
+                .join()
+                .map_err(|_| anyhow::anyhow!("announcing the partitions writing to `{topic}` panicked"))
         })?
+    }
+
+    /// Make sure an internal topic exists; its partition count.
+    fn hop_partitions(&self, hops: &pipeline::repartition::Hops, topic: &str, partitions: u32) -> anyhow::Result<u32> {
+        Ok(match hops {
+            pipeline::repartition::Hops::Embedded(log) => log.ensure_topic(topic, partitions)?.partitions,
+            pipeline::repartition::Hops::Kafka(k) => kafka::ensure_topic(k, topic, partitions)?,
+        })
+    }
+
+    /// The workers' sources reading an internal topic: shares of the embedded
+    /// log's partitions, or members of the consumer group `<group_prefix><pipeline>-<part>`.
+    fn hop_readers(&self, p: &PipelineConfig, hops: &pipeline::repartition::Hops, topic: &str, part: &str) -> anyhow::Result<Vec<Box<dyn Source>>> {
+        let mut out: Vec<Box<dyn Source>> = Vec::new();
+        match hops {
+            pipeline::repartition::Hops::Embedded(log) => {
+                let reader = EmbeddedSource::new(log.clone(), p.name.clone(), vec![topic.to_owned()])?;
+                let n = pipeline::worker_count(p, reader.partition_count());
+                for w in 0..n {
+                    out.push(Box::new(reader.clone().assigned(w, n)));
+                }
+            }
+            pipeline::repartition::Hops::Kafka(k) => {
+                let n = pipeline::worker_count(p, kafka::partition_count(k, &[topic.to_owned()]).unwrap_or(usize::MAX));
+                let group = k.group(&format!("{}-{part}", p.name));
+                let host = hostname();
+                for w in 0..n {
+                    let client_id = format!("sluice-{host}-{}-{}-{part}-{w}", std::process::id(), p.name);
+                    out.push(Box::new(KafkaSource::new(k, &group, &client_id, &[topic.to_owned()], self.store.clone())?));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every partition of a pipeline's input that is known now (Kinesis shards
@@ -218,6 +264,7 @@ impl Launcher {
         for (name, handle) in self.list() {
             let mut snap = handle.stats.snapshot();
             let internal = [pipeline::repartition::topic_name(&name), pipeline::repartition::join_topic_name(&name)];
+            // (On Kafka the internal topics carry the group prefix; their lag comes from the workers.)
             let embedded = self.config.source_of(&handle.config) == SourceKind::Embedded;
             {
                 for p in snap.partitions.iter_mut().filter(|p| embedded || internal.contains(&p.topic)) {

@@ -45,14 +45,15 @@ pub enum Part {
     /// and the move of each record into the join topic (keyed by side and
     /// join key) or, without a join, through the transforms into the
     /// repartition topic (keyed by group key). `partitions`: of that topic.
-    Router { log: Arc<crate::log::EmbeddedLog>, partitions: u32 },
+    Router { hops: repartition::Hops, partitions: u32 },
     /// A join's part, reading the join topic: the join, then the transforms
     /// on the joined rows, then the table, or the repartition topic
     /// (`partitions` partitions) when the pipeline aggregates too.
-    Join { log: Arc<crate::log::EmbeddedLog>, partitions: u32 },
+    Join { hops: repartition::Hops, partitions: u32 },
     /// An aggregating pipeline's last part, reading the repartition topic:
-    /// the windows, the table.
-    Windows,
+    /// the windows, the table. `shared`: its partitions may be owned by
+    /// several processes in turn (Kafka), so the state goes to the landing store.
+    Windows { shared: bool },
 }
 
 impl Part {
@@ -61,7 +62,7 @@ impl Part {
             Part::Whole => "whole",
             Part::Router { .. } => "router",
             Part::Join { .. } => "join",
-            Part::Windows => "windows",
+            Part::Windows { .. } => "windows",
         }
     }
 }
@@ -81,33 +82,44 @@ pub fn build(
     let (keyed, joins) = (config.aggregate.is_some() || config.join.is_some(), config.join.is_some());
     let mut repartition = None;
     let mut join = None;
-    let into_windows = |log: &Arc<crate::log::EmbeddedLog>, partitions: u32| -> anyhow::Result<Option<repartition::Repartition>> {
+    let into_windows = |hops: &repartition::Hops, partitions: u32| -> anyhow::Result<Option<repartition::Repartition>> {
         config
             .aggregate
             .as_ref()
             .map(|a| {
-                repartition::Repartition::new(log.clone(), repartition::topic_name(&config.name), partitions, repartition::Keying::group(a), &config.watermark)
+                let topic = hops.topic(&repartition::topic_name(&config.name));
+                repartition::Repartition::new(hops, &config.name, topic, partitions, repartition::Keying::group(a), &config.watermark)
             })
             .transpose()
     };
+    // Where keyed state is kept: the state directory, or the landing store when
+    // the partitions may move between processes.
+    let checkpoints = |what: &str, shared: bool| match shared {
+        true => aggregate::checkpoint::Checkpoints::in_store(store.clone(), what, &config.name),
+        false => aggregate::checkpoint::Checkpoints::under(control.state_dir(), what, &config.name),
+    };
+    let mut windows_shared = false;
     match (&part, &config.join) {
         (Part::Whole, _) if !keyed => {}
-        (Part::Router { log, partitions }, Some(j)) => {
-            let topic = repartition::join_topic_name(&config.name);
-            repartition = Some(repartition::Repartition::new(log.clone(), topic, *partitions, repartition::Keying::join(j), &config.watermark)?);
+        (Part::Router { hops, partitions }, Some(j)) => {
+            let topic = hops.topic(&repartition::join_topic_name(&config.name));
+            repartition = Some(repartition::Repartition::new(hops, &config.name, topic, *partitions, repartition::Keying::join(j), &config.watermark)?);
             transforms.clear();
             aggregate = None;
         }
-        (Part::Router { log, partitions }, None) if keyed => {
-            repartition = into_windows(log, *partitions)?;
+        (Part::Router { hops, partitions }, None) if keyed => {
+            repartition = into_windows(hops, *partitions)?;
             aggregate = None;
         }
-        (Part::Join { log, partitions }, Some(j)) => {
-            join = Some(join::JoinStage::new(&config.name, j, control.state_dir()));
-            repartition = into_windows(log, *partitions)?;
+        (Part::Join { hops, partitions }, Some(j)) => {
+            join = Some(join::JoinStage::new(&config.name, j, checkpoints("joins", hops.shared()), hops.shared()));
+            repartition = into_windows(hops, *partitions)?;
             aggregate = None;
         }
-        (Part::Windows, _) if config.aggregate.is_some() => transforms.clear(),
+        (Part::Windows { shared }, _) if config.aggregate.is_some() => {
+            transforms.clear();
+            windows_shared = *shared;
+        }
         _ => anyhow::bail!("pipeline `{}`: a {} worker does not fit the pipeline's config", config.name, part.name()),
     }
     if let Some(t) = transforms.iter().find(|t| t.kind() != crate::runtime::ComponentKind::Transform) {
@@ -118,7 +130,9 @@ pub fn build(
         );
     }
     let aggregate = match (&config.aggregate, aggregate) {
-        (Some(a), Some(compiled)) => Some(aggregate::AggregateStage::new(&config.name, a, compiled, control.state_dir())?),
+        (Some(a), Some(compiled)) => {
+            Some(aggregate::AggregateStage::new(&config.name, a, compiled, checkpoints("aggregates", windows_shared), windows_shared)?)
+        }
         _ => None,
     };
     let last_kind = match &aggregate {
@@ -131,7 +145,7 @@ pub fn build(
     let only = match (&part, joins) {
         (Part::Whole, _) => Some(None),
         (Part::Router { .. }, false) | (Part::Join { .. }, true) => Some(Some(action::ActionInput::Records)),
-        (Part::Windows, _) => Some(Some(action::ActionInput::Windows)),
+        (Part::Windows { .. }, _) => Some(Some(action::ActionInput::Windows)),
         _ => None,
     };
     let actions = match only {

@@ -209,7 +209,7 @@ impl PipelineWorker {
         if let Some(j) = &mut self.join {
             j.resume(&id, cp.next_offset)?;
         }
-        if let Some(r) = &self.repartition {
+        if let Some(r) = &mut self.repartition {
             // Present from the start: the windows wait for this partition until it passes them or goes idle.
             r.announce(&output::writer(&self.config.name, &id), SourceState::Active)?;
         }
@@ -229,7 +229,7 @@ impl PipelineWorker {
     /// holding the watermark back), and, once all of them have been quiet for
     /// `close_idle_after_ms`, that the open windows can close.
     fn announce_idle(&mut self, parts: &mut [PartitionState]) {
-        let Some(r) = &self.repartition else { return };
+        let Some(r) = &mut self.repartition else { return };
         let mut failed = None;
         for st in parts.iter_mut() {
             let quiet = st.segment.is_none() && st.replay.is_none() && st.last_record.elapsed() >= r.idle_timeout;
@@ -512,8 +512,11 @@ impl PipelineWorker {
             intent.output_from = st.replay.as_ref().and_then(|r| r.output_from.clone());
         } else {
             // Asked while the segment is still held: if this fails, the range is read again.
+            // (A router has no output topic: its hop's ends go in their place.)
             if let Some(topic) = &mut self.output {
                 intent.output_from = topic.ends()?;
+            } else if let Some(r) = &mut self.repartition {
+                intent.output_from = r.ends()?;
             }
             self.source.record_intent(&st.id, &intent)?;
             // From here a failure must rewrite exactly this range.
@@ -537,12 +540,13 @@ impl PipelineWorker {
         if let Some(j) = &self.join {
             j.checkpoint(&st.id, intent.end)?;
         }
-        if let Some(r) = &self.repartition
+        if let Some(r) = &mut self.repartition
             && !st.moving.is_empty()
         {
-            // Moved once the raw records and dead letters are durable; a replay of this roll finds its mark and moves nothing.
-            let moved = r.write(&output::writer(&self.config.name, &st.id), intent.end, std::mem::take(&mut st.moving))?;
-            self.events().repartitioned(r.topic(), moved);
+            // Moved once the raw records and dead letters are durable; a replay of this roll moves nothing twice.
+            let replay_from = if replaying { intent.output_from.as_ref() } else { None };
+            let moved = r.write(&output::writer(&self.config.name, &st.id), intent.end, std::mem::take(&mut st.moving), replay_from)?;
+            PipelineEvents { pipeline: &self.config.name, stats: &self.stats }.repartitioned(r.topic(), moved);
         }
         if let Some(topic) = &mut self.output
             && !st.output.is_empty()

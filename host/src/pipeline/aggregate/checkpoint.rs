@@ -6,14 +6,25 @@
 //! before the source position is committed and older ones are deleted after,
 //! so the snapshot at (or just below) the committed position always exists: a
 //! restart resumes from it and re-reads exactly what it does not cover.
+//!
+//! The state of a partition several processes may own in turn (a Kafka
+//! repartition topic's) is kept in the landing store instead, under
+//! `_sluice/state/<what>/<pipeline>/…`, so the member that takes the
+//! partition over restores it.
 
 use crate::position::PartitionId;
-use crate::store::write_atomically;
+use crate::store::{ObjectStore, write_atomically};
 use anyhow::Context;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub struct Checkpoints {
-    dir: PathBuf,
+    place: Place,
+}
+
+enum Place {
+    Dir(PathBuf),
+    Store { store: Arc<dyn ObjectStore>, prefix: String },
 }
 
 impl Checkpoints {
@@ -23,34 +34,62 @@ impl Checkpoints {
 
     /// Snapshots under `<state dir>/<what>/<pipeline>/`.
     pub fn under(state_dir: &std::path::Path, what: &str, pipeline: &str) -> Self {
-        Checkpoints { dir: state_dir.join(what).join(pipeline) }
+        Checkpoints { place: Place::Dir(state_dir.join(what).join(pipeline)) }
     }
 
-    fn partition_dir(&self, p: &PartitionId) -> PathBuf {
-        self.dir.join(format!("{}+{}", p.topic, p.partition))
+    /// Snapshots in the landing store, under `_sluice/state/<what>/<pipeline>/`: shared by the
+    /// processes that own the partitions in turn.
+    pub fn in_store(store: Arc<dyn ObjectStore>, what: &str, pipeline: &str) -> Self {
+        Checkpoints { place: Place::Store { store, prefix: format!("_sluice/state/{what}/{pipeline}/") } }
+    }
+
+    fn partition_dir(&self, p: &PartitionId) -> String {
+        format!("{}+{}", p.topic, p.partition)
     }
 
     /// Offsets with a snapshot, ascending.
     fn offsets(&self, p: &PartitionId) -> anyhow::Result<Vec<u64>> {
-        let dir = self.partition_dir(p);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        let names: Vec<String> = match &self.place {
+            Place::Dir(dir) => {
+                let dir = dir.join(self.partition_dir(p));
+                match std::fs::read_dir(&dir) {
+                    Ok(e) => e.flatten().filter_map(|e| e.file_name().to_str().map(str::to_owned)).collect(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+                }
+            }
+            Place::Store { store, prefix } => {
+                let folder = format!("{prefix}{}/", self.partition_dir(p));
+                let keys = store.list(&folder).with_context(|| format!("listing {folder} in {}", store.location()))?;
+                keys.into_iter().filter_map(|k| k.rsplit('/').next().map(str::to_owned)).collect()
+            }
         };
-        let mut out: Vec<u64> =
-            entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok())).collect();
+        let mut out: Vec<u64> = names.iter().filter_map(|n| n.strip_suffix(".json")).filter_map(|n| n.parse().ok()).collect();
         out.sort_unstable();
         Ok(out)
+    }
+
+    fn read(&self, p: &PartitionId, at: u64) -> anyhow::Result<(String, Vec<u8>)> {
+        let name = format!("{}/{at:020}.json", self.partition_dir(p));
+        match &self.place {
+            Place::Dir(dir) => {
+                let path = dir.join(&name);
+                Ok((path.display().to_string(), std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?))
+            }
+            Place::Store { store, prefix } => {
+                let key = format!("{prefix}{name}");
+                let bytes = store.get(&key).with_context(|| format!("reading {key} from {}", store.location()))?;
+                Ok((key, bytes))
+            }
+        }
     }
 
     /// The latest snapshot at or before `offset`: `(its offset, state)`.
     /// Snapshots beyond `offset` were written for a commit that never happened; they are ignored.
     pub fn load<T: serde::de::DeserializeOwned>(&self, p: &PartitionId, offset: u64) -> anyhow::Result<Option<(u64, T)>> {
         let Some(at) = self.offsets(p)?.into_iter().rev().find(|o| *o <= offset) else { return Ok(None) };
-        let path = self.partition_dir(p).join(format!("{at:020}.json"));
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let state = serde_json::from_slice(&bytes).with_context(|| format!("{} is not a state snapshot", path.display()))?;
+        let (path, bytes) = self.read(p, at)?;
+        let state = serde_json::from_slice(&bytes).with_context(|| format!("{path} is not a state snapshot"))?;
         Ok(Some((at, state)))
     }
 
@@ -61,18 +100,35 @@ impl Checkpoints {
 
     /// Durably store the windows after every record before `offset`.
     pub fn save<T: serde::Serialize>(&self, p: &PartitionId, offset: u64, state: &T) -> anyhow::Result<u64> {
-        let dir = self.partition_dir(p);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let bytes = serde_json::to_vec(state)?;
-        write_atomically(&dir.join(format!("{offset:020}.json")), &bytes).with_context(|| format!("writing a state snapshot in {}", dir.display()))?;
+        let name = format!("{}/{offset:020}.json", self.partition_dir(p));
+        match &self.place {
+            Place::Dir(dir) => {
+                let path = dir.join(&name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                }
+                write_atomically(&path, &bytes).with_context(|| format!("writing the state snapshot {}", path.display()))?;
+            }
+            Place::Store { store, prefix } => {
+                let key = format!("{prefix}{name}");
+                let mut w = store.create(&key).with_context(|| format!("writing {key} to {}", store.location()))?;
+                std::io::Write::write_all(&mut w, &bytes)?;
+                w.finish(&[]).with_context(|| format!("writing {key} to {}", store.location()))?;
+            }
+        }
         Ok(bytes.len() as u64)
     }
 
     /// Delete the snapshots before `offset` (the one at `offset` is what a restart needs).
     pub fn prune(&self, p: &PartitionId, offset: u64) -> anyhow::Result<()> {
         for old in self.offsets(p)?.into_iter().filter(|o| *o < offset) {
-            let path = self.partition_dir(p).join(format!("{old:020}.json"));
-            std::fs::remove_file(&path).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })?;
+            let name = format!("{}/{old:020}.json", self.partition_dir(p));
+            let gone = match &self.place {
+                Place::Dir(dir) => std::fs::remove_file(dir.join(&name)),
+                Place::Store { store, prefix } => store.delete(&format!("{prefix}{name}")),
+            };
+            gone.or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })?;
         }
         Ok(())
     }

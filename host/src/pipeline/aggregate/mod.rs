@@ -47,17 +47,19 @@ pub fn split_stages(mut stages: Stages, has_aggregate: bool) -> (Stages, Option<
 }
 
 impl AggregateStage {
-    pub fn new(pipeline: &str, config: &AggregateConfig, compiled: Arc<CompiledTransform>, state_dir: &std::path::Path) -> anyhow::Result<Self> {
+    /// The windows of `pipeline`, their snapshots kept in `checkpoints`.
+    /// `shared`: the partitions may move between processes (idle markers do not count, see `WindowRules`).
+    pub fn new(pipeline: &str, config: &AggregateConfig, compiled: Arc<CompiledTransform>, checkpoints: Checkpoints, shared: bool) -> anyhow::Result<Self> {
         let instance = compiled
             .aggregate_instance()
             .ok_or_else(|| anyhow::anyhow!("pipeline `{pipeline}`: aggregate.name `{}` is a transform, not an aggregate component", config.name))?;
         Ok(AggregateStage {
             pipeline: pipeline.to_owned(),
-            rules: WindowRules::new(config),
+            rules: WindowRules::new(config).with_idleness(!shared),
             compiled,
             instance,
             partitions: BTreeMap::new(),
-            checkpoints: Checkpoints::new(state_dir, pipeline),
+            checkpoints,
         })
     }
 

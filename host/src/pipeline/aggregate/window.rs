@@ -120,6 +120,11 @@ pub struct WindowRules {
     time_field: String,
     group_by: Vec<String>,
     pub max_state_bytes: u64,
+    /// Whether idle and closing markers count. Not when the partitions may
+    /// move between processes: a process killed after saying its partitions
+    /// were idle cannot take that back, while records pile up in them until
+    /// another process takes them over; they must keep holding the watermark.
+    pub(crate) idleness: bool,
 }
 
 impl WindowRules {
@@ -133,7 +138,14 @@ impl WindowRules {
             time_field: c.time_field.clone(),
             group_by: c.group_by.clone(),
             max_state_bytes: c.max_state_bytes,
+            idleness: true,
         }
+    }
+
+    /// Whether idle and closing markers count (not across processes).
+    pub fn with_idleness(mut self, idleness: bool) -> Self {
+        self.idleness = idleness;
+        self
     }
 
     pub fn lateness_ms(&self) -> i64 {
@@ -238,7 +250,7 @@ impl Windows<'_> {
         if let Some(t) = m.max_event_ms {
             clock.max_event_ms = Some(clock.max_event_ms.map_or(t, |c| c.max(t)));
         }
-        clock.idle = m.state != SourceState::Active;
+        clock.idle = m.state != SourceState::Active && self.rules.idleness;
         let all_idle = self.state.sources.values().all(|c| c.idle);
         let closes = if m.state == SourceState::Closing && all_idle {
             let last_pane = self.state.panes.keys().next_back().into_iter().chain(pending.panes.keys().next_back()).max().copied();

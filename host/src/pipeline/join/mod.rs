@@ -32,13 +32,10 @@ pub struct JoinStage {
 }
 
 impl JoinStage {
-    pub fn new(pipeline: &str, config: &JoinConfig, state_dir: &std::path::Path) -> Self {
-        JoinStage {
-            pipeline: pipeline.to_owned(),
-            rules: JoinRules::new(config),
-            partitions: BTreeMap::new(),
-            checkpoints: Checkpoints::under(state_dir, "joins", pipeline),
-        }
+    /// The join of `pipeline`, its snapshots kept in `checkpoints`.
+    /// `shared`: the partitions may move between processes (idle markers do not count).
+    pub fn new(pipeline: &str, config: &JoinConfig, checkpoints: Checkpoints, shared: bool) -> Self {
+        JoinStage { pipeline: pipeline.to_owned(), rules: JoinRules::new(config).with_idleness(!shared), partitions: BTreeMap::new(), checkpoints }
     }
 
     /// Load `p`'s join as it was after every record before `committed`.

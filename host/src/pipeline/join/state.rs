@@ -63,9 +63,17 @@ pub struct JoinRules {
     within: i64,
     dedupe_for: i64,
     pub max_state_bytes: u64,
+    /// Whether idle and closing markers count (see `WindowRules`).
+    pub(crate) idleness: bool,
 }
 
 impl JoinRules {
+    /// Whether idle and closing markers count (not across processes).
+    pub fn with_idleness(mut self, idleness: bool) -> Self {
+        self.idleness = idleness;
+        self
+    }
+
     pub fn new(c: &JoinConfig) -> Self {
         JoinRules {
             names: c.inputs.iter().map(|i| i.side_name()).collect(),
@@ -75,6 +83,7 @@ impl JoinRules {
             within: c.within_ms.min(i64::MAX as u64 / 4) as i64,
             dedupe_for: c.dedupe_for_ms.min(i64::MAX as u64 / 4) as i64,
             max_state_bytes: c.max_state_bytes,
+            idleness: true,
         }
     }
 }
@@ -225,7 +234,7 @@ impl Joiner<'_> {
 
     fn on_marker(&mut self, m: Marker, index: u32, out: &mut JoinOutput) {
         let clock = self.state.sources.entry(m.source).or_default();
-        clock.idle = m.state != SourceState::Active;
+        clock.idle = m.state != SourceState::Active && self.rules.idleness;
         if let Some(t) = m.max_event_ms {
             clock.max_event_ms = Some(clock.max_event_ms.map_or(t, |c| c.max(t)));
         }

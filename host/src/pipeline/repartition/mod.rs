@@ -33,6 +33,7 @@ pub use config::WatermarkConfig;
 use super::aggregate::AggregateConfig;
 use super::aggregate::window::WindowRules;
 use super::join::JoinConfig;
+use super::output::{KafkaOutput, OutputTopic};
 use crate::log::EmbeddedLog;
 use crate::partitioner::kafka_partition;
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,33 @@ pub fn topic_name(pipeline: &str) -> String {
 /// The join topic of pipeline `pipeline` (keyed by side and join key, read by the join).
 pub fn join_topic_name(pipeline: &str) -> String {
     format!("{pipeline}-join")
+}
+
+/// Where a keyed pipeline's internal topics are.
+#[derive(Clone)]
+pub enum Hops {
+    /// The embedded log: each move is one transaction with its writer's mark;
+    /// state snapshots in the state directory.
+    Embedded(Arc<EmbeddedLog>),
+    /// Kafka topics (`<group_prefix><name>`), shared by every process running
+    /// the pipeline: the consumer group spreads their partitions, the state
+    /// snapshots are in the landing store so they move with the partitions.
+    Kafka(crate::source::kafka::KafkaConfig),
+}
+
+impl Hops {
+    /// The name of internal topic `name` where these hops are.
+    pub fn topic(&self, name: &str) -> String {
+        match self {
+            Hops::Embedded(_) => name.to_owned(),
+            Hops::Kafka(k) => format!("{}{name}", k.group_prefix),
+        }
+    }
+
+    /// Whether a partition of these topics may be owned by several processes in turn.
+    pub fn shared(&self) -> bool {
+        matches!(self, Hops::Kafka(_))
+    }
 }
 
 /// How records are keyed on their way into a topic.
@@ -179,9 +207,17 @@ impl Moving {
     }
 }
 
+/// Where moved records are written.
+enum Sink {
+    /// `append_once`: the records and the writer's mark in one transaction.
+    Log(Arc<EmbeddedLog>),
+    /// An idempotent producer with provenance headers; a replayed roll skips what it finds.
+    Kafka(Box<KafkaOutput>),
+}
+
 /// The router's side of the hop.
 pub struct Repartition {
-    log: Arc<EmbeddedLog>,
+    sink: Sink,
     topic: String,
     partitions: u32,
     keying: Keying,
@@ -191,13 +227,24 @@ pub struct Repartition {
 }
 
 impl Repartition {
-    /// The hop into `topic` (created with `partitions` partitions if absent).
-    pub fn new(log: Arc<EmbeddedLog>, topic: String, partitions: u32, keying: Keying, watermark: &WatermarkConfig) -> anyhow::Result<Self> {
-        let info = log.ensure_topic(&topic, partitions).map_err(|e| anyhow::anyhow!("the topic `{topic}`: {e:#}"))?;
+    /// The hop of `pipeline` into `topic` (the launcher created it; on the
+    /// embedded log it is created here if absent, with `partitions` partitions).
+    pub fn new(hops: &Hops, pipeline: &str, topic: String, partitions: u32, keying: Keying, watermark: &WatermarkConfig) -> anyhow::Result<Self> {
+        let (sink, partitions) = match hops {
+            Hops::Embedded(log) => {
+                let info = log.ensure_topic(&topic, partitions).map_err(|e| anyhow::anyhow!("the topic `{topic}`: {e:#}"))?;
+                (Sink::Log(log.clone()), info.partitions)
+            }
+            Hops::Kafka(config) => {
+                let out = KafkaOutput::new(config, &topic, pipeline)?;
+                let n = out.partitions();
+                (Sink::Kafka(Box::new(out)), n)
+            }
+        };
         Ok(Repartition {
-            log,
+            sink,
             topic,
-            partitions: info.partitions,
+            partitions,
             keying,
             idle_timeout: Duration::from_millis(watermark.idle_timeout_ms),
             close_after: (watermark.close_idle_after_ms > 0).then(|| Duration::from_millis(watermark.close_idle_after_ms)),
@@ -229,29 +276,80 @@ impl Repartition {
         unkeyed
     }
 
+    /// Where each partition ends, for a roll's intent (Kafka: a replay reads
+    /// back from there); `None` on the embedded log, whose marks need none.
+    pub fn ends(&mut self) -> anyhow::Result<Option<BTreeMap<u32, u64>>> {
+        match &mut self.sink {
+            Sink::Log(_) => Ok(None),
+            Sink::Kafka(out) => out.ends(),
+        }
+    }
+
     /// Append what `source` moved, with a marker to every partition, as
-    /// writer `source` whose input reached `through`. Returns the records
-    /// appended (0 when an earlier run of this roll already did).
-    pub fn write(&self, source: &str, through: u64, moving: Moving) -> anyhow::Result<u64> {
+    /// writer `source` whose input reached `through`. `replay_from`: the roll
+    /// is replayed and may have written some of it after these ends. Returns
+    /// the records appended (0 when an earlier run of this roll already did).
+    pub fn write(&mut self, source: &str, through: u64, moving: Moving, replay_from: Option<&BTreeMap<u32, u64>>) -> anyhow::Result<u64> {
         let Moving { mut parts, max_event_ms, .. } = moving;
         let moved: u64 = parts.values().map(|b| b.len() as u64).sum();
         let marker = Marker { source: source.to_owned(), max_event_ms, state: SourceState::Active }.to_bytes();
         for p in 0..self.partitions {
             parts.entry(p).or_default().push(&marker, MARKER_KEY, max_event_ms.unwrap_or(0));
         }
-        let appended = self
-            .log
-            .append_once(&self.topic, parts.into_iter().collect(), source, through)
-            .map_err(|e| anyhow::anyhow!("appending to the repartition topic `{}`: {e}", self.topic))?;
-        Ok(match appended {
-            crate::log::Appended::Now(_) => moved,
-            crate::log::Appended::Before => 0,
-        })
+        let parts: Vec<(u32, BatchBuf)> = parts.into_iter().collect();
+        let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("moving records into `{}`: {e}", self.topic);
+        match &mut self.sink {
+            Sink::Log(log) => match log.append_once(&self.topic, parts, source, through).map_err(|e| fail(&e))? {
+                crate::log::Appended::Now(_) => Ok(moved),
+                crate::log::Appended::Before => Ok(0),
+            },
+            Sink::Kafka(out) => {
+                let written = out.write(source, through, parts, replay_from).map_err(|e| fail(&format!("{e:#}")))?;
+                // The markers are among what was written.
+                Ok(written.saturating_sub(u64::from(self.partitions)).min(moved))
+            }
+        }
     }
 
     /// Tell every partition that `source` is reading (at start), idle, or closing.
-    pub fn announce(&self, source: &str, state: SourceState) -> anyhow::Result<()> {
-        announce(&self.log, &self.topic, source, state)
+    pub fn announce(&mut self, source: &str, state: SourceState) -> anyhow::Result<()> {
+        match &mut self.sink {
+            Sink::Log(log) => announce(log, &self.topic, source, state),
+            Sink::Kafka(out) => {
+                let marker = Marker { source: source.to_owned(), max_event_ms: None, state }.to_bytes();
+                let parts = (0..self.partitions)
+                    .map(|p| {
+                        let mut b = BatchBuf::default();
+                        b.push(&marker, MARKER_KEY, 0);
+                        (p, b)
+                    })
+                    .collect();
+                out.write(source, 0, parts, None).map(|_| ()).map_err(|e| anyhow::anyhow!("announcing to `{}`: {e:#}", self.topic))
+            }
+        }
+    }
+}
+
+/// Announce `sources` (writer names) as `state` to every partition of the
+/// internal topic `topic` wherever `hops` keeps it (see [`announce`]).
+pub fn announce_on(hops: &Hops, pipeline: &str, topic: &str, sources: &[String], state: SourceState) -> anyhow::Result<()> {
+    match hops {
+        Hops::Embedded(log) => sources.iter().try_for_each(|s| announce(log, topic, s, state)),
+        Hops::Kafka(config) => {
+            let mut out = KafkaOutput::new(config, topic, pipeline)?;
+            for source in sources {
+                let marker = Marker { source: source.to_owned(), max_event_ms: None, state }.to_bytes();
+                let parts = (0..out.partitions())
+                    .map(|p| {
+                        let mut b = BatchBuf::default();
+                        b.push(&marker, MARKER_KEY, 0);
+                        (p, b)
+                    })
+                    .collect();
+                out.write(source, 0, parts, None).map_err(|e| anyhow::anyhow!("announcing to `{topic}`: {e:#}"))?;
+            }
+            Ok(())
+        }
     }
 }
 

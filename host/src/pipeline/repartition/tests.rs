@@ -5,7 +5,7 @@ use crate::pipeline::aggregate::window::WindowState;
 fn hop(log: &Arc<EmbeddedLog>, partitions: u32) -> Repartition {
     let config: AggregateConfig =
         toml::from_str("name = \"count-posts\"\ntime_field = \"timestamp\"\ngroup_by = [\"country\"]\nwindow_ms = 60000\n").expect("config");
-    Repartition::new(log.clone(), topic_name("posts"), partitions, Keying::group(&config), &WatermarkConfig::default()).expect("hop")
+    Repartition::new(&Hops::Embedded(log.clone()), "posts", topic_name("posts"), partitions, Keying::group(&config), &WatermarkConfig::default()).expect("hop")
 }
 
 fn keyed(rows: &[(&str, i64)]) -> Moving {
@@ -23,10 +23,10 @@ fn keyed(rows: &[(&str, i64)]) -> Moving {
 fn a_roll_moves_its_records_and_a_marker_to_every_partition_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = EmbeddedLog::open(&dir.path().join("log.redb"), &EmbeddedLogConfig::default()).expect("log");
-    let r = hop(&log, 4);
+    let mut r = hop(&log, 4);
     assert_eq!(log.topic("posts-repartition").map(|t| t.partitions), Some(4), "created with its own partition count");
-    assert_eq!(r.write("posts/pin/0", 10, keyed(&[("Peru", 5), ("Chad", 9)])).expect("write"), 2);
-    assert_eq!(r.write("posts/pin/0", 10, keyed(&[("Peru", 5), ("Chad", 9)])).expect("replay"), 0, "a replayed roll moves nothing twice");
+    assert_eq!(r.write("posts/pin/0", 10, keyed(&[("Peru", 5), ("Chad", 9)]), None).expect("write"), 2);
+    assert_eq!(r.write("posts/pin/0", 10, keyed(&[("Peru", 5), ("Chad", 9)]), None).expect("replay"), 0, "a replayed roll moves nothing twice");
     let mut records = 0;
     for p in 0..4 {
         let f = log.read("posts-repartition", p, 0, 100).expect("read");
