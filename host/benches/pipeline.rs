@@ -37,6 +37,9 @@
 //! the `[kafka]` section, to compare librdkafka settings the same way, e.g.
 //! `BENCH_KAFKA_EXTRA=$'[consumer_properties]\n"fetch.wait.max.ms" = "10"'`.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use sluice::config::Config;
 use sluice::emulate::data::Generator;
 use sluice::ingest::KafkaProducer;
@@ -213,7 +216,7 @@ fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, kinesis: 
     sup.shutdown()?;
     let secs = started.elapsed().as_secs_f64();
     let snap = stats.snapshot();
-    let rss = peak_rss_kib();
+    let rss = support::peak_rss_kib();
     println!(
         "{{\"source\": \"{}\", \"landing\": \"{}\", \"mb_per_s\": {:.1}, \"workers\": {n}, \"records\": {}, \"table_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
         if kafka.is_some() {
@@ -231,13 +234,6 @@ fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, kinesis: 
         rss as f64 / 1024.0
     );
     Ok(())
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
 }
 
 fn main() -> anyhow::Result<()> {

@@ -17,6 +17,9 @@
 //! committed, i.e. every record has been folded and every window it closed has
 //! landed. Reported: records/s, window rows, peak RSS of the process so far.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use serde_json::json;
 use sluice::config::Config;
 use sluice::emulate::data::Generator;
@@ -158,7 +161,7 @@ fn run_join(rows: u64) -> anyhow::Result<()> {
             joined as f64 / secs,
             3.0 * joined as f64 / secs,
             state as f64 / (1 << 20) as f64,
-            peak_rss_kib() as f64 / 1024.0
+            support::peak_rss_kib() as f64 / 1024.0
         );
         Ok(())
     })
@@ -182,25 +185,15 @@ fn run(partitions: u32, records: u64) -> anyhow::Result<()> {
             snap.repartitioned_records,
             snap.table_rows,
             snap.records_in as f64 / secs,
-            peak_rss_kib() as f64 / 1024.0
+            support::peak_rss_kib() as f64 / 1024.0
         );
         Ok(())
     })
 }
 
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
-}
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    if args.iter().any(|a| a == "--test" || a == "--list") {
-        return Ok(()); // `cargo test --benches` builds it; the run is `cargo bench`.
-    }
     let records: u64 = arg("--records").map_or(Ok(1_000_000), |r| r.parse())?;
     let rounds: u32 = arg("--rounds").map_or(Ok(2), |r| r.parse())?;
     if args.iter().any(|a| a == "--join") {

@@ -69,8 +69,9 @@ impl Launcher {
         // routers → (join topic → join workers) → (repartition topic → windows workers).
         let default_partitions = self.config.log.partitions;
         let hops = match (self.config.source_of(p), &self.config.kafka) {
-            // Kafka pipelines keep their internal topics in Kafka, so several processes share them.
-            (SourceKind::Kafka, Some(k)) => {
+            // Kafka pipelines (and Kinesis ones where Kafka is configured) keep their internal
+            // topics in Kafka, so several processes share them.
+            (SourceKind::Kafka | SourceKind::Kinesis, Some(k)) => {
                 let mut k = k.clone();
                 k.start_from = kafka::StartFrom::Earliest;
                 pipeline::repartition::Hops::Kafka(k)

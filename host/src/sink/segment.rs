@@ -64,21 +64,11 @@ impl DeadLetter {
     /// A record at `offset` of `partition` that `component` (stage `stage` of
     /// `pipeline`) refused or failed on; timestamp, key and value are set by the caller.
     pub fn refused(pipeline: &str, partition: &PartitionId, offset: u64, stage: u32, component: &CompiledTransform, kind: &str, reason: &str) -> Self {
+        let d = component.descriptor();
         DeadLetter {
-            pipeline: pipeline.to_owned(),
-            topic: partition.topic.to_string(),
-            partition: partition.partition,
-            offset,
-            stage,
-            transform: component.descriptor().name.clone(),
-            version: component.descriptor().version.clone(),
+            version: d.version.clone(),
             content_hash: component.content_hash().to_owned(),
-            kind: kind.to_owned(),
-            reason: reason.to_owned(),
-            timestamp: 0,
-            key: None,
-            value: None,
-            value_base64: None,
+            ..Self::by_host(pipeline, partition, offset, stage, &d.name, kind, reason)
         }
     }
 
