@@ -77,6 +77,31 @@ impl EmbeddedLogConfig {
     }
 }
 
+/// Record topic `name` with `partitions` partitions in `txn` and load where
+/// each of its partitions ends into `next`. A topic that already has more
+/// partitions is refused with `refuse(had)`: records are routed by partition
+/// count, so partitions can be added, never removed.
+fn register_topic(
+    txn: &redb::WriteTransaction,
+    next: &mut HashMap<(Arc<str>, u32), u64>,
+    name: &str,
+    partitions: u32,
+    refuse: impl FnOnce(u32) -> String,
+) -> anyhow::Result<TopicInfo> {
+    let mut t = txn.open_table(TOPICS)?;
+    let n = txn.open_table(NEXT_OFFSETS)?;
+    if let Some(had) = t.get(name)?.map(|v| v.value()).filter(|had| *had > partitions) {
+        anyhow::bail!(refuse(had));
+    }
+    t.insert(name, partitions)?;
+    let info = TopicInfo { name: Arc::from(name), partitions };
+    for p in 0..partitions {
+        let o = n.get((name, p))?.map(|v| v.value()).unwrap_or(0);
+        next.insert((info.name.clone(), p), o);
+    }
+    Ok(info)
+}
+
 /// Kafka's rule for topic names, used for every name of the log: 1-249 of
 /// a-z A-Z 0-9 . _ - (safe in URLs, object keys and store keys).
 pub fn valid_name(name: &str) -> bool {
@@ -159,30 +184,19 @@ impl EmbeddedLog {
         let mut next = HashMap::new();
         {
             let txn = db.begin_write()?;
-            {
-                let mut t = txn.open_table(TOPICS)?;
-                let n = txn.open_table(NEXT_OFFSETS)?;
-                txn.open_table(BATCHES)?;
-                txn.open_table(POSITIONS)?;
-                txn.open_table(INTENTS)?;
-                txn.open_table(MEMBERS)?;
-                txn.open_table(MARKS)?;
-                for name in &config.topics {
-                    let existing = t.get(name.as_str())?.map(|v| v.value());
-                    if let Some(had) = existing.filter(|had| *had > config.partitions) {
-                        anyhow::bail!(
-                            "log.partitions = {} but topic `{name}` already has {had} partitions; partitions can be added, never removed",
-                            config.partitions
-                        );
-                    }
-                    t.insert(name.as_str(), config.partitions)?;
-                    let name: Arc<str> = Arc::from(name.as_str());
-                    for p in 0..config.partitions {
-                        let o = n.get((&*name, p))?.map(|v| v.value()).unwrap_or(0);
-                        next.insert((name.clone(), p), o);
-                    }
-                    topics.insert(name.to_string(), TopicInfo { name, partitions: config.partitions });
-                }
+            // Every table exists from the first open on.
+            txn.open_table(TOPICS)?;
+            txn.open_table(NEXT_OFFSETS)?;
+            txn.open_table(BATCHES)?;
+            txn.open_table(POSITIONS)?;
+            txn.open_table(INTENTS)?;
+            txn.open_table(MEMBERS)?;
+            txn.open_table(MARKS)?;
+            for name in &config.topics {
+                let info = register_topic(&txn, &mut next, name, config.partitions, |had| {
+                    format!("log.partitions = {} but topic `{name}` already has {had} partitions; partitions can be added, never removed", config.partitions)
+                })?;
+                topics.insert(name.clone(), info);
             }
             txn.commit()?;
         }
@@ -224,19 +238,10 @@ impl EmbeddedLog {
         }
         let txn = self.db.begin_write()?;
         let info = {
-            let mut t = txn.open_table(TOPICS)?;
-            let n = txn.open_table(NEXT_OFFSETS)?;
-            if let Some(had) = t.get(name)?.map(|v| v.value()).filter(|had| *had > partitions) {
-                anyhow::bail!("topic `{name}` already has {had} partitions, more than the {partitions} asked for; partitions can be added, never removed");
-            }
-            t.insert(name, partitions)?;
-            let info = TopicInfo { name: Arc::from(name), partitions };
             let mut next = self.offsets.next.lock().map_err(|_| anyhow::anyhow!("the log's offsets are poisoned"))?;
-            for p in 0..partitions {
-                let o = n.get((name, p))?.map(|v| v.value()).unwrap_or(0);
-                next.insert((info.name.clone(), p), o);
-            }
-            info
+            register_topic(&txn, &mut next, name, partitions, |had| {
+                format!("topic `{name}` already has {had} partitions, more than the {partitions} asked for; partitions can be added, never removed")
+            })?
         };
         txn.commit()?;
         topics.insert(name.to_owned(), info.clone());

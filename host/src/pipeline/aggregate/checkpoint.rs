@@ -28,10 +28,6 @@ enum Place {
 }
 
 impl Checkpoints {
-    pub fn new(state_dir: &std::path::Path, pipeline: &str) -> Self {
-        Self::under(state_dir, "aggregates", pipeline)
-    }
-
     /// Snapshots under `<state dir>/<what>/<pipeline>/`.
     pub fn under(state_dir: &std::path::Path, what: &str, pipeline: &str) -> Self {
         Checkpoints { place: Place::Dir(state_dir.join(what).join(pipeline)) }
