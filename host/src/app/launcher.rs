@@ -89,29 +89,30 @@ impl Launcher {
             };
             sources.push((part, source));
         }
-        if let Some((topic, partitions)) = &first_hop {
-            self.open_hop(p, &hops, topic, *partitions, self.input_partitions(p))?;
-        }
-        if let Some((topic, partitions)) = &join {
+        // Each internal topic is created (with every partition writing to it announced) before its readers.
+        let made = match &first_hop {
+            Some((topic, partitions)) => self.open_hop(p, &hops, topic, *partitions, self.input_partitions(p))?,
+            None => 0,
+        };
+        let mut windows_made = made;
+        if let Some((topic, _)) = &join {
             // At zero from the start, so rates over them are defined before the first match.
             let m = telemetry::metrics();
             for c in [&m.join_matched, &m.join_expired, &m.join_duplicates] {
                 c.with_label_values(&[&p.name]);
             }
             let into = windows.as_ref().map_or(default_partitions, |(_, n)| *n);
-            for source in self.hop_readers(p, &hops, topic, "join")? {
+            for source in self.hop_readers(p, &hops, topic, made, "join")? {
                 sources.push((pipeline::Part::Join { hops: hops.clone(), partitions: into }, source));
             }
             if let Some((windows_topic, windows_partitions)) = &windows {
                 // The join workers are the windows' sources: one per join partition.
-                let joins = (0..self.hop_partitions(&hops, topic, *partitions)?)
-                    .map(|k| crate::position::PartitionId { topic: Arc::from(topic.as_str()), partition: k })
-                    .collect();
-                self.open_hop(p, &hops, windows_topic, *windows_partitions, joins)?;
+                let joins = (0..made).map(|k| crate::position::PartitionId { topic: Arc::from(topic.as_str()), partition: k }).collect();
+                windows_made = self.open_hop(p, &hops, windows_topic, *windows_partitions, joins)?;
             }
         }
         if let Some((topic, _)) = &windows {
-            for source in self.hop_readers(p, &hops, topic, "windows")? {
+            for source in self.hop_readers(p, &hops, topic, windows_made, "windows")? {
                 sources.push((pipeline::Part::Windows { shared: hops.shared() }, source));
             }
         }
@@ -151,8 +152,8 @@ impl Launcher {
 
     /// Create a keyed pipeline's internal topic and announce every partition
     /// that writes to it (held by this process or not), so the next part waits
-    /// for all of them. (On a thread of its own: the log's blocking append
-    /// must not run on the async runtime.)
+    /// for all of them; the topic's partition count. (On a thread of its own:
+    /// the log's blocking append must not run on the async runtime.)
     fn open_hop(
         &self,
         p: &PipelineConfig,
@@ -160,42 +161,46 @@ impl Launcher {
         topic: &str,
         partitions: u32,
         writers: Vec<crate::position::PartitionId>,
-    ) -> anyhow::Result<()> {
-        let made = self.hop_partitions(hops, topic, partitions).with_context(|| format!("pipeline `{}`: creating its topic `{topic}`", p.name))?;
+    ) -> anyhow::Result<u32> {
+        let made = match hops {
+            pipeline::repartition::Hops::Embedded(log) => log.ensure_topic(topic, partitions).map(|t| t.partitions),
+            pipeline::repartition::Hops::Kafka(k) => kafka::ensure_topic(k, topic, partitions),
+        }
+        .with_context(|| format!("pipeline `{}`: creating its topic `{topic}`", p.name))?;
         if made != partitions {
             tracing::warn!(pipeline = %p.name, topic, partitions = made, configured = partitions, "the internal topic already exists with another partition count; using it as it is");
         }
         telemetry::metrics().repartition_records.with_label_values(&[&p.name, topic]);
         let writers: Vec<String> = writers.iter().map(|w| pipeline::output::writer(&p.name, w)).collect();
         std::thread::scope(|s| {
-            s.spawn(|| pipeline::repartition::announce_on(hops, &p.name, topic, &writers, pipeline::repartition::SourceState::Active))
+            s.spawn(|| pipeline::repartition::announce_on(hops, &p.name, topic, made, &writers, pipeline::repartition::SourceState::Active))
                 .join()
                 .map_err(|_| anyhow::anyhow!("announcing the partitions writing to `{topic}` panicked"))
-        })?
+        })??;
+        Ok(made)
     }
 
-    /// Make sure an internal topic exists; its partition count.
-    fn hop_partitions(&self, hops: &pipeline::repartition::Hops, topic: &str, partitions: u32) -> anyhow::Result<u32> {
-        Ok(match hops {
-            pipeline::repartition::Hops::Embedded(log) => log.ensure_topic(topic, partitions)?.partitions,
-            pipeline::repartition::Hops::Kafka(k) => kafka::ensure_topic(k, topic, partitions)?,
-        })
-    }
-
-    /// The workers' sources reading an internal topic: shares of the embedded
-    /// log's partitions, or members of the consumer group `<group_prefix><pipeline>-<part>`.
-    fn hop_readers(&self, p: &PipelineConfig, hops: &pipeline::repartition::Hops, topic: &str, part: &str) -> anyhow::Result<Vec<Box<dyn Source>>> {
+    /// The workers' sources reading an internal topic of `partitions`
+    /// partitions: shares of the embedded log's partitions, or members of the
+    /// consumer group `<group_prefix><pipeline>-<part>`.
+    fn hop_readers(
+        &self,
+        p: &PipelineConfig,
+        hops: &pipeline::repartition::Hops,
+        topic: &str,
+        partitions: u32,
+        part: &str,
+    ) -> anyhow::Result<Vec<Box<dyn Source>>> {
         let mut out: Vec<Box<dyn Source>> = Vec::new();
+        let n = pipeline::worker_count(p, partitions as usize);
         match hops {
             pipeline::repartition::Hops::Embedded(log) => {
                 let reader = EmbeddedSource::new(log.clone(), p.name.clone(), vec![topic.to_owned()])?;
-                let n = pipeline::worker_count(p, reader.partition_count());
                 for w in 0..n {
                     out.push(Box::new(reader.clone().assigned(w, n)));
                 }
             }
             pipeline::repartition::Hops::Kafka(k) => {
-                let n = pipeline::worker_count(p, kafka::partition_count(k, &[topic.to_owned()]).unwrap_or(usize::MAX));
                 let group = k.group(&format!("{}-{part}", p.name));
                 let host = hostname();
                 for w in 0..n {
@@ -224,7 +229,7 @@ impl Launcher {
         match self.config.source_of(p) {
             SourceKind::Embedded => {
                 let reader = EmbeddedSource::new(self.log.clone(), p.name.clone(), p.topics.clone())?;
-                let n = workers_for(p, Some(reader.partition_count()))?;
+                let n = pipeline::worker_count(p, reader.partition_count());
                 for w in 0..n {
                     sources.push(Box::new(reader.clone().assigned(w, n)));
                 }
@@ -234,7 +239,7 @@ impl Launcher {
                 // group shares the partitions among them and among other sluice processes.
                 let kafka = self.config.kafka.as_ref().context("the pipeline reads Kafka but [kafka] is missing")?;
                 let known = kafka::partition_count(kafka, &p.topics);
-                let n = workers_for(p, known)?;
+                let n = pipeline::worker_count(p, known.unwrap_or(usize::MAX));
                 let host = hostname();
                 for w in 0..n {
                     let client_id = format!("sluice-{host}-{}-{}-{w}", std::process::id(), p.name);
@@ -246,7 +251,7 @@ impl Launcher {
                 // other sluice processes with the same config share them too.
                 let config = self.config.kinesis.as_ref().context("the pipeline reads Kinesis but [kinesis] is missing")?;
                 let known = kinesis::open_shard_count(config, &p.topics);
-                let n = workers_for(p, known)?;
+                let n = pipeline::worker_count(p, known.unwrap_or(usize::MAX));
                 let host = hostname();
                 for w in 0..n {
                     let owner = format!("{host}-{}-{}-w{w}", std::process::id(), p.name);
@@ -267,12 +272,10 @@ impl Launcher {
             let internal = [pipeline::repartition::topic_name(&name), pipeline::repartition::join_topic_name(&name)];
             // (On Kafka the internal topics carry the group prefix; their lag comes from the workers.)
             let embedded = self.config.source_of(&handle.config) == SourceKind::Embedded;
-            {
-                for p in snap.partitions.iter_mut().filter(|p| embedded || internal.contains(&p.topic)) {
-                    if let Some(end) = self.log.end_offset(&p.topic, p.partition) {
-                        p.end = Some(end);
-                        p.lag = Some(end.saturating_sub(p.committed));
-                    }
+            for p in snap.partitions.iter_mut().filter(|p| embedded || internal.contains(&p.topic)) {
+                if let Some(end) = self.log.end_offset(&p.topic, p.partition) {
+                    p.end = Some(end);
+                    p.lag = Some(end.saturating_sub(p.committed));
                 }
             }
             out.insert(name, snap);
@@ -379,13 +382,6 @@ impl PipelineManager for Launcher {
 /// Names of the pipelines a launcher runs (for start-up checks).
 pub fn names(ps: &[PipelineConfig]) -> BTreeSet<&str> {
     ps.iter().map(|p| p.name.as_str()).collect()
-}
-
-/// Worker threads reading a pipeline's source over `partitions` partitions
-/// (`None`: not known yet). An aggregating pipeline's windows are folded by
-/// workers of their own, over its repartition topic.
-fn workers_for(p: &PipelineConfig, partitions: Option<usize>) -> anyhow::Result<usize> {
-    Ok(pipeline::worker_count(p, partitions.unwrap_or(usize::MAX)))
 }
 
 /// This machine's name, for Kafka client ids (visible in the brokers' group listings).

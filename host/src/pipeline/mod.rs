@@ -104,7 +104,6 @@ pub fn build(
         (Part::Router { hops, partitions }, Some(j)) => {
             let topic = hops.topic(&repartition::join_topic_name(&config.name));
             repartition = Some(repartition::Repartition::new(hops, &config.name, topic, *partitions, repartition::Keying::join(j), &config.watermark)?);
-            transforms.clear();
             aggregate = None;
         }
         (Part::Router { hops, partitions }, None) if keyed => {
@@ -116,11 +115,14 @@ pub fn build(
             repartition = into_windows(hops, *partitions)?;
             aggregate = None;
         }
-        (Part::Windows { shared }, _) if config.aggregate.is_some() => {
-            transforms.clear();
-            windows_shared = *shared;
-        }
+        (Part::Windows { shared }, _) if config.aggregate.is_some() => windows_shared = *shared,
         _ => anyhow::bail!("pipeline `{}`: a {} worker does not fit the pipeline's config", config.name, part.name()),
+    }
+    // A join's router moves its input untransformed (the transforms run on the joined rows);
+    // the windows fold what was transformed before them.
+    let runs_transforms = !matches!((&part, &config.join), (Part::Router { .. }, Some(_)) | (Part::Windows { .. }, _));
+    if !runs_transforms {
+        transforms.clear();
     }
     if let Some(t) = transforms.iter().find(|t| t.kind() != crate::runtime::ComponentKind::Transform) {
         anyhow::bail!(
@@ -170,6 +172,7 @@ pub fn build(
         output: None,
         repartition,
         join,
+        runs_transforms,
         store,
         stats,
         control,

@@ -100,6 +100,9 @@ pub struct PipelineWorker {
     pub(crate) repartition: Option<Repartition>,
     /// A join's part: joins the records of the join topic before the chain.
     pub(crate) join: Option<JoinStage>,
+    /// Whether this part runs the pipeline's transforms (not a join's router,
+    /// not the windows): a swap picks up new versions only where they run.
+    pub(crate) runs_transforms: bool,
 }
 
 /// How a version on probation has fared in this worker.
@@ -437,20 +440,20 @@ impl PipelineWorker {
         seg.input_bytes += fetched.batch.byte_size() as u64;
         st.next = fetched.next_offset;
         let bytes = fetched.batch.values.len() as u64;
-        match (&self.aggregate, &mut self.join) {
-            (Some(a), _) => {
+        // A windows or join worker reads an internal topic: its records were counted in when the router read them.
+        let keyed = match (&self.aggregate, &mut self.join) {
+            (Some(a), _) => Some(a.status(&st.id)),
+            (None, Some(j)) => Some(j.status(&st.id)),
+            (None, None) => None,
+        };
+        match keyed {
+            Some(status) => {
                 self.events().repartition_read(&st.id, n, bytes);
-                if let Some(w) = a.status(&st.id) {
+                if let Some(w) = status {
                     self.stats.set_windows(&st.id, w);
                 }
             }
-            (None, Some(j)) => {
-                if let Some(w) = j.status(&st.id) {
-                    self.stats.set_windows(&st.id, w);
-                }
-                self.events().repartition_read(&st.id, n, bytes);
-            }
-            (None, None) => self.events().batch_read(&st.id, n, bytes),
+            None => self.events().batch_read(&st.id, n, bytes),
         }
         Ok(())
     }
@@ -620,8 +623,7 @@ impl PipelineWorker {
         }
         let (generation, stages) = self.control.chain();
         let (mut transforms, aggregate) = super::aggregate::split_stages(stages, self.config.aggregate.is_some());
-        if self.aggregate.is_some() || (self.config.join.is_some() && self.join.is_none()) {
-            // The windows fold what was already transformed; a join's router moves its input untransformed.
+        if !self.runs_transforms {
             transforms.clear();
         }
         if let (Some(stage), Some(next)) = (&mut self.aggregate, aggregate)

@@ -215,6 +215,43 @@ enum Sink {
     Kafka(Box<KafkaOutput>),
 }
 
+impl Sink {
+    /// The writer of `topic` where `hops` keeps it, and the topic's partition
+    /// count (on the embedded log it is created here if absent, with `partitions`).
+    fn open(hops: &Hops, pipeline: &str, topic: &str, partitions: u32) -> anyhow::Result<(Sink, u32)> {
+        Ok(match hops {
+            Hops::Embedded(log) => {
+                let info = log.ensure_topic(topic, partitions).map_err(|e| anyhow::anyhow!("the topic `{topic}`: {e:#}"))?;
+                (Sink::Log(log.clone()), info.partitions)
+            }
+            Hops::Kafka(config) => {
+                let out = KafkaOutput::new(config, topic, pipeline)?;
+                let n = out.partitions();
+                (Sink::Kafka(Box::new(out)), n)
+            }
+        })
+    }
+
+    /// Tell each of the topic's `partitions` partitions that `source` is
+    /// reading, idle or closing. Markers without records need no mark: saying
+    /// it twice changes nothing.
+    fn announce(&mut self, topic: &str, partitions: u32, source: &str, state: SourceState) -> anyhow::Result<()> {
+        let marker = Marker { source: source.to_owned(), max_event_ms: None, state }.to_bytes();
+        let parts = (0..partitions)
+            .map(|p| {
+                let mut b = BatchBuf::default();
+                b.push(&marker, MARKER_KEY, 0);
+                (p, b)
+            })
+            .collect();
+        let done = match self {
+            Sink::Log(log) => log.append_blocking(topic, parts).map(|_| ()).map_err(anyhow::Error::from),
+            Sink::Kafka(out) => out.write(source, 0, parts, None).map(|_| ()),
+        };
+        done.map_err(|e| anyhow::anyhow!("announcing to `{topic}`: {e:#}"))
+    }
+}
+
 /// The router's side of the hop.
 pub struct Repartition {
     sink: Sink,
@@ -230,17 +267,7 @@ impl Repartition {
     /// The hop of `pipeline` into `topic` (the launcher created it; on the
     /// embedded log it is created here if absent, with `partitions` partitions).
     pub fn new(hops: &Hops, pipeline: &str, topic: String, partitions: u32, keying: Keying, watermark: &WatermarkConfig) -> anyhow::Result<Self> {
-        let (sink, partitions) = match hops {
-            Hops::Embedded(log) => {
-                let info = log.ensure_topic(&topic, partitions).map_err(|e| anyhow::anyhow!("the topic `{topic}`: {e:#}"))?;
-                (Sink::Log(log.clone()), info.partitions)
-            }
-            Hops::Kafka(config) => {
-                let out = KafkaOutput::new(config, &topic, pipeline)?;
-                let n = out.partitions();
-                (Sink::Kafka(Box::new(out)), n)
-            }
-        };
+        let (sink, partitions) = Sink::open(hops, pipeline, &topic, partitions)?;
         Ok(Repartition {
             sink,
             topic,
@@ -313,63 +340,18 @@ impl Repartition {
 
     /// Tell every partition that `source` is reading (at start), idle, or closing.
     pub fn announce(&mut self, source: &str, state: SourceState) -> anyhow::Result<()> {
-        match &mut self.sink {
-            Sink::Log(log) => announce(log, &self.topic, source, state),
-            Sink::Kafka(out) => {
-                let marker = Marker { source: source.to_owned(), max_event_ms: None, state }.to_bytes();
-                let parts = (0..self.partitions)
-                    .map(|p| {
-                        let mut b = BatchBuf::default();
-                        b.push(&marker, MARKER_KEY, 0);
-                        (p, b)
-                    })
-                    .collect();
-                out.write(source, 0, parts, None).map(|_| ()).map_err(|e| anyhow::anyhow!("announcing to `{}`: {e:#}", self.topic))
-            }
-        }
+        self.sink.announce(&self.topic, self.partitions, source, state)
     }
 }
 
 /// Announce `sources` (writer names) as `state` to every partition of the
-/// internal topic `topic` wherever `hops` keeps it (see [`announce`]).
-pub fn announce_on(hops: &Hops, pipeline: &str, topic: &str, sources: &[String], state: SourceState) -> anyhow::Result<()> {
-    match hops {
-        Hops::Embedded(log) => sources.iter().try_for_each(|s| announce(log, topic, s, state)),
-        Hops::Kafka(config) => {
-            let mut out = KafkaOutput::new(config, topic, pipeline)?;
-            for source in sources {
-                let marker = Marker { source: source.to_owned(), max_event_ms: None, state }.to_bytes();
-                let parts = (0..out.partitions())
-                    .map(|p| {
-                        let mut b = BatchBuf::default();
-                        b.push(&marker, MARKER_KEY, 0);
-                        (p, b)
-                    })
-                    .collect();
-                out.write(source, 0, parts, None).map_err(|e| anyhow::anyhow!("announcing to `{topic}`: {e:#}"))?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// Tell every partition of the repartition topic `topic` that `source` is
-/// reading, idle or closing. Markers without records need no mark: saying it
-/// twice changes nothing. At launch every partition of the input is
-/// announced, held here or not, so the windows never close on part of the
-/// input (a partition another process reads holds the watermark back).
-pub fn announce(log: &EmbeddedLog, topic: &str, source: &str, state: SourceState) -> anyhow::Result<()> {
-    let partitions = log.topic(topic).map_or(0, |t| t.partitions);
-    let marker = Marker { source: source.to_owned(), max_event_ms: None, state }.to_bytes();
-    let parts = (0..partitions)
-        .map(|p| {
-            let mut b = BatchBuf::default();
-            b.push(&marker, MARKER_KEY, 0);
-            (p, b)
-        })
-        .collect();
-    log.append_blocking(topic, parts).map_err(|e| anyhow::anyhow!("appending to the repartition topic `{topic}`: {e}"))?;
-    Ok(())
+/// internal topic `topic` (of `partitions` partitions) wherever `hops` keeps
+/// it. At launch every partition that writes to it is announced, held by this
+/// process or not, so the next part never closes windows (or expires keys) on
+/// part of its input: a partition another process reads holds the watermark.
+pub fn announce_on(hops: &Hops, pipeline: &str, topic: &str, partitions: u32, sources: &[String], state: SourceState) -> anyhow::Result<()> {
+    let (mut sink, partitions) = Sink::open(hops, pipeline, topic, partitions)?;
+    sources.iter().try_for_each(|source| sink.announce(topic, partitions, source, state))
 }
 
 #[cfg(test)]
