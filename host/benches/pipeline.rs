@@ -80,7 +80,7 @@ fn config(dir: &Path) -> Config {
         topics: vec![TOPIC.into()],
         transforms: vec!["clean-pin".into()],
         land_raw,
-        table: Some(TableConfig { name: "pin".into(), formats: vec![TableFormat::Parquet], schema: None, columns: None, partition_by: None }),
+        table: Some(TableConfig { name: "pin".into(), formats: vec![TableFormat::Parquet], schema: None, columns: None, partition_by: None, delta: None }),
         batch: Default::default(),
         roll: RollConfig { max_records: 250_000, max_bytes: 64 << 20, max_age_ms: 60_000, ..Default::default() },
         workers: std::env::var("BENCH_WORKERS").ok().map(|w| w.parse().expect("BENCH_WORKERS is a number")),

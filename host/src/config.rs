@@ -265,6 +265,7 @@ impl Config {
                 schema: None,
                 columns: None,
                 partition_by: partition_by.map(str::to_owned),
+                delta: None,
             }),
             batch: Default::default(),
             roll: crate::pipeline::config::RollConfig { max_age_ms: 2_000, ..Default::default() },

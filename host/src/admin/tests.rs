@@ -35,7 +35,7 @@ fn fixture() -> Fixture {
         topics: vec!["t.pin".into()],
         transforms: vec!["clean-pin".into()],
         land_raw: true,
-        table: Some(TableConfig { name: "pin".into(), formats: vec![TableFormat::Parquet], schema: None, columns: None, partition_by: None }),
+        table: Some(TableConfig { name: "pin".into(), formats: vec![TableFormat::Parquet], schema: None, columns: None, partition_by: None, delta: None }),
         batch: Default::default(),
         roll: Default::default(),
         workers: None,
@@ -50,7 +50,7 @@ fn fixture() -> Fixture {
     let spec = SegmentSpec {
         pipeline: "pin".into(),
         land_raw: true,
-        table: Some(TableSpec { name: "pin".into(), schema: schema::builtin("pin-clean"), parquet: true, jsonl: false, partition_by: None }),
+        table: Some(TableSpec { name: "pin".into(), schema: schema::builtin("pin-clean"), parquet: true, jsonl: false, partition_by: None, delta: None }),
     };
     let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path().join("landing")).expect("store"));
     let handle = PipelineHandle { config, control, stats: Arc::new(PipelineStats::default()), spec };

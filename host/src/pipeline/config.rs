@@ -73,16 +73,23 @@ pub enum SourceKind {
 #[serde(deny_unknown_fields)]
 pub struct TableConfig {
     pub name: String,
-    /// `parquet`, `jsonl`, or both.
-    #[serde(default = "default_formats")]
+    /// `parquet` (the default), `delta`, `jsonl`, or a list (`["parquet", "jsonl"]`).
+    /// `format = "delta"` says the same. Delta tables are Parquet files plus a
+    /// transaction log: Spark, Databricks, DuckDB, Polars and the `deltalake`
+    /// package read them as one consistent table.
+    #[serde(default = "default_formats", alias = "format", deserialize_with = "one_or_many")]
     pub formats: Vec<TableFormat>,
     /// A built-in schema by output kind (`pin-clean`, `geo-clean`, `user-clean`).
     /// Defaults to the last transform's output kind when that is built in.
     pub schema: Option<String>,
     /// Explicit columns, for transforms whose output kind has no built-in schema.
     pub columns: Option<Vec<ColumnSpec>>,
-    /// A timestamp column whose UTC date partitions the table (`dt=YYYY-MM-DD`).
+    /// A timestamp column whose UTC date partitions the table (`dt=YYYY-MM-DD`;
+    /// in a Delta table, the partition column `dt`).
     pub partition_by: Option<String>,
+    /// How a Delta table is kept (`[pipeline.table.delta]`); only with `format = "delta"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::sink::delta::DeltaOptions>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
@@ -90,6 +97,21 @@ pub struct TableConfig {
 pub enum TableFormat {
     Parquet,
     Jsonl,
+    Delta,
+}
+
+/// `"delta"` or `["parquet", "jsonl"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<TableFormat>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(TableFormat),
+        Many(Vec<TableFormat>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(f) => vec![f],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 fn default_formats() -> Vec<TableFormat> {
@@ -171,6 +193,17 @@ impl PipelineConfig {
         if let Some(t) = &self.table {
             if t.formats.is_empty() {
                 return Err(format!("pipeline `{n}`: table.formats is empty"));
+            }
+            if t.formats.contains(&TableFormat::Delta) && t.formats.len() > 1 {
+                return Err(format!(
+                    "pipeline `{n}`: a Delta table is its own format (Parquet files and a log): give `format = \"delta\"` alone, not {:?}",
+                    t.formats
+                ));
+            }
+            match (&t.delta, t.formats.contains(&TableFormat::Delta)) {
+                (Some(_), false) => return Err(format!("pipeline `{n}`: [pipeline.table.delta] is set but the table is not `format = \"delta\"`")),
+                (Some(d), true) => d.validate().map_err(|e| format!("pipeline `{n}`: {e}"))?,
+                _ => {}
             }
             if t.schema.is_some() && t.columns.is_some() {
                 return Err(format!("pipeline `{n}`: give table.schema or table.columns, not both"));

@@ -142,6 +142,20 @@ impl PipelineEvents<'_> {
         metrics().output_records.with_label_values(&[self.pipeline, topic]).inc_by(records);
     }
 
+    /// A roll reached the table's Delta log (or found itself there).
+    pub fn delta_committed(&self, table: &str, outcome: crate::sink::delta::commit::Committed) {
+        use crate::sink::delta::commit::Committed;
+        let m = metrics();
+        match outcome {
+            Committed::Version(v) => {
+                m.delta_commits.with_label_values(&[self.pipeline, table, "committed"]).inc();
+                m.delta_table_version.with_label_values(&[self.pipeline, table]).set(v as i64);
+            }
+            Committed::Already => m.delta_commits.with_label_values(&[self.pipeline, table, "already"]).inc(),
+            Committed::Nothing => {}
+        }
+    }
+
     /// A router moved `records` into its repartition topic.
     pub fn repartitioned(&self, topic: &str, records: u64) {
         PipelineStats::add(&self.stats.repartitioned_records, records);

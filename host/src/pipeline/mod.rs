@@ -23,6 +23,7 @@ pub use control::PipelineControl;
 pub use stats::{PipelineState, PipelineStats, StatsSnapshot};
 pub use worker::{PipelineWorker, StopFlag};
 
+use crate::sink::delta::DeltaSink;
 use crate::sink::{SegmentSpec, TableSpec, schema};
 
 use crate::source::Source;
@@ -157,6 +158,22 @@ pub fn build(
         None => None,
     };
     let land_raw = config.land_raw && matches!(part, Part::Whole | Part::Router { .. });
+    let delta = match &table {
+        Some(TableSpec { name, schema: Some(schema), partition_by, delta: Some(options), .. }) => {
+            let native = store.native().with_context(|| {
+                format!(
+                    "pipeline `{}`: table `{name}` is a Delta table, which needs a local directory or S3 landing; {} is neither",
+                    config.name,
+                    store.location()
+                )
+            })?;
+            Some(
+                DeltaSink::open(&native, store.as_ref(), &config.name, name, schema, partition_by.is_some(), options)
+                    .with_context(|| format!("pipeline `{}`", config.name))?,
+            )
+        }
+        _ => None,
+    };
     Ok(PipelineWorker {
         config: config.clone(),
         spec: SegmentSpec { pipeline: config.name.clone(), land_raw, table },
@@ -173,6 +190,7 @@ pub fn build(
         repartition,
         join,
         runs_transforms,
+        delta,
         store,
         stats,
         control,
@@ -191,10 +209,11 @@ pub fn table_spec(config: &PipelineConfig, last_kind: Option<String>) -> anyhow:
                 (None, Some(kind)) => schema::builtin(kind),
                 (None, None) => None,
             };
-            let parquet = t.formats.contains(&TableFormat::Parquet);
+            let delta = t.formats.contains(&TableFormat::Delta).then(|| t.delta.clone().unwrap_or_default());
+            let parquet = t.formats.contains(&TableFormat::Parquet) || delta.is_some();
             if schema.is_none() && (parquet || t.partition_by.is_some()) {
                 anyhow::bail!(
-                    "pipeline `{}`: table `{}` needs a schema for Parquet or partitioning; the output kind {:?} has no built-in one, so give table.columns",
+                    "pipeline `{}`: table `{}` needs a schema for Parquet, Delta or partitioning; the output kind {:?} has no built-in one, so give table.columns",
                     config.name,
                     t.name,
                     kind.unwrap_or_default()
@@ -203,7 +222,14 @@ pub fn table_spec(config: &PipelineConfig, last_kind: Option<String>) -> anyhow:
             if let (Some(col), Some(s)) = (&t.partition_by, &schema) {
                 s.index_of(col).map_err(|_| anyhow::anyhow!("pipeline `{}`: table.partition_by `{col}` is not a column of the table", config.name))?;
             }
-            Some(TableSpec { name: t.name.clone(), schema, parquet, jsonl: t.formats.contains(&TableFormat::Jsonl), partition_by: t.partition_by.clone() })
+            Some(TableSpec {
+                name: t.name.clone(),
+                schema,
+                parquet,
+                jsonl: t.formats.contains(&TableFormat::Jsonl),
+                partition_by: t.partition_by.clone(),
+                delta,
+            })
         }
     })
 }

@@ -24,6 +24,7 @@ use super::stats::{PipelineState, PipelineStats};
 use crate::position::{Fetched, Intent, PartitionId};
 use crate::runtime::{FailureKind, StageRows};
 use crate::sink::DeadLetter;
+use crate::sink::delta::{DeltaSink, RollCommit};
 use crate::sink::{Segment, SegmentSpec};
 use crate::source::Source;
 use crate::store::ObjectStore;
@@ -103,6 +104,9 @@ pub struct PipelineWorker {
     /// Whether this part runs the pipeline's transforms (not a join's router,
     /// not the windows): a swap picks up new versions only where they run.
     pub(crate) runs_transforms: bool,
+    /// The table's Delta log, when the table is a Delta table: each roll's
+    /// files are added in one commit before the input position is.
+    pub(crate) delta: Option<DeltaSink>,
 }
 
 /// How a version on probation has fared in this worker.
@@ -533,6 +537,12 @@ impl PipelineWorker {
             lineage.push(("sluice.aggregate".to_owned(), a.lineage()));
         }
         let summary = seg.finish(&lineage)?;
+        if let Some(delta) = &mut self.delta {
+            // The files are durable; the log takes them with the position they reach, once.
+            let app_id = format!("{}/{}/{}", self.config.name, st.id.topic, st.id.partition);
+            let committed = delta.commit(RollCommit { app_id, version: intent.end, files: &summary.table_files, lineage: &lineage, replay: replaying })?;
+            PipelineEvents { pipeline: &self.config.name, stats: &self.stats }.delta_committed(delta.name(), committed);
+        }
         if let Some(a) = &mut self.aggregate {
             // The window state goes with the position: saved before it is committed.
             a.checkpoint(&st.id, intent.end)?;

@@ -8,9 +8,10 @@
 //! invisible until the segment is finished; their names depend only on the
 //! first input position, so a replay after a crash rewrites the same objects.
 
+pub mod delta;
 pub mod layout;
 pub mod parquet;
 pub mod schema;
 pub mod segment;
 
-pub use segment::{DeadLetter, Segment, SegmentSpec, SegmentSummary, TableSpec};
+pub use segment::{DeadLetter, Segment, SegmentSpec, SegmentSummary, TableFile, TableSpec};

@@ -22,6 +22,8 @@ pub struct TableSpec {
     pub jsonl: bool,
     /// Timestamp column whose UTC date partitions the table (`dt=YYYY-MM-DD`).
     pub partition_by: Option<String>,
+    /// A Delta table: its Parquet files are committed to its log at each roll.
+    pub delta: Option<super::delta::DeltaOptions>,
 }
 
 /// What a pipeline lands for each segment.
@@ -111,10 +113,22 @@ impl DeadLetter {
     }
 }
 
+/// A Parquet table file a finished segment wrote (what a Delta commit adds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFile {
+    pub key: String,
+    /// Its Hive partition folder (`dt=2020-08-28`), if the table is partitioned.
+    pub hive: Option<String>,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
 /// What a finished segment wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SegmentSummary {
     pub objects: Vec<String>,
+    /// The Parquet table files among `objects`.
+    pub table_files: Vec<TableFile>,
     pub bytes: u64,
     pub raw_records: u64,
     pub table_rows: u64,
@@ -132,7 +146,8 @@ pub struct Segment {
     /// `(first offset, transform chain content hashes)` in offset order.
     pub versions: Vec<(u64, Vec<String>)>,
     raw: Option<(String, Box<dyn ObjectWriter>)>,
-    parquet: BTreeMap<Option<String>, (String, ParquetObject)>,
+    /// By Hive partition: key, object, rows written.
+    parquet: BTreeMap<Option<String>, (String, ParquetObject, u64)>,
     jsonl: BTreeMap<Option<String>, (String, Box<dyn ObjectWriter>)>,
     dead: Option<(String, Box<dyn ObjectWriter>)>,
     summary: SegmentSummary,
@@ -169,7 +184,7 @@ impl Segment {
     /// Bytes held in open objects (what rolling by size measures).
     pub fn buffered_bytes(&self) -> u64 {
         self.raw.as_ref().map_or(0, |(_, w)| w.written())
-            + self.parquet.values().map(|(_, p)| p.bytes()).sum::<u64>()
+            + self.parquet.values().map(|(_, p, _)| p.bytes()).sum::<u64>()
             + self.jsonl.values().map(|(_, w)| w.written()).sum::<u64>()
             + self.dead.as_ref().map_or(0, |(_, w)| w.written())
     }
@@ -219,10 +234,11 @@ impl Segment {
                 if !self.parquet.contains_key(&hive) {
                     let key = layout::table_object(&table.name, hive.as_deref(), &self.partition, self.start, &format!("{}parquet", self.table_tag));
                     let object = ParquetObject::new(store.create(&key)?, schema.clone()).map_err(io::Error::other)?;
-                    self.parquet.insert(hive.clone(), (key, object));
+                    self.parquet.insert(hive.clone(), (key, object, 0));
                 }
-                let (_, object) = self.parquet.get_mut(&hive).expect("inserted above");
+                let (_, object, rows) = self.parquet.get_mut(&hive).expect("inserted above");
                 object.write(&part).map_err(io::Error::other)?;
+                *rows += part.num_rows() as u64;
             }
             if table.jsonl {
                 let w = self.jsonl_object(store, table, hive.clone())?;
@@ -278,8 +294,11 @@ impl Segment {
         if let Some((key, w)) = self.raw {
             done(key, w, &mut summary)?;
         }
-        for (_, (key, object)) in self.parquet {
-            done(key, object.close(lineage).map_err(io::Error::other)?, &mut summary)?;
+        for (hive, (key, object, rows)) in self.parquet {
+            let w = object.close(lineage).map_err(io::Error::other)?;
+            let bytes = w.written();
+            done(key.clone(), w, &mut summary)?;
+            summary.table_files.push(TableFile { key, hive, bytes, rows });
         }
         for (_, (key, w)) in self.jsonl {
             done(key, w, &mut summary)?;

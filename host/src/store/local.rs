@@ -141,6 +141,15 @@ impl ObjectStore for LocalStore {
     fn location(&self) -> String {
         self.root.display().to_string()
     }
+
+    fn native(&self) -> Option<super::Native> {
+        let root = std::path::absolute(&self.root).ok()?;
+        let mut url = url::Url::from_directory_path(root).ok()?;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        Some(super::Native { store: std::sync::Arc::new(object_store::local::LocalFileSystem::new()), url })
+    }
 }
 
 impl LocalStore {

@@ -40,6 +40,29 @@ pub trait ObjectStore: Send + Sync {
 
     /// Where this store is, for people: `/var/lib/sluice/landing`, `s3://bucket/prefix`.
     fn location(&self) -> String;
+
+    /// The same place as an `object_store` store, for libraries that bring
+    /// their own storage protocol (Delta tables: delta-rs commits its log with
+    /// conditional puts through it). `None` for stores that have no such twin.
+    fn native(&self) -> Option<Native> {
+        None
+    }
+}
+
+/// A landing store as `object_store` sees it: `store` rooted so that `url`'s
+/// path names the landing root (`file:///var/lib/sluice/landing/`,
+/// `s3://bucket/prefix/`). Keys of [`ObjectStore`] are paths under `url`.
+#[derive(Clone, Debug)]
+pub struct Native {
+    pub store: std::sync::Arc<dyn object_store::ObjectStore>,
+    pub url: url::Url,
+}
+
+impl Native {
+    /// The URL of a folder (`tables/pin/`) of the landing.
+    pub fn url_of(&self, folder: &str) -> io::Result<url::Url> {
+        self.url.join(folder).map_err(|e| io::Error::other(format!("{folder} under {}: {e}", self.url)))
+    }
 }
 
 /// An object being written.

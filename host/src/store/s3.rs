@@ -75,14 +75,21 @@ pub struct S3Store {
     client: aws_sdk_s3::Client,
     config: S3Config,
     rt: tokio::runtime::Handle,
+    /// The resolved region and credentials chain, for [`ObjectStore::native`].
+    region: String,
+    credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
 }
 
 impl S3Store {
     /// Build the client from the standard AWS chain plus the config's overrides.
     /// `rt` runs the requests; the store's methods block on it, so call them
     /// from threads outside the runtime's async workers (pipeline threads, `spawn_blocking`).
-    pub async fn new(config: S3Config, rt: tokio::runtime::Handle) -> anyhow::Result<Self> {
+    pub async fn new(mut config: S3Config, rt: tokio::runtime::Handle) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
+        // A prefix is a folder: `pinterest` and `pinterest/` both put the landing under `pinterest/`.
+        if !config.prefix.is_empty() && !config.prefix.ends_with('/') {
+            config.prefix.push('/');
+        }
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(r) = &config.region {
             loader = loader.region(aws_config::Region::new(r.clone()));
@@ -98,7 +105,9 @@ impl S3Store {
         if let Some(url) = &config.endpoint_url {
             b = b.endpoint_url(url);
         }
-        Ok(S3Store { client: aws_sdk_s3::Client::from_conf(b.build()), config, rt })
+        let region = shared.region().map_or_else(|| "us-east-1".to_owned(), |r| r.to_string());
+        let credentials = shared.credentials_provider();
+        Ok(S3Store { client: aws_sdk_s3::Client::from_conf(b.build()), config, rt, region, credentials })
     }
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
@@ -247,6 +256,52 @@ impl ObjectStore for S3Store {
 
     fn location(&self) -> String {
         format!("s3://{}/{}", self.config.bucket, self.config.prefix)
+    }
+
+    fn native(&self) -> Option<super::Native> {
+        // The same bucket, endpoint, addressing and credentials chain as the
+        // landing; puts with `If-None-Match: *` for delta-rs' log commits.
+        let mut b = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&self.config.bucket)
+            .with_region(&self.region)
+            .with_virtual_hosted_style_request(!self.config.force_path_style)
+            .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+            .with_retry(object_store::RetryConfig { max_retries: self.config.max_attempts.saturating_sub(1) as usize, ..Default::default() });
+        if let Some(url) = self.config.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok()) {
+            b = b.with_allow_http(url.starts_with("http://")).with_endpoint(url);
+        }
+        if let Some(c) = &self.credentials {
+            b = b.with_credentials(std::sync::Arc::new(AwsChain(c.clone())));
+        }
+        let store = match b.build() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the S3 landing through object_store");
+                return None;
+            }
+        };
+        let url = url::Url::parse(&format!("s3://{}/{}", self.config.bucket, self.config.prefix)).ok()?;
+        Some(super::Native { store: std::sync::Arc::new(store), url })
+    }
+}
+
+/// The landing's AWS credentials chain (environment, profile, SSO, process,
+/// instance role), as object_store asks for credentials.
+#[derive(Debug)]
+struct AwsChain(aws_credential_types::provider::SharedCredentialsProvider);
+
+#[async_trait::async_trait]
+impl object_store::CredentialProvider for AwsChain {
+    type Credential = object_store::aws::AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<std::sync::Arc<Self::Credential>> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let c = self.0.provide_credentials().await.map_err(|e| object_store::Error::Generic { store: "S3", source: Box::new(e) })?;
+        Ok(std::sync::Arc::new(object_store::aws::AwsCredential {
+            key_id: c.access_key_id().to_owned(),
+            secret_key: c.secret_access_key().to_owned(),
+            token: c.session_token().map(str::to_owned),
+        }))
     }
 }
 

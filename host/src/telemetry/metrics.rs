@@ -15,6 +15,8 @@ pub struct Metrics {
     pub consume_records: IntCounterVec,
     pub output_records: IntCounterVec,
     pub repartition_records: IntCounterVec,
+    pub delta_commits: IntCounterVec,
+    pub delta_table_version: IntGaugeVec,
     pub ingest_bytes: IntCounterVec,
     // Sources.
     pub source_records: IntCounterVec,
@@ -107,6 +109,13 @@ impl Metrics {
             ingest_records: counter(&r, "sluice_ingest_records_total", "Records stored by the ingest API", &["topic"]),
             consume_records: counter(&r, "sluice_consume_records_total", "Records read by HTTP consumers (REST Proxy v2 consumer API)", &["topic"]),
             output_records: counter(&r, "sluice_output_records_total", "Records a pipeline wrote to its output topic", &["pipeline", "topic"]),
+            delta_commits: counter(
+                &r,
+                "sluice_delta_commits_total",
+                "Rolls committed to a Delta table's log (outcome: committed, or already, for a replayed roll the log had)",
+                &["pipeline", "table", "outcome"],
+            ),
+            delta_table_version: gauge(&r, "sluice_delta_table_version", "The latest version of a Delta table a pipeline committed", &["pipeline", "table"]),
             repartition_records: counter(
                 &r,
                 "sluice_repartition_records_total",
