@@ -54,13 +54,15 @@ if [ ! -x "$airflow_venv/bin/airflow" ]; then
 fi
 [ -x "$airflow_venv/bin/airflow" ] && export SLUICE_AIRFLOW_PYTHON="$airflow_venv/bin/python"
 
-# Python `requests` in a venv of its own (seconds, once) for the REST Proxy
-# client written from Confluent's documentation (tests/tests/consume_http.rs).
+# Python clients in a venv of their own (PyPI, about 20 s once): `requests` for the
+# REST Proxy client written from Confluent's documentation (tests/tests/consume_http.rs);
+# `deltalake` and `pyarrow`, the independent readers of the Delta tables
+# (tests/tests/delta_tables.rs).
 client_venv="${SLUICE_CLIENT_VENV:-$HOME/.cache/sluice/client-venv}"
-if ! "$client_venv/bin/python" -c "import requests" 2>/dev/null; then
-  echo "installing Python requests (PyPI) into $client_venv for the REST client tests…"
+if ! "$client_venv/bin/python" -c "import requests, deltalake, pyarrow" 2>/dev/null; then
+  echo "installing Python requests, deltalake and pyarrow (PyPI) into $client_venv for the client tests…"
   python3 -m venv "$client_venv"
-  "$client_venv/bin/pip" install -q "requests==2.32.5"
+  "$client_venv/bin/pip" install -q "requests==2.32.5" "deltalake==1.6.6" "pyarrow==26.0.1"
 fi
 export SLUICE_CLIENT_PYTHON="$client_venv/bin/python"
 

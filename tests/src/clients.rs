@@ -34,3 +34,33 @@ pub fn fetch_some(source: &mut dyn Source, p: &PartitionId, offset: u64, max: us
         source.wait(Duration::from_millis(100));
     }
 }
+
+/// The Python that runs the clients under tests/clients/: scripts/test.sh
+/// installs their packages (`requests`, `deltalake`, `pyarrow`) in a venv and
+/// points SLUICE_CLIENT_PYTHON at it; otherwise `python3` must have `module`.
+pub fn client_python(module: &str) -> String {
+    if let Ok(p) = std::env::var("SLUICE_CLIENT_PYTHON") {
+        return p;
+    }
+    let has = std::process::Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success());
+    assert!(has, "this client needs Python's `{module}`: run scripts/test.sh (it installs it), or set SLUICE_CLIENT_PYTHON");
+    "python3".into()
+}
+
+/// Run `tests/clients/<script>` with `args` (and `env`) under [`client_python`];
+/// what it printed, as JSON.
+pub fn run_client(module: &str, script: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients").join(script);
+    let out = std::process::Command::new(client_python(module))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(env.iter().copied())
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // What it printed can be long (every row read): the start says enough.
+    let start: String = stdout.chars().take(2000).collect();
+    assert!(out.status.success(), "{script} {args:?} failed:\n{start}\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script} {args:?} printed no JSON ({e}): {start}"))
+}

@@ -15,22 +15,10 @@ use std::time::{Duration, Instant};
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
 
-fn python() -> String {
-    if let Ok(p) = std::env::var("SLUICE_CLIENT_PYTHON") {
-        return p;
-    }
-    let has_requests = Command::new("python3").args(["-c", "import requests"]).output().is_ok_and(|o| o.status.success());
-    assert!(has_requests, "the REST client needs Python's `requests`: run scripts/test.sh (it installs it), or set SLUICE_CLIENT_PYTHON");
-    "python3".into()
-}
-
 /// Run one phase of the documented client; what it printed.
 fn client(base: &str, args: &[&str]) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/rest_consumer.py");
-    let out = Command::new(python()).env("PYTHONDONTWRITEBYTECODE", "1").arg(script).arg(base).args(args).output().expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "client {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("client {args:?} printed no JSON ({e}): {stdout}"))
+    let args: Vec<&str> = std::iter::once(base).chain(args.iter().copied()).collect();
+    sluice_tests::run_client("requests", "rest_consumer.py", &args, &[])
 }
 
 fn numbers(v: &Value) -> Vec<u64> {

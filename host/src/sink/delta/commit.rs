@@ -4,6 +4,7 @@
 use super::{DATE_PARTITION, DeltaOptions, SchemaChange, block_on, delta_schema, fail, partition_value, table_at};
 use crate::sink::segment::TableFile;
 use crate::store::{Native, ObjectStore};
+use crate::sync::lock;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{Action, Add, StructField, StructType, Transaction};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
@@ -11,6 +12,7 @@ use deltalake_core::table::config::TablePropertiesExt;
 use deltalake_core::{DeltaTable, DeltaTableError, TableProperty};
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// One roll of one input partition, ready to commit.
 pub struct RollCommit<'a> {
@@ -46,6 +48,22 @@ pub struct DeltaSink {
     /// `txn` versions this sink committed or read, by app id: a roll that is no
     /// replay of an app id seen here cannot be in the log already.
     known: HashMap<String, i64>,
+    /// Held while committing: the process's workers commit to a table one at a
+    /// time (see [`commit_lock`]).
+    lock: Arc<Mutex<()>>,
+}
+
+/// One lock per table location in this process. Workers of a pipeline commit
+/// to one table; in turn, each reads the log up to date and writes the next
+/// version without a conflict to resolve. Across processes the store decides:
+/// a log entry is written only if absent (a local file created exclusively,
+/// S3's `If-None-Match: *`). (s3s-fs, the tests' S3 server, checks that
+/// condition and writes in two steps, so two writers racing in one process
+/// could both win there; with this lock they never race.)
+fn commit_lock(table: &DeltaTable) -> Arc<Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+    let mut locks = lock(LOCKS.get_or_init(Default::default));
+    locks.entry(table.table_url().to_string()).or_default().clone()
 }
 
 impl DeltaSink {
@@ -74,10 +92,11 @@ impl DeltaSink {
             }
         })?;
         if !exists {
-            refuse_plain_files(store, name)?;
+            super::off_runtime(|| refuse_plain_files(store, name))?;
             block_on(create(&mut table, name, &wanted, partitioned, options))?;
         }
-        let mut sink = DeltaSink { name: name.to_owned(), pipeline: pipeline.to_owned(), table, partitioned, known: HashMap::new() };
+        let lock = commit_lock(&table);
+        let mut sink = DeltaSink { name: name.to_owned(), pipeline: pipeline.to_owned(), table, partitioned, known: HashMap::new(), lock };
         sink.reconcile(&wanted, options)?;
         Ok(sink)
     }
@@ -140,12 +159,13 @@ impl DeltaSink {
     pub fn commit(&mut self, roll: RollCommit<'_>) -> io::Result<Committed> {
         let version =
             i64::try_from(roll.version).map_err(|_| fail(&self.name, "committing", format!("position {} does not fit a Delta txn version", roll.version)))?;
+        let table_lock = self.lock.clone();
+        let _turn = lock(&table_lock);
+        // Up to date with what other workers committed: the commit below then has no conflict to check.
+        block_on(self.table.update_incremental(None)).map_err(|e| fail(&self.name, "reading its log", e))?;
         if roll.replay || !self.known.contains_key(&roll.app_id) {
-            let seen = block_on(async {
-                self.table.update_incremental(None).await?;
-                self.table.snapshot()?.transaction_version(self.table.log_store().as_ref(), &roll.app_id).await
-            })
-            .map_err(|e| fail(&self.name, "reading its log", e))?;
+            let seen = block_on(async { self.table.snapshot()?.transaction_version(self.table.log_store().as_ref(), &roll.app_id).await })
+                .map_err(|e| fail(&self.name, "reading its log", e))?;
             if let Some(v) = seen {
                 self.known.insert(roll.app_id.clone(), v);
                 if v >= version {

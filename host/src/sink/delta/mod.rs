@@ -19,11 +19,12 @@ pub mod read;
 use crate::store::Native;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake_core::kernel::{DataType, StructField, StructType};
+use deltalake_core::logstore::{LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore, logstore_factories};
 use deltalake_core::{DeltaTable, DeltaTableBuilder};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::io;
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 
 pub use commit::{DeltaSink, RollCommit};
 
@@ -96,11 +97,16 @@ where
             .build()
             .expect("a tokio runtime for Delta tables starts")
     });
-    // A thread inside another runtime's context may not block on this one: a plain thread does it.
+    off_runtime(|| rt.block_on(f))
+}
+
+/// Run `f`, which blocks on a runtime (delta-rs', the S3 store's), on a thread
+/// that may: a plain thread when the caller drives another runtime's tasks.
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     if tokio::runtime::Handle::try_current().is_ok() {
-        return std::thread::scope(|s| s.spawn(|| rt.block_on(f)).join()).unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        return std::thread::scope(|s| s.spawn(f).join()).unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     }
-    rt.block_on(f)
+    f()
 }
 
 /// delta-rs' error as an I/O error naming the table.
@@ -108,8 +114,31 @@ pub(crate) fn fail(table: &str, doing: &str, e: impl std::fmt::Display) -> io::E
     io::Error::other(format!("Delta table `{table}`: {doing}: {e}"))
 }
 
+/// delta-rs' plain log store (commits are puts that fail when the entry
+/// exists) for `s3://` tables: the landing's S3 store sends those puts with
+/// `If-None-Match: *` ([`crate::store::s3`]), which S3 and the S3-compatible
+/// stores that support conditional writes honour, so no lock table is needed.
+struct ConditionalPutLogStore;
+
+impl LogStoreFactory for ConditionalPutLogStore {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &url::Url,
+        options: &StorageConfig,
+    ) -> deltalake_core::DeltaResult<std::sync::Arc<dyn LogStore>> {
+        Ok(default_logstore(prefixed_store, root_store, location, options))
+    }
+}
+
 /// The table `tables/<name>/` of a landing store, not yet loaded.
 pub(crate) fn table_at(native: &Native, name: &str) -> io::Result<DeltaTable> {
+    static S3_LOGS: Once = Once::new();
+    S3_LOGS.call_once(|| {
+        let s3 = url::Url::parse("s3://").expect("a scheme is a URL");
+        logstore_factories().entry(s3).or_insert_with(|| std::sync::Arc::new(ConditionalPutLogStore));
+    });
     let url = native.url_of(&crate::sink::layout::table_folder(name))?;
     DeltaTableBuilder::from_url(url)
         .and_then(|b| b.with_storage_backend(native.store.clone(), native.url.clone()).build())

@@ -1,0 +1,240 @@
+//! Delta tables read by an independent reader: the Python `deltalake` package
+//! (delta-rs' binding) and pyarrow from the log's file list
+//! (tests/clients/delta_reader.py), after crashes at every point of a roll and
+//! a SIGKILL; on a local directory and on a real S3-compatible server.
+
+use serde_json::{Value, json};
+use sluice_tests::{S3Server, Server, free_port, run_client};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
+
+/// One topic `t.geo` of three partitions cleaned into the Delta table `geo`, partitioned by date.
+fn config(dir: &Path, landing: &str, roll: &str) -> std::path::PathBuf {
+    let path = dir.join("sluice.toml");
+    let text = format!(
+        "data_dir = \"{}\"\n{landing}\n[log]\ntopics = [\"t.geo\"]\npartitions = 3\n\n[[pipeline]]\nname = \"geo\"\ntopics = [\"t.geo\"]\ntransforms = [\"clean-geo\"]\nland_raw = true\ntable = {{ name = \"geo\", format = \"delta\", partition_by = \"timestamp\", delta = {{ checkpoint_interval = 5 }} }}\nbatch = {{ max_records = 64 }}\n{roll}\n",
+        dir.join("data").display()
+    );
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+/// Geo records with unique `ind`s over three days; every 7th has no timestamp (the null partition).
+struct Poster {
+    client: reqwest::blocking::Client,
+    next: i64,
+    acked: BTreeSet<i64>,
+    uncertain: BTreeSet<i64>,
+}
+
+impl Poster {
+    fn new() -> Self {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+        Poster { client, next: 0, acked: BTreeSet::new(), uncertain: BTreeSet::new() }
+    }
+
+    fn post(&mut self, base: &str) -> bool {
+        let inds: Vec<i64> = (self.next..self.next + 20).collect();
+        self.next += 20;
+        let records: Vec<Value> = inds.iter().map(|&i| json!({ "value": geo(i) })).collect();
+        let ok = self
+            .client
+            .post(format!("{base}/topics/t.geo"))
+            .header("content-type", "application/vnd.kafka.json.v2+json")
+            .body(json!({ "records": records }).to_string())
+            .send()
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            self.acked.extend(inds)
+        } else {
+            self.uncertain.extend(inds)
+        }
+        ok
+    }
+}
+
+fn geo(ind: i64) -> Value {
+    let day = 26 + ind % 3;
+    let timestamp = if ind % 7 == 0 { Value::Null } else { json!(format!("2020-08-{day} {:02}:{:02}:00", ind % 24, ind % 60)) };
+    json!({"ind": ind, "timestamp": timestamp, "latitude": 10.5, "longitude": -3.25, "country": "Chad"})
+}
+
+/// The date partition a geo record belongs in.
+fn date_of(ind: i64) -> Option<String> {
+    (ind % 7 != 0).then(|| format!("2020-08-{}", 26 + ind % 3))
+}
+
+fn read(uri: &str, env: &[(&str, &str)]) -> Value {
+    let apps: Vec<String> = (0..3).map(|p| format!("geo/t.geo/{p}")).collect();
+    let mut args = vec![uri];
+    for a in &apps {
+        args.extend(["--app-id", a.as_str()]);
+    }
+    run_client("deltalake", "delta_reader.py", &args, env)
+}
+
+fn ints(v: &Value) -> Vec<i64> {
+    v.as_array().expect("a list").iter().map(|n| n.as_i64().expect("an int")).collect()
+}
+
+/// What both readers saw must be every acknowledged record once, in its date
+/// partition, with the table's schema; the txn versions the input positions.
+fn check(found: &Value, p: &Poster, raw_per_partition: &BTreeMap<u32, u64>) {
+    let rows = ints(&found["values"]);
+    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+    for r in &rows {
+        *counts.entry(*r).or_default() += 1;
+    }
+    let dupes: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dupes.is_empty(), "rows twice in the Delta table: {dupes:?}");
+    let missing: Vec<_> = p.acked.iter().filter(|i| !counts.contains_key(i)).collect();
+    assert!(missing.is_empty(), "acknowledged but not in the Delta table: {} e.g. {:?}", missing.len(), missing.first());
+    assert!(counts.keys().all(|i| p.acked.contains(i) || p.uncertain.contains(i)), "rows never sent");
+    assert_eq!(found["rows"].as_u64(), Some(rows.len() as u64));
+
+    // Partition column and values, as delta-rs reads them.
+    assert_eq!(found["partition_columns"], json!(["dt"]));
+    let dates = found["partition_values"]["dt"].as_array().expect("dt values");
+    for (ind, dt) in rows.iter().zip(dates) {
+        assert_eq!(dt.as_str().map(str::to_owned), date_of(*ind), "row {ind} in the wrong partition");
+    }
+    let names: Vec<&str> = found["schema"].as_array().expect("schema").iter().map(|f| f[0].as_str().expect("name")).collect();
+    assert_eq!(names, ["ind", "country", "coordinates", "timestamp", "dt"]);
+    let types: BTreeMap<&str, &str> =
+        found["schema"].as_array().expect("schema").iter().map(|f| (f[0].as_str().expect("n"), f[1].as_str().expect("t"))).collect();
+    assert!(types["timestamp"].contains("timestamp") && types["dt"].contains("date") && types["ind"].contains("long"), "{types:?}");
+
+    // pyarrow alone, file by file from the log's list: the same rows, partition values matching the folders.
+    let mut by_files = Vec::new();
+    for f in found["files"].as_array().expect("files") {
+        let values = ints(&f["values"]);
+        let dt = f["partition"]["dt"].as_str().map(str::to_owned);
+        assert!(values.iter().all(|i| date_of(*i) == dt), "file {} holds rows of other dates", f["path"]);
+        let folder = f["path"].as_str().expect("path").split('/').next().expect("folder").to_owned();
+        assert_eq!(folder, format!("dt={}", dt.as_deref().unwrap_or("__HIVE_DEFAULT_PARTITION__")));
+        by_files.extend(values);
+    }
+    by_files.sort_unstable();
+    let mut sorted = rows.clone();
+    sorted.sort_unstable();
+    assert_eq!(by_files, sorted, "pyarrow over the file list reads what deltalake reads");
+
+    // Each input partition's txn version is where its input was committed: every record of it landed raw.
+    for (p, raw) in raw_per_partition {
+        assert_eq!(found["txn"][format!("geo/t.geo/{p}")].as_u64(), Some(*raw), "txn version of partition {p}");
+    }
+}
+
+/// Records landed raw per input partition (their count is the partition's end position: offsets start at 0).
+fn raw_per_partition(landing: &Path) -> BTreeMap<u32, u64> {
+    (0..3)
+        .map(|p| {
+            let dir = landing.join(format!("topics/t.geo/partition={p}"));
+            (p, sluice_tests::json_lines(&dir).len() as u64)
+        })
+        .collect()
+}
+
+#[test]
+fn a_delta_table_read_by_deltalake_and_pyarrow_holds_every_record_once_after_crashes_and_kill9() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = config(dir.path(), "", "roll = { max_records = 200, max_age_ms = 150 }");
+    let port = free_port();
+    let mut p = Poster::new();
+    let until_crash = |p: &mut Poster, s: &mut Server| {
+        for _ in 0..2000 {
+            if !p.post(&s.base_url) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(s.wait_exit(Duration::from_secs(30)), "the crash plan never fired");
+    };
+    // Files of a roll finished, not in the log; in the log, the input not committed;
+    // both, the input not committed; the intent recorded, nothing written.
+    for plan in ["segment.object_finished:5", "delta.committed:3", "roll.before_commit:4", "roll.after_intent:3"] {
+        let mut s = Server::start(SLUICE, &config, port, &[("SLUICE_CRASH_AT", plan)])?;
+        until_crash(&mut p, &mut s);
+    }
+    let mut s = Server::start(SLUICE, &config, port, &[])?;
+    for _ in 0..100 {
+        assert!(p.post(&s.base_url));
+    }
+    s.kill9();
+    let mut s = Server::start(SLUICE, &config, port, &[])?;
+    for _ in 0..30 {
+        assert!(p.post(&s.base_url));
+    }
+    s.wait_caught_up(Duration::from_secs(60))?;
+    let metrics = reqwest::blocking::get(format!("{}/metrics", s.base_url))?.text()?;
+    assert!(s.terminate()?, "SIGTERM should stop sluice cleanly");
+    assert!(p.acked.len() >= 150 * 20, "posted too little to mean anything: {}", p.acked.len());
+
+    let landing = dir.path().join("data/landing");
+    let table = landing.join("tables/geo");
+    let found = read(&table.display().to_string(), &[]);
+    check(&found, &p, &raw_per_partition(&landing));
+    // Many small commits: the log has checkpoints (every 5 commits).
+    let log: Vec<String> = std::fs::read_dir(table.join("_delta_log"))?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(log.iter().any(|n| n.ends_with(".checkpoint.parquet")), "no checkpoint in {log:?}");
+    assert!(metrics.contains("sluice_delta_commits_total{outcome=\"committed\",pipeline=\"geo\",table=\"geo\"}"), "{metrics}");
+    Ok(())
+}
+
+#[test]
+fn a_delta_table_on_s3_commits_with_conditional_puts_and_reads_back() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let dir = tempfile::tempdir()?;
+    let s3 = S3Server::start(&dir.path().join("s3"), free_port())?;
+    rt.block_on(s3.client().create_bucket().bucket("lake").send())?;
+    let landing = format!(
+        "[landing.s3]\nbucket = \"lake\"\nprefix = \"pinterest\"\nendpoint_url = \"{}\"\nforce_path_style = true\npart_size_mib = 5\nmax_attempts = 3\n",
+        s3.endpoint()
+    );
+    let config = config(dir.path(), &landing, "roll = { max_records = 300, max_age_ms = 200 }");
+    let port = free_port();
+    let env = s3.env();
+    let mut p = Poster::new();
+    // A crash with the log committed and the input not: the replay must find its txn on S3.
+    let mut s = Server::start(SLUICE, &config, port, &[env.as_slice(), &[("SLUICE_CRASH_AT", "delta.committed:2")]].concat())?;
+    for _ in 0..500 {
+        if !p.post(&s.base_url) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(s.wait_exit(Duration::from_secs(30)), "the crash plan never fired");
+    let mut s = Server::start(SLUICE, &config, port, &env)?;
+    for _ in 0..40 {
+        assert!(p.post(&s.base_url));
+    }
+    s.wait_caught_up(Duration::from_secs(60))?;
+    let log = rt.block_on(s3.objects("lake", "pinterest/tables/geo/_delta_log/"));
+    assert!(log.keys().any(|k| k.ends_with("00000000000000000001.json")), "{:?}", log.keys());
+
+    // The server refuses a second writer of a log entry (If-None-Match: *): what keeps two commits from one version.
+    let taken = log.keys().find(|k| k.ends_with("00000000000000000001.json")).expect("entry 1").clone();
+    let refused = rt.block_on(s3.client().put_object().bucket("lake").key(&taken).if_none_match("*").body(b"{}".to_vec().into()).send());
+    assert!(refused.is_err(), "s3s-fs took an overwrite of {taken} despite If-None-Match");
+
+    let read_env = [
+        ("AWS_ENDPOINT_URL", s3.endpoint()),
+        ("AWS_ACCESS_KEY_ID", sluice_tests::S3_ACCESS_KEY.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", sluice_tests::S3_SECRET_KEY.to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ];
+    let read_env: Vec<(&str, &str)> = read_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let found = read("s3://lake/pinterest/tables/geo", &read_env);
+    // Raw records per partition, from the bucket.
+    let mut raw: BTreeMap<u32, u64> = (0..3).map(|p| (p, 0)).collect();
+    for (key, body) in rt.block_on(s3.objects("lake", "pinterest/topics/t.geo/")) {
+        let p: u32 = key.split("partition=").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse().ok()).expect("partition");
+        *raw.entry(p).or_default() += String::from_utf8_lossy(&body).lines().count() as u64;
+    }
+    check(&found, &p, &raw);
+    assert!(s.terminate()?);
+    Ok(())
+}
