@@ -1,12 +1,17 @@
 //! The landed tables as SQL tables: every folder under `tables/` of the landing
 //! store is registered under its name (`pin`, `geo`, `user`, …).
 //!
+//! A Delta table (a folder with a `_delta_log/`) is read through its current
+//! snapshot: the files its log holds, with their partition values (the date
+//! partition column `dt`), scanned in place wherever the landing is.
+//!
 //! A local landing directory is scanned in place by DataFusion (projection and
 //! row-group pruning, files read in parallel). Any other store (S3) is read
 //! through the same [`ObjectStore`] the sink writes with, so the credentials,
 //! endpoint and retries configured for landing apply: its Parquet objects are
 //! fetched and decoded into memory tables.
 
+use super::delta_table::DeltaSnapshotTable;
 use crate::sink::layout;
 use crate::store::ObjectStore;
 use anyhow::Context;
@@ -51,7 +56,16 @@ pub async fn session(landing: &Landing) -> anyhow::Result<(SessionContext, Vec<S
             for entry in entries {
                 let entry = entry?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if !entry.file_type()?.is_dir() || name.starts_with('.') || !has_parquet(&entry.path()) {
+                if !entry.file_type()?.is_dir() || name.starts_with('.') {
+                    continue;
+                }
+                if entry.path().join("_delta_log").is_dir() {
+                    let local = crate::store::local::LocalStore::new(root)?;
+                    register_delta(&ctx, &local.native().context("the landing directory as a file URL")?, &name).await?;
+                    names.push(name);
+                    continue;
+                }
+                if !has_parquet(&entry.path()) {
                     continue;
                 }
                 let dir = format!("{}/", entry.path().display());
@@ -60,8 +74,20 @@ pub async fn session(landing: &Landing) -> anyhow::Result<(SessionContext, Vec<S
             }
         }
         Landing::Store(store) => {
+            let delta = {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || delta_tables(store.as_ref())).await.context("listing tables in the store")??
+            };
+            if !delta.is_empty() {
+                let native = store.native().with_context(|| format!("{} holds Delta tables but cannot be read as an object store", store.location()))?;
+                for name in &delta {
+                    register_delta(&ctx, &native, name).await?;
+                    names.push(name.clone());
+                }
+            }
             let store = store.clone();
-            let tables = tokio::task::spawn_blocking(move || read_tables(store.as_ref())).await.context("reading tables from the store")??;
+            let skip = delta.clone();
+            let tables = tokio::task::spawn_blocking(move || read_tables(store.as_ref(), &skip)).await.context("reading tables from the store")??;
             for (name, (schema, batches)) in tables {
                 let table = MemTable::try_new(schema, vec![batches]).with_context(|| format!("table `{name}`: its objects disagree on the schema"))?;
                 ctx.register_table(&name, Arc::new(table))?;
@@ -71,6 +97,32 @@ pub async fn session(landing: &Landing) -> anyhow::Result<(SessionContext, Vec<S
     }
     names.sort();
     Ok((ctx, names))
+}
+
+/// Register the Delta table `tables/<name>/` through its current snapshot.
+async fn register_delta(ctx: &SessionContext, native: &crate::store::Native, name: &str) -> anyhow::Result<()> {
+    let snapshot = crate::sink::delta::read::snapshot(native, name)
+        .await
+        .with_context(|| format!("reading the Delta table `{name}`"))?
+        .with_context(|| format!("tables/{name}/ has a _delta_log/ but no Delta table in it"))?;
+    let url = DeltaSnapshotTable::store_url(native)?;
+    ctx.register_object_store(url.as_ref(), native.store.clone());
+    let table = DeltaSnapshotTable::new(native, snapshot)?;
+    ctx.register_table(name, Arc::new(table))?;
+    Ok(())
+}
+
+/// Tables in the store that are Delta tables (have a log).
+fn delta_tables(store: &dyn ObjectStore) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> = store
+        .list(layout::TABLES)
+        .with_context(|| format!("listing {} in {}", layout::TABLES, store.location()))?
+        .iter()
+        .filter(|k| k.contains("/_delta_log/"))
+        .filter_map(|k| layout::table_of(k).map(str::to_owned))
+        .collect();
+    out.dedup();
+    Ok(out)
 }
 
 /// Whether a table folder holds any Parquet file (tables landed as JSON lines only are skipped).
@@ -85,13 +137,13 @@ fn has_parquet(dir: &std::path::Path) -> bool {
 
 type Tables = BTreeMap<String, (datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)>;
 
-/// Every Parquet object under `tables/<name>/`, decoded, by table name.
-fn read_tables(store: &dyn ObjectStore) -> anyhow::Result<Tables> {
+/// Every Parquet object under `tables/<name>/`, decoded, by table name (but `skip`'s).
+fn read_tables(store: &dyn ObjectStore, skip: &[String]) -> anyhow::Result<Tables> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut out = Tables::new();
     for key in store.list(layout::TABLES).with_context(|| format!("listing {} in {}", layout::TABLES, store.location()))? {
         let Some(name) = layout::table_of(&key) else { continue };
-        if !key.ends_with(".parquet") {
+        if !key.ends_with(".parquet") || skip.iter().any(|s| s == name) {
             continue;
         }
         let bytes = bytes::Bytes::from(store.get(&key).with_context(|| format!("reading {key}"))?);

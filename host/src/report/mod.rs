@@ -5,6 +5,7 @@
 pub mod backfill;
 pub mod catalog;
 pub mod definitions;
+pub mod delta_table;
 pub mod html;
 pub mod job;
 pub mod output;

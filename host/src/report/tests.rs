@@ -335,3 +335,79 @@ async fn missing_tables_and_bad_sql_are_explained() {
     let err = query(&Landing::Dir(dir.path().to_owned()), "SELECT nope FROM pin").await.expect_err("fails").to_string();
     assert!(err.contains("nope") && err.contains("tables under") && err.contains("geo, pin, user"), "{err}");
 }
+
+/// Land `d` as Delta tables: geo and user partitioned by date (the `dt` column
+/// readers see), two rolls per table, each a Delta commit with its txn.
+fn land_delta(root: &std::path::Path, d: &Data) {
+    use crate::sink::delta::{DeltaOptions, DeltaSink, RollCommit};
+    use crate::sink::parquet::{ParquetObject, split_by_date};
+    use crate::store::ObjectStore;
+    let store = crate::store::local::LocalStore::new(root).expect("store");
+    let native = store.native().expect("native");
+    for (table, kind, lines) in json_lines(d) {
+        let schema = crate::sink::schema::builtin(kind).expect("built-in schema");
+        let partition_by = match table {
+            "geo" => Some("timestamp"),
+            "user" => Some("date_joined"),
+            _ => None,
+        };
+        let mut sink =
+            tokio::task::block_in_place(|| DeltaSink::open(&native, &store, "reports", table, &schema, partition_by.is_some(), &DeltaOptions::default()))
+                .expect("open");
+        let all: Vec<&str> = lines.lines().collect();
+        for (i, part) in all.chunks(all.len().div_ceil(2)).enumerate() {
+            let reader = arrow_json::ReaderBuilder::new(schema.clone()).build(std::io::Cursor::new(part.join("\n").into_bytes())).expect("reader");
+            let batches: Vec<_> = reader.map(|b| b.expect("decodes")).collect();
+            let batch = arrow_select::concat::concat_batches(&schema, &batches).expect("concat");
+            let parts = match partition_by {
+                Some(col) => split_by_date(&batch, col).expect("split"),
+                None => vec![(String::new(), batch)],
+            };
+            let mut files = Vec::new();
+            for (hive, rows) in parts {
+                let hive = (!hive.is_empty()).then_some(hive);
+                let p = crate::position::PartitionId { topic: format!("t.{table}").into(), partition: 0 };
+                let key = crate::sink::layout::table_object(table, hive.as_deref(), &p, (i * 1000) as u64, "parquet");
+                let mut object = ParquetObject::new(store.create(&key).expect("create"), schema.clone()).expect("writer");
+                object.write(&rows).expect("write");
+                let w = object.close(&[]).expect("close");
+                let bytes = w.written();
+                w.finish(&[]).expect("finish");
+                files.push(crate::sink::TableFile { key, hive, bytes, rows: rows.num_rows() as u64 });
+            }
+            let roll = RollCommit { app_id: format!("reports/t.{table}/0"), version: ((i + 1) * 1000) as u64, files: &files, lineage: &[], replay: false };
+            tokio::task::block_in_place(|| sink.commit(roll)).expect("commit");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reports_over_delta_tables_equal_the_reports_over_parquet() {
+    let data = generate(2000);
+    let (parquet, delta) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    land(parquet.path(), &data);
+    land_delta(delta.path(), &data);
+    let over_parquet = run::execute(&Landing::Dir(parquet.path().to_owned()), &|_, _, _| {}).await.expect("reports over Parquet");
+    let over_delta = run::execute(&Landing::Dir(delta.path().to_owned()), &|_, _, _| {}).await.expect("reports over Delta");
+    let store: Arc<dyn crate::store::ObjectStore> = Arc::new(crate::store::local::LocalStore::new(delta.path()).expect("store"));
+    let via_store = run::execute(&Landing::Store(store.clone()), &|_, _, _| {}).await.expect("reports over Delta through the store");
+    assert_eq!(over_parquet.len(), 9);
+    for ((p, d), s) in over_parquet.iter().zip(&over_delta).zip(&via_store) {
+        assert!(!rows(p).is_empty(), "{}: the data must give it rows", p.name);
+        assert_eq!(rows(p), rows(d), "report {} over Delta", p.name);
+        assert_eq!(rows(p), rows(s), "report {} over Delta through the store", p.name);
+    }
+    // The date partition column is there, from the log's partition values.
+    let sql = "SELECT count(*) AS n, count(dt) AS dated, count(DISTINCT dt) AS days, \
+               sum(CASE WHEN dt = CAST(\"timestamp\" AS DATE) THEN 1 ELSE 0 END) AS right FROM geo";
+    let (_, got) = query(&Landing::Store(store), sql).await.expect("query");
+    let cell = |c: usize| array_value_to_string(got[0].column(c), 0).expect("cell");
+    let dated = data.geos.iter().filter(|g| g.ts.is_some()).count();
+    assert_eq!(cell(0), data.geos.len().to_string());
+    assert_eq!((cell(1), cell(3)), (dated.to_string(), dated.to_string()));
+    assert!(cell(2).parse::<usize>().expect("days") > 1);
+    // Files on disk the log does not hold (a crash's leftovers) are not read.
+    std::fs::copy(delta.path().join("tables/pin/t.pin+0+0000000000.parquet"), delta.path().join("tables/pin/t.pin+0+0000099999.parquet")).expect("copy");
+    let (_, n) = query(&Landing::Dir(delta.path().to_owned()), "SELECT count(*) FROM pin").await.expect("query");
+    assert_eq!(array_value_to_string(n[0].column(0), 0).expect("n"), data.pins.len().to_string());
+}
