@@ -10,12 +10,28 @@ use std::path::Path;
 use std::time::Duration;
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
+const TOKEN: &str = "delta-tables-test";
+
+/// Run a job through the admin API and wait for it to end; the finished run.
+fn run_job(base: &str, job: &str) -> Value {
+    let http = reqwest::blocking::Client::new();
+    let started: Value = http.post(format!("{base}/api/v1/jobs/{job}/run")).bearer_auth(TOKEN).send().and_then(|r| r.json()).expect("job started");
+    let poll = started["poll"].as_str().unwrap_or_else(|| panic!("no poll url: {started}")).to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: Value = http.get(format!("{base}{poll}")).bearer_auth(TOKEN).send().and_then(|r| r.json()).expect("job run");
+        if matches!(v["run"]["state"].as_str(), Some("succeeded" | "failed")) || std::time::Instant::now() > deadline {
+            return v["run"].clone();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 /// One topic `t.geo` of three partitions cleaned into the Delta table `geo`, partitioned by date.
 fn config(dir: &Path, landing: &str, roll: &str) -> std::path::PathBuf {
     let path = dir.join("sluice.toml");
     let text = format!(
-        "data_dir = \"{}\"\n{landing}\n[log]\ntopics = [\"t.geo\"]\npartitions = 3\n\n[[pipeline]]\nname = \"geo\"\ntopics = [\"t.geo\"]\ntransforms = [\"clean-geo\"]\nland_raw = true\ntable = {{ name = \"geo\", format = \"delta\", partition_by = \"timestamp\", delta = {{ checkpoint_interval = 5 }} }}\nbatch = {{ max_records = 64 }}\n{roll}\n",
+        "data_dir = \"{}\"\n[server]\nadmin_token = \"{TOKEN}\"\n{landing}\n[jobs]\nschedule = {{}}\n[log]\ntopics = [\"t.geo\"]\npartitions = 3\n\n[[pipeline]]\nname = \"geo\"\ntopics = [\"t.geo\"]\ntransforms = [\"clean-geo\"]\nland_raw = true\ntable = {{ name = \"geo\", format = \"delta\", partition_by = \"timestamp\", delta = {{ checkpoint_interval = 5, vacuum_retention_hours = 0 }} }}\nbatch = {{ max_records = 64 }}\n{roll}\n",
         dir.join("data").display()
     );
     std::fs::write(&path, text).expect("config");
@@ -170,17 +186,40 @@ fn a_delta_table_read_by_deltalake_and_pyarrow_holds_every_record_once_after_cra
     }
     s.wait_caught_up(Duration::from_secs(60))?;
     let metrics = reqwest::blocking::get(format!("{}/metrics", s.base_url))?.text()?;
-    assert!(s.terminate()?, "SIGTERM should stop sluice cleanly");
     assert!(p.acked.len() >= 150 * 20, "posted too little to mean anything: {}", p.acked.len());
 
     let landing = dir.path().join("data/landing");
     let table = landing.join("tables/geo");
-    let found = read(&table.display().to_string(), &[]);
-    check(&found, &p, &raw_per_partition(&landing));
+    let uri = table.display().to_string();
+    let raw = raw_per_partition(&landing);
+    let found = read(&uri, &[]);
+    check(&found, &p, &raw);
     // Many small commits: the log has checkpoints (every 5 commits).
     let log: Vec<String> = std::fs::read_dir(table.join("_delta_log"))?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert!(log.iter().any(|n| n.ends_with(".checkpoint.parquet")), "no checkpoint in {log:?}");
     assert!(metrics.contains("sluice_delta_commits_total{outcome=\"committed\",pipeline=\"geo\",table=\"geo\"}"), "{metrics}");
+    // Lineage in the commit info: which pipeline, input and transform made each commit.
+    let commit = std::fs::read_to_string(table.join("_delta_log/00000000000000000001.json"))?;
+    let info: Value = commit.lines().map(|l| serde_json::from_str::<Value>(l).expect("json")).find(|a| a.get("commitInfo").is_some()).expect("commitInfo");
+    assert_eq!(info["commitInfo"]["sluice.pipeline"], "geo", "{info}");
+    assert!(info["commitInfo"].as_object().expect("object").keys().any(|k| k.starts_with("sluice.transform")), "{info}");
+
+    // Compaction: the three closed dates' small files into one each (the null date too), same rows.
+    let small = found["files"].as_array().expect("files").len();
+    let run = run_job(&s.base_url, "compact");
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let compacted = read(&uri, &[]);
+    check(&compacted, &p, &raw);
+    assert_eq!(compacted["files"].as_array().expect("files").len(), 4, "one file per partition after compaction (from {small})");
+    let on_disk =
+        |t: &Path| sluice_tests::files(t).into_iter().filter(|f| f.extension().is_some_and(|e| e == "parquet") && !f.starts_with(t.join("_delta_log"))).count();
+    assert!(on_disk(&table) > 4, "the small files stay until vacuumed");
+    // Vacuum (retention 0 here): the small files go; the table reads the same.
+    let run = run_job(&s.base_url, "vacuum");
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(on_disk(&table), 4, "{run}");
+    check(&read(&uri, &[]), &p, &raw);
+    assert!(s.terminate()?, "SIGTERM should stop sluice cleanly");
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::consume::{self, ConsumeFrom, ConsumeState, EmbeddedGroups, KafkaGroups, KinesisReads};
 use crate::ingest::{self, IngestState};
 use crate::ingest::{KafkaProducer, KinesisProducer};
+use crate::jobs::tables::{DeltaTablesJob, Upkeep};
 use crate::jobs::{JobRunner, RetentionJob};
 use crate::log::EmbeddedLog;
 use crate::pipeline::manager::PipelineManager;
@@ -124,7 +125,7 @@ fn consume_state(config: &Config, log: &Arc<EmbeddedLog>, destination: &ingest::
     Ok(ConsumeState::new(groups, kinesis, config.consume.clone()))
 }
 
-/// The jobs an operator can run: log retention, the reports, backfill.
+/// The jobs an operator can run: log retention, the reports, backfill, Delta tables' upkeep.
 fn job_runner(
     config: &Config,
     log: &Arc<EmbeddedLog>,
@@ -137,6 +138,9 @@ fn job_runner(
     let local_dir = config.landing.s3.is_none().then(|| config.landing_dir());
     jobs.register("reports", Arc::new(ReportJob::new(store.clone(), local_dir)));
     jobs.register("backfill", Arc::new(BackfillJob { store: store.clone(), registry: registry.clone(), pipelines: manager.clone() }));
+    for (name, upkeep) in [("compact", Upkeep::Compact), ("vacuum", Upkeep::Vacuum)] {
+        jobs.register(name, Arc::new(DeltaTablesJob { upkeep, store: store.clone(), pipelines: manager.clone() }));
+    }
     jobs
 }
 

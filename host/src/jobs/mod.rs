@@ -2,6 +2,7 @@
 //! has a state (queued, running, succeeded, failed), progress and a log.
 
 pub mod schedule;
+pub mod tables;
 
 use crate::sync::lock;
 use serde::Serialize;

@@ -12,19 +12,21 @@ use std::sync::Arc;
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
     /// Job name → cron expression in UTC: 5 fields (`min hour day month weekday`)
-    /// or 6 with seconds first. Default: the reports daily at 00:00 UTC.
-    /// `schedule = {}` turns the schedule off.
+    /// or 6 with seconds first. Default: the reports daily at 00:00 UTC, the
+    /// Delta tables' compaction at 01:00 and vacuum at 02:00 (each does nothing
+    /// without Delta tables). `schedule = {}` turns the schedule off.
     pub schedule: BTreeMap<String, String>,
 }
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        JobsConfig { schedule: [("reports".to_owned(), "0 0 * * *".to_owned())].into() }
+        let daily = |job: &str, hour: u32| (job.to_owned(), format!("0 {hour} * * *"));
+        JobsConfig { schedule: [daily("reports", 0), daily("compact", 1), daily("vacuum", 2)].into() }
     }
 }
 
 /// The jobs a config may schedule.
-pub const SCHEDULABLE: [&str; 2] = ["reports", "retention"];
+pub const SCHEDULABLE: [&str; 4] = ["reports", "retention", "compact", "vacuum"];
 
 /// Parse a 5- or 6-field cron expression.
 pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
