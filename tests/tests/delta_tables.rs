@@ -13,9 +13,13 @@ const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
 const TOKEN: &str = "delta-tables-test";
 
 /// Run a job through the admin API and wait for it to end; the finished run.
-fn run_job(base: &str, job: &str) -> Value {
+fn run_job(base: &str, job: &str, body: Option<Value>) -> Value {
     let http = reqwest::blocking::Client::new();
-    let started: Value = http.post(format!("{base}/api/v1/jobs/{job}/run")).bearer_auth(TOKEN).send().and_then(|r| r.json()).expect("job started");
+    let mut req = http.post(format!("{base}/api/v1/jobs/{job}/run")).bearer_auth(TOKEN);
+    if let Some(b) = body {
+        req = req.body(b.to_string());
+    }
+    let started: Value = req.send().and_then(|r| r.json()).expect("job started");
     let poll = started["poll"].as_str().unwrap_or_else(|| panic!("no poll url: {started}")).to_owned();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -204,9 +208,19 @@ fn a_delta_table_read_by_deltalake_and_pyarrow_holds_every_record_once_after_cra
     assert_eq!(info["commitInfo"]["sluice.pipeline"], "geo", "{info}");
     assert!(info["commitInfo"].as_object().expect("object").keys().any(|k| k.starts_with("sluice.transform")), "{info}");
 
+    // A backfill of the whole input: every segment's files replaced in one commit, no row twice or lost.
+    let before = found["version"].as_u64().expect("version");
+    let run = run_job(&s.base_url, "backfill", Some(json!({"pipeline": "geo"})));
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let backfilled = read(&uri, &[]);
+    check(&backfilled, &p, &raw);
+    assert_eq!(backfilled["version"].as_u64(), Some(before + 1), "one commit for the whole backfill");
+    let files = backfilled["files"].as_array().expect("files");
+    assert!(files.iter().all(|f| f["path"].as_str().is_some_and(|p| p.contains(".backfill-"))), "{files:?}");
+
     // Compaction: the three closed dates' small files into one each (the null date too), same rows.
-    let small = found["files"].as_array().expect("files").len();
-    let run = run_job(&s.base_url, "compact");
+    let small = files.len();
+    let run = run_job(&s.base_url, "compact", None);
     assert_eq!(run["state"], "succeeded", "{run}");
     let compacted = read(&uri, &[]);
     check(&compacted, &p, &raw);
@@ -215,7 +229,7 @@ fn a_delta_table_read_by_deltalake_and_pyarrow_holds_every_record_once_after_cra
         |t: &Path| sluice_tests::files(t).into_iter().filter(|f| f.extension().is_some_and(|e| e == "parquet") && !f.starts_with(t.join("_delta_log"))).count();
     assert!(on_disk(&table) > 4, "the small files stay until vacuumed");
     // Vacuum (retention 0 here): the small files go; the table reads the same.
-    let run = run_job(&s.base_url, "vacuum");
+    let run = run_job(&s.base_url, "vacuum", None);
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(on_disk(&table), 4, "{run}");
     check(&read(&uri, &[]), &p, &raw);

@@ -7,9 +7,11 @@ use super::control::PipelineControl;
 use super::land::{DeadLetters, Processed, Provenance, land_batch};
 use crate::position::PartitionId;
 use crate::runtime::CompiledTransform;
-use crate::sink::{DeadLetter, Segment, SegmentSpec, layout};
+use crate::sink::delta::{DeltaSink, RollCommit};
+use crate::sink::{DeadLetter, Segment, SegmentSpec, TableSpec, layout};
 use crate::store::ObjectStore;
 use serde::Serialize;
+use sha2::Digest;
 use sluice_guest::BatchBuf;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,6 +57,13 @@ pub struct ReplayOutcome {
 pub fn replay(store: &dyn ObjectStore, spec: &SegmentSpec, control: &PipelineControl, ids: Option<&BTreeSet<String>>) -> anyhow::Result<ReplayOutcome> {
     let (_, transforms) = control.chain();
     let mut outcome = ReplayOutcome::default();
+    let mut delta = match &spec.table {
+        Some(TableSpec { name, schema: Some(schema), partition_by, delta: Some(options), .. }) => {
+            let native = store.native().ok_or_else(|| anyhow::anyhow!("{} cannot hold Delta tables", store.location()))?;
+            Some(DeltaSink::open(&native, store, &spec.pipeline, name, schema, partition_by.is_some(), options)?)
+        }
+        _ => None,
+    };
     for (key, letters) in by_object(store, &spec.pipeline)? {
         let (chosen, mut kept): (Vec<DeadLetter>, Vec<DeadLetter>) = letters.into_iter().partition(|d| ids.is_none_or(|ids| ids.contains(&id_of(d))));
         let Some(first) = chosen.first() else { continue };
@@ -105,7 +114,15 @@ pub fn replay(store: &dyn ObjectStore, spec: &SegmentSpec, control: &PipelineCon
         }
         outcome.failed_again += again.len() as u64;
         let lineage = vec![("sluice.replay.of".to_owned(), key.clone())];
-        outcome.objects_written.extend(seg.finish(&lineage)?.objects);
+        let summary = seg.finish(&lineage)?;
+        if let Some(d) = &mut delta {
+            // Into the Delta table once: a repeat of this replay (same letters) finds its txn.
+            let ids: Vec<String> = chosen.iter().map(id_of).collect();
+            let digest = hex::encode(&sha2::Sha256::digest(ids.join(",").as_bytes())[..8]);
+            let app_id = format!("{}/replay/{key}/{digest}", spec.pipeline);
+            d.commit(RollCommit { app_id, version: 1, files: &summary.table_files, lineage: &lineage, replay: true })?;
+        }
+        outcome.objects_written.extend(summary.objects);
         // Only after the output is durable do the replayed records leave the dead letters.
         kept.extend(again);
         kept.sort_by_key(|d| d.offset);

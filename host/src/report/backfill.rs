@@ -11,6 +11,13 @@
 //! Records the chosen version refuses become dead letters under
 //! `dead-letters/<pipeline>/backfill/`, where the dead-letter API finds them.
 //! Running the same backfill twice writes the same objects.
+//!
+//! A Delta table's files are never rewritten in place (readers of earlier
+//! versions may be reading them): a backfill writes the segments' new files
+//! under new names (`…+<start>.backfill-<run>.parquet`) and, in one commit at
+//! the end, takes the segments' files out of the table's snapshot and puts the
+//! new ones in, so readers see the whole backfill at once or none of it. The
+//! files taken out stay on disk until `vacuum`.
 
 use crate::pipeline::PipelineConfig;
 use crate::pipeline::chain::Chain;
@@ -18,6 +25,7 @@ use crate::pipeline::land::{DeadLetters, Processed, Provenance, land_batch};
 use crate::position::PartitionId;
 use crate::runtime::CompiledTransform;
 use crate::runtime::registry::Registry;
+use crate::sink::delta::DeltaSink;
 use crate::sink::{DeadLetter, Segment, SegmentSpec, layout};
 use crate::store::ObjectStore;
 use anyhow::Context;
@@ -59,7 +67,8 @@ pub struct BackfillOutcome {
     pub dead_letters: u64,
     /// Table objects written (replacing what was there under the same name).
     pub written: Vec<String>,
-    /// Table objects of the rewritten segments that the new output no longer fills.
+    /// Table objects of the rewritten segments that the new output no longer fills
+    /// (for a Delta table: every file of the rewritten segments, taken out of the table).
     pub deleted: Vec<String>,
 }
 
@@ -163,10 +172,19 @@ pub fn run(
     let dead_dir = layout::backfill_dead_letter_dir(&spec.pipeline);
     let mut outcome = BackfillOutcome::default();
     let total = segments.len() as u64;
+    let mut delta = open_delta(store, config, &table)?;
+    let tag = format!("backfill-{}", super::run::run_id_now());
+    let (mut taken_out, mut put_in) = (Vec::new(), Vec::new());
     for (i, raw) in segments.iter().enumerate() {
-        let before = table_objects_of(store, &table.name, &raw.partition, raw.start)?;
+        let before = match &delta {
+            Some(d) => d.files_of_segment(&raw.partition, raw.start)?,
+            None => table_objects_of(store, &table.name, &raw.partition, raw.start)?,
+        };
         let text = store.get(&raw.key).with_context(|| format!("reading {}", raw.key))?;
         let mut seg = Segment::new(raw.partition.clone(), raw.start);
+        if delta.is_some() {
+            seg = seg.with_table_tag(&tag);
+        }
         let mut offset = raw.start;
         let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
         for chunk in lines.chunks(BATCH) {
@@ -191,11 +209,17 @@ pub fn run(
             offset += chunk.len() as u64;
         }
         outcome.records += lines.len() as u64;
-        let written = seg.finish(&lineage)?.objects;
-        for key in before {
-            if !written.contains(&key) {
-                store.delete(&key).with_context(|| format!("deleting {key}"))?;
-                outcome.deleted.push(key);
+        let summary = seg.finish(&lineage)?;
+        let written = summary.objects;
+        if delta.is_some() {
+            put_in.extend(summary.table_files);
+            taken_out.extend(before);
+        } else {
+            for key in before {
+                if !written.contains(&key) {
+                    store.delete(&key).with_context(|| format!("deleting {key}"))?;
+                    outcome.deleted.push(key);
+                }
             }
         }
         let prefix = layout::table_folder(&table.name);
@@ -203,5 +227,17 @@ pub fn run(
         outcome.segments += 1;
         progress(i as u64 + 1, total, &raw.key);
     }
+    if let Some(d) = &mut delta {
+        let what = format!("backfill of pipeline `{}` offsets {}..{}", config.name, req.from_offset, req.to_offset.map_or("end".to_owned(), |o| o.to_string()));
+        d.replace(&taken_out, &put_in, &lineage, &what).with_context(|| format!("committing the backfill to the Delta table `{}`", table.name))?;
+        outcome.deleted = taken_out;
+    }
     Ok(outcome)
+}
+
+/// The pipeline's Delta table, if its table is one.
+fn open_delta(store: &dyn ObjectStore, config: &PipelineConfig, table: &crate::sink::TableSpec) -> anyhow::Result<Option<DeltaSink>> {
+    let (Some(options), Some(schema)) = (&table.delta, &table.schema) else { return Ok(None) };
+    let native = store.native().with_context(|| format!("{} cannot hold Delta tables", store.location()))?;
+    Ok(Some(DeltaSink::open(&native, store, &config.name, &table.name, schema, table.partition_by.is_some(), options)?))
 }

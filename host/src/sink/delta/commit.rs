@@ -176,49 +176,124 @@ impl DeltaSink {
         if roll.files.is_empty() {
             return Ok(Committed::Nothing);
         }
-        let prefix = crate::sink::layout::table_folder(&self.name);
-        let now = chrono::Utc::now().timestamp_millis();
-        let mut actions = Vec::with_capacity(roll.files.len());
-        for f in roll.files {
-            let path = f.key.strip_prefix(&prefix).ok_or_else(|| fail(&self.name, "committing", format!("{} is not a file of the table", f.key)))?;
-            let partition_values = match (&f.hive, self.partitioned) {
-                (Some(hive), true) => HashMap::from([(DATE_PARTITION.to_owned(), partition_value(hive))]),
-                (None, false) => HashMap::new(),
-                _ => return Err(fail(&self.name, "committing", format!("{} does not match the table's partitioning", f.key))),
-            };
-            actions.push(Action::Add(Add {
-                path: path.to_owned(),
-                partition_values,
-                size: f.bytes as i64,
-                modification_time: now,
-                data_change: true,
-                stats: Some(format!("{{\"numRecords\":{}}}", f.rows)),
-                ..Default::default()
-            }));
-        }
-        let mut info: HashMap<String, serde_json::Value> = HashMap::from([
-            ("sluice.pipeline".to_owned(), self.pipeline.clone().into()),
-            ("sluice.input".to_owned(), roll.app_id.clone().into()),
-            ("sluice.position".to_owned(), version.into()),
-        ]);
-        for (k, v) in roll.lineage {
-            info.insert(k.clone(), v.clone().into());
-        }
-        let properties = CommitProperties::default().with_metadata(info).with_application_transaction(Transaction::new(&roll.app_id, version));
+        let actions = self.adds(roll.files)?;
+        let mut info = self.info(roll.lineage);
+        info.insert("sluice.input".to_owned(), roll.app_id.clone().into());
+        info.insert("sluice.position".to_owned(), version.into());
+        let txn = Transaction::new(&roll.app_id, version);
         let partition_by = self.partitioned.then(|| vec![DATE_PARTITION.to_owned()]);
-        let done = block_on(async {
-            let state = self.table.snapshot()?;
-            CommitBuilder::from(properties)
-                .with_actions(actions)
-                .build(Some(state), self.table.log_store(), DeltaOperation::Write { mode: SaveMode::Append, partition_by, predicate: None })
-                .await
-        })
-        .map_err(|e| fail(&self.name, "committing", e))?;
+        let committed = self.write(actions, Some(txn), info, DeltaOperation::Write { mode: SaveMode::Append, partition_by, predicate: None })?;
         crate::failpoint::hit("delta.committed");
-        let committed = done.version();
-        self.table.state = Some(done.snapshot());
         self.known.insert(roll.app_id, version);
         Ok(Committed::Version(committed))
+    }
+
+    /// In one commit, take `remove` (keys of files in the table) out and put
+    /// `add` in: a backfill's rewrite of some segments, which readers see all
+    /// at once or not at all. `what` says what it was, in the commit info.
+    pub fn replace(&mut self, remove: &[String], add: &[TableFile], lineage: &[(String, String)], what: &str) -> io::Result<Committed> {
+        let table_lock = self.lock.clone();
+        let _turn = lock(&table_lock);
+        block_on(self.table.update_incremental(None)).map_err(|e| fail(&self.name, "reading its log", e))?;
+        if remove.is_empty() && add.is_empty() {
+            return Ok(Committed::Nothing);
+        }
+        let prefix = crate::sink::layout::table_folder(&self.name);
+        let mut removes: HashMap<&str, Action> = HashMap::new();
+        {
+            let state = self.table.snapshot().map_err(|e| fail(&self.name, "reading its snapshot", e))?;
+            let wanted: HashSet<&str> = remove.iter().map(|k| k.strip_prefix(&prefix).unwrap_or(k)).collect();
+            for f in state.log_data().iter() {
+                if let Some(k) = wanted.get(f.path().as_ref()) {
+                    removes.insert(k, Action::Remove(f.remove_action(true)));
+                }
+            }
+        }
+        if let Some(gone) = remove.iter().find(|k| !removes.contains_key(k.strip_prefix(&prefix).unwrap_or(k))) {
+            return Err(fail(&self.name, "replacing files", format!("{gone} is no longer in the table (compacted or rewritten meanwhile); run it again")));
+        }
+        let mut actions: Vec<Action> = removes.into_values().collect();
+        actions.extend(self.adds(add)?);
+        let mut info = self.info(lineage);
+        info.insert("sluice.operation".to_owned(), what.into());
+        let committed = self.write(actions, None, info, DeltaOperation::Update { predicate: Some(what.to_owned()) })?;
+        Ok(Committed::Version(committed))
+    }
+
+    /// Keys of the table files the pipeline wrote for the segment of `p`
+    /// starting at `start` that the table holds now (any partition; earlier
+    /// backfills' files of it too; not replayed dead letters' output).
+    pub fn files_of_segment(&self, p: &crate::position::PartitionId, start: u64) -> io::Result<Vec<String>> {
+        let prefix = crate::sink::layout::table_folder(&self.name);
+        let stem = format!("{}+{}+{start:010}.", p.topic, p.partition);
+        let state = self.table.snapshot().map_err(|e| fail(&self.name, "reading its snapshot", e))?;
+        Ok(state
+            .log_data()
+            .iter()
+            .filter_map(|f| {
+                let path = f.path();
+                let name = path.rsplit('/').next()?;
+                let tag = name.strip_prefix(&stem)?;
+                (!tag.starts_with("replay-")).then(|| format!("{prefix}{path}"))
+            })
+            .collect())
+    }
+
+    /// `add` actions for files the pipeline wrote, with their partition values.
+    fn adds(&self, files: &[TableFile]) -> io::Result<Vec<Action>> {
+        let prefix = crate::sink::layout::table_folder(&self.name);
+        let now = chrono::Utc::now().timestamp_millis();
+        files
+            .iter()
+            .map(|f| {
+                let path = f.key.strip_prefix(&prefix).ok_or_else(|| fail(&self.name, "committing", format!("{} is not a file of the table", f.key)))?;
+                let partition_values = match (&f.hive, self.partitioned) {
+                    (Some(hive), true) => HashMap::from([(DATE_PARTITION.to_owned(), partition_value(hive))]),
+                    (None, false) => HashMap::new(),
+                    _ => return Err(fail(&self.name, "committing", format!("{} does not match the table's partitioning", f.key))),
+                };
+                Ok(Action::Add(Add {
+                    path: path.to_owned(),
+                    partition_values,
+                    size: f.bytes as i64,
+                    modification_time: now,
+                    data_change: true,
+                    stats: Some(format!("{{\"numRecords\":{}}}", f.rows)),
+                    ..Default::default()
+                }))
+            })
+            .collect()
+    }
+
+    /// The commit info: the pipeline and the lineage of what is committed.
+    fn info(&self, lineage: &[(String, String)]) -> HashMap<String, serde_json::Value> {
+        let mut info = HashMap::from([("sluice.pipeline".to_owned(), serde_json::Value::from(self.pipeline.clone()))]);
+        for (k, v) in lineage {
+            info.insert(k.clone(), v.clone().into());
+        }
+        info
+    }
+
+    /// Commit `actions` on top of the current snapshot (the caller holds the table's lock).
+    fn write(
+        &mut self,
+        actions: Vec<Action>,
+        txn: Option<Transaction>,
+        info: HashMap<String, serde_json::Value>,
+        operation: DeltaOperation,
+    ) -> io::Result<u64> {
+        let mut properties = CommitProperties::default().with_metadata(info);
+        if let Some(txn) = txn {
+            properties = properties.with_application_transaction(txn);
+        }
+        let done = block_on(async {
+            let state = self.table.snapshot()?;
+            CommitBuilder::from(properties).with_actions(actions).build(Some(state), self.table.log_store(), operation).await
+        })
+        .map_err(|e| fail(&self.name, "committing", e))?;
+        let version = done.version();
+        self.table.state = Some(done.snapshot());
+        Ok(version)
     }
 }
 
