@@ -9,8 +9,7 @@
 use serde_json::{Value, json};
 use sluice_tests::{KafkaBroker, Server, column, free_port, one_at_a_time, parquet_batches};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
