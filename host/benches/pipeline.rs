@@ -1,6 +1,11 @@
 //! Embedded log → Wasm clean-pin → Parquet: records/s and peak RSS.
 //!
-//! `cargo bench -p sluice --bench pipeline [-- --records N] [--raw] [--output] [--input-jsonl FILE] [--s3] [--kafka | --kinesis] [--cold]`
+//! `cargo bench -p sluice --bench pipeline [-- --records N] [--raw] [--output] [--delta] [--input-jsonl FILE] [--s3] [--kafka | --kinesis] [--cold]`
+//!
+//! `--delta` lands the table as a Delta table (each roll's files committed to
+//! its log with a txn action) instead of plain Parquet. `BENCH_ROLL_RECORDS=N`
+//! rolls every N input records per partition (default 250000), to see what a
+//! commit per roll costs at a streaming cadence.
 //!
 //! `--output` also writes the cleaned pins to an output topic of the embedded
 //! log (`[pipeline.output]`), as a pipeline feeding consumers downstream does.
@@ -69,6 +74,8 @@ const OUTPUT_TOPIC: &str = "bench.pin-clean";
 fn config(dir: &Path) -> Config {
     let land_raw = std::env::var_os("BENCH_LAND_RAW").is_some();
     let output = std::env::var_os("BENCH_OUTPUT").is_some();
+    let format = if std::env::var_os("BENCH_DELTA").is_some() { TableFormat::Delta } else { TableFormat::Parquet };
+    let roll_records = std::env::var("BENCH_ROLL_RECORDS").map_or(250_000, |r| r.parse().expect("BENCH_ROLL_RECORDS is a number"));
     let mut c = Config::demo(dir.to_path_buf(), "bench");
     c.log.topics = vec![TOPIC.into(), OUTPUT_TOPIC.into()];
     if let Ok(p) = std::env::var("BENCH_PARTITIONS") {
@@ -80,9 +87,9 @@ fn config(dir: &Path) -> Config {
         topics: vec![TOPIC.into()],
         transforms: vec!["clean-pin".into()],
         land_raw,
-        table: Some(TableConfig { name: "pin".into(), formats: vec![TableFormat::Parquet], schema: None, columns: None, partition_by: None, delta: None }),
+        table: Some(TableConfig { name: "pin".into(), formats: vec![format], schema: None, columns: None, partition_by: None, delta: None }),
         batch: Default::default(),
-        roll: RollConfig { max_records: 250_000, max_bytes: 64 << 20, max_age_ms: 60_000, ..Default::default() },
+        roll: RollConfig { max_records: roll_records, max_bytes: 64 << 20, max_age_ms: 60_000, ..Default::default() },
         workers: std::env::var("BENCH_WORKERS").ok().map(|w| w.parse().expect("BENCH_WORKERS is a number")),
         auto_rollback: Default::default(),
         aggregate: None,
@@ -289,6 +296,9 @@ fn main() -> anyhow::Result<()> {
     if flag("--output") {
         raw_env.push(("BENCH_OUTPUT", "1"));
     }
+    if flag("--delta") {
+        raw_env.push(("BENCH_DELTA", "1"));
+    }
     let status = Command::new(&me)
         .args(["--phase", "load", "--records", &records.to_string()])
         .args(&input)
@@ -324,7 +334,8 @@ fn main() -> anyhow::Result<()> {
     };
     let start = if cold.is_empty() { "a restart: built-ins from the compiled cache" } else { "a first start: built-ins compiled" };
     let raw = format!("{}{}", if flag("--raw") { " + raw JSON lines" } else { "" }, if flag("--output") { " + output topic" } else { "" });
-    print!("pipeline ({source} -> clean-pin 0.2.0 in Wasm -> Parquet{raw}, {start}): {}", String::from_utf8_lossy(&out.stdout));
+    let table = if flag("--delta") { "Delta" } else { "Parquet" };
+    print!("pipeline ({source} -> clean-pin 0.2.0 in Wasm -> {table}{raw}, {start}): {}", String::from_utf8_lossy(&out.stdout));
     if let Some(rate) = baseline {
         println!("the Kinesis server alone (GetRecords of every shard, back to back, nothing else): {rate:.0} records/s");
     }

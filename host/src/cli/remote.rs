@@ -249,7 +249,7 @@ pub enum JobCommand {
     List,
     /// Run a job now and follow it until it ends (exit code 1 if it fails).
     Run {
-        /// reports, backfill, retention (`sluice job list` shows them).
+        /// reports, backfill, retention, compact, vacuum (`sluice job list` shows them).
         name: String,
         /// The run's parameters as JSON, e.g. for a backfill:
         /// '{"pipeline":"pin","transforms":["clean-pin@0.2.0"],"from_offset":0,"to_offset":5000}'
