@@ -35,7 +35,8 @@ fn generate(landing: &Path, rows: u64) {
     let g = Generator::new(7);
     for kind in ["pin", "geo", "user"] {
         let mut transform = rt.load_builtin(&format!("clean-{kind}")).expect("built-in").instance();
-        let table = TableSpec { name: kind.into(), schema: schema::builtin(&format!("{kind}-clean")), parquet: true, jsonl: false, partition_by: None, delta: None };
+        let table =
+            TableSpec { name: kind.into(), schema: schema::builtin(&format!("{kind}-clean")), parquet: true, jsonl: false, partition_by: None, delta: None };
         let per_partition = rows.div_ceil(u64::from(PARTITIONS));
         for p in 0..PARTITIONS {
             let partition = PartitionId { topic: format!("bench.{kind}").as_str().into(), partition: p };

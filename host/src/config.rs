@@ -320,6 +320,18 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
     }
 
     #[test]
+    fn a_delta_table_is_one_format_with_defaults() {
+        use crate::pipeline::config::TableFormat;
+        let c = Config::parse(&GOOD.replace("formats = [\"parquet\", \"jsonl\"]", "format = \"delta\"")).expect("valid");
+        let t = c.pipelines[0].table.as_ref().expect("table");
+        assert_eq!(t.formats, vec![TableFormat::Delta]);
+        let spec = crate::pipeline::table_spec(&c.pipelines[0], Some("pin-clean".into())).expect("spec").expect("a table");
+        let delta = spec.delta.expect("a Delta table");
+        assert!(spec.parquet, "a Delta table's files are Parquet");
+        assert_eq!((delta.checkpoint_interval, delta.schema_change), (10, crate::sink::delta::SchemaChange::Refuse));
+    }
+
+    #[test]
     fn the_shipped_example_config_is_valid() {
         let c = Config::parse(include_str!("../../deploy/sluice.toml")).expect("deploy/sluice.toml is valid");
         assert_eq!(c.pipelines.len(), 3);
@@ -360,6 +372,24 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
             ),
             (GOOD.replace("table = { name = \"pin\", formats = [\"parquet\", \"jsonl\"] }", "").replace("land_raw = true", ""), "lands nothing"),
             (GOOD.replace("[log]", "[sandbox]\nmemory_mib = 0\n[log]"), "memory_mib must be between"),
+            (
+                GOOD.replace("formats = [\"parquet\", \"jsonl\"]", "formats = [\"delta\", \"jsonl\"]"),
+                "a Delta table is its own format (Parquet files and a log): give `format = \"delta\"` alone",
+            ),
+            (
+                GOOD.replace(
+                    "table = { name = \"pin\", formats = [\"parquet\", \"jsonl\"] }",
+                    "table = { name = \"pin\", delta = { checkpoint_interval = 5 } }",
+                ),
+                "[pipeline.table.delta] is set but the table is not `format = \"delta\"`",
+            ),
+            (
+                GOOD.replace(
+                    "table = { name = \"pin\", formats = [\"parquet\", \"jsonl\"] }",
+                    "table = { name = \"pin\", format = \"delta\", delta = { checkpoint_interval = 0 } }",
+                ),
+                "table.delta.checkpoint_interval must be at least 1",
+            ),
             (GOOD.replace("[log]", "[jobs]\nschedule = { reports = \"0 0 * *\" }\n[log]"), "jobs.schedule.reports: `0 0 * *` has 4 fields"),
             (
                 GOOD.replace("land_raw = true", "land_raw = true\nsource = \"kinesis\""),

@@ -27,7 +27,7 @@ fn start_sluice(dir: &Path) -> Server {
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\n[log]\ntopics = [\"o.pin\", \"o.pin-clean\", \"o.geo\"]\n[[pipeline]]\nname = \"pin\"\ntopics = [\"o.pin\"]\ntransforms = [\"clean-pin\"]\nland_raw = true\ntable = {{ name = \"pin\" }}\noutput = {{ topic = \"o.pin-clean\" }}\nroll = {{ max_age_ms = 200 }}\n\
+            "data_dir = \"{}\"\n[log]\ntopics = [\"o.pin\", \"o.pin-clean\", \"o.geo\"]\n[[pipeline]]\nname = \"pin\"\ntopics = [\"o.pin\"]\ntransforms = [\"clean-pin\"]\nland_raw = true\ntable = {{ name = \"pin\", format = \"delta\" }}\noutput = {{ topic = \"o.pin-clean\" }}\nroll = {{ max_age_ms = 200 }}\n\
              [[pipeline.action]]\nname = \"vehicles\"\ndetector = \"match\"\nwhen = {{ field = \"category\", any_of = [\"vehicles\"] }}\n\
              webhook = {{ url = \"http://127.0.0.1:9/never-called\" }}\n\
              [[pipeline]]\nname = \"posts\"\ntopics = [\"o.pin-clean\", \"o.geo\"]\ntable = {{ name = \"posts\" }}\nroll = {{ max_age_ms = 200 }}\n\
@@ -190,7 +190,10 @@ fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     let mut scrape = String::new();
     while std::time::Instant::now() < deadline {
         scrape = reqwest::blocking::get(format!("{}/metrics", sluice.base_url)).expect("scrape").text().expect("text");
-        if scrape.contains("sluice_aggregate_watermark_seconds{") && scrape.contains("sluice_join_matched_total{pipeline=\"posts\"} 1") {
+        if scrape.contains("sluice_aggregate_watermark_seconds{")
+            && scrape.contains("sluice_join_matched_total{pipeline=\"posts\"} 1")
+            && scrape.contains("sluice_delta_commits_total{")
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -9,7 +9,7 @@ use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{Action, Add, StructField, StructType, Transaction};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::table::config::TablePropertiesExt;
-use deltalake_core::{DeltaTable, DeltaTableError, TableProperty};
+use deltalake_core::{DeltaTable, TableProperty};
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -84,13 +84,14 @@ impl DeltaSink {
         if let Ok(dir) = table.table_url().to_file_path() {
             std::fs::create_dir_all(&dir).map_err(|e| fail(name, &format!("creating {}", dir.display()), e))?;
         }
+        // Asked first: loading a table that is not there has delta-rs log an error.
         let exists = block_on(async {
-            match table.load().await {
-                Ok(()) => Ok(true),
-                Err(DeltaTableError::NotATable(_)) => Ok(false),
-                Err(e) => Err(fail(name, "reading its log", e)),
+            if !table.verify_deltatable_existence().await? {
+                return Ok(false);
             }
-        })?;
+            table.load().await.map(|()| true)
+        })
+        .map_err(|e| fail(name, "reading its log", e))?;
         if !exists {
             super::off_runtime(|| refuse_plain_files(store, name))?;
             block_on(create(&mut table, name, &wanted, partitioned, options))?;

@@ -54,7 +54,7 @@ pub async fn is_delta(native: &Native, name: &str) -> io::Result<bool> {
 /// The current snapshot of `tables/<name>/`; `None` when it is no Delta table.
 pub async fn snapshot(native: &Native, name: &str) -> io::Result<Option<Snapshot>> {
     let mut table = table_at(native, name)?;
-    if super::folder_missing(&table) {
+    if super::folder_missing(&table) || !table.verify_deltatable_existence().await.map_err(|e| fail(name, "looking for its log", e))? {
         return Ok(None);
     }
     match table.load().await {
