@@ -63,13 +63,22 @@ def main():
     fs, _ = pyarrow_filesystem(args.uri)
     partition_cols = list(meta.partition_columns)
     by_file = []
+    sizes = actions.column("size_bytes").to_pylist()
     for i, path in enumerate(actions.column("path").to_pylist()):
         uri = args.uri.rstrip("/") + "/" + path
         _, on_fs = pyarrow_filesystem(uri)
         part = pq.read_table(on_fs, filesystem=fs)
+        stored = fs.get_file_info(on_fs).size
         values = {c: actions.column(f"partition.{c}")[i].as_py() for c in partition_cols}
         values = {c: None if v is None else str(v) for c, v in values.items()}
-        by_file.append({"path": path, "rows": part.num_rows, "values": part.column(args.column).to_pylist(), "partition": values})
+        by_file.append({
+            "path": path,
+            "rows": part.num_rows,
+            "values": part.column(args.column).to_pylist(),
+            "partition": values,
+            "size_in_log": sizes[i],
+            "size_stored": stored,
+        })
 
     out = {
         "version": dt.version(),

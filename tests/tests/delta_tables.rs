@@ -132,6 +132,8 @@ fn check(found: &Value, p: &Poster, raw_per_partition: &BTreeMap<u32, u64>) {
     for f in found["files"].as_array().expect("files") {
         let values = ints(&f["values"]);
         let dt = f["partition"]["dt"].as_str().map(str::to_owned);
+        // A file the log references is the file the log describes: never rewritten after its commit.
+        assert_eq!(f["size_in_log"], f["size_stored"], "file {} changed after it was committed", f["path"]);
         assert!(values.iter().all(|i| date_of(*i) == dt), "file {} holds rows of other dates", f["path"]);
         let folder = f["path"].as_str().expect("path").split('/').next().expect("folder").to_owned();
         assert_eq!(folder, format!("dt={}", dt.as_deref().unwrap_or("__HIVE_DEFAULT_PARTITION__")));

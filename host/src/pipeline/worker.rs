@@ -342,7 +342,19 @@ impl PipelineWorker {
         let first = fetched.offsets[0];
         let _span = tracing::debug_span!("batch", partition = %st.id, first_offset = first, records = fetched.offsets.len()).entered();
         let segment_start = st.replay.as_ref().map_or(first, |i| i.start);
-        let seg = st.segment.get_or_insert_with(|| Segment::new(st.id.clone(), segment_start));
+        if st.segment.is_none() {
+            let mut seg = Segment::new(st.id.clone(), segment_start);
+            if let (Some(intent), Some(delta)) = (&st.replay, &mut self.delta)
+                && intent.start == segment_start
+                && delta.has(&delta_app_id(&self.config.name, &st.id), intent.end)?
+            {
+                // The log references this roll's files: rewriting them could change their bytes under readers.
+                tracing::warn!(partition = %st.id, start = intent.start, end = intent.end, "the Delta log has this roll: its table files are not written again");
+                seg = seg.without_table_files();
+            }
+            st.segment = Some(seg);
+        }
+        let seg = st.segment.as_mut().expect("opened above");
         let chain = match (&mut self.replay_chain, use_replay_chain) {
             (Some(c), true) => c,
             _ => &mut self.chain,
@@ -539,7 +551,7 @@ impl PipelineWorker {
         let summary = seg.finish(&lineage)?;
         if let Some(delta) = &mut self.delta {
             // The files are durable; the log takes them with the position they reach, once.
-            let app_id = format!("{}/{}/{}", self.config.name, st.id.topic, st.id.partition);
+            let app_id = delta_app_id(&self.config.name, &st.id);
             let committed = delta.commit(RollCommit { app_id, version: intent.end, files: &summary.table_files, lineage: &lineage, replay: replaying })?;
             PipelineEvents { pipeline: &self.config.name, stats: &self.stats }.delta_committed(delta.name(), committed);
         }
@@ -721,6 +733,11 @@ fn land_action_letters(seg: &mut Segment, store: &dyn ObjectStore, events: &Pipe
         events.dead_lettered(&dead);
     }
     Ok(())
+}
+
+/// Whose position a Delta commit's `txn` action records: one input partition of one pipeline.
+fn delta_app_id(pipeline: &str, p: &PartitionId) -> String {
+    format!("{pipeline}/{}/{}", p.topic, p.partition)
 }
 
 /// The transform versions an intent used at `offset`, and the offset where they change.

@@ -153,6 +153,8 @@ pub struct Segment {
     summary: SegmentSummary,
     /// Inserted before a table file's extension, e.g. `replay-0000000042.`.
     table_tag: String,
+    /// Whether finishing makes the table files visible (see [`Segment::without_table_files`]).
+    keep_table: bool,
 }
 
 impl Segment {
@@ -171,7 +173,16 @@ impl Segment {
             dead: None,
             summary: SegmentSummary::default(),
             table_tag: String::new(),
+            keep_table: true,
         }
+    }
+
+    /// Write the table rows as usual (rows the table refuses still become dead
+    /// letters) but abandon the table files at finish: for a replayed roll whose
+    /// files a Delta log already references, which must not be replaced.
+    pub fn without_table_files(mut self) -> Self {
+        self.keep_table = false;
+        self
     }
 
     /// Name this segment's table files `<topic>+<p>+<start>.<tag>.<ext>`: for
@@ -282,7 +293,7 @@ impl Segment {
 
     /// Make every object of the segment durable and visible. `lineage` (which
     /// transform versions made it) goes into each object's metadata.
-    pub fn finish(self, lineage: &[(String, String)]) -> io::Result<SegmentSummary> {
+    pub fn finish(mut self, lineage: &[(String, String)]) -> io::Result<SegmentSummary> {
         let mut summary = self.summary;
         let done = |key: String, w: Box<dyn ObjectWriter>, summary: &mut SegmentSummary| -> io::Result<()> {
             summary.bytes += w.written();
@@ -293,6 +304,12 @@ impl Segment {
         };
         if let Some((key, w)) = self.raw {
             done(key, w, &mut summary)?;
+        }
+        if !self.keep_table {
+            // Dropped unfinished: never visible.
+            self.parquet.clear();
+            self.jsonl.clear();
+            summary.table_rows = 0;
         }
         for (hive, (key, object, rows)) in self.parquet {
             let w = object.close(lineage).map_err(io::Error::other)?;

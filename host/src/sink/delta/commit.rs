@@ -189,6 +189,21 @@ impl DeltaSink {
         Ok(Committed::Version(committed))
     }
 
+    /// Whether the log has the roll of `app_id` ending at `version` (reads the log).
+    pub fn has(&mut self, app_id: &str, version: u64) -> io::Result<bool> {
+        let version =
+            i64::try_from(version).map_err(|_| fail(&self.name, "reading its log", format!("position {version} does not fit a Delta txn version")))?;
+        let seen = block_on(async {
+            self.table.update_incremental(None).await?;
+            self.table.snapshot()?.transaction_version(self.table.log_store().as_ref(), app_id).await
+        })
+        .map_err(|e| fail(&self.name, "reading its log", e))?;
+        if let Some(v) = seen {
+            self.known.insert(app_id.to_owned(), v);
+        }
+        Ok(seen.is_some_and(|v| v >= version))
+    }
+
     /// In one commit, take `remove` (keys of files in the table) out and put
     /// `add` in: a backfill's rewrite of some segments, which readers see all
     /// at once or not at all. `what` says what it was, in the commit info.
