@@ -60,7 +60,7 @@ pub struct DeltaSink {
 /// S3's `If-None-Match: *`). (s3s-fs, the tests' S3 server, checks that
 /// condition and writes in two steps, so two writers racing in one process
 /// could both win there; with this lock they never race.)
-fn commit_lock(table: &DeltaTable) -> Arc<Mutex<()>> {
+pub(crate) fn commit_lock(table: &DeltaTable) -> Arc<Mutex<()>> {
     static LOCKS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
     let mut locks = lock(LOCKS.get_or_init(Default::default));
     locks.entry(table.table_url().to_string()).or_default().clone()

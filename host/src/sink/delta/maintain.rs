@@ -104,6 +104,9 @@ pub fn compact(native: &Native, store: &dyn ObjectStore, name: &str, target_byte
         done.partitions.push(date.unwrap_or_else(|| if partitioned { NULL_PARTITION.to_owned() } else { "-".to_owned() }));
     }
     let info = HashMap::from([("sluice.job".to_owned(), serde_json::Value::from("compact"))]);
+    // In turn with the pipelines' commits to the table in this process.
+    let table_lock = super::commit::commit_lock(&table);
+    let _turn = crate::sync::lock(&table_lock);
     let committed = block_on(async {
         let state = table.snapshot()?;
         CommitBuilder::from(CommitProperties::default().with_metadata(info))
@@ -122,6 +125,9 @@ pub fn compact(native: &Native, store: &dyn ObjectStore, name: &str, target_byte
 pub fn vacuum(native: &Native, name: &str, retention_hours: u64) -> io::Result<Vec<String>> {
     let mut table = table_at(native, name)?;
     block_on(table.load()).map_err(|e| fail(name, "reading its log", e))?;
+    // Vacuum commits its start and end to the log: in turn with the pipelines' commits.
+    let table_lock = super::commit::commit_lock(&table);
+    let _turn = crate::sync::lock(&table_lock);
     let (_, metrics) = block_on(
         table
             .vacuum()
