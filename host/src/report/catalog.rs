@@ -153,25 +153,13 @@ fn read_tables(store: &dyn ObjectStore, skip: &[String]) -> anyhow::Result<Table
         for batch in reader {
             let batch = batch.with_context(|| format!("decoding {key}"))?;
             // Objects written before a column was added: widen to the first schema seen.
-            let batch =
-                if batch.schema() == entry.0 { batch } else { align(&batch, &entry.0).with_context(|| format!("{key}: schema differs from the table's"))? };
+            let batch = if batch.schema() == entry.0 {
+                batch
+            } else {
+                crate::sink::parquet::align(&batch, &entry.0).map_err(anyhow::Error::msg).with_context(|| format!("{key}: schema differs from the table's"))?
+            };
             entry.1.push(batch);
         }
     }
     Ok(out)
-}
-
-/// `batch` with the columns of `schema`, by name; missing nullable columns become nulls.
-fn align(batch: &RecordBatch, schema: &datafusion::arrow::datatypes::SchemaRef) -> anyhow::Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) => Ok(datafusion::arrow::compute::cast(c, f.data_type())?),
-            None if f.is_nullable() => Ok(datafusion::arrow::array::new_null_array(f.data_type(), batch.num_rows())),
-            None => anyhow::bail!("column `{}` is missing", f.name()),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }

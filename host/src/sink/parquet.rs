@@ -197,6 +197,21 @@ impl ParquetObject {
     }
 }
 
+/// `batch` with `schema`'s columns by name: missing nullable ones null, types cast (timestamp zones spelled differently).
+pub fn align(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => arrow_cast::cast(c, f.data_type()).map_err(|e| format!("column `{}`: {e}", f.name())),
+            None if f.is_nullable() => Ok(arrow_array::new_null_array(f.data_type(), batch.num_rows())),
+            None => Err(format!("column `{}` is missing", f.name())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

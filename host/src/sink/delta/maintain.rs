@@ -7,7 +7,7 @@
 use super::read::{SnapshotFile, of_table};
 use super::{NULL_PARTITION, block_on, fail, table_at};
 use crate::sink::layout;
-use crate::sink::parquet::ParquetObject;
+use crate::sink::parquet::{ParquetObject, align};
 use crate::store::{Native, ObjectStore};
 use arrow_array::RecordBatch;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -151,21 +151,6 @@ fn read_file(store: &dyn ObjectStore, key: &str, schema: &arrow_schema::SchemaRe
             align(&batch, schema).map_err(|e| io::Error::other(format!("{key}: {e}")))
         })
         .collect()
-}
-
-/// `batch` with `schema`'s columns by name: missing nullable ones null, types cast (timestamp zones spelled differently).
-pub(crate) fn align(batch: &RecordBatch, schema: &arrow_schema::SchemaRef) -> Result<RecordBatch, String> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) => arrow_cast::cast(c, f.data_type()).map_err(|e| format!("column `{}`: {e}", f.name())),
-            None if f.is_nullable() => Ok(arrow_array::new_null_array(f.data_type(), batch.num_rows())),
-            None => Err(format!("column `{}` is missing", f.name())),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
 
 fn finish(name: &str, key: String, object: ParquetObject, rows: u64, date: &Option<String>, partitioned: bool) -> io::Result<Action> {

@@ -156,5 +156,5 @@ fn maintain_read(store: &LocalStore, key: &str, schema: &arrow_schema::SchemaRef
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let bytes = bytes::Bytes::from(store.get(key).expect("get"));
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).expect("parquet").build().expect("reader");
-    reader.map(|b| maintain::align(&b.expect("batch"), schema).expect("align")).collect()
+    reader.map(|b| crate::sink::parquet::align(&b.expect("batch"), schema).expect("align")).collect()
 }
