@@ -93,7 +93,7 @@ mod tests {
         let bad = |job: &str, expr: &str| JobsConfig { schedule: [(job.to_owned(), expr.to_owned())].into() }.validate().expect_err("invalid");
         assert!(bad("reports", "0 0 *").contains("jobs.schedule.reports: `0 0 *` has 3 fields"));
         assert!(bad("reports", "0 99 * * *").contains("is not a cron expression"));
-        assert!(bad("report", "0 0 * * *").contains("no such job to schedule (jobs: reports, retention)"));
+        assert!(bad("report", "0 0 * * *").contains("no such job to schedule (jobs: reports, retention, compact, vacuum)"));
         JobsConfig::default().validate().expect("the default schedule is valid");
     }
 

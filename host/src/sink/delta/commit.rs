@@ -84,6 +84,9 @@ impl DeltaSink {
         if let Ok(dir) = table.table_url().to_file_path() {
             std::fs::create_dir_all(&dir).map_err(|e| fail(name, &format!("creating {}", dir.display()), e))?;
         }
+        // The process's workers open (create, evolve) a table in turn, as they commit.
+        let table_lock = commit_lock(&table);
+        let turn = lock(&table_lock);
         // Asked first: loading a table that is not there has delta-rs log an error.
         let exists = block_on(async {
             if !table.verify_deltatable_existence().await? {
@@ -96,9 +99,9 @@ impl DeltaSink {
             super::off_runtime(|| refuse_plain_files(store, name))?;
             block_on(create(&mut table, name, &wanted, partitioned, options))?;
         }
-        let lock = commit_lock(&table);
-        let mut sink = DeltaSink { name: name.to_owned(), pipeline: pipeline.to_owned(), table, partitioned, known: HashMap::new(), lock };
+        let mut sink = DeltaSink { name: name.to_owned(), pipeline: pipeline.to_owned(), table, partitioned, known: HashMap::new(), lock: table_lock.clone() };
         sink.reconcile(&wanted, options)?;
+        drop(turn);
         Ok(sink)
     }
 
