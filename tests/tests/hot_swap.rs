@@ -11,12 +11,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn config(dir: &Path) -> Config {
-    Config::parse(&sluice_tests::pin_config(
+    Config::parse(&config_text(dir)).expect("valid config")
+}
+
+fn config_text(dir: &Path) -> String {
+    sluice_tests::pin_config(
         &dir.join("data"),
         "listen = \"127.0.0.1:0\"",
         "batch = { max_records = 500 }\nroll = { max_age_ms = 300 }\nauto_rollback = { batches = 3, max_rejection_rate = 0.5 }",
-    ))
-    .expect("valid config")
+    )
 }
 
 struct Client {
@@ -177,7 +180,10 @@ async fn a_swap_from_contract_0_1_to_0_2_under_load_loses_and_repeats_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_that_refuses_everything_is_rolled_back_and_its_victims_replayed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (app, c) = start(dir.path()).await;
+    // The table is a Delta table: the replay's output must reach its log, once.
+    let text = config_text(dir.path()).replace("table = { name = \"pin\" }", "table = { name = \"pin\", format = \"delta\" }");
+    let app = RunningApp::start(&Config::parse(&text).expect("valid config")).await.expect("start");
+    let c = Client { http: reqwest::Client::new(), base: format!("http://{}", app.addr), token: app.admin_token.to_string() };
     let (s, v) = c.admin(reqwest::Method::PUT, "/api/v1/transforms/clean-pin", Some(REJECT_ALL_WASM.to_vec())).await;
     assert_eq!(s, 201, "{v}");
     c.post_pins(0, 1000).await;
@@ -220,9 +226,16 @@ async fn a_version_that_refuses_everything_is_rolled_back_and_its_victims_replay
     assert_eq!(after["total"], 0, "{after}");
     app.shutdown().await.expect("clean shutdown");
 
-    // Every record is in the table exactly once: cleaned in the stream or by the replay.
-    let ids: Vec<String> =
-        column(&parquet_batches(&dir.path().join("data/landing/tables/pin")), "unique_id").iter().map(|v| v.as_str().expect("id").to_owned()).collect();
+    // Every record is in the table exactly once, read through its Delta snapshot: cleaned in the stream or by the replay.
+    let landing = sluice::report::Landing::Dir(dir.path().join("data/landing"));
+    let (_, batches) = sluice::report::query(&landing, "SELECT unique_id FROM pin").await.expect("query over the Delta table");
+    let ids: Vec<String> = column(&batches, "unique_id").iter().map(|v| v.as_str().expect("id").to_owned()).collect();
+    let log = std::fs::read_dir(dir.path().join("data/landing/tables/pin/_delta_log")).expect("a Delta log").flatten();
+    let replay_commits = log
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("sluice.replay.of")))
+        .count();
+    assert!(replay_commits >= 1, "the replay's output was committed to the log");
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for id in &ids {
         *counts.entry(id).or_default() += 1;
