@@ -30,7 +30,7 @@ impl DeltaSnapshotTable {
     /// The snapshot of a table in the landing `native`; `ctx` must have
     /// `native.store` registered under [`DeltaSnapshotTable::store_url`].
     pub fn new(native: &Native, snapshot: Snapshot) -> Result<Self> {
-        let store_url = store_url(native)?;
+        let store_url = Self::store_url(native)?;
         // Keys are paths under the landing root, which sits at this path in the store.
         let root = native.url.path().trim_start_matches('/');
         let files = snapshot
@@ -48,14 +48,11 @@ impl DeltaSnapshotTable {
         Ok(DeltaSnapshotTable { store_url, snapshot, files })
     }
 
+    /// Where the session finds the landing's store: `file://`, `s3://bucket`.
     pub fn store_url(native: &Native) -> Result<ObjectStoreUrl> {
-        store_url(native)
+        let u = &native.url;
+        ObjectStoreUrl::parse(format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default()))
     }
-}
-
-fn store_url(native: &Native) -> Result<ObjectStoreUrl> {
-    let u = &native.url;
-    ObjectStoreUrl::parse(format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default()))
 }
 
 /// A date partition value (`2020-08-28`) as DataFusion's Date32, null for the null partition.

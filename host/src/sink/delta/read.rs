@@ -42,15 +42,6 @@ impl Snapshot {
     }
 }
 
-/// Whether `tables/<name>/` holds a Delta table (has a log).
-pub async fn is_delta(native: &Native, name: &str) -> io::Result<bool> {
-    let table = table_at(native, name)?;
-    if super::folder_missing(&table) {
-        return Ok(false);
-    }
-    table.verify_deltatable_existence().await.map_err(|e| fail(name, "looking for its log", e))
-}
-
 /// The current snapshot of `tables/<name>/`; `None` when it is no Delta table.
 pub async fn snapshot(native: &Native, name: &str) -> io::Result<Option<Snapshot>> {
     let mut table = table_at(native, name)?;
