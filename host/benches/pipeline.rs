@@ -203,11 +203,11 @@ fn run(dir: &Path, s3_endpoint: Option<String>, kafka: Option<String>, kinesis: 
             }
             (None, None) => Box::new(EmbeddedSource::new(log.clone(), "pin", p.topics.clone())?.assigned(w, n)),
         };
-        let mut worker = pipeline::build(p, pipeline::Part::Whole, control.clone(), source, store.clone(), stats.clone())?;
-        if p.output.is_some() {
-            worker = worker.with_output(Box::new(EmbeddedOutput::new(log.clone(), OUTPUT_TOPIC)?));
-        }
-        workers.push(worker);
+        let output: Option<Box<dyn pipeline::output::OutputTopic>> = match &p.output {
+            Some(_) => Some(Box::new(EmbeddedOutput::new(log.clone(), OUTPUT_TOPIC)?)),
+            None => None,
+        };
+        workers.push(pipeline::build(p, pipeline::Part::Whole, control.clone(), source, store.clone(), stats.clone(), output)?);
     }
     let sup = Supervisor::new();
     sup.start(workers)?;

@@ -5,6 +5,7 @@
 //! them. They sit below all three, so none of those imports another for them.
 
 use sluice_guest::BatchBuf;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -62,16 +63,31 @@ pub struct Intent {
     pub end: u64,
     /// `(first offset, content hashes of the transform chain)` in offset order.
     pub versions: Vec<(u64, Vec<String>)>,
-    /// Where each partition of the pipeline's output topic ended before this
-    /// roll wrote to it, when the topic cannot tell a replay by itself (Kafka):
-    /// a replayed roll looks from there for what it already wrote.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_from: Option<std::collections::BTreeMap<u32, u64>>,
+    /// Where each partition of a topic this roll writes to (an output topic,
+    /// an internal topic) ended before the roll wrote to it, by topic name,
+    /// for the topics that cannot tell a replay by themselves (Kafka): a
+    /// replayed roll looks from there for what it already wrote.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub topics_from: BTreeMap<String, BTreeMap<u32, u64>>,
+    /// The same for the one topic a roll wrote, as intents recorded before
+    /// `topics_from` name it (a part wrote to one topic at most then).
+    #[serde(default, skip_serializing)]
+    pub output_from: Option<BTreeMap<u32, u64>>,
 }
 
 impl Intent {
     /// The same records with the same versions: a roll of this is a replay of `other`.
     pub fn same_range(&self, other: &Intent) -> bool {
         self.start == other.start && self.end == other.end && self.versions == other.versions
+    }
+
+    /// A roll over `[start, end)` with these transform versions, before any topic's ends are known.
+    pub fn new(start: u64, end: u64, versions: Vec<(u64, Vec<String>)>) -> Intent {
+        Intent { start, end, versions, topics_from: BTreeMap::new(), output_from: None }
+    }
+
+    /// Where `topic`'s partitions ended before this roll wrote to it, if recorded.
+    pub fn topic_from(&self, topic: &str) -> Option<&BTreeMap<u32, u64>> {
+        self.topics_from.get(topic).or(self.output_from.as_ref())
     }
 }

@@ -65,7 +65,7 @@ impl Launcher {
         telemetry::metrics().init_pipeline(&p.name, &stages);
         let stats = Arc::new(PipelineStats::default());
         let mut workers = Vec::new();
-        // A keyed pipeline runs in parts linked by topics of the embedded log:
+        // A keyed pipeline runs in parts linked by internal topics (the embedded log's, or Kafka's; see `pipeline::plan`):
         // routers → (join topic → join workers) → (repartition topic → windows workers).
         let default_partitions = self.config.log.partitions;
         let hops = match (self.config.source_of(p), &self.config.kafka) {
@@ -98,7 +98,7 @@ impl Launcher {
         if let Some((topic, _)) = &join {
             // At zero from the start, so rates over them are defined before the first match.
             let m = telemetry::metrics();
-            for c in [&m.join_matched, &m.join_expired, &m.join_duplicates] {
+            for c in [&m.join_matched, &m.join_expired, &m.join_duplicates, &m.join_over_budget] {
                 c.with_label_values(&[&p.name]);
             }
             let into = windows.as_ref().map_or(default_partitions, |(_, n)| *n);
@@ -117,19 +117,16 @@ impl Launcher {
             }
         }
         for (part, source) in sources {
-            // The output topic gets the table's rows: the last part's.
-            let last = match &part {
-                pipeline::Part::Whole | pipeline::Part::Windows { .. } => true,
-                pipeline::Part::Join { .. } => p.aggregate.is_none(),
-                pipeline::Part::Router { .. } => false,
+            // The output topic gets the table's rows: the part that lands them writes it.
+            let output = match p.output.as_ref().filter(|_| part.writes_table(p)) {
+                Some(out) => {
+                    // At zero from the start, so a rate over it is defined before the first roll.
+                    telemetry::metrics().output_records.with_label_values(&[&p.name, &out.topic]);
+                    Some(self.output_topic(p, out).with_context(|| format!("pipeline `{}`", p.name))?)
+                }
+                None => None,
             };
-            let mut worker = pipeline::build(p, part, control.clone(), source, self.store.clone(), stats.clone())?;
-            if let Some(out) = p.output.as_ref().filter(|_| last) {
-                worker = worker.with_output(self.output_topic(p, out).with_context(|| format!("pipeline `{}`", p.name))?);
-                // At zero from the start, so a rate over it is defined before the first roll.
-                telemetry::metrics().output_records.with_label_values(&[&p.name, &out.topic]);
-            }
-            workers.push(worker);
+            workers.push(pipeline::build(p, part, control.clone(), source, self.store.clone(), stats.clone(), output)?);
         }
         // The table's spec is the windows' (the last workers) when the pipeline aggregates.
         let spec = workers.last().map(|w| w.spec.clone()).context("a pipeline has at least one worker")?;
@@ -173,7 +170,7 @@ impl Launcher {
         telemetry::metrics().repartition_records.with_label_values(&[&p.name, topic]);
         let writers: Vec<String> = writers.iter().map(|w| pipeline::output::writer(&p.name, w)).collect();
         std::thread::scope(|s| {
-            s.spawn(|| pipeline::repartition::announce_on(hops, &p.name, topic, made, &writers, pipeline::repartition::SourceState::Active))
+            s.spawn(|| pipeline::repartition::announce_on(hops, &p.name, topic, made, &writers, pipeline::watermark::SourceState::Active))
                 .join()
                 .map_err(|_| anyhow::anyhow!("announcing the partitions writing to `{topic}` panicked"))
         })??;

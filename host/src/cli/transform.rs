@@ -1,13 +1,13 @@
 //! `sluice transform …`: write, build, test and deploy a transform; run one over a JSON-lines file; list built-ins.
 
 use super::authoring;
-use crate::runtime::{ProcessedBatch, Runtime, SandboxLimits, TransformInstance, builtin_names};
+use super::authoring::lines::process_lines;
+use crate::runtime::{Runtime, SandboxLimits, builtin_names};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use sluice_guest::BatchBuf;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -262,51 +262,6 @@ fn run_file(args: RunArgs) -> anyhow::Result<ExitCode> {
     let secs = started.elapsed().as_secs_f64();
     eprintln!("{} {}: {read} records in, {written} out, {rejected} rejected in {secs:.2}s ({:.0} records/s)", d.name, d.version, read as f64 / secs.max(1e-9));
     Ok(if read > 0 && rejected == read { ExitCode::from(2) } else { ExitCode::SUCCESS })
-}
-
-/// Run `worker` over JSON lines from `input`, `batch_size` records a call
-/// (blank lines skipped); `each` sees every batch, the line number of each of
-/// its records, and what the component made of it. Returns the records read.
-pub(super) fn process_lines(
-    mut input: impl BufRead,
-    worker: &mut TransformInstance,
-    batch_size: usize,
-    mut each: impl FnMut(&BatchBuf, &[u64], &ProcessedBatch) -> anyhow::Result<()>,
-) -> anyhow::Result<u64> {
-    let (mut read, mut line_no) = (0u64, 0u64);
-    let mut batch = BatchBuf::default();
-    let mut batch_lines: Vec<u64> = Vec::new();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let eof = input.read_until(b'\n', &mut line).context("reading input")? == 0;
-        if !eof {
-            line_no += 1;
-            let record = trim_line(&line);
-            if !record.is_empty() {
-                batch.push(record, b"", 0);
-                batch_lines.push(line_no);
-                read += 1;
-            }
-        }
-        if batch.len() >= batch_size || (eof && !batch.is_empty()) {
-            let done = worker.process(&batch.as_ref());
-            each(&batch, &batch_lines, &done)?;
-            batch.clear();
-            batch_lines.clear();
-        }
-        if eof {
-            return Ok(read);
-        }
-    }
-}
-
-fn trim_line(line: &[u8]) -> &[u8] {
-    let mut l = line;
-    while let [rest @ .., b'\n' | b'\r'] = l {
-        l = rest;
-    }
-    if l.iter().all(u8::is_ascii_whitespace) { &[] } else { l }
 }
 
 fn open_out(path: &Path) -> anyhow::Result<Box<dyn Write>> {

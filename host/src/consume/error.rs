@@ -5,6 +5,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// Media type of every request and response body that is not records (errors included).
+pub const V2: &str = "application/vnd.kafka.v2+json";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
     #[error("Consumer instance `{instance}` of group `{group}` not found (instances expire after {idle_s} s without a request)")]
@@ -68,6 +71,6 @@ impl IntoResponse for ConsumeError {
     fn into_response(self) -> Response {
         let (status, code) = self.codes();
         let body = json!({ "error_code": code, "message": self.to_string() });
-        (status, [(header::CONTENT_TYPE, super::wire::V2)], body.to_string()).into_response()
+        (status, [(header::CONTENT_TYPE, V2)], body.to_string()).into_response()
     }
 }

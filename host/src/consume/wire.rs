@@ -5,8 +5,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// Media type of every request and response body that is not records.
-pub const V2: &str = "application/vnd.kafka.v2+json";
+pub use super::error::V2;
 pub const JSON_RECORDS: &str = "application/vnd.kafka.json.v2+json";
 pub const BINARY_RECORDS: &str = "application/vnd.kafka.binary.v2+json";
 

@@ -74,7 +74,7 @@ fn records_positions_and_intents_survive_a_reopen() {
         let log = EmbeddedLog::open(&path, &config(&["t"], 1)).expect("open");
         log.append_blocking("t", vec![(0, records("a", 5))]).expect("append");
         log.commit("g", "t", 0, 2).expect("commit");
-        let intent = Intent { start: 2, end: 5, versions: vec![(2, vec!["abc".into()])], output_from: None };
+        let intent = Intent::new(2, 5, vec![(2, vec!["abc".into()])]);
         log.record_intent("g", "t", 0, &intent).expect("intent");
         log.close();
     }

@@ -4,7 +4,7 @@ use crate::runtime::{CompiledTransform, FailureKind, StageRows, TransformInstanc
 use sluice_guest::BatchBuf;
 use std::sync::Arc;
 
-pub struct Stage {
+pub struct ChainStage {
     pub transform: Arc<CompiledTransform>,
     worker: TransformInstance,
 }
@@ -57,19 +57,19 @@ pub struct Captured {
 }
 
 pub struct Chain {
-    stages: Vec<Stage>,
+    stages: Vec<ChainStage>,
 }
 
 impl Chain {
     pub fn new(transforms: Vec<Arc<CompiledTransform>>) -> Self {
-        Chain { stages: transforms.into_iter().map(|t| Stage { worker: t.instance(), transform: t }).collect() }
+        Chain { stages: transforms.into_iter().map(|t| ChainStage { worker: t.instance(), transform: t }).collect() }
     }
 
     pub fn is_empty(&self) -> bool {
         self.stages.is_empty()
     }
 
-    pub fn stages(&self) -> &[Stage] {
+    pub fn stages(&self) -> &[ChainStage] {
         &self.stages
     }
 

@@ -49,7 +49,7 @@ pub struct PipelineConfig {
     /// `[pipeline.watermark]`: how a keyed pipeline's watermark moves when
     /// inputs go quiet (aggregates and joins).
     #[serde(default, skip_serializing_if = "is_default")]
-    pub watermark: super::repartition::WatermarkConfig,
+    pub watermark: super::watermark::WatermarkConfig,
     /// `[[pipeline.action]]`: detectors over the pipeline's records or window
     /// rows, and the webhooks their actions are delivered to (at least once).
     #[serde(default, rename = "action", skip_serializing_if = "Vec::is_empty")]

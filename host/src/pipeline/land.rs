@@ -96,14 +96,44 @@ pub fn land_batch(
     from: &dyn Provenance,
     batch: Processed<'_>,
 ) -> io::Result<Landed> {
-    let mut dead = Vec::with_capacity(batch.failures.len() + batch.more_dead.len());
-    for f in batch.failures {
-        let transform = &batch.chain.stages()[f.stage as usize].transform;
-        let mut d = from.letter(f.input_index, f.stage, transform, f.kind.as_str(), &f.reason);
-        d.set_value(&f.value);
-        dead.push(d);
-    }
+    let mut dead = refused_letters(batch.chain, batch.failures, from);
     dead.extend(batch.more_dead);
+    land_rows(seg, store, table, dead_letters, from, TableBatch { rows: batch.rows, origins: batch.origins, writer: batch.writer }, dead)
+}
+
+/// The records the chain refused, as dead letters.
+pub fn refused_letters(chain: &Chain, failures: &[ChainFailure], from: &dyn Provenance) -> Vec<DeadLetter> {
+    failures
+        .iter()
+        .map(|f| {
+            let transform = &chain.stages()[f.stage as usize].transform;
+            let mut d = from.letter(f.input_index, f.stage, transform, f.kind.as_str(), &f.reason);
+            d.set_value(&f.value);
+            d
+        })
+        .collect()
+}
+
+/// The rows a table gets from one batch.
+pub struct TableBatch<'a> {
+    pub rows: &'a StageRows,
+    /// The input record each row came from.
+    pub origins: &'a [u32],
+    /// The stage that wrote the rows and its transform (see [`Processed::writer`]).
+    pub writer: Option<(u32, &'a CompiledTransform)>,
+}
+
+/// Land table rows into `seg` (a row the table cannot hold becomes a `schema`
+/// dead letter after `dead`), then every dead letter.
+pub fn land_rows(
+    seg: &mut Segment,
+    store: &dyn ObjectStore,
+    table: Option<&TableSpec>,
+    dead_letters: DeadLetters<'_>,
+    from: &dyn Provenance,
+    batch: TableBatch<'_>,
+    mut dead: Vec<DeadLetter>,
+) -> io::Result<Landed> {
     let mut rows = 0;
     let mut refused = Vec::new();
     if let Some(table) = table {

@@ -11,6 +11,9 @@
 //! - years are calendar years in UTC; age groups 18-24, 25-35, 36-50, 50+ (age > 50);
 //!   ages under 18 belong to no group and are left out of the age reports.
 
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+
 /// One report: its name (also its folder under `reports/`) and its query.
 pub struct ReportDef {
     pub name: &'static str,
@@ -143,4 +146,18 @@ SELECT post_year, COUNT(*) AS number_users_joined FROM joined WHERE post_year BE
             )),
         },
     ]
+}
+
+/// What one report produced.
+pub struct ReportResult {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl ReportResult {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
 }

@@ -1,7 +1,7 @@
 //! The HTML summary of a report run: one bar chart per report, drawn here as
 //! inline SVG (no script, nothing fetched: it opens offline and in a mail).
 
-use super::run::ReportResult;
+use super::definitions::ReportResult;
 use datafusion::arrow::util::display::array_value_to_string;
 use std::fmt::Write;
 

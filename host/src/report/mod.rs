@@ -12,7 +12,7 @@ pub mod output;
 pub mod run;
 
 pub use catalog::Landing;
-pub use run::ReportResult;
+pub use definitions::ReportResult;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;

@@ -3,30 +3,16 @@
 //! summary with a chart per report under `reports/summary/run=<run id>/`.
 
 use super::catalog::{self, Landing};
-use super::definitions;
+use super::definitions::{self, ReportResult};
 use super::output::{self, Format};
 use crate::sink::layout;
 use crate::store::ObjectStore;
 use anyhow::Context;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
 use std::sync::Arc;
 
 /// The tables every report reads.
 pub const INPUT_TABLES: [&str; 3] = ["pin", "geo", "user"];
-
-pub struct ReportResult {
-    pub name: &'static str,
-    pub title: &'static str,
-    pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
-}
-
-impl ReportResult {
-    pub fn rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-}
 
 /// A run's id, also its folder name: `run=<UTC time>`.
 pub fn run_id_now() -> String {

@@ -9,6 +9,16 @@ use crate::position::PartitionId;
 
 /// Raw records, exactly as the Confluent S3 sink names them:
 /// `topics/<topic>/partition=<p>/<topic>+<p>+<start offset, 10 digits>.json`.
+/// A Parquet table file a finished segment wrote (what a Delta commit adds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFile {
+    pub key: String,
+    /// Its Hive partition folder (`dt=2020-08-28`), if the table is partitioned.
+    pub hive: Option<String>,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
 pub fn raw_object(p: &PartitionId, start: u64) -> String {
     format!("topics/{t}/partition={n}/{t}+{n}+{start:010}.json", t = p.topic, n = p.partition)
 }

@@ -14,4 +14,5 @@ pub mod parquet;
 pub mod schema;
 pub mod segment;
 
-pub use segment::{DeadLetter, Segment, SegmentSpec, SegmentSummary, TableFile, TableSpec};
+pub use layout::TableFile;
+pub use segment::{DeadLetter, Segment, SegmentSpec, SegmentSummary, TableSpec};

@@ -1,6 +1,6 @@
 //! The objects derived from one input range `[start, end)` of one source partition.
 
-use super::layout;
+use super::layout::{self, TableFile};
 use super::parquet::{ParquetObject, decode_json, fit_columns, split_by_date};
 use crate::position::PartitionId;
 use crate::runtime::{CompiledTransform, StageRows};
@@ -113,16 +113,6 @@ impl DeadLetter {
     }
 }
 
-/// A Parquet table file a finished segment wrote (what a Delta commit adds).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableFile {
-    pub key: String,
-    /// Its Hive partition folder (`dt=2020-08-28`), if the table is partitioned.
-    pub hive: Option<String>,
-    pub bytes: u64,
-    pub rows: u64,
-}
-
 /// What a finished segment wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SegmentSummary {
@@ -183,6 +173,11 @@ impl Segment {
     pub fn without_table_files(mut self) -> Self {
         self.keep_table = false;
         self
+    }
+
+    /// [`Segment::without_table_files`], for a segment already open.
+    pub fn drop_table_files(&mut self) {
+        self.keep_table = false;
     }
 
     /// Name this segment's table files `<topic>+<p>+<start>.<tag>.<ext>`: for

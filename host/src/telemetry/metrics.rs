@@ -54,6 +54,8 @@ pub struct Metrics {
     pub join_expired: IntCounterVec,
     pub join_duplicates: IntCounterVec,
     pub join_waiting: IntGaugeVec,
+    pub join_state_bytes: IntGaugeVec,
+    pub join_over_budget: IntCounterVec,
     // Actions.
     pub action_detected: IntCounterVec,
     pub action_sent: IntCounterVec,
@@ -219,6 +221,18 @@ impl Metrics {
                 &["pipeline"],
             ),
             join_waiting: gauge(&r, "sluice_join_waiting_keys", "Keys waiting for their partners, per join partition", &["pipeline", "topic", "partition"]),
+            join_state_bytes: gauge(
+                &r,
+                "sluice_join_state_bytes",
+                "Join state held (records waiting for partners, keys remembered as joined), per join partition",
+                &["pipeline", "topic", "partition"],
+            ),
+            join_over_budget: counter(
+                &r,
+                "sluice_join_over_budget_total",
+                "Batches refused because the join's state passed join.max_state_bytes",
+                &["pipeline"],
+            ),
             aggregate_idle_sources: gauge(
                 &r,
                 "sluice_aggregate_idle_sources",

@@ -8,6 +8,7 @@
 pub mod build;
 pub mod deploy;
 pub mod guest_target;
+pub mod lines;
 pub mod scaffold;
 pub mod test;
 

@@ -3,7 +3,7 @@
 //! JSON-lines file and summarises what came out.
 
 use super::TransformCrate;
-use crate::cli::transform::process_lines;
+use super::lines::process_lines;
 use crate::runtime::registry::{AGGREGATES_HAVE_NO_SAMPLES, SampleOutcome, run_sample};
 use crate::runtime::{CompiledTransform, ComponentKind, FailureKind};
 use anyhow::Context;

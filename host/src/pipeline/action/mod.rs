@@ -4,10 +4,12 @@
 //! Wasm transform: the built-in `detect`, or an uploaded one) reads the batch's
 //! cleaned records or window rows, each wrapped in an envelope with the
 //! action's settings (and, for window rows, the same group's previous row). What
-//! it emits is delivered to the action's webhook before the worker reads on,
-//! so the segment — and with it the input position — is committed only after
-//! every action of it was acknowledged or went to the dead letters: at least
-//! once, nothing lost. A redelivery after a crash carries the same
+//! it emits is delivered to the action's webhook in the background; the
+//! partition reads on only once every action of the batch was acknowledged or
+//! went to the dead letters, so its segment — and with it the input position —
+//! is committed only after that: at least once, nothing lost. The worker's
+//! other partitions go on meanwhile, so a webhook being retried holds back
+//! only the partition whose actions it carries. A redelivery after a crash carries the same
 //! `Idempotency-Key`: `<pipeline>/<action>/<topic>/<partition>/<offset>/<n>`,
 //! the position of the input record the action came from (for a window row,
 //! the record that closed the window) and its number among that record's
@@ -19,8 +21,9 @@ pub mod webhook;
 
 pub use config::{ActionConfig, ActionInput};
 
-use super::aggregate::checkpoint::Checkpoints;
 use super::land::Provenance;
+use super::snapshot::Snapshots;
+use super::stage::{Flow, Landing, Roll, Settled, Stage};
 use super::stats::{ActionStats, PipelineStats};
 use crate::position::PartitionId;
 use crate::runtime::registry::Registry;
@@ -32,9 +35,8 @@ use serde_json::Value;
 use sluice_guest::{BatchBuf, BatchRef};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use template::Template;
-use webhook::{Outcome, Request, Webhook};
+use webhook::{Delivery, Outcome, Request, Webhook};
 
 /// Dead-letter kinds of actions.
 pub const REFUSED: &str = "action_refused";
@@ -44,6 +46,19 @@ pub const GAVE_UP: &str = "action_gave_up";
 pub struct ActionStage {
     pipeline: String,
     actions: Vec<Action>,
+    /// The stage number of the first action: the transforms, the aggregate, then the actions.
+    first_stage: u32,
+    /// Per partition, the deliveries of its last batch still on their way.
+    in_flight: BTreeMap<PartitionId, Vec<InFlight>>,
+}
+
+/// One action's requests of one batch, on their way.
+struct InFlight {
+    action: usize,
+    delivery: Delivery,
+    /// Per request, the dead letter each action it carries becomes if the
+    /// request is refused or given up on (kind and reason filled in then).
+    letters: Vec<Vec<(String, DeadLetter)>>,
 }
 
 struct Action {
@@ -60,7 +75,7 @@ struct Action {
     stats: Arc<ActionStats>,
     /// Window rows: the latest row of each group, per partition.
     previous: BTreeMap<PartitionId, Groups>,
-    checkpoints: Checkpoints,
+    snapshots: Snapshots,
 }
 
 /// Group key (its values as JSON) → what the action last saw of that group.
@@ -86,6 +101,7 @@ impl ActionStage {
         configs: &[ActionConfig],
         aggregates: bool,
         only: Option<ActionInput>,
+        first_stage: u32,
         registry: &Registry,
         state_dir: &std::path::Path,
         stats: &PipelineStats,
@@ -122,78 +138,45 @@ impl ActionStage {
                 webhook: Webhook::new(pipeline, &c.name, &c.webhook, status.clone()).map_err(|e| anyhow::anyhow!("pipeline `{pipeline}`: {e:#}"))?,
                 stats: status,
                 previous: BTreeMap::new(),
-                checkpoints: Checkpoints::under(state_dir, "actions", &format!("{pipeline}/{}", c.name)),
+                snapshots: Snapshots::under(state_dir, "actions", &format!("{pipeline}/{}", c.name)),
                 config: c.clone(),
             });
         }
         if actions.is_empty() {
             return Ok(None);
         }
-        Ok(Some(ActionStage { pipeline: pipeline.to_owned(), actions }))
+        Ok(Some(ActionStage { pipeline: pipeline.to_owned(), actions, first_stage, in_flight: BTreeMap::new() }))
     }
 
-    /// Load each window action's previous rows of `p` as of `committed`.
-    pub fn resume(&mut self, p: &PartitionId, committed: u64) -> anyhow::Result<()> {
-        for a in self.actions.iter_mut().filter(|a| a.input == ActionInput::Windows) {
-            let groups = a.checkpoints.load::<Groups>(p, committed)?.map(|(_, g)| g).unwrap_or_default();
-            a.previous.insert(p.clone(), groups);
-        }
-        Ok(())
-    }
-
-    /// Save the previous rows of `p` as of `offset` (before it is committed).
-    pub fn checkpoint(&self, p: &PartitionId, offset: u64) -> anyhow::Result<()> {
-        for a in self.actions.iter().filter(|a| a.input == ActionInput::Windows) {
-            let empty = Groups::new();
-            a.checkpoints.save(p, offset, a.previous.get(p).unwrap_or(&empty))?;
-        }
-        Ok(())
-    }
-
-    /// `offset` of `p` is committed: older snapshots can go.
-    pub fn committed(&self, p: &PartitionId, offset: u64) {
-        for a in self.actions.iter().filter(|a| a.input == ActionInput::Windows) {
-            if let Err(e) = a.checkpoints.prune(p, offset) {
-                tracing::warn!(partition = %p, error = %format!("{e:#}"), "could not delete old action snapshots; they are ignored");
-            }
-        }
-    }
-
-    /// Whether any action reads the chain's records (so the caller renders them).
-    pub fn reads_records(&self) -> bool {
-        self.actions.iter().any(|a| a.input == ActionInput::Records)
-    }
-
-    /// Detect and deliver the actions of one batch of partition `p`. Returns the
-    /// dead letters (rows the detector refused, actions the webhook refused or
-    /// that were given up on). Errs only when `stop` was raised before every
-    /// action was acknowledged: the batch must then be read again.
-    pub fn run(
-        &mut self,
-        p: &PartitionId,
-        rows: &ActionRows<'_>,
-        from: &dyn Provenance,
-        offsets: &[u64],
-        first_stage: u32,
-        stop: &Arc<AtomicBool>,
-    ) -> anyhow::Result<Vec<DeadLetter>> {
-        let mut dead = Vec::new();
-        for a in self.actions.iter_mut() {
-            let stage = first_stage + a.index;
-            let input = match a.input {
-                ActionInput::Records => rows.records.as_ref(),
-                ActionInput::Windows => rows.windows.as_ref(),
+    /// Detect the actions of one batch of partition `p` and start delivering
+    /// them. Rows the detector refuses are dead letters at once.
+    fn detect(&mut self, flow: &mut Flow<'_>) -> Vec<InFlight> {
+        let p = flow.partition;
+        let from = flow.from();
+        let offsets = &flow.fetched.offsets;
+        let records_origins = flow.origins().into_owned();
+        flow.render();
+        let records = flow.rendered_records();
+        let mut refused = Vec::new();
+        let mut started = Vec::new();
+        for (k, a) in self.actions.iter_mut().enumerate() {
+            let stage = self.first_stage + a.index;
+            let (batch, origins) = match a.input {
+                ActionInput::Records => (records, records_origins.as_slice()),
+                ActionInput::Windows => match &flow.windows {
+                    Some((rows, origins)) => (rows.as_ref(), origins.as_slice()),
+                    None => continue,
+                },
             };
-            let Some((batch, origins)) = input else { continue };
             if batch.is_empty() {
                 continue;
             }
-            let envelopes = a.envelopes(p, batch);
+            let envelopes = a.envelopes(p, &batch);
             let out = a.instance.process(&envelopes.as_ref());
             for f in &out.failures {
                 let mut d = from.letter(origins[f.index as usize], stage, &a.compiled, f.kind.as_str(), &f.reason);
                 d.set_value(batch.get(f.index as usize).value);
-                dead.push(d);
+                refused.push(d);
             }
             let detected = out.output.to_json();
             let detected = detected.as_ref().as_ref();
@@ -205,40 +188,136 @@ impl ActionStage {
             // Each action's key: the input record it came from, and its number among that record's actions.
             let mut seen: BTreeMap<u32, u32> = BTreeMap::new();
             let mut keyed = Vec::with_capacity(detected.len());
-            for (k, &row) in out.origins.iter().enumerate() {
+            for (i, &row) in out.origins.iter().enumerate() {
                 let origin = origins[row as usize];
                 let n = seen.entry(origin).or_default();
                 let key = format!("{}/{}/{}/{}/{}/{}", self.pipeline, a.config.name, p.topic, p.partition, offsets[origin as usize], n);
                 *n += 1;
-                let record: Value = serde_json::from_slice(detected.get(k).value).unwrap_or(Value::Null);
+                let record: Value = serde_json::from_slice(detected.get(i).value).unwrap_or(Value::Null);
                 keyed.push((origin, key, record));
             }
             let requests = a.requests(&keyed);
-            let outcomes = a.webhook.deliver(&requests, stop);
             let mut next = 0;
-            for (request, outcome) in requests.iter().zip(outcomes) {
-                let carried = &keyed[next..next + request.keys.len()];
-                next += request.keys.len();
+            let letters = requests
+                .iter()
+                .map(|r| {
+                    let carried = &keyed[next..next + r.keys.len()];
+                    next += r.keys.len();
+                    carried
+                        .iter()
+                        .map(|(origin, key, record)| {
+                            let mut d = from.letter(*origin, stage, &a.compiled, "", "");
+                            d.set_value(record.to_string().as_bytes());
+                            (key.clone(), d)
+                        })
+                        .collect()
+                })
+                .collect();
+            started.push(InFlight { action: k, delivery: a.webhook.start(requests, flow.stopping), letters });
+        }
+        flow.late.extend(refused);
+        started
+    }
+
+    /// The outcomes of finished deliveries as dead letters (refused, given
+    /// up on); an error when the worker stopped before every action was acknowledged.
+    fn outcomes(&self, done: Vec<InFlight>) -> anyhow::Result<Vec<DeadLetter>> {
+        let mut dead = Vec::new();
+        let mut stopped = None;
+        for flight in done {
+            let a = &self.actions[flight.action];
+            for (outcome, letters) in flight.delivery.outcomes().into_iter().zip(flight.letters) {
                 let (kind, reason) = match outcome {
                     Outcome::Delivered { .. } => continue,
-                    Outcome::Stopped => anyhow::bail!(
-                        "stopping before the webhook of action `{}` acknowledged every action of the batch; they are delivered again (same Idempotency-Key) after the restart",
-                        a.config.name
-                    ),
+                    Outcome::Stopped => {
+                        stopped = Some(a.config.name.clone());
+                        continue;
+                    }
                     Outcome::Refused { status, body } => (REFUSED, format!("the webhook refused the action with HTTP {status}: {body}")),
                     Outcome::GaveUp { attempts, last } => (GAVE_UP, format!("gave up after {attempts} attempts over give_up_after_ms: {last}")),
                 };
                 let label = if kind == REFUSED { "refused" } else { "gave_up" };
-                metrics().action_failed.with_label_values(&[&self.pipeline, &a.config.name, label]).inc_by(carried.len() as u64);
-                for (origin, key, record) in carried {
+                metrics().action_failed.with_label_values(&[&self.pipeline, &a.config.name, label]).inc_by(letters.len() as u64);
+                for (key, mut d) in letters {
                     a.stats.dead_lettered(&reason);
-                    let mut d = from.letter(*origin, stage, &a.compiled, kind, &format!("{reason} (Idempotency-Key {key})"));
-                    d.set_value(record.to_string().as_bytes());
+                    d.kind = kind.to_owned();
+                    d.reason = format!("{reason} (Idempotency-Key {key})");
                     dead.push(d);
                 }
             }
         }
+        if let Some(action) = stopped {
+            anyhow::bail!(
+                "stopping before the webhook of action `{action}` acknowledged every action of the batch; they are delivered again (same Idempotency-Key) after the restart"
+            );
+        }
         Ok(dead)
+    }
+}
+
+impl Stage for ActionStage {
+    fn name(&self) -> &'static str {
+        "actions"
+    }
+
+    /// Load each window action's previous rows of `p` as of `committed`.
+    fn open(&mut self, p: &PartitionId, committed: u64) -> anyhow::Result<()> {
+        if let Some(flights) = self.in_flight.remove(p) {
+            // Rewound with deliveries on their way: they are delivered again with the same keys.
+            drop(flights);
+        }
+        for a in self.actions.iter_mut().filter(|a| a.input == ActionInput::Windows) {
+            let groups = a.snapshots.load::<Groups>(p, committed)?.map(|(_, g)| g).unwrap_or_default();
+            a.previous.insert(p.clone(), groups);
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, flow: &mut Flow<'_>) -> anyhow::Result<()> {
+        let started = self.detect(flow);
+        if !started.is_empty() {
+            self.in_flight.insert(flow.partition.clone(), started);
+        }
+        // The detectors' refusals land with the batch.
+        let late = std::mem::take(&mut flow.late);
+        flow.landing.dead_letters(&late)?;
+        Ok(())
+    }
+
+    /// Done once every delivery of the partition's last batch is: their dead letters land then.
+    fn settle(&mut self, p: &PartitionId, landing: &mut Landing<'_>) -> anyhow::Result<Settled> {
+        let Some(flights) = self.in_flight.get(p) else { return Ok(Settled::Done) };
+        if !flights.iter().all(|f| f.delivery.is_finished()) {
+            return Ok(Settled::Busy);
+        }
+        let done = self.in_flight.remove(p).unwrap_or_default();
+        let dead = self.outcomes(done)?;
+        landing.dead_letters(&dead)?;
+        Ok(Settled::Done)
+    }
+
+    /// Save the previous rows of `p` as of the roll's end (before it is committed).
+    fn land(&mut self, roll: &Roll<'_>) -> anyhow::Result<()> {
+        for a in self.actions.iter().filter(|a| a.input == ActionInput::Windows) {
+            let empty = Groups::new();
+            a.snapshots.save(roll.partition, roll.intent.end, a.previous.get(roll.partition).unwrap_or(&empty))?;
+        }
+        Ok(())
+    }
+
+    /// `offset` of `p` is committed: older snapshots can go.
+    fn committed(&mut self, p: &PartitionId, offset: u64) -> anyhow::Result<()> {
+        for a in self.actions.iter().filter(|a| a.input == ActionInput::Windows) {
+            a.snapshots.prune(p, offset).map_err(|e| e.context("deleting old action snapshots (they are ignored)"))?;
+        }
+        Ok(())
+    }
+
+    fn forget(&mut self, p: &PartitionId) {
+        self.in_flight.remove(p);
+        for a in &mut self.actions {
+            a.previous.remove(p);
+        }
     }
 }
 

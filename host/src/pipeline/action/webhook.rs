@@ -37,10 +37,32 @@ pub enum Outcome {
     Stopped,
 }
 
-/// The webhook of one action, with its own HTTP client and a small runtime to drive it.
+/// The webhook of one action, with its own HTTP client, driven on the
+/// process's runtime for blocking calls ([`crate::sync::spawn`]).
 pub struct Webhook {
     shared: Arc<Shared>,
-    runtime: tokio::runtime::Runtime,
+}
+
+/// Requests on their way: done when every one was acknowledged, refused,
+/// given up on, or stopped.
+pub struct Delivery {
+    task: tokio::task::JoinHandle<Vec<Outcome>>,
+    requests: usize,
+}
+
+impl Delivery {
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// The outcomes, in the order of the requests (waits if not finished).
+    pub fn outcomes(self) -> Vec<Outcome> {
+        crate::sync::block_on(self.task).unwrap_or_else(|e| {
+            // A delivery task that panicked: its requests count as not acknowledged.
+            tracing::error!(error = %e, "a webhook delivery task failed");
+            vec![Outcome::Stopped; self.requests]
+        })
+    }
 }
 
 struct Shared {
@@ -73,26 +95,31 @@ impl Webhook {
             .connect_timeout(Duration::from_millis(config.timeout_ms))
             .build()
             .map_err(|e| anyhow::anyhow!("action `{action}`: building the HTTP client: {e}"))?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let labels = [pipeline.to_owned(), action.to_owned()];
-        Ok(Webhook { shared: Arc::new(Shared { labels, config: config.clone(), url, method, headers, client, status }), runtime })
+        Ok(Webhook { shared: Arc::new(Shared { labels, config: config.clone(), url, method, headers, client, status }) })
     }
 
     /// Send every request, at most `max_in_flight` at once, each until it is
     /// acknowledged, refused, given up on, or `stop` is raised. Outcomes are
     /// in the order of `requests`.
     pub fn deliver(&self, requests: &[Request], stop: &Arc<AtomicBool>) -> Vec<Outcome> {
-        let max = self.shared.config.max_in_flight;
-        self.runtime.block_on(async {
+        self.start(requests.to_vec(), stop).outcomes()
+    }
+
+    /// [`Webhook::deliver`] in the background: the caller goes on and looks
+    /// at the returned delivery when it needs the outcomes.
+    pub fn start(&self, requests: Vec<Request>, stop: &Arc<AtomicBool>) -> Delivery {
+        let (shared, stop, n) = (self.shared.clone(), stop.clone(), requests.len());
+        let task = crate::sync::spawn(async move {
+            let max = shared.config.max_in_flight;
             let mut outcomes: Vec<Option<Outcome>> = vec![None; requests.len()];
             let mut set = tokio::task::JoinSet::new();
-            let mut next = 0;
+            let mut pending = requests.into_iter().enumerate();
             loop {
-                while set.len() < max && next < requests.len() {
-                    let (shared, request, stop) = (self.shared.clone(), requests[next].clone(), stop.clone());
-                    let i = next;
+                while set.len() < max {
+                    let Some((i, request)) = pending.next() else { break };
+                    let (shared, stop) = (shared.clone(), stop.clone());
                     set.spawn(async move { (i, shared.send(request, stop).await) });
-                    next += 1;
                 }
                 match set.join_next().await {
                     Some(Ok((i, outcome))) => outcomes[i] = Some(outcome),
@@ -102,7 +129,8 @@ impl Webhook {
                 }
             }
             outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Stopped)).collect()
-        })
+        });
+        Delivery { task, requests: n }
     }
 }
 

@@ -10,19 +10,21 @@
 //! `upgrade` when the state format changed; activation refuses a version that
 //! cannot read it).
 
-pub mod checkpoint;
 pub mod config;
-pub mod land;
 pub mod window;
 
 pub use config::{AggregateConfig, LatePolicy};
 pub use window::{WindowError, WindowOutput, WindowState};
 
-use crate::pipeline::stats::WindowsStatus;
+use super::control::PipelineControl;
+use super::events::PipelineEvents;
+use super::land::Provenance;
+use super::snapshot::Snapshots;
+use super::stage::{Flow, Roll, Stage};
+use super::stats::WindowsStatus;
 use crate::position::PartitionId;
 use crate::runtime::{AggregateInstance, CompiledTransform};
 use crate::telemetry::metrics;
-use checkpoint::Checkpoints;
 use sluice_guest::BatchRef;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,7 +36,9 @@ pub struct AggregateStage {
     compiled: Arc<CompiledTransform>,
     instance: AggregateInstance,
     partitions: BTreeMap<PartitionId, WindowState>,
-    checkpoints: Checkpoints,
+    snapshots: Snapshots,
+    /// The control's generation the running version is of.
+    generation: u64,
 }
 
 type Stages = Vec<Arc<CompiledTransform>>;
@@ -47,9 +51,9 @@ pub fn split_stages(mut stages: Stages, has_aggregate: bool) -> (Stages, Option<
 }
 
 impl AggregateStage {
-    /// The windows of `pipeline`, their snapshots kept in `checkpoints`.
+    /// The windows of `pipeline`, their snapshots kept in `snapshots`.
     /// `shared`: the partitions may move between processes (idle markers do not count, see `WindowRules`).
-    pub fn new(pipeline: &str, config: &AggregateConfig, compiled: Arc<CompiledTransform>, checkpoints: Checkpoints, shared: bool) -> anyhow::Result<Self> {
+    pub fn new(pipeline: &str, config: &AggregateConfig, compiled: Arc<CompiledTransform>, snapshots: Snapshots, shared: bool) -> anyhow::Result<Self> {
         let instance = compiled
             .aggregate_instance()
             .ok_or_else(|| anyhow::anyhow!("pipeline `{pipeline}`: aggregate.name `{}` is a transform, not an aggregate component", config.name))?;
@@ -59,7 +63,8 @@ impl AggregateStage {
             compiled,
             instance,
             partitions: BTreeMap::new(),
-            checkpoints,
+            snapshots,
+            generation: 0,
         })
     }
 
@@ -73,10 +78,10 @@ impl AggregateStage {
 
     /// Load the windows of `p` as they were after every record before
     /// `committed` (a start, a restart, or a rewind after a failed write).
-    pub fn resume(&mut self, p: &PartitionId, committed: u64) -> anyhow::Result<()> {
-        let state = match self.checkpoints.load(p, committed)? {
+    fn resume(&mut self, p: &PartitionId, committed: u64) -> anyhow::Result<()> {
+        let state = match self.snapshots.load(p, committed)? {
             Some((_, state)) => state,
-            None if self.checkpoints.any(p)? => anyhow::bail!(
+            None if self.snapshots.any(p)? => anyhow::bail!(
                 "pipeline `{}`, {p}: the aggregate state for position {committed} is missing (only later snapshots exist); \
                  the windows cannot be rebuilt. Delete the snapshots to start the windows afresh",
                 self.pipeline
@@ -109,7 +114,7 @@ impl AggregateStage {
 
     /// Take over the state with a new aggregate version (between batches).
     /// On failure the running version stays.
-    pub fn swap(&mut self, compiled: Arc<CompiledTransform>) -> Result<(), WindowError> {
+    fn swap_version(&mut self, compiled: Arc<CompiledTransform>) -> Result<(), WindowError> {
         let Some(instance) = compiled.aggregate_instance() else {
             return Err(WindowError::Handover { name: compiled.descriptor().name.clone(), format: self.format(), reason: "it is not an aggregate".into() });
         };
@@ -128,7 +133,7 @@ impl AggregateStage {
     }
 
     /// Fold a batch of partition `p` (the transform chain's output) into its windows.
-    pub fn process(&mut self, p: &PartitionId, input: &BatchRef<'_>) -> Result<WindowOutput, WindowError> {
+    pub fn fold(&mut self, p: &PartitionId, input: &BatchRef<'_>) -> Result<WindowOutput, WindowError> {
         let name = self.compiled.descriptor().name.clone();
         let state =
             self.partitions.entry(p.clone()).or_insert_with(|| WindowState::new(self.compiled.descriptor().state_format.as_deref().unwrap_or_default()));
@@ -144,9 +149,16 @@ impl AggregateStage {
     }
 
     fn publish(&self, p: &PartitionId) {
-        let Some(state) = self.partitions.get(p) else { return };
         let (m, partition) = (metrics(), p.partition.to_string());
         let labels = [self.pipeline.as_str(), &p.topic, &partition];
+        let Some(state) = self.partitions.get(p) else {
+            // Forgotten: the gauges of a partition this worker no longer holds go too.
+            for g in [&m.aggregate_state_bytes, &m.aggregate_idle_sources] {
+                let _ = g.remove_label_values(&labels);
+            }
+            let _ = m.aggregate_watermark.remove_label_values(&labels);
+            return;
+        };
         m.aggregate_state_bytes.with_label_values(&labels).set(state.state_bytes() as i64);
         if let Some(w) = state.watermark_ms() {
             m.aggregate_watermark.with_label_values(&labels).set((w - self.rules.lateness_ms()) as f64 / 1000.0);
@@ -171,23 +183,8 @@ impl AggregateStage {
         })
     }
 
-    /// Save `p`'s windows as of position `offset` (called before that position is committed).
-    pub fn checkpoint(&mut self, p: &PartitionId, offset: u64) -> anyhow::Result<()> {
-        let state = self.partitions.get(p).ok_or_else(|| anyhow::anyhow!("no aggregate state for {p}"))?;
-        let bytes = self.checkpoints.save(p, offset, state)?;
-        tracing::debug!(partition = %p, offset, bytes, "aggregate state saved");
-        Ok(())
-    }
-
-    /// Position `offset` of `p` is committed: older snapshots are no longer needed.
-    pub fn committed(&mut self, p: &PartitionId, offset: u64) {
-        if let Err(e) = self.checkpoints.prune(p, offset) {
-            tracing::warn!(partition = %p, error = %format!("{e:#}"), "could not delete old aggregate snapshots; they are ignored");
-        }
-    }
-
     /// Which aggregate version made the window rows of a segment (object metadata).
-    pub fn lineage(&self) -> String {
+    fn version(&self) -> String {
         let d = self.compiled.descriptor();
         format!("{}@{} sha256:{} state {}", d.name, d.version, self.compiled.content_hash(), d.state_format.as_deref().unwrap_or_default())
     }
@@ -195,6 +192,97 @@ impl AggregateStage {
     /// The kind a table of this aggregate's rows has.
     pub fn output_kind(&self) -> &str {
         &self.compiled.descriptor().output_kind
+    }
+}
+
+impl Stage for AggregateStage {
+    fn name(&self) -> &'static str {
+        "windows"
+    }
+
+    fn open(&mut self, p: &PartitionId, committed: u64) -> anyhow::Result<()> {
+        self.resume(p, committed)
+    }
+
+    /// Fold the current rows (the transforms' output, as JSON records) into
+    /// the partition's windows. Records the windows refuse (late, no event
+    /// time, refused by the aggregate) become dead letters; the rows of the
+    /// windows that closed go to the table.
+    fn process(&mut self, flow: &mut Flow<'_>) -> anyhow::Result<()> {
+        let p = flow.partition;
+        let mut out = {
+            let records = flow.records();
+            let out = self.fold(p, &records)?;
+            let mut dead = Vec::with_capacity(out.failures.len());
+            for f in &out.failures {
+                dead.push((f.index, f.kind, f.reason.clone(), records.get(f.index as usize).value.to_vec()));
+            }
+            (out, dead)
+        };
+        let stage = flow.chain_len;
+        let from = flow.from();
+        for (index, kind, reason, value) in std::mem::take(&mut out.1) {
+            let mut d = from.letter(flow.to_input(index), stage, &self.compiled, kind, &reason);
+            d.set_value(&value);
+            flow.late.push(d);
+        }
+        let mut out = out.0;
+        // Rows point at the current rows; the segment wants input records.
+        for o in &mut out.origins {
+            *o = flow.to_input(*o);
+        }
+        let m = metrics();
+        let d = self.compiled.descriptor();
+        for (name, value) in &out.counters {
+            m.transform_guest_counter.with_label_values(&[&d.name, name]).inc_by(*value);
+        }
+        if let Some(status) = self.status(p) {
+            flow.landing.events.stats.set_windows(p, status);
+        }
+        flow.writer = Some((stage, self.compiled.clone()));
+        flow.windows = Some((out.rows, out.origins));
+        Ok(())
+    }
+
+    /// Save `p`'s windows as of the roll's end (before that position is committed).
+    fn land(&mut self, roll: &Roll<'_>) -> anyhow::Result<()> {
+        let (p, offset) = (roll.partition, roll.intent.end);
+        let state = self.partitions.get(p).ok_or_else(|| anyhow::anyhow!("no aggregate state for {p}"))?;
+        let bytes = self.snapshots.save(p, offset, state)?;
+        tracing::debug!(partition = %p, offset, bytes, "aggregate state saved");
+        Ok(())
+    }
+
+    /// Position `offset` of `p` is committed: older snapshots are no longer needed.
+    fn committed(&mut self, p: &PartitionId, offset: u64) -> anyhow::Result<()> {
+        self.snapshots.prune(p, offset).map_err(|e| e.context("deleting old aggregate snapshots (they are ignored)"))
+    }
+
+    fn forget(&mut self, p: &PartitionId) {
+        self.partitions.remove(p);
+        self.publish(p);
+    }
+
+    fn lineage(&self) -> Vec<(String, String)> {
+        vec![("sluice.aggregate".to_owned(), self.version())]
+    }
+
+    /// A new aggregate version takes the window state over between batches.
+    fn swap(&mut self, control: &PipelineControl, events: &PipelineEvents<'_>) {
+        if control.generation() == self.generation {
+            return;
+        }
+        let (generation, stages) = control.chain();
+        self.generation = generation;
+        let Some(next) = split_stages(stages, true).1 else { return };
+        if self.compiled.content_hash() != next.content_hash()
+            && let Err(e) = self.swap_version(next)
+        {
+            // Activation checks the state format, so this is a failing upgrade: keep the running version.
+            let msg = format!("handing the window state to the new aggregate version failed: {e}");
+            tracing::error!("{msg}");
+            events.failed(msg);
+        }
     }
 }
 

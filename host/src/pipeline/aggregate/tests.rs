@@ -4,7 +4,7 @@
 use super::WindowOutput;
 use super::config::{AggregateConfig, LatePolicy};
 use super::window::{WindowError, WindowRules, WindowState, Windows};
-use crate::pipeline::repartition::MARKER_KEY;
+use crate::pipeline::watermark::MARKER_KEY;
 use crate::runtime::{AggregateInstance, Runtime, SandboxLimits};
 use serde_json::{Value, json};
 use sluice_guest::BatchBuf;

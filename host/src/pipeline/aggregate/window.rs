@@ -19,7 +19,7 @@
 //! sequence alone, so a replay after a crash emits the same rows.
 
 use super::config::{AggregateConfig, LatePolicy};
-use crate::pipeline::repartition::{MARKER_KEY, Marker, SourceClock, SourceState, watermark};
+use crate::pipeline::watermark::{MARKER_KEY, Marker, SourceClock, SourceState, watermark};
 use crate::runtime::{AggregateInstance, CallFailure};
 use serde::{Deserialize, Serialize};
 use sluice_guest::{BatchBuf, BatchRef};

@@ -11,7 +11,7 @@
 //! after a crash joins and expires exactly as the first run.
 
 use super::config::{JoinConfig, JoinKind};
-use crate::pipeline::repartition::{MARKER_KEY, Marker, SourceClock, SourceState, watermark};
+use crate::pipeline::watermark::{MARKER_KEY, Marker, SourceClock, SourceState, watermark};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sluice_guest::{BatchBuf, BatchRef};

@@ -2,7 +2,7 @@
 
 use super::state::join_key;
 use super::*;
-use crate::pipeline::repartition::MARKER_KEY;
+use crate::pipeline::watermark::MARKER_KEY;
 use serde_json::{Value, json};
 use sluice_guest::BatchBuf;
 

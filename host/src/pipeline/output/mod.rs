@@ -10,9 +10,11 @@
 
 mod embedded;
 mod kafka;
+mod stage;
 
 pub use embedded::EmbeddedOutput;
 pub use kafka::KafkaOutput;
+pub use stage::OutputStage;
 
 use crate::partitioner::kafka_partition;
 use crate::position::PartitionId;

@@ -26,24 +26,21 @@
 //! log, a windows worker replaying its partition sees the same sequence and
 //! emits the same rows.
 
-pub mod config;
+pub mod route;
 
-pub use config::WatermarkConfig;
+pub use route::RouteStage;
 
 use super::aggregate::AggregateConfig;
 use super::aggregate::window::WindowRules;
 use super::join::JoinConfig;
 use super::output::{KafkaOutput, OutputTopic};
+use super::watermark::{MARKER_KEY, Marker, SourceState, WatermarkConfig};
 use crate::log::EmbeddedLog;
 use crate::partitioner::kafka_partition;
-use serde::{Deserialize, Serialize};
 use sluice_guest::{BatchBuf, BatchRef};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The key of a watermark marker. Group keys are JSON objects, so no record key starts with `!`.
-pub const MARKER_KEY: &[u8] = b"!sluice.watermark";
 
 /// The repartition topic of pipeline `pipeline` in the embedded log (keyed by group key, read by the windows).
 pub fn topic_name(pipeline: &str) -> String {
@@ -133,60 +130,6 @@ struct Keyed {
 
 /// A record the router could not key: `(its index in the batch, kind, reason)`.
 pub type Unkeyed = (u32, &'static str, String);
-
-/// What one source partition says about its progress in event time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Marker {
-    /// The source partition (its writer name).
-    pub source: String,
-    /// The largest event time among the records it appended with this marker.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_event_ms: Option<i64>,
-    pub state: SourceState,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceState {
-    /// Reading: holds the watermark back until it passes.
-    Active,
-    /// No record for `idle_timeout_ms`: the watermark moves without it.
-    Idle,
-    /// Every source of the router idle for `close_idle_after_ms`: close every open window.
-    Closing,
-}
-
-impl Marker {
-    pub fn parse(value: &[u8]) -> Result<Marker, String> {
-        serde_json::from_slice(value).map_err(|e| format!("a watermark marker that does not parse ({e}): {}", String::from_utf8_lossy(value)))
-    }
-
-    fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a marker serialises")
-    }
-}
-
-/// What the markers of one source partition said last.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SourceClock {
-    /// The largest event time (or log time, for a join) it has sent; none yet: it holds the watermark back.
-    pub max_event_ms: Option<i64>,
-    /// No record for `idle_timeout_ms`: it does not hold the watermark back.
-    #[serde(default)]
-    pub idle: bool,
-}
-
-/// The watermark over the source partitions a reader hears from: the least
-/// of the largest times of the sources that are not idle; none while one of
-/// them has sent nothing yet. When every source is idle, everything sent has
-/// arrived: the largest time of all.
-pub fn watermark(sources: &BTreeMap<String, SourceClock>) -> Option<i64> {
-    let active: Vec<Option<i64>> = sources.values().filter(|c| !c.idle).map(|c| c.max_event_ms).collect();
-    if active.is_empty() {
-        return sources.values().filter_map(|c| c.max_event_ms).max();
-    }
-    active.into_iter().collect::<Option<Vec<i64>>>()?.into_iter().min()
-}
 
 /// Records of one source partition on their way to the repartition topic,
 /// held until the segment that read them rolls.

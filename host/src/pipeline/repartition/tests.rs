@@ -1,6 +1,7 @@
 use super::*;
 use crate::log::EmbeddedLogConfig;
 use crate::pipeline::aggregate::window::WindowState;
+use crate::pipeline::watermark::SourceClock;
 
 fn hop(log: &Arc<EmbeddedLog>, partitions: u32) -> Repartition {
     let config: AggregateConfig =

@@ -2,7 +2,7 @@
 //! committing each roll's files in one commit with its `txn` action.
 
 use super::{DATE_PARTITION, DeltaOptions, SchemaChange, block_on, delta_schema, fail, partition_value, table_at};
-use crate::sink::segment::TableFile;
+use crate::sink::layout::TableFile;
 use crate::store::{Native, ObjectStore};
 use crate::sync::lock;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};

@@ -145,8 +145,8 @@ fn run(script: Arc<Mutex<Script>>, dir: &std::path::Path) -> BTreeMap<u64, usize
     let control = PipelineControl::load(&config.name, &[], registry, config.auto_rollback.clone(), &dir.join("state")).expect("control");
     let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.join("landing")).expect("store"));
     let source = ScriptedSource { id: PartitionId { topic: Arc::from("t"), partition: 0 }, script: script.clone() };
-    let worker =
-        super::super::build(&config, super::super::Part::Whole, control, Box::new(source), store.clone(), Arc::new(PipelineStats::default())).expect("worker");
+    let worker = super::super::build(&config, super::super::Part::Whole, control, Box::new(source), store.clone(), Arc::new(PipelineStats::default()), None)
+        .expect("worker");
     let stop = StopFlag::default();
     let thread = std::thread::spawn({
         let stop = stop.clone();

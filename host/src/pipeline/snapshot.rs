@@ -1,14 +1,17 @@
-//! State snapshots, one per committed input position (the aggregate's windows,
-//! the actions' previous window rows).
+//! The per-partition state store of the keyed stages: one snapshot per
+//! committed input position (the windows, the join, the actions' previous
+//! window rows), below every stage that keeps state.
 //!
-//! `<state dir>/aggregates/<pipeline>/<topic>+<partition>/<offset, 20 digits>.json`
-//! holds the windows after every record before `offset`. A snapshot is written
-//! before the source position is committed and older ones are deleted after,
-//! so the snapshot at (or just below) the committed position always exists: a
-//! restart resumes from it and re-reads exactly what it does not cover.
+//! `<state dir>/<what>/<pipeline>/<topic>+<partition>/<offset, 20 digits>.json`
+//! holds a stage's state after every record before `offset`. A snapshot is
+//! written when a roll lands, before the source position is committed, and
+//! older ones are deleted after, so the snapshot at (or just below) the
+//! committed position always exists: a restart (or a rewind after a failed
+//! roll) reopens it and re-reads exactly what it does not cover. Kafka
+//! Streams keeps its state stores with the offsets the same way.
 //!
 //! The state of a partition several processes may own in turn (a Kafka
-//! repartition topic's) is kept in the landing store instead, under
+//! internal topic's) is kept in the landing store instead, under
 //! `_sluice/state/<what>/<pipeline>/…`, so the member that takes the
 //! partition over restores it.
 
@@ -18,7 +21,7 @@ use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub struct Checkpoints {
+pub struct Snapshots {
     place: Place,
 }
 
@@ -27,16 +30,16 @@ enum Place {
     Store { store: Arc<dyn ObjectStore>, prefix: String },
 }
 
-impl Checkpoints {
+impl Snapshots {
     /// Snapshots under `<state dir>/<what>/<pipeline>/`.
     pub fn under(state_dir: &std::path::Path, what: &str, pipeline: &str) -> Self {
-        Checkpoints { place: Place::Dir(state_dir.join(what).join(pipeline)) }
+        Snapshots { place: Place::Dir(state_dir.join(what).join(pipeline)) }
     }
 
     /// Snapshots in the landing store, under `_sluice/state/<what>/<pipeline>/`: shared by the
     /// processes that own the partitions in turn.
     pub fn in_store(store: Arc<dyn ObjectStore>, what: &str, pipeline: &str) -> Self {
-        Checkpoints { place: Place::Store { store, prefix: format!("_sluice/state/{what}/{pipeline}/") } }
+        Snapshots { place: Place::Store { store, prefix: format!("_sluice/state/{what}/{pipeline}/") } }
     }
 
     fn partition_dir(&self, p: &PartitionId) -> String {

@@ -1,0 +1,356 @@
+//! The commit protocol against a stage that fails at each hook: no record is
+//! folded twice, none is lost, and a partition whose state cannot be opened
+//! again is failed loudly instead of folding on.
+
+use super::{PipelineWorker, StopFlag};
+use crate::pipeline::config::{BatchConfig, RollConfig};
+use crate::pipeline::control::AutoRollbackConfig;
+use crate::pipeline::plan::Planned;
+use crate::pipeline::stage::{Flow, Roll, Stage};
+use crate::pipeline::table::RawStage;
+use crate::pipeline::{PipelineConfig, PipelineControl, PipelineStats};
+use crate::position::{Checkpoint, Fetched, Intent, PartitionId};
+use crate::runtime::registry::Registry;
+use crate::runtime::{Runtime, SandboxLimits};
+use crate::sink::SegmentSpec;
+use crate::source::Source;
+use crate::store::ObjectStore;
+use crate::store::local::LocalStore;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Records per partition, `{"n": offset}` each.
+const RECORDS: u64 = 120;
+
+fn partition(n: u32) -> PartitionId {
+    PartitionId { topic: Arc::from("t"), partition: n }
+}
+
+/// A source of `partitions` partitions whose positions live in memory.
+/// `revoke_at`: after that many fetches, partition 0 goes away; after as
+/// many more it comes back.
+#[derive(Default)]
+struct Positions {
+    checkpoints: BTreeMap<u32, (u64, Option<Intent>)>,
+    commits: BTreeMap<u32, Vec<u64>>,
+    fetches: usize,
+    revoke_at: Option<usize>,
+    revoked: bool,
+    given_back: bool,
+    changed: bool,
+}
+
+struct MemorySource {
+    partitions: u32,
+    positions: Arc<Mutex<Positions>>,
+}
+
+impl MemorySource {
+    fn positions(&self) -> std::sync::MutexGuard<'_, Positions> {
+        self.positions.lock().expect("positions")
+    }
+}
+
+impl Source for MemorySource {
+    fn partitions(&mut self) -> anyhow::Result<Vec<PartitionId>> {
+        let revoked = self.positions().revoked && !self.positions().given_back;
+        Ok((0..self.partitions).filter(|p| !(revoked && *p == 0)).map(partition).collect())
+    }
+
+    fn checkpoint(&mut self, p: &PartitionId) -> anyhow::Result<Checkpoint> {
+        let (next_offset, intent) = self.positions().checkpoints.get(&p.partition).cloned().unwrap_or_default();
+        Ok(Checkpoint { next_offset, intent })
+    }
+
+    fn fetch(&mut self, p: &PartitionId, offset: u64, max_records: usize) -> anyhow::Result<Fetched> {
+        let mut s = self.positions();
+        s.fetches += 1;
+        if let Some(at) = s.revoke_at {
+            if s.fetches == at && !s.revoked {
+                s.revoked = true;
+                s.changed = true;
+            } else if s.fetches == 2 * at && s.revoked && !s.given_back {
+                s.given_back = true;
+                s.changed = true;
+            }
+        }
+        let end = (offset + max_records as u64).min(RECORDS);
+        let mut out = Fetched::starting_at(offset, 16, 256);
+        for n in offset..end {
+            out.push(n, format!("{{\"p\":{},\"n\":{n}}}", p.partition).as_bytes(), b"", 1_700_000_000_000);
+        }
+        Ok(out)
+    }
+
+    fn record_intent(&mut self, p: &PartitionId, intent: &Intent) -> anyhow::Result<()> {
+        self.positions().checkpoints.entry(p.partition).or_default().1 = Some(intent.clone());
+        Ok(())
+    }
+
+    fn commit(&mut self, p: &PartitionId, next_offset: u64) -> anyhow::Result<()> {
+        let mut s = self.positions();
+        s.checkpoints.insert(p.partition, (next_offset, None));
+        s.commits.entry(p.partition).or_default().push(next_offset);
+        Ok(())
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        std::thread::sleep(timeout.min(Duration::from_millis(2)));
+    }
+
+    fn end_offset(&mut self, _: &PartitionId) -> anyhow::Result<Option<u64>> {
+        Ok(Some(RECORDS))
+    }
+
+    fn assignment_changed(&mut self) -> bool {
+        std::mem::take(&mut self.positions().changed)
+    }
+
+    fn revoked(&mut self) -> Vec<PartitionId> {
+        Vec::new()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    Open,
+    Process,
+    Prepare,
+    Land,
+    Committed,
+}
+
+/// What the fake stage did, shared with the test.
+#[derive(Default)]
+struct Folds {
+    /// The offsets folded into each partition's live state.
+    live: BTreeMap<u32, BTreeSet<u64>>,
+    /// Snapshots at each landed position.
+    snapshots: BTreeMap<(u32, u64), BTreeSet<u64>>,
+    /// Offsets folded into a state that already held them.
+    twice: Vec<(u32, u64)>,
+    calls: BTreeMap<&'static str, usize>,
+    forgotten: Vec<u32>,
+}
+
+/// A stage that keeps, per partition, the set of offsets it folded (a stand-in
+/// for windows or a join), snapshots it at each roll, and fails on purpose:
+/// for each `(hook, n, times)`, from the `n`-th call of `hook` on, `times` calls.
+struct FoldStage {
+    folds: Arc<Mutex<Folds>>,
+    fails: Vec<(Hook, usize, usize)>,
+}
+
+impl FoldStage {
+    fn call(&self, hook: Hook) -> anyhow::Result<()> {
+        let name = match hook {
+            Hook::Open => "open",
+            Hook::Process => "process",
+            Hook::Prepare => "prepare",
+            Hook::Land => "land",
+            Hook::Committed => "committed",
+        };
+        let mut f = self.folds.lock().expect("folds");
+        let n = f.calls.entry(name).or_default();
+        *n += 1;
+        if self.fails.iter().any(|&(h, from, times)| h == hook && *n >= from && *n < from + times) {
+            anyhow::bail!("the fold stage fails at {name} (call {n}) on purpose");
+        }
+        Ok(())
+    }
+}
+
+impl Stage for FoldStage {
+    fn name(&self) -> &'static str {
+        "fold"
+    }
+
+    fn open(&mut self, p: &PartitionId, committed: u64) -> anyhow::Result<()> {
+        self.call(Hook::Open)?;
+        let mut f = self.folds.lock().expect("folds");
+        let state = if committed == 0 {
+            BTreeSet::new()
+        } else {
+            f.snapshots.get(&(p.partition, committed)).cloned().ok_or_else(|| anyhow::anyhow!("no snapshot at {committed}"))?
+        };
+        f.live.insert(p.partition, state);
+        Ok(())
+    }
+
+    fn process(&mut self, flow: &mut Flow<'_>) -> anyhow::Result<()> {
+        let p = flow.partition.partition;
+        {
+            let mut f = self.folds.lock().expect("folds");
+            let mut twice = Vec::new();
+            let live = f.live.entry(p).or_default();
+            for &o in &flow.fetched.offsets {
+                if !live.insert(o) {
+                    twice.push((p, o));
+                }
+            }
+            f.twice.extend(twice);
+        }
+        self.call(Hook::Process)
+    }
+
+    fn prepare(&mut self, _: &PartitionId, _: &mut Intent) -> anyhow::Result<()> {
+        self.call(Hook::Prepare)
+    }
+
+    fn land(&mut self, roll: &Roll<'_>) -> anyhow::Result<()> {
+        self.call(Hook::Land)?;
+        let mut f = self.folds.lock().expect("folds");
+        let live = f.live.get(&roll.partition.partition).cloned().unwrap_or_default();
+        f.snapshots.insert((roll.partition.partition, roll.intent.end), live);
+        Ok(())
+    }
+
+    fn committed(&mut self, _: &PartitionId, _: u64) -> anyhow::Result<()> {
+        self.call(Hook::Committed)
+    }
+
+    fn forget(&mut self, p: &PartitionId) {
+        let mut f = self.folds.lock().expect("folds");
+        f.live.remove(&p.partition);
+        f.forgotten.push(p.partition);
+    }
+}
+
+struct Run {
+    folds: Arc<Mutex<Folds>>,
+    positions: Arc<Mutex<Positions>>,
+    stats: Arc<PipelineStats>,
+    store: Arc<dyn ObjectStore>,
+}
+
+/// A worker over `partitions` partitions with the raw landing and `stage`,
+/// run until `done` says so (or 30 s pass), then stopped.
+fn run(dir: &std::path::Path, partitions: u32, positions: Positions, stage: FoldStage, done: impl Fn(&Positions) -> bool) -> Run {
+    let config = PipelineConfig {
+        name: "protocol".into(),
+        source: None,
+        topics: vec!["t".into()],
+        transforms: Vec::new(),
+        land_raw: true,
+        table: None,
+        batch: BatchConfig { max_records: 10 },
+        roll: RollConfig { max_records: 30, max_age_ms: 60_000, ..Default::default() },
+        workers: None,
+        auto_rollback: AutoRollbackConfig::default(),
+        aggregate: None,
+        join: None,
+        watermark: Default::default(),
+        actions: Vec::new(),
+        output: None,
+    };
+    let runtime = Runtime::new(SandboxLimits::default(), None).expect("runtime");
+    let registry = Arc::new(Registry::open(runtime, dir.join("transforms")).expect("registry"));
+    let control = PipelineControl::load(&config.name, &[], registry, config.auto_rollback.clone(), &dir.join("state")).expect("control");
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.join("landing")).expect("store"));
+    let positions = Arc::new(Mutex::new(positions));
+    let folds = stage.folds.clone();
+    let source = MemorySource { partitions, positions: positions.clone() };
+    let stats = Arc::new(PipelineStats::default());
+    let planned =
+        Planned { spec: SegmentSpec { pipeline: config.name.clone(), land_raw: true, table: None }, stages: vec![Box::new(RawStage), Box::new(stage)] };
+    let worker = PipelineWorker::new(config, planned, false, Box::new(source), store.clone(), stats.clone(), control);
+    let stop = StopFlag::default();
+    let thread = std::thread::spawn({
+        let stop = stop.clone();
+        move || worker.run(&stop)
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done(&positions.lock().expect("positions")) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.stop();
+    thread.join().expect("worker thread").expect("worker");
+    Run { folds, positions, stats, store }
+}
+
+fn all_committed(partitions: u32) -> impl Fn(&Positions) -> bool {
+    move |s| (0..partitions).all(|p| s.checkpoints.get(&p).is_some_and(|(next, intent)| *next == RECORDS && intent.is_none()))
+}
+
+/// How often each `(partition, n)` landed raw (finished objects only).
+fn landed(store: &dyn ObjectStore) -> BTreeMap<(u64, u64), usize> {
+    let mut counts = BTreeMap::new();
+    for key in store.list("topics/").expect("list") {
+        for line in String::from_utf8(store.get(&key).expect("object")).expect("UTF-8").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a landed line is JSON");
+            *counts.entry((v["p"].as_u64().expect("p"), v["n"].as_u64().expect("n"))).or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn stage(fails: &[(Hook, usize, usize)]) -> FoldStage {
+    FoldStage { folds: Arc::default(), fails: fails.to_vec() }
+}
+
+/// Every record landed raw once, and the state committed at the end holds each offset once.
+fn assert_exact(r: &Run, partitions: u32, what: &str) {
+    let f = r.folds.lock().expect("folds");
+    assert!(f.twice.is_empty(), "{what}: records folded twice: {:?}", f.twice);
+    for p in 0..partitions {
+        let last = f.snapshots.get(&(p, RECORDS)).unwrap_or_else(|| panic!("{what}: no snapshot at the end of partition {p}"));
+        assert_eq!(last, &(0..RECORDS).collect::<BTreeSet<u64>>(), "{what}: partition {p}'s committed state");
+        let commits = &r.positions.lock().expect("positions").commits[&p];
+        assert!(commits.windows(2).all(|w| w[0] < w[1]), "{what}: commits of {p} went back: {commits:?}");
+    }
+    let want: BTreeMap<(u64, u64), usize> = (0..partitions as u64).flat_map(|p| (0..RECORDS).map(move |n| ((p, n), 1))).collect();
+    assert_eq!(landed(r.store.as_ref()), want, "{what}: every record landed raw exactly once");
+}
+
+#[test]
+fn a_stage_failing_once_at_any_hook_folds_nothing_twice_and_loses_nothing() {
+    // Open fails at the start (the partition is failed, then opened again); the others mid-stream.
+    for (hook, fail_on) in [(Hook::Open, 1), (Hook::Process, 4), (Hook::Prepare, 2), (Hook::Land, 2), (Hook::Committed, 1)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = run(dir.path(), 2, Positions::default(), stage(&[(hook, fail_on, 1)]), all_committed(2));
+        assert_exact(&r, 2, &format!("{hook:?}"));
+        let error = r.stats.snapshot().last_error.unwrap_or_default();
+        if hook != Hook::Committed {
+            assert!(error.contains("fails at"), "{hook:?}: the failure shows in the pipeline's health: {error:?}");
+        }
+    }
+}
+
+#[test]
+fn a_partition_whose_state_cannot_be_reopened_is_failed_loudly_then_reopened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The second land fails (its partition is rewound), then reopening the
+    // state fails twice (the two opens at the start are calls 1 and 2): the
+    // partition is not read meanwhile, the other one goes on, nothing is
+    // folded twice, and once the state opens again everything lands once.
+    let r = run(dir.path(), 2, Positions::default(), stage(&[(Hook::Land, 2, 1), (Hook::Open, 3, 2)]), all_committed(2));
+    assert_exact(&r, 2, "reopened");
+    let f = r.folds.lock().expect("folds");
+    assert_eq!(f.calls["open"], 5, "two starts, two failed reopens, one that worked: {:?}", f.calls);
+    let error = r.stats.snapshot().last_error.unwrap_or_default();
+    assert!(error.contains("is not read") || error.contains("fails at"), "the failed partition shows in the pipeline's health: {error:?}");
+}
+
+#[test]
+fn a_revoked_partition_is_forgotten_and_restored_from_its_snapshot_when_given_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let positions = Positions { revoke_at: Some(14), ..Default::default() };
+    let r = run(dir.path(), 2, positions, stage(&[]), |s| s.given_back && all_committed(2)(s));
+    assert!(r.positions.lock().expect("positions").given_back, "the partition was revoked and given back");
+    let f = r.folds.lock().expect("folds");
+    assert_eq!(f.forgotten, vec![0], "the revoked partition's state was dropped");
+    assert_eq!(f.calls["open"], 3, "opened at the start (2), and again from its snapshot when given back");
+    drop(f);
+    assert_exact_state(&r, 2);
+}
+
+/// The committed state holds each offset once (records may land raw again
+/// after a revocation: the new owner re-reads what was not committed).
+fn assert_exact_state(r: &Run, partitions: u32) {
+    let f = r.folds.lock().expect("folds");
+    assert!(f.twice.is_empty(), "records folded twice: {:?}", f.twice);
+    for p in 0..partitions {
+        assert_eq!(f.snapshots.get(&(p, RECORDS)), Some(&(0..RECORDS).collect::<BTreeSet<u64>>()), "partition {p}'s committed state");
+    }
+}
