@@ -30,9 +30,8 @@ impl Job for ReportJob {
     fn run(&self, ctx: &JobContext) -> anyhow::Result<String> {
         let run_id = run::run_id_now();
         ctx.log(format!("run {run_id}: reading the tables in {}", self.landing.location()));
-        // Its own small runtime: the job runs on a thread of its own, off the server's workers.
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        let results = rt.block_on(run::execute(&self.landing, &|done, total, name| {
+        // On the runtime for blocking calls: the job runs on a thread of its own, off the server's workers.
+        let results = crate::sync::block_on(run::execute(&self.landing, &|done, total, name| {
             ctx.progress(0.9 * done as f64 / total as f64);
             ctx.log(format!("report {done}/{total} {name} done"));
         }))?;

@@ -41,13 +41,19 @@ pub struct DeadLetter {
     pub topic: String,
     pub partition: u32,
     pub offset: u64,
-    /// The stage (0-based index in the transform chain) that refused it, or whose
-    /// output the table could not hold (kind `schema`).
+    /// The stage that refused it, numbered as the config has them (the
+    /// transforms, the aggregate, then the actions), or whose output the table
+    /// could not hold (kind `schema`). The host's own steps (the join, the
+    /// router) name themselves in `transform`.
     pub stage: u32,
     pub transform: String,
     pub version: String,
     pub content_hash: String,
-    /// `rejected`, `timeout`, `memory_limit`, `trap`, `malformed_output`, `schema`.
+    /// Refused by a transform: `rejected`, `timeout`, `memory_limit`, `trap`,
+    /// `malformed_output`; by the table: `schema`; by the windows: `late`,
+    /// `malformed` (and the aggregate's own refusals); by the router:
+    /// `no_event_time`, `no_join_key`; by the join: `unjoined`, `malformed`;
+    /// by an action: `action_refused`, `action_gave_up`.
     pub kind: String,
     pub reason: String,
     pub timestamp: i64,

@@ -74,6 +74,9 @@ impl S3Config {
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     config: S3Config,
+    /// The runtime the client was built on, which its pooled connections
+    /// belong to (the one exception to [`crate::sync::block_on`]: the store is
+    /// built by its caller's runtime, and a connection must not outlive it).
     rt: tokio::runtime::Handle,
     /// The resolved region and credentials chain, for [`ObjectStore::native`].
     region: String,

@@ -2,7 +2,7 @@
 //! aggregate component, with state the host owns and checkpoints.
 //!
 //! State survives what the pipeline survives. Each roll of a partition's
-//! segment (see `worker.rs`) saves that partition's window state for the
+//! segment (see `worker/roll.rs`) saves that partition's window state for the
 //! roll's end position after the objects are durable and before the position
 //! is committed; a restart loads the snapshot at the committed position and
 //! replays the rest, which emits the same rows into the same objects. A hot

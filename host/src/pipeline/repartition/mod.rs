@@ -1,21 +1,24 @@
-//! The repartition hop of an aggregating pipeline: records keyed by their
-//! group key, moved into the pipeline's repartition topic, so each partition
-//! of that topic holds whole keys and its windows are complete.
+//! The hops of a keyed pipeline: records keyed by their group key (or by
+//! side and join key), moved into an internal topic — the repartition topic
+//! of the windows, or the join topic — so each partition of that topic holds
+//! whole keys and its windows (or joins) are complete.
 //!
-//! An aggregating pipeline runs in two parts. The *router* reads the source
-//! partitions, runs the transform chain, lands the raw records and the
+//! An aggregating pipeline runs in parts (see `plan`). The *router* reads the
+//! source partitions, runs the transform chain, lands the raw records and the
 //! dead letters, and appends each cleaned record to partition
-//! `hash(group key) mod n` of `<pipeline>-repartition` in the embedded log,
+//! `hash(group key) mod n` of `<pipeline>-repartition` (in the embedded log,
+//! or in Kafka for Kafka pipelines: `<group_prefix><pipeline>-repartition`),
 //! with the group key as the record key and the event time as its timestamp.
 //! The *windows* workers read that topic, one partition each at a time, and
 //! fold the records into the windows (see `aggregate::window`).
 //!
-//! Effectively once: each source partition appends as its own writer, and
-//! the records, the watermark markers and the writer's mark (the source
-//! position reached) are one transaction of the log
-//! ([`EmbeddedLog::append_once`]); a roll replayed after a crash finds its
-//! mark and appends nothing. This is the shape of Kafka Streams' repartition
-//! topics, with the log's transaction in place of Kafka's.
+//! Effectively once: each source partition appends as its own writer. On the
+//! embedded log the records, the watermark markers and the writer's mark (the
+//! source position reached) are one transaction ([`EmbeddedLog::append_once`]);
+//! a roll replayed after a crash finds its mark and appends nothing. On Kafka
+//! the records carry their writer and roll in headers and a replay writes only
+//! what it does not find after the ends its intent recorded. This is the
+//! shape of Kafka Streams' repartition topics.
 //!
 //! Watermarks travel in the topic as marker records (key [`MARKER_KEY`]):
 //! after its records each roll tells every partition how far its source

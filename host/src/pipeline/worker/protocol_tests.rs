@@ -354,3 +354,108 @@ fn assert_exact_state(r: &Run, partitions: u32) {
         assert_eq!(f.snapshots.get(&(p, RECORDS)), Some(&(0..RECORDS).collect::<BTreeSet<u64>>()), "partition {p}'s committed state");
     }
 }
+
+/// An HTTP receiver that refuses (503) every request carrying actions of
+/// partition 0 and acknowledges the others; counts both.
+fn receiver() -> (String, Arc<Mutex<(u64, u64)>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let counts = Arc::new(Mutex::new((0u64, 0u64)));
+    let seen = counts.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let (mut key, mut length, mut line) = (String::new(), 0usize, String::new());
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("idempotency-key:") {
+                    key = v.trim().to_owned();
+                }
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let refuse = key.contains("/t/0/");
+            {
+                let mut c = seen.lock().expect("counts");
+                if refuse { c.0 += 1 } else { c.1 += 1 }
+            }
+            let status = if refuse { "503 Service Unavailable" } else { "200 OK" };
+            let _ = conn.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes());
+        }
+    });
+    (url, counts)
+}
+
+#[test]
+fn a_webhook_retrying_for_one_partition_holds_back_only_that_partition() {
+    use crate::pipeline::action::ActionStage;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, counts) = receiver();
+    let action: crate::pipeline::action::ActionConfig = toml::from_str(&format!(
+        "name = \"every\"\non = \"records\"\ndetector = \"threshold\"\nwhen = {{ column = \"n\", above = -1 }}\n\
+         [webhook]\nurl = \"{url}\"\nbatch_max = 50\ntimeout_ms = 2000\nretry_initial_ms = 20\nretry_max_ms = 100\ngive_up_after_ms = 600000\n"
+    ))
+    .expect("action config");
+    let runtime = Runtime::new(SandboxLimits::default(), None).expect("runtime");
+    let registry = Arc::new(Registry::open(runtime, dir.path().join("transforms")).expect("registry"));
+    let stats = Arc::new(PipelineStats::default());
+    let actions = ActionStage::new("protocol", &[action], false, None, 0, &registry, &dir.path().join("state"), &stats).expect("actions").expect("an action");
+    let control = PipelineControl::load("protocol", &[], registry, AutoRollbackConfig::default(), &dir.path().join("state")).expect("control");
+    let config = PipelineConfig {
+        name: "protocol".into(),
+        source: None,
+        topics: vec!["t".into()],
+        transforms: Vec::new(),
+        land_raw: true,
+        table: None,
+        batch: BatchConfig { max_records: 10 },
+        roll: RollConfig { max_records: 1000, max_age_ms: 200, ..Default::default() },
+        workers: None,
+        auto_rollback: AutoRollbackConfig::default(),
+        aggregate: None,
+        join: None,
+        watermark: Default::default(),
+        actions: Vec::new(),
+        output: None,
+    };
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path().join("landing")).expect("store"));
+    let positions = Arc::new(Mutex::new(Positions::default()));
+    let source = MemorySource { partitions: 2, positions: positions.clone() };
+    let planned = Planned {
+        spec: SegmentSpec { pipeline: config.name.clone(), land_raw: true, table: None },
+        stages: vec![Box::new(RawStage), Box::new(actions)],
+    };
+    let worker = PipelineWorker::new(config, planned, false, Box::new(source), store.clone(), stats.clone(), control);
+    let stop = StopFlag::default();
+    let thread = std::thread::spawn({
+        let stop = stop.clone();
+        move || worker.run(&stop)
+    });
+    // Partition 1 reads, delivers and commits in rolls of 200 ms while
+    // partition 0's first batch is retried against the 503s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = || {
+        let s = positions.lock().expect("positions");
+        s.commits.get(&1).and_then(|c| c.last()).copied() == Some(RECORDS) && counts.lock().expect("counts").0 >= 5
+    };
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (commits_0, commits_1) = {
+        let s = positions.lock().expect("positions");
+        (s.commits.get(&0).cloned().unwrap_or_default(), s.commits.get(&1).cloned().unwrap_or_default())
+    };
+    stop.stop();
+    thread.join().expect("worker thread").expect("worker");
+    let (refused, acknowledged) = *counts.lock().expect("counts");
+    assert_eq!(commits_1.last(), Some(&RECORDS), "partition 1 rolled and committed everything meanwhile: {commits_1:?}");
+    assert!(commits_1.len() >= 2, "in several rolls, not held until the end: {commits_1:?}");
+    assert!(commits_0.is_empty(), "partition 0 committed nothing its webhook did not acknowledge: {commits_0:?}");
+    assert!(refused >= 5 && acknowledged > 0, "the receiver refused partition 0's actions {refused} times and took partition 1's {acknowledged} times");
+}

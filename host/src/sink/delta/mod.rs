@@ -80,34 +80,7 @@ pub enum SchemaChange {
     Evolve,
 }
 
-/// Block on delta-rs from a pipeline, job or report thread. delta-rs is async;
-/// one small runtime of its own serves every caller, so no caller needs to be
-/// inside (or outside) another runtime's context, and connections it opens
-/// outlive no runtime.
-pub(crate) fn block_on<F: Future + Send>(f: F) -> F::Output
-where
-    F::Output: Send,
-{
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    let rt = RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("sluice-delta")
-            .enable_all()
-            .build()
-            .expect("a tokio runtime for Delta tables starts")
-    });
-    off_runtime(|| rt.block_on(f))
-}
-
-/// Run `f`, which blocks on a runtime (delta-rs', the S3 store's), on a thread
-/// that may: a plain thread when the caller drives another runtime's tasks.
-pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return std::thread::scope(|s| s.spawn(f).join()).unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    }
-    f()
-}
+pub(crate) use crate::sync::{block_on, off_runtime};
 
 /// delta-rs' error as an I/O error naming the table.
 pub(crate) fn fail(table: &str, doing: &str, e: impl std::fmt::Display) -> io::Error {

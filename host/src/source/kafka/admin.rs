@@ -23,12 +23,11 @@ fn create(config: &KafkaConfig, topic: &str, partitions: u32) -> anyhow::Result<
     if let Some(n) = topic_partitions(admin.inner(), topic, TIMEOUT).with_context(|| format!("asking Kafka about topic `{topic}`"))? {
         return Ok(n);
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
     let mut factor = -1;
     loop {
         let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(factor));
-        let results = rt.block_on(admin.create_topics([&new], &options)).with_context(|| format!("creating Kafka topic `{topic}`"))?;
+        let results = crate::sync::block_on(admin.create_topics([&new], &options)).with_context(|| format!("creating Kafka topic `{topic}`"))?;
         match results.into_iter().next() {
             Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => break,
             // Brokers before KIP-464 (and some compatible ones) want the factor spelled out.

@@ -1,7 +1,7 @@
 //! The Kinesis client (aws-sdk-kinesis) and the calls sluice makes through it.
 //!
 //! The SDK is async; pipeline workers are plain threads, so their calls run on
-//! one small runtime of this module's own ([`block_on`]). The SDK's own retries
+//! the process's runtime for blocking calls ([`crate::sync::block_on`]). The SDK's own retries
 //! are off: throttling is answered here, with backoff that is counted and
 //! logged, so an operator sees it.
 
@@ -15,31 +15,7 @@ use std::time::Duration;
 /// Error codes that mean "slow down", not "something is wrong".
 const THROTTLING_CODES: &[&str] = &["ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException", "KMSThrottlingException"];
 
-/// Run `fut` to completion, blocking the calling thread. Pipeline workers
-/// call this; so does pipeline start-up, which may run inside the server's
-/// runtime, where blocking is not allowed: that case blocks a helper thread.
-pub(crate) fn block_on<F>(fut: F) -> F::Output
-where
-    F: std::future::Future + Send,
-    F::Output: Send,
-{
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return std::thread::scope(|s| s.spawn(|| runtime().block_on(fut)).join().expect("a Kinesis call panicked"));
-    }
-    runtime().block_on(fut)
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("sluice-kinesis")
-            .enable_all()
-            .build()
-            .expect("starting the Kinesis client's runtime")
-    })
-}
+pub(crate) use crate::sync::block_on;
 
 /// What went wrong with a call, sorted by what the caller does about it.
 #[derive(Debug, thiserror::Error)]
