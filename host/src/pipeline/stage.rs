@@ -90,9 +90,9 @@ pub trait Stage: Send {
     /// Between batches: take up newly activated versions.
     fn swap(&mut self, _control: &PipelineControl, _events: &PipelineEvents<'_>) {}
 
-    /// Between batches, when the worker is not stopping: the partitions that
-    /// hold nothing (no open segment, no roll to rewrite).
-    fn quiet(&mut self, _settled: &[&PartitionId]) {}
+    /// Between batches: the partitions that hold nothing (no open segment, no
+    /// roll to rewrite). `reading`: the worker reads on (it is not paused or stopping).
+    fn quiet(&mut self, _settled: &[&PartitionId], _reading: bool) {}
 }
 
 /// Whether a stage is done with a partition's last batch.

@@ -17,6 +17,15 @@ use serde_json::{Map, Value};
 use sluice_guest::{BatchBuf, BatchRef};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Why a waiting key expired.
+#[derive(Debug, Clone, Copy)]
+enum Expiry {
+    /// The inputs' clock passed `within_ms` after its first record.
+    Waited,
+    /// Every input went quiet for `close_idle_after_ms`: nobody is coming.
+    Quiet,
+}
+
 /// A record waiting for its partners.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Arrived {
@@ -174,7 +183,7 @@ impl Joiner<'_> {
                 }
                 Some((_, false)) => {
                     let reason = format!(
-                        "unjoined: this {} record of key {key} came after the key expired (its first record waited {} ms, join.within_ms, or the inputs went quiet)",
+                        "unjoined: this {} record of key {key} came after the key expired (its first record waited join.within_ms = {} ms of log time, or every input went quiet for watermark.close_idle_after_ms; the dead letters of its first records say which)",
                         self.rules.names[side], self.rules.within
                     );
                     out.unjoined.push(Unjoined { arrived, reason });
@@ -220,7 +229,7 @@ impl Joiner<'_> {
             if since.saturating_add(self.rules.within) > clock {
                 break;
             }
-            self.expire(&key, index, out);
+            self.expire(&key, index, Expiry::Waited, out);
         }
         while let Some((until, key)) = self.state.forgetting.first().cloned() {
             if until > clock {
@@ -245,7 +254,7 @@ impl Joiner<'_> {
             // Every source went quiet: nobody is coming for the waiting records.
             let keys: Vec<String> = self.state.expiring.iter().map(|(_, k)| k.clone()).collect();
             for key in keys {
-                self.expire(&key, index, out);
+                self.expire(&key, index, Expiry::Quiet, out);
             }
         }
     }
@@ -267,9 +276,9 @@ impl Joiner<'_> {
         self.state.forgetting.insert((until, key.to_owned()));
     }
 
-    /// `key` waited `within_ms`: a left join emits what it has if the left side
-    /// came; everything else that waited is unjoined.
-    fn expire(&mut self, key: &str, index: u32, out: &mut JoinOutput) {
+    /// `key` expired by `rule`: a left join emits what it has if the left side
+    /// came; everything else that waited is unjoined, with the rule that expired it.
+    fn expire(&mut self, key: &str, index: u32, rule: Expiry, out: &mut JoinOutput) {
         let w = self.take(key);
         out.expired += 1;
         let clock = self.state.clock_ms.unwrap_or(w.since_ms);
@@ -280,12 +289,18 @@ impl Joiner<'_> {
             let missing: Vec<&str> = w.sides.iter().zip(&self.rules.names).filter(|(s, _)| s.is_none()).map(|(_, n)| n.as_str()).collect();
             for (side, arrived) in w.sides.iter().enumerate() {
                 if let Some(a) = arrived {
-                    let reason = format!(
-                        "unjoined: the {} record of key {key} waited {} ms (join.within_ms) and no {} record came",
-                        self.rules.names[side],
-                        self.rules.within,
-                        missing.join(" or ")
-                    );
+                    let (side, missing) = (&self.rules.names[side], missing.join(" or "));
+                    let reason = match rule {
+                        Expiry::Waited => format!(
+                            "unjoined: the {side} record of key {key} waited {} ms (join.within_ms) of the inputs' log time and no {missing} record came",
+                            self.rules.within
+                        ),
+                        Expiry::Quiet => format!(
+                            "unjoined: the {side} record of key {key} expired after {} ms of the inputs' log time, short of join.within_ms ({} ms), because every input of the join went quiet for watermark.close_idle_after_ms; no {missing} record came",
+                            clock.saturating_sub(w.since_ms).max(0),
+                            self.rules.within
+                        ),
+                    };
                     out.unjoined.push(Unjoined { arrived: a.clone(), reason });
                 }
             }

@@ -11,6 +11,7 @@
 mod embedded;
 mod kafka;
 mod stage;
+pub mod writers;
 
 pub use embedded::EmbeddedOutput;
 pub use kafka::KafkaOutput;

@@ -2,20 +2,26 @@
 //! less the rows it refused) held per input partition, written to the output
 //! topic when the segment rolls.
 
+use super::writers::TopicWriter;
 use super::{OutputTopic, PendingOutput, writer};
 use crate::pipeline::stage::{Flow, Roll, Stage};
 use crate::position::{Intent, PartitionId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub struct OutputStage {
     pipeline: String,
     topic: Box<dyn OutputTopic>,
     pending: BTreeMap<PartitionId, PendingOutput>,
+    /// Tells readers of the topic in this process when records are on their way.
+    registered: TopicWriter,
+    /// The partitions this worker holds.
+    open: BTreeSet<PartitionId>,
 }
 
 impl OutputStage {
     pub fn new(pipeline: &str, topic: Box<dyn OutputTopic>) -> Self {
-        OutputStage { pipeline: pipeline.to_owned(), topic, pending: BTreeMap::new() }
+        let registered = TopicWriter::new(topic.topic());
+        OutputStage { pipeline: pipeline.to_owned(), topic, pending: BTreeMap::new(), registered, open: BTreeSet::new() }
     }
 }
 
@@ -27,6 +33,7 @@ impl Stage for OutputStage {
     /// Start over at the committed position: what was pending is read again.
     fn open(&mut self, p: &PartitionId, _committed: u64) -> anyhow::Result<()> {
         self.pending.remove(p);
+        self.open.insert(p.clone());
         Ok(())
     }
 
@@ -70,5 +77,12 @@ impl Stage for OutputStage {
 
     fn forget(&mut self, p: &PartitionId) {
         self.pending.remove(p);
+        self.open.remove(p);
+    }
+
+    /// The topic is busy while a partition holds records read but not yet rolled into it.
+    fn quiet(&mut self, settled: &[&PartitionId], _reading: bool) {
+        let holding = self.open.iter().any(|p| !settled.contains(&p)) || self.pending.values().any(|o| !o.is_empty());
+        self.registered.set_busy(holding);
     }
 }

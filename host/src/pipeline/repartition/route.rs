@@ -98,9 +98,21 @@ impl Stage for RouteStage {
     /// Tell the next part which input partitions went quiet (they stop holding
     /// the watermark back), and, once all of them have been quiet for
     /// `close_idle_after_ms`, that the open windows can close.
-    fn quiet(&mut self, settled: &[&PartitionId]) {
+    /// A partition whose topic a pipeline of this process is about to write
+    /// (records read upstream, not yet rolled into the topic) is not quiet:
+    /// output topics are written once per roll, and the silence between two
+    /// rolls is no sign that nothing is coming.
+    fn quiet(&mut self, settled: &[&PartitionId], reading: bool) {
+        if !reading {
+            return;
+        }
         let idle_timeout = self.hop.idle_timeout;
         let mut failed = None;
+        for (_, routed) in self.partitions.iter_mut().filter(|(p, _)| output::writers::busy(&p.topic)) {
+            // As good as a record read now. (One said idle before the upstream
+            // picked records up is active again with the marker of its next roll.)
+            routed.last_record = Instant::now();
+        }
         for p in settled {
             let writer = self.writer(p);
             let Some(routed) = self.partitions.get_mut(p) else { continue };

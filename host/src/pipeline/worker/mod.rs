@@ -136,11 +136,9 @@ impl PipelineWorker {
                 progressed |= self.step(st, stopping);
             }
             self.keep_within_budget(&mut parts);
-            if !stopping {
-                let settled: Vec<&PartitionId> = parts.iter().filter(|p| p.settled() && p.failed.is_none()).map(|p| &p.id).collect();
-                for s in &mut self.stages {
-                    s.quiet(&settled);
-                }
+            let settled: Vec<&PartitionId> = parts.iter().filter(|p| p.settled() && p.failed.is_none()).map(|p| &p.id).collect();
+            for s in &mut self.stages {
+                s.quiet(&settled, !stopping);
             }
             if stop.is_stopped() && parts.iter().all(|p| p.segment.is_none() || p.replay.is_some() || p.failed.is_some()) {
                 break;

@@ -22,9 +22,8 @@ use deltalake_core::kernel::{DataType, StructField, StructType};
 use deltalake_core::logstore::{LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore, logstore_factories};
 use deltalake_core::{DeltaTable, DeltaTableBuilder};
 use serde::{Deserialize, Serialize};
-use std::future::Future;
 use std::io;
-use std::sync::{Once, OnceLock};
+use std::sync::Once;
 
 pub use commit::{DeltaSink, RollCommit};
 

@@ -9,7 +9,6 @@ use super::config::{KinesisConfig, StartFrom};
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Error codes that mean "slow down", not "something is wrong".
