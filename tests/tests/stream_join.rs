@@ -139,6 +139,12 @@ const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
 
 /// The same pipelines as a config file for the real binary.
 fn config_file(dir: &Path) -> std::path::PathBuf {
+    config_file_with(dir, "roll = { max_records = 300, max_age_ms = 300 }", POSTS)
+}
+
+/// The pipelines as a config file: the cleaning pipelines roll as `upstream_roll`
+/// says (into their output topics), then `posts` joins and counts.
+fn config_file_with(dir: &Path, upstream_roll: &str, posts: &str) -> std::path::PathBuf {
     let mut text = format!(
         "data_dir = \"{}\"\n[log]\ntopics = [\"demo.pin\", \"demo.geo\", \"demo.user\", \"demo.pin-clean\", \"demo.geo-clean\", \"demo.user-clean\"]\n",
         dir.join("data").display()
@@ -146,11 +152,11 @@ fn config_file(dir: &Path) -> std::path::PathBuf {
     for kind in ["pin", "geo", "user"] {
         text += &format!(
             "[[pipeline]]\nname = \"{kind}\"\ntopics = [\"demo.{kind}\"]\ntransforms = [\"clean-{kind}\"]\ntable = {{ name = \"{kind}\" }}\n\
-             output = {{ topic = \"demo.{kind}-clean\" }}\nroll = {{ max_records = 300, max_age_ms = 300 }}\n"
+             output = {{ topic = \"demo.{kind}-clean\" }}\n{upstream_roll}\n"
         );
     }
     text += "[[pipeline]]";
-    text += &POSTS.replace("[join]", "[pipeline.join]").replace("[aggregate]", "[pipeline.aggregate]").replace("[watermark]", "[pipeline.watermark]");
+    text += &posts.replace("[join]", "[pipeline.join]").replace("[aggregate]", "[pipeline.aggregate]").replace("[watermark]", "[pipeline.watermark]");
     let path = dir.join("sluice.toml");
     std::fs::write(&path, text).expect("config");
     path
@@ -223,6 +229,77 @@ fn the_join_through_kill_9_moves_each_joined_row_once() {
         let row: Value = serde_json::from_slice(value).expect("a joined row");
         *joined.entry(row["ind"].as_i64().expect("ind")).or_default() += 1;
     }
+    let twice: Vec<_> = joined.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "rows joined more than once: {twice:?}");
+    assert_eq!(joined.keys().copied().collect::<BTreeSet<i64>>(), on_all, "every row id on all three topics joined, no other");
+    assert_eq!(windowed(&landing).values().sum::<i64>(), on_all.len() as i64, "each joined row counted once in the windows");
+}
+
+/// The cleaning pipelines write their output topics once per roll, so the
+/// join sees an input quiet until its upstream rolls: here the geo pipeline
+/// rolls every 15 s, the pin and user pipelines every 300 ms. With
+/// `close_idle_after_ms = 10000`, the pin and user inputs quiet for 10 s after
+/// the posting stops must not close the join while the geo pipeline still
+/// holds the geo records of the waiting keys. Killed with SIGKILL once: every
+/// row id on all three cleaned topics is joined and counted exactly once,
+/// none expired.
+#[test]
+fn a_join_waits_for_an_upstream_pipeline_that_holds_records_through_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let posts = POSTS
+        .replace("roll = { max_records = 300, max_age_ms = 300 }", "roll = { max_records = 5000, max_age_ms = 1000 }")
+        .replace("idle_timeout_ms = 1000\nclose_idle_after_ms = 3000", "close_idle_after_ms = 10000")
+        .replace("within_ms = 60000", "");
+    let config = config_file_with(dir.path(), "roll = { max_records = 300, max_age_ms = 300 }", &posts);
+    let text = std::fs::read_to_string(&config).expect("config").replacen(
+        "output = { topic = \"demo.geo-clean\" }\nroll = { max_records = 300, max_age_ms = 300 }",
+        "output = { topic = \"demo.geo-clean\" }\nroll = { max_age_ms = 15000 }",
+        1,
+    );
+    assert!(text.contains("max_age_ms = 15000"), "the geo pipeline rolls every 15 s");
+    std::fs::write(&config, text).expect("config");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut server = Server::start(SLUICE, &config, free_port(), &[]).expect("start");
+    for round in 0..2u64 {
+        let plan = PostPlan { seed: 50 + round, concurrency: 1, rate: 150, ..PostPlan::new(&server.base_url, Api::Rest, "demo", 450) };
+        assert_eq!(rt.block_on(post(&plan)).expect("posted").failed_requests, 0);
+        if round == 0 {
+            server.kill9();
+            server = Server::start(SLUICE, &config, free_port(), &[]).expect("restart");
+        }
+    }
+    server.wait_caught_up(Duration::from_secs(120)).expect("caught up");
+    let landing = dir.path().join("data/landing");
+    let on_all: BTreeSet<i64> = {
+        let (pins, geos, users) = (ids(&landing, "pin"), ids(&landing, "geo"), ids(&landing, "user"));
+        pins.intersection(&geos).copied().filter(|i| users.contains(i)).collect()
+    };
+    assert!(on_all.len() > 300, "{} row ids on all three topics", on_all.len());
+    // The windows close once every input has been quiet for 10 s after the geo pipeline's last roll.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while windowed(&landing).values().sum::<i64>() < on_all.len() as i64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let moved = read_topic(&server.base_url, "posts-repartition");
+    assert!(server.terminate().expect("terminate"), "clean exit");
+    let mut joined: BTreeMap<i64, usize> = BTreeMap::new();
+    for (key, value) in &moved {
+        if key.as_slice() != b"!sluice.watermark" {
+            let row: Value = serde_json::from_slice(value).expect("a joined row");
+            *joined.entry(row["ind"].as_i64().expect("ind")).or_default() += 1;
+        }
+    }
+    let expired: Vec<Value> = json_lines(&landing.join("dead-letters/posts"))
+        .into_iter()
+        .filter(|d| {
+            d["kind"] == "unjoined"
+                && d["value"]
+                    .as_str()
+                    .and_then(|v| serde_json::from_str::<Value>(v).ok())
+                    .is_some_and(|v| v["ind"].as_i64().is_some_and(|i| on_all.contains(&i)))
+        })
+        .collect();
+    assert!(expired.is_empty(), "{} records of joinable ids expired, e.g. {}", expired.len(), expired[0]["reason"]);
     let twice: Vec<_> = joined.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(twice.is_empty(), "rows joined more than once: {twice:?}");
     assert_eq!(joined.keys().copied().collect::<BTreeSet<i64>>(), on_all, "every row id on all three topics joined, no other");

@@ -15,7 +15,7 @@
 //! | join | join, transforms, router into the repartition topic *or* table and output, actions on records |
 //! | windows | windows, table, output, actions on windows |
 
-use super::action::{ActionInput, ActionStage};
+use super::action::{ActionInput, ActionStage, Placed};
 use super::aggregate::{self, AggregateStage};
 use super::config::{PipelineConfig, TableFormat};
 use super::control::PipelineControl;
@@ -112,36 +112,13 @@ pub fn plan(part: &Part, with: Parts<'_>) -> anyhow::Result<Planned> {
     let name = &config.name;
     let (generation, stages) = control.chain();
     let (mut transforms, aggregate_version) = aggregate::split_stages(stages, config.aggregate.is_some());
-    let keyed = config.aggregate.is_some() || config.join.is_some();
     // Where keyed state is kept: the state directory, or the landing store when
     // the partitions may move between processes.
     let snapshots = |what: &str, shared: bool| match shared {
         true => Snapshots::in_store(store.clone(), what, name),
         false => Snapshots::under(control.state_dir(), what, name),
     };
-    let into_windows = |hops: &Hops, partitions: u32| -> anyhow::Result<Option<Repartition>> {
-        config
-            .aggregate
-            .as_ref()
-            .map(|a| Repartition::new(hops, name, hops.topic(&repartition::topic_name(name)), partitions, Keying::group(a), &config.watermark))
-            .transpose()
-    };
-    let (mut join, mut route, mut windows_shared, mut windows) = (None, None, false, false);
-    match (part, &config.join) {
-        (Part::Whole, _) if !keyed => {}
-        (Part::Router { hops, partitions }, Some(j)) => {
-            let topic = hops.topic(&repartition::join_topic_name(name));
-            let hop = Repartition::new(hops, name, topic, *partitions, Keying::join(j), &config.watermark)?;
-            route = Some(RouteStage::new(name, hop, "join"));
-        }
-        (Part::Router { hops, partitions }, None) if keyed => route = into_windows(hops, *partitions)?.map(|hop| RouteStage::new(name, hop, "aggregate")),
-        (Part::Join { hops, partitions }, Some(j)) => {
-            join = Some(JoinStage::new(name, j, snapshots("joins", hops.shared()), hops.shared()));
-            route = into_windows(hops, *partitions)?.map(|hop| RouteStage::new(name, hop, "aggregate"));
-        }
-        (Part::Windows { shared }, _) if config.aggregate.is_some() => (windows_shared, windows) = (*shared, true),
-        _ => anyhow::bail!("pipeline `{name}`: a {} worker does not fit the pipeline's config", part.name()),
-    }
+    let Keyed { join, route, windows } = keyed(part, config, &snapshots)?;
     // A join's router moves its input untransformed (the transforms run on the joined rows);
     // the windows fold what was transformed before them.
     let runs_transforms = !matches!((part, &config.join), (Part::Router { .. }, Some(_)) | (Part::Windows { .. }, _));
@@ -152,7 +129,10 @@ pub fn plan(part: &Part, with: Parts<'_>) -> anyhow::Result<Planned> {
         anyhow::bail!("pipeline `{name}`: `{}` is an aggregate component; name it in `[pipeline.aggregate]`, not in `transforms`", t.descriptor().name);
     }
     let aggregate = match (&config.aggregate, aggregate_version) {
-        (Some(a), Some(compiled)) if windows => Some(AggregateStage::new(name, a, compiled, snapshots("aggregates", windows_shared), windows_shared)?),
+        (Some(a), Some(compiled)) => match windows {
+            Some(shared) => Some(AggregateStage::new(name, a, compiled, snapshots("aggregates", shared), shared)?),
+            None => None,
+        },
         _ => None,
     };
     let last_kind = match &aggregate {
@@ -168,7 +148,7 @@ pub fn plan(part: &Part, with: Parts<'_>) -> anyhow::Result<Planned> {
     let actions = match part.actions(config) {
         Some(only) => {
             let first_stage = config.transforms.len() as u32 + u32::from(config.aggregate.is_some());
-            ActionStage::new(name, &config.actions, config.aggregate.is_some(), only, first_stage, control.registry(), control.state_dir(), stats)?
+            ActionStage::new(name, &config.actions, config.aggregate.is_some(), Placed { only, first_stage }, control.registry(), control.state_dir(), stats)?
         }
         None => None,
     };
@@ -196,6 +176,47 @@ pub fn plan(part: &Part, with: Parts<'_>) -> anyhow::Result<Planned> {
         stages.push(Box::new(a));
     }
     Ok(Planned { spec: SegmentSpec { pipeline: name.clone(), land_raw, table }, stages })
+}
+
+/// The keyed stages of a part: the join, the router into the next internal
+/// topic, and whether it runs the windows (with their state shared between
+/// processes or not).
+struct Keyed {
+    join: Option<JoinStage>,
+    route: Option<RouteStage>,
+    windows: Option<bool>,
+}
+
+fn keyed(part: &Part, config: &PipelineConfig, snapshots: &dyn Fn(&str, bool) -> Snapshots) -> anyhow::Result<Keyed> {
+    let name = &config.name;
+    let into_windows = |hops: &Hops, partitions: u32| -> anyhow::Result<Option<RouteStage>> {
+        config
+            .aggregate
+            .as_ref()
+            .map(|a| {
+                let hop = Repartition::new(hops, name, hops.topic(&repartition::topic_name(name)), partitions, Keying::group(a), &config.watermark)?;
+                Ok(RouteStage::new(name, hop, "aggregate"))
+            })
+            .transpose()
+    };
+    let keyed = config.aggregate.is_some() || config.join.is_some();
+    let none = Keyed { join: None, route: None, windows: None };
+    Ok(match (part, &config.join) {
+        (Part::Whole, _) if !keyed => none,
+        (Part::Router { hops, partitions }, Some(j)) => {
+            let topic = hops.topic(&repartition::join_topic_name(name));
+            let hop = Repartition::new(hops, name, topic, *partitions, Keying::join(j), &config.watermark)?;
+            Keyed { route: Some(RouteStage::new(name, hop, "join")), ..none }
+        }
+        (Part::Router { hops, partitions }, None) if keyed => Keyed { route: into_windows(hops, *partitions)?, ..none },
+        (Part::Join { hops, partitions }, Some(j)) => Keyed {
+            join: Some(JoinStage::new(name, j, snapshots("joins", hops.shared()), hops.shared())),
+            route: into_windows(hops, *partitions)?,
+            windows: None,
+        },
+        (Part::Windows { shared }, _) if config.aggregate.is_some() => Keyed { windows: Some(*shared), ..none },
+        _ => anyhow::bail!("pipeline `{name}`: a {} worker does not fit the pipeline's config", part.name()),
+    })
 }
 
 /// The table's Delta log, when the table is a Delta table.

@@ -16,6 +16,7 @@
 //! actions.
 
 pub mod config;
+mod stage;
 pub mod template;
 pub mod webhook;
 
@@ -23,12 +24,11 @@ pub use config::{ActionConfig, ActionInput};
 
 use super::land::Provenance;
 use super::snapshot::Snapshots;
-use super::stage::{Flow, Landing, Roll, Settled, Stage};
+use super::stage::Flow;
 use super::stats::{ActionStats, PipelineStats};
 use crate::position::PartitionId;
 use crate::runtime::registry::Registry;
 use crate::runtime::{CompiledTransform, TransformInstance};
-use crate::sink::DeadLetter;
 use crate::telemetry::metrics;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,11 +36,19 @@ use sluice_guest::{BatchBuf, BatchRef};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use template::Template;
-use webhook::{Delivery, Outcome, Request, Webhook};
+use webhook::{Request, Webhook};
 
 /// Dead-letter kinds of actions.
 pub const REFUSED: &str = "action_refused";
 pub const GAVE_UP: &str = "action_gave_up";
+
+/// Which of a pipeline's actions a worker runs, and how they are numbered.
+pub struct Placed {
+    /// Only those on records, or on windows (`None`: all of them).
+    pub only: Option<ActionInput>,
+    /// The stage number of the first action: the transforms, the aggregate, then the actions.
+    pub first_stage: u32,
+}
 
 /// The actions of one pipeline worker.
 pub struct ActionStage {
@@ -49,16 +57,7 @@ pub struct ActionStage {
     /// The stage number of the first action: the transforms, the aggregate, then the actions.
     first_stage: u32,
     /// Per partition, the deliveries of its last batch still on their way.
-    in_flight: BTreeMap<PartitionId, Vec<InFlight>>,
-}
-
-/// One action's requests of one batch, on their way.
-struct InFlight {
-    action: usize,
-    delivery: Delivery,
-    /// Per request, the dead letter each action it carries becomes if the
-    /// request is refused or given up on (kind and reason filled in then).
-    letters: Vec<Vec<(String, DeadLetter)>>,
+    in_flight: BTreeMap<PartitionId, Vec<stage::InFlight>>,
 }
 
 struct Action {
@@ -100,8 +99,7 @@ impl ActionStage {
         pipeline: &str,
         configs: &[ActionConfig],
         aggregates: bool,
-        only: Option<ActionInput>,
-        first_stage: u32,
+        placed: Placed,
         registry: &Registry,
         state_dir: &std::path::Path,
         stats: &PipelineStats,
@@ -109,6 +107,7 @@ impl ActionStage {
         if configs.is_empty() {
             return Ok(None);
         }
+        let Placed { only, first_stage } = placed;
         let mut actions = Vec::new();
         for (index, c) in configs.iter().enumerate() {
             if only.is_some_and(|o| o != c.input(aggregates)) {
@@ -150,7 +149,7 @@ impl ActionStage {
 
     /// Detect the actions of one batch of partition `p` and start delivering
     /// them. Rows the detector refuses are dead letters at once.
-    fn detect(&mut self, flow: &mut Flow<'_>) -> Vec<InFlight> {
+    fn detect(&mut self, flow: &mut Flow<'_>) -> Vec<stage::InFlight> {
         let p = flow.partition;
         let from = flow.from();
         let offsets = &flow.fetched.offsets;
@@ -213,111 +212,10 @@ impl ActionStage {
                         .collect()
                 })
                 .collect();
-            started.push(InFlight { action: k, delivery: a.webhook.start(requests, flow.stopping), letters });
+            started.push(stage::InFlight { action: k, delivery: a.webhook.start(requests, flow.stopping), letters });
         }
         flow.late.extend(refused);
         started
-    }
-
-    /// The outcomes of finished deliveries as dead letters (refused, given
-    /// up on); an error when the worker stopped before every action was acknowledged.
-    fn outcomes(&self, done: Vec<InFlight>) -> anyhow::Result<Vec<DeadLetter>> {
-        let mut dead = Vec::new();
-        let mut stopped = None;
-        for flight in done {
-            let a = &self.actions[flight.action];
-            for (outcome, letters) in flight.delivery.outcomes().into_iter().zip(flight.letters) {
-                let (kind, reason) = match outcome {
-                    Outcome::Delivered { .. } => continue,
-                    Outcome::Stopped => {
-                        stopped = Some(a.config.name.clone());
-                        continue;
-                    }
-                    Outcome::Refused { status, body } => (REFUSED, format!("the webhook refused the action with HTTP {status}: {body}")),
-                    Outcome::GaveUp { attempts, last } => (GAVE_UP, format!("gave up after {attempts} attempts over give_up_after_ms: {last}")),
-                };
-                let label = if kind == REFUSED { "refused" } else { "gave_up" };
-                metrics().action_failed.with_label_values(&[&self.pipeline, &a.config.name, label]).inc_by(letters.len() as u64);
-                for (key, mut d) in letters {
-                    a.stats.dead_lettered(&reason);
-                    d.kind = kind.to_owned();
-                    d.reason = format!("{reason} (Idempotency-Key {key})");
-                    dead.push(d);
-                }
-            }
-        }
-        if let Some(action) = stopped {
-            anyhow::bail!(
-                "stopping before the webhook of action `{action}` acknowledged every action of the batch; they are delivered again (same Idempotency-Key) after the restart"
-            );
-        }
-        Ok(dead)
-    }
-}
-
-impl Stage for ActionStage {
-    fn name(&self) -> &'static str {
-        "actions"
-    }
-
-    /// Load each window action's previous rows of `p` as of `committed`.
-    fn open(&mut self, p: &PartitionId, committed: u64) -> anyhow::Result<()> {
-        if let Some(flights) = self.in_flight.remove(p) {
-            // Rewound with deliveries on their way: they are delivered again with the same keys.
-            drop(flights);
-        }
-        for a in self.actions.iter_mut().filter(|a| a.input == ActionInput::Windows) {
-            let groups = a.snapshots.load::<Groups>(p, committed)?.map(|(_, g)| g).unwrap_or_default();
-            a.previous.insert(p.clone(), groups);
-        }
-        Ok(())
-    }
-
-    fn process(&mut self, flow: &mut Flow<'_>) -> anyhow::Result<()> {
-        let started = self.detect(flow);
-        if !started.is_empty() {
-            self.in_flight.insert(flow.partition.clone(), started);
-        }
-        // The detectors' refusals land with the batch.
-        let late = std::mem::take(&mut flow.late);
-        flow.landing.dead_letters(&late)?;
-        Ok(())
-    }
-
-    /// Done once every delivery of the partition's last batch is: their dead letters land then.
-    fn settle(&mut self, p: &PartitionId, landing: &mut Landing<'_>) -> anyhow::Result<Settled> {
-        let Some(flights) = self.in_flight.get(p) else { return Ok(Settled::Done) };
-        if !flights.iter().all(|f| f.delivery.is_finished()) {
-            return Ok(Settled::Busy);
-        }
-        let done = self.in_flight.remove(p).unwrap_or_default();
-        let dead = self.outcomes(done)?;
-        landing.dead_letters(&dead)?;
-        Ok(Settled::Done)
-    }
-
-    /// Save the previous rows of `p` as of the roll's end (before it is committed).
-    fn land(&mut self, roll: &Roll<'_>) -> anyhow::Result<()> {
-        for a in self.actions.iter().filter(|a| a.input == ActionInput::Windows) {
-            let empty = Groups::new();
-            a.snapshots.save(roll.partition, roll.intent.end, a.previous.get(roll.partition).unwrap_or(&empty))?;
-        }
-        Ok(())
-    }
-
-    /// `offset` of `p` is committed: older snapshots can go.
-    fn committed(&mut self, p: &PartitionId, offset: u64) -> anyhow::Result<()> {
-        for a in self.actions.iter().filter(|a| a.input == ActionInput::Windows) {
-            a.snapshots.prune(p, offset).map_err(|e| e.context("deleting old action snapshots (they are ignored)"))?;
-        }
-        Ok(())
-    }
-
-    fn forget(&mut self, p: &PartitionId) {
-        self.in_flight.remove(p);
-        for a in &mut self.actions {
-            a.previous.remove(p);
-        }
     }
 }
 

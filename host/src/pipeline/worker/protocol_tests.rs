@@ -400,7 +400,7 @@ fn receiver() -> (String, Arc<Mutex<(u64, u64)>>) {
 
 #[test]
 fn a_webhook_retrying_for_one_partition_holds_back_only_that_partition() {
-    use crate::pipeline::action::ActionStage;
+    use crate::pipeline::action::{ActionStage, Placed};
     let dir = tempfile::tempdir().expect("tempdir");
     let (url, counts) = receiver();
     let action: crate::pipeline::action::ActionConfig = toml::from_str(&format!(
@@ -411,7 +411,9 @@ fn a_webhook_retrying_for_one_partition_holds_back_only_that_partition() {
     let runtime = Runtime::new(SandboxLimits::default(), None).expect("runtime");
     let registry = Arc::new(Registry::open(runtime, dir.path().join("transforms")).expect("registry"));
     let stats = Arc::new(PipelineStats::default());
-    let actions = ActionStage::new("protocol", &[action], false, None, 0, &registry, &dir.path().join("state"), &stats).expect("actions").expect("an action");
+    let actions = ActionStage::new("protocol", &[action], false, Placed { only: None, first_stage: 0 }, &registry, &dir.path().join("state"), &stats)
+        .expect("actions")
+        .expect("an action");
     let control = PipelineControl::load("protocol", &[], registry, AutoRollbackConfig::default(), &dir.path().join("state")).expect("control");
     let config = PipelineConfig {
         name: "protocol".into(),
