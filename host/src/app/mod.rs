@@ -9,7 +9,7 @@ mod launcher;
 pub use launcher::Launcher;
 
 use crate::admin::{self, AdminState};
-use crate::config::Config;
+use crate::config::{Config, tokens};
 use crate::consume::{self, ConsumeFrom, ConsumeState, EmbeddedGroups, KafkaGroups, KinesisReads};
 use crate::ingest::{self, IngestState};
 use crate::ingest::{KafkaProducer, KinesisProducer};
@@ -49,12 +49,11 @@ pub struct RunningApp {
     destination: ingest::Destination,
 }
 
-/// The admin token kept at `path`, created (random, owner-only) on first use.
+/// The admin token kept at `path`, created (random, owner-only) when the file
+/// is missing or empty; a file holding a token that breaks the rule is refused.
 fn generated_token(path: &std::path::Path) -> anyhow::Result<String> {
-    if let Ok(t) = std::fs::read_to_string(path)
-        && t.trim().len() >= 16
-    {
-        return Ok(t.trim().to_owned());
+    if let Some(token) = tokens::from_file(path).map_err(anyhow::Error::msg)? {
+        return Ok(token);
     }
     use rand::TryRngCore;
     let mut bytes = [0u8; 24];
@@ -147,6 +146,8 @@ fn job_runner(
 impl RunningApp {
     /// Start everything the config describes. Call from inside a tokio runtime.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        // Before anything starts: a token refused here must not leave pipelines running.
+        let chosen = config.server.tokens(&config.data_dir, |var| std::env::var_os(var)).map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
         let runtime = Runtime::new(config.sandbox.clone(), Some(config.data_dir.join("compiled")))?;
         let log = EmbeddedLog::open(&config.data_dir.join("log.redb"), &config.log)?;
@@ -169,10 +170,10 @@ impl RunningApp {
         }
         let retention = spawn_retention(log.clone());
 
-        let server = config.server.clone().with_env();
-        let admin_token: Arc<str> = match &server.admin_token {
+        let server = &config.server;
+        let admin_token: Arc<str> = match &chosen.admin {
             Some(t) => Arc::from(t.as_str()),
-            None => Arc::from(generated_token(&config.data_dir.join("admin.token"))?.as_str()),
+            None => Arc::from(generated_token(&config.data_dir.join(tokens::ADMIN_TOKEN_FILE))?.as_str()),
         };
         let dyn_store = store.clone();
         let manager: Arc<dyn PipelineManager> = launcher.clone();
@@ -184,7 +185,7 @@ impl RunningApp {
         let consume_expiry = consume::spawn_expiry(consumers.clone());
         // Producing and consuming share the token rules: open, or the ingest token.
         let mut ingest_routes = ingest::router(IngestState::new(destination.clone(), config.ingest.clone())).merge(consume::router(consumers));
-        if let Some(t) = &server.ingest_token {
+        if let Some(t) = &chosen.ingest {
             ingest_routes = ingest_routes.layer(axum::middleware::from_fn_with_state(Arc::<str>::from(t.as_str()), crate::admin::require_token));
         }
         let mut page = admin::status_page(admin_state.clone());

@@ -43,6 +43,8 @@ pub async fn wait_for_signal() -> anyhow::Result<()> {
 
 pub fn check_config(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = Config::load(&path)?;
+    // The environment's tokens too: this runs where the service runs (systemd's ExecStartPre).
+    config.server.tokens(&config.data_dir, |var| std::env::var_os(var)).map_err(anyhow::Error::msg)?;
     println!(
         "{}: valid — {} topic(s), {} pipeline(s), landing in {}",
         path.display(),
