@@ -21,6 +21,7 @@ pub mod webhook;
 
 pub use config::{ActionConfig, ActionInput};
 
+use super::invalid::InvalidPipeline;
 use super::land::Provenance;
 use super::snapshot::Snapshots;
 use super::stage::{Flow, Landing, Roll, Settled, Stage};
@@ -117,7 +118,7 @@ impl ActionStage {
             let (component, when) = c.component();
             let version = registry
                 .default_version(component)
-                .map_err(|e| anyhow::anyhow!("pipeline `{pipeline}`, action `{}`: detector `{}`: {e}", c.name, c.detector))?;
+                .map_err(|e| InvalidPipeline(format!("pipeline `{pipeline}`, action `{}`: detector `{}`: {e}", c.name, c.detector)))?;
             let compiled = registry.compiled(&version)?;
             let template = c
                 .webhook
@@ -125,7 +126,7 @@ impl ActionStage {
                 .as_deref()
                 .map(Template::parse)
                 .transpose()
-                .map_err(|e| anyhow::anyhow!("pipeline `{pipeline}`, action `{}`: webhook.body: {e}", c.name))?;
+                .map_err(|e| InvalidPipeline(format!("pipeline `{pipeline}`, action `{}`: webhook.body: {e}", c.name)))?;
             let status = stats.action(&c.name);
             metrics().init_action(pipeline, &c.name);
             actions.push(Action {
