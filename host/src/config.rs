@@ -74,8 +74,26 @@ pub struct ServerConfig {
     /// Serve `/metrics` without a token (as Prometheus scrapes expect).
     pub public_metrics: bool,
     /// Also serve `/metrics` (only) on this address, e.g. to expose it on a
-    /// network the rest of the API is not on.
+    /// network the rest of the API is not on. Always plain HTTP.
     pub metrics_listen: Option<SocketAddr>,
+    /// `[server.tls]`: serve `listen` over HTTPS. Unset: plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: HTTPS on the listener (ingest, consumer and admin APIs,
+/// status page, health), with a certificate and key read from PEM files. On
+/// SIGHUP both files are read again and new connections get the new
+/// certificate; the listener and open connections stay. A new pair that does
+/// not load (a missing file, a key that is not the certificate's) is logged and
+/// the previous pair kept.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain: the server's certificate first,
+    /// then any intermediates.
+    pub cert: PathBuf,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +105,7 @@ impl Default for ServerConfig {
             public_status_page: true,
             public_metrics: true,
             metrics_listen: None,
+            tls: None,
         }
     }
 }

@@ -23,6 +23,15 @@ impl Server {
         Ok(server)
     }
 
+    /// As [`Server::start`], for a config with `[server.tls]`: `client` must
+    /// trust the certificate the server starts with.
+    pub fn start_https(exe: &str, config: &Path, port: u16, env: &[(&str, &str)], client: &reqwest::blocking::Client) -> anyhow::Result<Server> {
+        let child = serve(exe, config, port, env).stderr(Stdio::inherit()).spawn().context("spawning sluice")?;
+        let server = Server { child: Some(child), base_url: format!("https://127.0.0.1:{port}") };
+        server.wait_healthy(client, Duration::from_secs(60))?;
+        Ok(server)
+    }
+
     fn wait_healthy(&self, client: &reqwest::blocking::Client, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -56,6 +65,17 @@ impl Server {
             libc::kill(c.id() as i32, libc::SIGTERM);
         }
         Ok(c.wait()?.success())
+    }
+
+    /// SIGHUP: reload the TLS certificate.
+    pub fn hangup(&self) {
+        if let Some(c) = &self.child {
+            #[allow(unsafe_code)]
+            // SAFETY: sending a signal to our own child process by its pid.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGHUP);
+            }
+        }
     }
 
     /// Wait for the process to exit by itself (e.g. a crash plan aborted it).
