@@ -78,6 +78,11 @@ async fn pipelines_come_and_go_through_the_api_and_survive_a_restart() {
             422,
             "action `a`: detector `nope`",
         ),
+        (
+            "name = \"x\"\ntopics = [\"t.geo\"]\ntransforms = [\"clean-geo\"]\ntable = { name = \"x\" }\n[[action]]\nname = \"a\"\ndetector = \"match\"\nwhen = { field = \"country\", any_of = [\"Chad\"] }\nwebhook = { url = \"http://127.0.0.1:9/\", headers = { \"bad header\" = \"v\" } }\n",
+            422,
+            "action `a`: webhook header name `bad header`",
+        ),
     ];
     for (body, status, msg) in bad {
         let (s, r) = admin(&app, Method::POST, "/api/v1/pipelines", body).await;

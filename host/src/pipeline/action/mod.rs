@@ -31,6 +31,7 @@ use crate::runtime::registry::Registry;
 use crate::runtime::{CompiledTransform, TransformInstance};
 use crate::sink::DeadLetter;
 use crate::telemetry::metrics;
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_guest::{BatchBuf, BatchRef};
@@ -136,7 +137,7 @@ impl ActionStage {
                 compiled,
                 when: serde_json::to_string(&when)?,
                 template,
-                webhook: Webhook::new(pipeline, &c.name, &c.webhook, status.clone()).map_err(|e| anyhow::anyhow!("pipeline `{pipeline}`: {e:#}"))?,
+                webhook: Webhook::new(pipeline, &c.name, &c.webhook, status.clone()).with_context(|| format!("pipeline `{pipeline}`"))?,
                 stats: status,
                 previous: BTreeMap::new(),
                 snapshots: Snapshots::under(state_dir, "actions", &format!("{pipeline}/{}", c.name)),
