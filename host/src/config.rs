@@ -16,6 +16,9 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use tokens::TokenRole;
+
+pub mod tokens;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -53,12 +56,15 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address to listen on. Port 0 picks a free port (printed at start).
     pub listen: SocketAddr,
-    /// Bearer token of the admin API. The environment variable SLUICE_ADMIN_TOKEN
-    /// overrides it. Unset: a random token is generated once and kept in
-    /// `<data_dir>/admin.token` (readable by the owner only).
+    /// Bearer token of the admin API: at least 16 visible ASCII characters
+    /// (surrounding whitespace is not part of it). The environment variable
+    /// SLUICE_ADMIN_TOKEN overrides it, held to the same rule: set but empty or
+    /// short, sluice refuses to start. Unset: a random token is generated once
+    /// and kept in `<data_dir>/admin.token` (readable by the owner only).
     pub admin_token: Option<String>,
-    /// Bearer token the ingest routes require (SLUICE_INGEST_TOKEN overrides).
-    /// Unset: ingest is open, as the Kafka REST Proxy is by default.
+    /// Bearer token the ingest and consumer routes require, by the same rule
+    /// (SLUICE_INGEST_TOKEN overrides). Unset: ingest is open, as the Kafka
+    /// REST Proxy is by default.
     pub ingest_token: Option<String>,
     /// Serve the status page at `/` without a token (it shows counts and
     /// versions, no data), and the latest report summary at `/reports` (the
@@ -68,8 +74,26 @@ pub struct ServerConfig {
     /// Serve `/metrics` without a token (as Prometheus scrapes expect).
     pub public_metrics: bool,
     /// Also serve `/metrics` (only) on this address, e.g. to expose it on a
-    /// network the rest of the API is not on.
+    /// network the rest of the API is not on. Always plain HTTP.
     pub metrics_listen: Option<SocketAddr>,
+    /// `[server.tls]`: serve `listen` over HTTPS. Unset: plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: HTTPS on the listener (ingest, consumer and admin APIs,
+/// status page, health), with a certificate and key read from PEM files. On
+/// SIGHUP both files are read again and new connections get the new
+/// certificate; the listener and open connections stay. A new pair that does
+/// not load (a missing file, a key that is not the certificate's) is logged and
+/// the previous pair kept.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain: the server's certificate first,
+    /// then any intermediates.
+    pub cert: PathBuf,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -81,20 +105,31 @@ impl Default for ServerConfig {
             public_status_page: true,
             public_metrics: true,
             metrics_listen: None,
+            tls: None,
         }
     }
 }
 
+/// The bearer tokens the listener requires, from the config file and the
+/// environment, each held to the one rule of [`tokens`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChosenTokens {
+    /// `None`: use (or generate) the token file `<data_dir>/admin.token`.
+    pub admin: Option<String>,
+    /// `None`: the ingest routes are open.
+    pub ingest: Option<String>,
+}
+
 impl ServerConfig {
-    /// Apply the environment overrides for secrets.
-    pub fn with_env(mut self) -> Self {
-        if let Ok(t) = std::env::var("SLUICE_ADMIN_TOKEN") {
-            self.admin_token = Some(t);
-        }
-        if let Ok(t) = std::env::var("SLUICE_INGEST_TOKEN") {
-            self.ingest_token = Some(t);
-        }
-        self
+    /// The tokens to use: SLUICE_ADMIN_TOKEN and SLUICE_INGEST_TOKEN (looked
+    /// up with `env`) over the config file's. A variable that is set but
+    /// breaks the rule is refused, named, rather than ignored or obeyed.
+    pub fn tokens(&self, data_dir: &Path, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<ChosenTokens, String> {
+        let choose = |role: TokenRole, configured: &Option<String>| -> Result<Option<String>, String> {
+            let configured = configured.as_deref().map(|t| tokens::from_config(role, t, data_dir)).transpose()?;
+            tokens::resolve(role, configured.as_deref(), env(role.env_var()), data_dir)
+        };
+        Ok(ChosenTokens { admin: choose(TokenRole::Admin, &self.admin_token)?, ingest: choose(TokenRole::Ingest, &self.ingest_token)? })
     }
 }
 
@@ -169,9 +204,9 @@ impl Config {
                 return Err("landing: give `dir` or `s3`, not both".into());
             }
         }
-        for (key, token) in [("server.admin_token", &self.server.admin_token), ("server.ingest_token", &self.server.ingest_token)] {
-            if token.as_ref().is_some_and(|t| t.len() < 16) {
-                return Err(format!("{key} must be at least 16 characters"));
+        for (role, token) in [(TokenRole::Admin, &self.server.admin_token), (TokenRole::Ingest, &self.server.ingest_token)] {
+            if let Some(t) = token {
+                tokens::from_config(role, t, &self.data_dir)?;
             }
         }
         if let Some(k) = &self.kafka {
@@ -340,6 +375,20 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
     }
 
     #[test]
+    fn the_environment_tokens_override_the_file_and_are_refused_by_name_when_empty() {
+        let c = Config::parse(&GOOD.replace("[log]", "[server]\nadmin_token = \"from-the-config-file\"\n[log]")).expect("valid");
+        let env = |vars: &'static [(&'static str, &'static str)]| move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).into());
+        let chosen = c.server.tokens(&c.data_dir, env(&[])).expect("no variables");
+        assert_eq!((chosen.admin.as_deref(), chosen.ingest), (Some("from-the-config-file"), None));
+        let chosen = c.server.tokens(&c.data_dir, env(&[("SLUICE_INGEST_TOKEN", "ingest-token-from-env")])).expect("valid");
+        assert_eq!(chosen.ingest.as_deref(), Some("ingest-token-from-env"));
+        let err = c.server.tokens(&c.data_dir, env(&[("SLUICE_ADMIN_TOKEN", "")])).unwrap_err();
+        assert!(err.starts_with("SLUICE_ADMIN_TOKEN is set but empty: unset it to use server.admin_token from the config file"), "{err}");
+        let err = Config::parse(GOOD).expect("valid").server.tokens(Path::new("/d"), env(&[("SLUICE_INGEST_TOKEN", "short")])).unwrap_err();
+        assert!(err.starts_with("SLUICE_INGEST_TOKEN is 5 character(s) long"), "{err}");
+    }
+
+    #[test]
     fn a_kinesis_section_makes_pipelines_read_kinesis() {
         let c = Config::parse(
             &GOOD
@@ -412,6 +461,8 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
             ),
             (GOOD.replace("[log]", "[consume]\nfrom = \"kafka\"\n[log]"), "consume.from is `kafka` but there is no [kafka] section"),
             (GOOD.replace("[log]", "[consume]\ninstance_timeout_ms = 5\n[log]"), "consume.instance_timeout_ms must be at least 1000"),
+            (GOOD.replace("[log]", "[server]\nadmin_token = \"\"\n[log]"), "server.admin_token is set but empty: remove it to use the generated token in"),
+            (GOOD.replace("[log]", "[server]\ningest_token = \"too-short\"\n[log]"), "server.ingest_token is 9 character(s) long"),
         ];
         for (text, want) in cases {
             let err = Config::parse(&text).unwrap_err().to_string();

@@ -17,21 +17,23 @@ impl Server {
     /// Start `<exe> serve --config <config>` with extra environment, and wait until it answers.
     /// `exe` is `env!("CARGO_BIN_EXE_sluice-under-test")`, which cargo defines for integration tests only.
     pub fn start(exe: &str, config: &Path, port: u16, env: &[(&str, &str)]) -> anyhow::Result<Server> {
-        let mut cmd = Command::new(exe);
-        cmd.args(["serve", "--config"]).arg(config).args(["--listen", &format!("127.0.0.1:{port}")]);
-        cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().context("spawning sluice")?;
+        let child = serve(exe, config, port, env).stderr(Stdio::inherit()).spawn().context("spawning sluice")?;
         let server = Server { child: Some(child), base_url: format!("http://127.0.0.1:{port}") };
-        server.wait_healthy(Duration::from_secs(60))?;
+        server.wait_healthy(&reqwest::blocking::Client::new(), Duration::from_secs(60))?;
         Ok(server)
     }
 
-    fn wait_healthy(&self, timeout: Duration) -> anyhow::Result<()> {
+    /// As [`Server::start`], for a config with `[server.tls]`: `client` must
+    /// trust the certificate the server starts with.
+    pub fn start_https(exe: &str, config: &Path, port: u16, env: &[(&str, &str)], client: &reqwest::blocking::Client) -> anyhow::Result<Server> {
+        let child = serve(exe, config, port, env).stderr(Stdio::inherit()).spawn().context("spawning sluice")?;
+        let server = Server { child: Some(child), base_url: format!("https://127.0.0.1:{port}") };
+        server.wait_healthy(client, Duration::from_secs(60))?;
+        Ok(server)
+    }
+
+    fn wait_healthy(&self, client: &reqwest::blocking::Client, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
-        let client = reqwest::blocking::Client::new();
         while Instant::now() < deadline {
             if client.get(format!("{}/health", self.base_url)).send().is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
@@ -63,6 +65,17 @@ impl Server {
             libc::kill(c.id() as i32, libc::SIGTERM);
         }
         Ok(c.wait()?.success())
+    }
+
+    /// SIGHUP: reload the TLS certificate.
+    pub fn hangup(&self) {
+        if let Some(c) = &self.child {
+            #[allow(unsafe_code)]
+            // SAFETY: sending a signal to our own child process by its pid.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGHUP);
+            }
+        }
     }
 
     /// Wait for the process to exit by itself (e.g. a crash plan aborted it).
@@ -104,6 +117,40 @@ impl Server {
             .and_then(|r| r.json::<Value>())
             .map_or(0, |s| s[pipeline]["partitions"].as_array().map_or(0, Vec::len))
     }
+}
+
+/// The command line of `<exe> serve`, its log at `warn`.
+fn serve(exe: &str, config: &Path, port: u16, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.args(["serve", "--config"]).arg(config).args(["--listen", &format!("127.0.0.1:{port}")]);
+    cmd.env("RUST_LOG", "warn").stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Start `<exe> serve` expecting it to refuse: its standard error once it has
+/// exited with a failure. An error if it starts (still running after
+/// `timeout`) or exits successfully.
+pub fn refused_start(exe: &str, config: &Path, port: u16, env: &[(&str, &str)], timeout: Duration) -> anyhow::Result<String> {
+    let mut child = serve(exe, config, port, env).stderr(Stdio::piped()).spawn().context("spawning sluice")?;
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("sluice was still running after {timeout:?}: it did not refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().context("stderr")?, &mut stderr)?;
+    anyhow::ensure!(!status.success(), "sluice exited successfully; stderr: {stderr}");
+    Ok(stderr)
 }
 
 impl Drop for Server {

@@ -40,6 +40,15 @@ async fn pipelines_come_and_go_through_the_api_and_survive_a_restart() {
     let app = RunningApp::start(&config(dir.path())).await.expect("start");
     use reqwest::Method;
 
+    // A transform whose output kind ("any") has no built-in schema.
+    let uploaded = reqwest::Client::new()
+        .put(format!("http://{}/api/v1/transforms/hostile", app.addr))
+        .bearer_auth("a-test-token-long-enough")
+        .body(sluice::runtime::testing::HOSTILE_WASM.to_vec())
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(uploaded.status().as_u16(), 201);
     let bad = [
         ("name = \"x\"\ntopics = [\"t.nope\"]\nland_raw = true\n", 422, "reads topic `t.nope`, which is not in log.topics"),
         ("name = \"x\"\ntopics = [\"t.geo\"]\ntransforms = [\"clean-nothing\"]\nland_raw = true\n", 422, "no transform named `clean-nothing`"),
@@ -47,6 +56,33 @@ async fn pipelines_come_and_go_through_the_api_and_survive_a_restart() {
         ("name = \"x\"\ntopcs = []\n", 422, "unknown field `topcs`"),
         ("{\"name\": 5}", 422, "pipeline definition (JSON)"),
         ("name = \"pin\"\ntopics = [\"t.geo\"]\nland_raw = true\n", 409, "already exists"),
+        // Found wrong only when the pipeline is built: still the definition's fault, answered 422.
+        (
+            "name = \"x\"\ntopics = [\"t.geo\"]\ntransforms = [\"hostile\"]\ntable = { name = \"x\" }\n",
+            422,
+            "table `x` needs a schema for Parquet, Delta or partitioning; the output kind \"any\" has no built-in one, so give table.columns",
+        ),
+        (
+            "name = \"x\"\ntopics = [\"t.geo\"]\ntransforms = [\"clean-geo\"]\ntable = { name = \"x\", schema = \"no-such-kind\" }\n",
+            422,
+            "the output kind \"no-such-kind\" has no built-in one",
+        ),
+        (
+            "name = \"x\"\ntopics = [\"t.geo\"]\ntransforms = [\"clean-geo\"]\ntable = { name = \"x\", partition_by = \"nope\" }\n",
+            422,
+            "table.partition_by `nope` is not a column of the table",
+        ),
+        ("name = \"x\"\ntopics = [\"t.geo\"]\ntransforms = [\"count-posts\"]\ntable = { name = \"x\" }\n", 422, "`count-posts` is an aggregate component"),
+        (
+            "name = \"x\"\ntopics = [\"t.geo\"]\ntransforms = [\"clean-geo\"]\ntable = { name = \"x\" }\n[[action]]\nname = \"a\"\ndetector = \"nope\"\nwebhook = { url = \"http://127.0.0.1:9/\" }\n",
+            422,
+            "action `a`: detector `nope`",
+        ),
+        (
+            "name = \"x\"\ntopics = [\"t.geo\"]\ntransforms = [\"clean-geo\"]\ntable = { name = \"x\" }\n[[action]]\nname = \"a\"\ndetector = \"match\"\nwhen = { field = \"country\", any_of = [\"Chad\"] }\nwebhook = { url = \"http://127.0.0.1:9/\", headers = { \"bad header\" = \"v\" } }\n",
+            422,
+            "action `a`: webhook header name `bad header`",
+        ),
     ];
     for (body, status, msg) in bad {
         let (s, r) = admin(&app, Method::POST, "/api/v1/pipelines", body).await;
@@ -74,6 +110,15 @@ async fn pipelines_come_and_go_through_the_api_and_survive_a_restart() {
 
     let (s, r) = admin(&app, Method::PUT, "/api/v1/pipelines/geo", "name = \"other\"\ntopics = [\"t.geo\"]\nland_raw = true\n").await;
     assert_eq!(s, 422, "{r}");
+    // A replacement that cannot be built is refused; the running definition stays, and runs.
+    let (s, r) = admin(&app, Method::PUT, "/api/v1/pipelines/geo", &format!("{GEO}table = {{ name = \"geo\", partition_by = \"nope\" }}\n")).await;
+    assert_eq!(s, 422, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap_or_default().contains("table.partition_by `nope`"), "{r}");
+    let (s, r) = admin(&app, Method::GET, "/api/v1/pipelines/geo", "").await;
+    assert_eq!((s, &r["table"]), (200, &json!("geo")), "{r}");
+    post_geo(&app, 600, 100).await;
+    assert!(app.wait_caught_up(Duration::from_secs(60)).await);
+    assert_eq!(raw_lines(&landing), 700, "the previous definition runs again");
     let (s, r) = admin(&app, Method::DELETE, "/api/v1/pipelines/pin", "").await;
     assert_eq!(s, 409, "{r}");
     assert!(r["error"]["message"].as_str().unwrap_or_default().contains("defined in the config file"));

@@ -11,7 +11,7 @@ mod page;
 mod pipelines;
 mod transforms;
 
-pub use auth::{constant_time_eq, require_token};
+pub use auth::{require_token, token_matches};
 pub use error::ApiError;
 
 use crate::pipeline::manager::{PipelineHandle, PipelineManager};

@@ -115,6 +115,17 @@ async fn every_admin_route_requires_the_token() {
 }
 
 #[tokio::test]
+async fn no_request_matches_an_empty_expected_token() {
+    // The start refuses empty tokens; the middleware does not rely on it.
+    let f = fixture();
+    let open_by_mistake = router(f.state.clone(), Arc::from(""));
+    for token in [None, Some("")] {
+        let (status, body) = call(&open_by_mistake, Method::GET, "/api/v1/pipelines", token, Body::empty()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn every_documented_route_is_served_and_no_bad_input_gets_a_500() {
     let f = fixture();
     let doc = openapi::build();

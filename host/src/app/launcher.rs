@@ -342,8 +342,12 @@ impl PipelineManager for Launcher {
             return Err(ManageError::Conflict(format!("pipeline `{}` already exists; PUT /api/v1/pipelines/{} replaces it", p.name, p.name)));
         }
         self.check(&p)?;
-        self.save(&p)?;
-        let handle = self.launch(&p).map_err(ManageError::from)?;
+        // Kept only once it runs: a definition that cannot start must not come back at the next start.
+        let handle = self.launch(&p).map_err(launch_error)?;
+        if let Err(e) = self.save(&p) {
+            self.stop(&p.name)?;
+            return Err(e);
+        }
         tracing::info!(pipeline = %p.name, "pipeline created through the admin API");
         Ok(handle)
     }
@@ -354,9 +358,24 @@ impl PipelineManager for Launcher {
             return Err(ManageError::Conflict(format!("pipeline `{}` is defined in the config file; change it there", p.name)));
         }
         self.check(&p)?;
+        let old = self.get(&p.name).map(|h| h.config);
         self.stop(&p.name)?;
-        self.save(&p)?;
-        let handle = self.launch(&p).map_err(ManageError::from)?;
+        // The new definition is kept only once it runs; if it cannot start,
+        // the old one starts again from where it stopped.
+        let started = self.launch(&p).map_err(launch_error).and_then(|handle| match self.save(&p) {
+            Ok(()) => Ok(handle),
+            Err(e) => self.stop(&p.name).and(Err(e)),
+        });
+        let handle = match (started, old) {
+            (Ok(handle), _) => handle,
+            (Err(e), Some(old)) => {
+                if let Err(again) = self.launch(&old) {
+                    tracing::error!(pipeline = %p.name, error = %format!("{again:#}"), "the previous definition did not start again either");
+                }
+                return Err(e);
+            }
+            (Err(e), None) => return Err(e),
+        };
         tracing::info!(pipeline = %p.name, "pipeline replaced through the admin API");
         Ok(handle)
     }
@@ -374,6 +393,12 @@ impl PipelineManager for Launcher {
         tracing::info!(pipeline = %name, "pipeline deleted through the admin API");
         Ok(())
     }
+}
+
+/// Why a pipeline did not start: the definition's fault (answered 422, with
+/// what to change) or the appliance's (answered 500).
+fn launch_error(e: anyhow::Error) -> ManageError {
+    if pipeline::invalid::is_invalid(&e) { ManageError::Invalid(format!("{e:#}")) } else { ManageError::from(e) }
 }
 
 /// Names of the pipelines a launcher runs (for start-up checks).

@@ -5,11 +5,12 @@
 
 mod health;
 mod launcher;
+mod tls;
 
 pub use launcher::Launcher;
 
 use crate::admin::{self, AdminState};
-use crate::config::Config;
+use crate::config::{Config, tokens};
 use crate::consume::{self, ConsumeFrom, ConsumeState, EmbeddedGroups, KafkaGroups, KinesisReads};
 use crate::ingest::{self, IngestState};
 use crate::ingest::{KafkaProducer, KinesisProducer};
@@ -35,6 +36,8 @@ use std::time::Duration;
 
 pub struct RunningApp {
     pub addr: SocketAddr,
+    /// Whether the listener speaks HTTPS (`[server.tls]`).
+    pub https: bool,
     /// The admin API's bearer token.
     pub admin_token: Arc<str>,
     pub log: Arc<EmbeddedLog>,
@@ -42,6 +45,9 @@ pub struct RunningApp {
     launcher: Arc<Launcher>,
     server_stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Reloads the TLS certificate on SIGHUP (with `[server.tls]` only: without
+    /// it SIGHUP keeps its default meaning).
+    certificate_reload: Option<tokio::task::JoinHandle<()>>,
     retention: tokio::task::JoinHandle<()>,
     schedule: Vec<tokio::task::JoinHandle<()>>,
     metrics_server: Option<tokio::task::JoinHandle<()>>,
@@ -49,12 +55,11 @@ pub struct RunningApp {
     destination: ingest::Destination,
 }
 
-/// The admin token kept at `path`, created (random, owner-only) on first use.
+/// The admin token kept at `path`, created (random, owner-only) when the file
+/// is missing or empty; a file holding a token that breaks the rule is refused.
 fn generated_token(path: &std::path::Path) -> anyhow::Result<String> {
-    if let Ok(t) = std::fs::read_to_string(path)
-        && t.trim().len() >= 16
-    {
-        return Ok(t.trim().to_owned());
+    if let Some(token) = tokens::from_file(path).map_err(anyhow::Error::msg)? {
+        return Ok(token);
     }
     use rand::TryRngCore;
     let mut bytes = [0u8; 24];
@@ -147,6 +152,9 @@ fn job_runner(
 impl RunningApp {
     /// Start everything the config describes. Call from inside a tokio runtime.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        // Before anything starts: a token or certificate refused here must not leave pipelines running.
+        let chosen = config.server.tokens(&config.data_dir, |var| std::env::var_os(var)).map_err(anyhow::Error::msg)?;
+        let certificate = config.server.tls.as_ref().map(tls::ServerCertificate::load).transpose()?;
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
         let runtime = Runtime::new(config.sandbox.clone(), Some(config.data_dir.join("compiled")))?;
         let log = EmbeddedLog::open(&config.data_dir.join("log.redb"), &config.log)?;
@@ -169,10 +177,10 @@ impl RunningApp {
         }
         let retention = spawn_retention(log.clone());
 
-        let server = config.server.clone().with_env();
-        let admin_token: Arc<str> = match &server.admin_token {
+        let server = &config.server;
+        let admin_token: Arc<str> = match &chosen.admin {
             Some(t) => Arc::from(t.as_str()),
-            None => Arc::from(generated_token(&config.data_dir.join("admin.token"))?.as_str()),
+            None => Arc::from(generated_token(&config.data_dir.join(tokens::ADMIN_TOKEN_FILE))?.as_str()),
         };
         let dyn_store = store.clone();
         let manager: Arc<dyn PipelineManager> = launcher.clone();
@@ -184,7 +192,7 @@ impl RunningApp {
         let consume_expiry = consume::spawn_expiry(consumers.clone());
         // Producing and consuming share the token rules: open, or the ingest token.
         let mut ingest_routes = ingest::router(IngestState::new(destination.clone(), config.ingest.clone())).merge(consume::router(consumers));
-        if let Some(t) = &server.ingest_token {
+        if let Some(t) = &chosen.ingest {
             ingest_routes = ingest_routes.layer(axum::middleware::from_fn_with_state(Arc::<str>::from(t.as_str()), crate::admin::require_token));
         }
         let mut page = admin::status_page(admin_state.clone());
@@ -218,15 +226,40 @@ impl RunningApp {
             tokio::net::TcpListener::bind(config.server.listen).await.with_context(|| format!("listening on {} (server.listen)", config.server.listen))?;
         let addr = listener.local_addr()?;
         let (server_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        tracing::info!(%addr, landing = %store.location(), "sluice is running");
-        Ok(RunningApp { addr, admin_token, log, store, launcher, server_stop, server, retention, schedule, metrics_server, consume_expiry, destination })
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        let (server, certificate_reload) = match certificate {
+            Some(certificate) => {
+                let reload = tls::reload_on_sighup(certificate.clone())?;
+                let listener = tls::TlsListener::new(listener, certificate)?;
+                (tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await }), Some(reload))
+            }
+            None => (tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await }), None),
+        };
+        let https = certificate_reload.is_some();
+        tracing::info!(%addr, https, landing = %store.location(), "sluice is running");
+        Ok(RunningApp {
+            addr,
+            https,
+            admin_token,
+            log,
+            store,
+            launcher,
+            server_stop,
+            server,
+            certificate_reload,
+            retention,
+            schedule,
+            metrics_server,
+            consume_expiry,
+            destination,
+        })
+    }
+
+    /// Where clients reach the listener: `http://…` or `https://…`.
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
     }
 
     pub fn supervisor(&self) -> &Supervisor {
@@ -250,6 +283,9 @@ impl RunningApp {
         self.schedule.iter().for_each(|t| t.abort());
         if let Some(m) = &self.metrics_server {
             m.abort();
+        }
+        if let Some(r) = &self.certificate_reload {
+            r.abort();
         }
         let _ = self.server_stop.send(());
         match tokio::time::timeout(Duration::from_secs(10), &mut self.server).await {

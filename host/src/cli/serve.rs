@@ -23,7 +23,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.server.listen = listen;
     }
     let app = RunningApp::start(&config).await?;
-    eprintln!("sluice listening on http://{} — landing in {}; Ctrl-C stops it after landing what it holds", app.addr, app.store.location());
+    eprintln!("sluice listening on {} — landing in {}; Ctrl-C stops it after landing what it holds", app.base_url(), app.store.location());
     wait_for_signal().await?;
     eprintln!("stopping: ingest closed, landing and committing what is in flight…");
     app.shutdown().await?;
@@ -43,6 +43,8 @@ pub async fn wait_for_signal() -> anyhow::Result<()> {
 
 pub fn check_config(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = Config::load(&path)?;
+    // The environment's tokens too: this runs where the service runs (systemd's ExecStartPre).
+    config.server.tokens(&config.data_dir, |var| std::env::var_os(var)).map_err(anyhow::Error::msg)?;
     println!(
         "{}: valid — {} topic(s), {} pipeline(s), landing in {}",
         path.display(),

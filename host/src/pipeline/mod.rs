@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod dead_letters;
 pub mod events;
+pub mod invalid;
 pub mod join;
 pub mod land;
 pub mod manager;

@@ -19,6 +19,7 @@ use super::action::{ActionInput, ActionStage, Placed};
 use super::aggregate::{self, AggregateStage};
 use super::config::{PipelineConfig, TableFormat};
 use super::control::PipelineControl;
+use super::invalid::InvalidPipeline;
 use super::join::JoinStage;
 use super::output::{OutputStage, OutputTopic};
 use super::repartition::{self, Hops, Keying, Repartition, RouteStage};
@@ -126,7 +127,8 @@ pub fn plan(part: &Part, with: Parts<'_>) -> anyhow::Result<Planned> {
         transforms.clear();
     }
     if let Some(t) = transforms.iter().find(|t| t.kind() != ComponentKind::Transform) {
-        anyhow::bail!("pipeline `{name}`: `{}` is an aggregate component; name it in `[pipeline.aggregate]`, not in `transforms`", t.descriptor().name);
+        let why = format!("pipeline `{name}`: `{}` is an aggregate component; name it in `[pipeline.aggregate]`, not in `transforms`", t.descriptor().name);
+        return Err(InvalidPipeline(why).into());
     }
     let aggregate = match (&config.aggregate, aggregate_version) {
         (Some(a), Some(compiled)) => match windows {
@@ -245,15 +247,16 @@ pub fn table_spec(config: &PipelineConfig, last_kind: Option<String>) -> anyhow:
             let delta = t.formats.contains(&TableFormat::Delta).then(|| t.delta.clone().unwrap_or_default());
             let parquet = t.formats.contains(&TableFormat::Parquet) || delta.is_some();
             if schema.is_none() && (parquet || t.partition_by.is_some()) {
-                anyhow::bail!(
+                return Err(InvalidPipeline(format!(
                     "pipeline `{}`: table `{}` needs a schema for Parquet, Delta or partitioning; the output kind {:?} has no built-in one, so give table.columns",
                     config.name,
                     t.name,
                     kind.unwrap_or_default()
-                );
+                ))
+                .into());
             }
             if let (Some(col), Some(s)) = (&t.partition_by, &schema) {
-                s.index_of(col).map_err(|_| anyhow::anyhow!("pipeline `{}`: table.partition_by `{col}` is not a column of the table", config.name))?;
+                s.index_of(col).map_err(|_| InvalidPipeline(format!("pipeline `{}`: table.partition_by `{col}` is not a column of the table", config.name)))?;
             }
             Some(TableSpec {
                 name: t.name.clone(),

@@ -22,6 +22,7 @@ pub mod webhook;
 
 pub use config::{ActionConfig, ActionInput};
 
+use super::invalid::InvalidPipeline;
 use super::land::Provenance;
 use super::snapshot::Snapshots;
 use super::stage::Flow;
@@ -30,6 +31,7 @@ use crate::position::PartitionId;
 use crate::runtime::registry::Registry;
 use crate::runtime::{CompiledTransform, TransformInstance};
 use crate::telemetry::metrics;
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_guest::{BatchBuf, BatchRef};
@@ -116,7 +118,7 @@ impl ActionStage {
             let (component, when) = c.component();
             let version = registry
                 .default_version(component)
-                .map_err(|e| anyhow::anyhow!("pipeline `{pipeline}`, action `{}`: detector `{}`: {e}", c.name, c.detector))?;
+                .map_err(|e| InvalidPipeline(format!("pipeline `{pipeline}`, action `{}`: detector `{}`: {e}", c.name, c.detector)))?;
             let compiled = registry.compiled(&version)?;
             let template = c
                 .webhook
@@ -124,7 +126,7 @@ impl ActionStage {
                 .as_deref()
                 .map(Template::parse)
                 .transpose()
-                .map_err(|e| anyhow::anyhow!("pipeline `{pipeline}`, action `{}`: webhook.body: {e}", c.name))?;
+                .map_err(|e| InvalidPipeline(format!("pipeline `{pipeline}`, action `{}`: webhook.body: {e}", c.name)))?;
             let status = stats.action(&c.name);
             metrics().init_action(pipeline, &c.name);
             actions.push(Action {
@@ -134,7 +136,7 @@ impl ActionStage {
                 compiled,
                 when: serde_json::to_string(&when)?,
                 template,
-                webhook: Webhook::new(pipeline, &c.name, &c.webhook, status.clone()).map_err(|e| anyhow::anyhow!("pipeline `{pipeline}`: {e:#}"))?,
+                webhook: Webhook::new(pipeline, &c.name, &c.webhook, status.clone()).with_context(|| format!("pipeline `{pipeline}`"))?,
                 stats: status,
                 previous: BTreeMap::new(),
                 snapshots: Snapshots::under(state_dir, "actions", &format!("{pipeline}/{}", c.name)),

@@ -9,6 +9,7 @@
 //! `Idempotency-Key`.
 
 use super::config::WebhookConfig;
+use crate::pipeline::invalid::InvalidPipeline;
 use crate::telemetry::metrics;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -78,16 +79,17 @@ struct Shared {
 impl Webhook {
     /// Resolve `${NAME}`s from the environment and build the client.
     pub fn new(pipeline: &str, action: &str, config: &WebhookConfig, status: Arc<crate::pipeline::stats::ActionStats>) -> anyhow::Result<Webhook> {
-        let url = expand_env(&config.url).map_err(|e| anyhow::anyhow!("action `{action}`: webhook.url: {e}"))?;
+        let url = expand_env(&config.url).map_err(|e| InvalidPipeline(format!("action `{action}`: webhook.url: {e}")))?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
-            let value = expand_env(value).map_err(|e| anyhow::anyhow!("action `{action}`: webhook header `{name}`: {e}"))?;
-            let name = HeaderName::try_from(name.as_str()).map_err(|e| anyhow::anyhow!("action `{action}`: webhook header name `{name}`: {e}"))?;
-            let mut value = HeaderValue::try_from(value).map_err(|e| anyhow::anyhow!("action `{action}`: webhook header `{name}`: {e}"))?;
+            let value = expand_env(value).map_err(|e| InvalidPipeline(format!("action `{action}`: webhook header `{name}`: {e}")))?;
+            let name = HeaderName::try_from(name.as_str()).map_err(|e| InvalidPipeline(format!("action `{action}`: webhook header name `{name}`: {e}")))?;
+            let mut value = HeaderValue::try_from(value).map_err(|e| InvalidPipeline(format!("action `{action}`: webhook header `{name}`: {e}")))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let content_type = HeaderValue::try_from(config.content_type.as_str()).map_err(|e| anyhow::anyhow!("action `{action}`: webhook.content_type: {e}"))?;
+        let content_type =
+            HeaderValue::try_from(config.content_type.as_str()).map_err(|e| InvalidPipeline(format!("action `{action}`: webhook.content_type: {e}")))?;
         headers.insert(CONTENT_TYPE, content_type);
         let method = reqwest::Method::from_bytes(config.method.as_bytes())?;
         let client = reqwest::Client::builder()

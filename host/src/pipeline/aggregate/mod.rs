@@ -18,6 +18,7 @@ pub use window::{WindowError, WindowOutput, WindowState};
 
 use super::control::PipelineControl;
 use super::events::PipelineEvents;
+use super::invalid::InvalidPipeline;
 use super::land::Provenance;
 use super::snapshot::Snapshots;
 use super::stage::{Flow, Roll, Stage};
@@ -56,7 +57,7 @@ impl AggregateStage {
     pub fn new(pipeline: &str, config: &AggregateConfig, compiled: Arc<CompiledTransform>, snapshots: Snapshots, shared: bool) -> anyhow::Result<Self> {
         let instance = compiled
             .aggregate_instance()
-            .ok_or_else(|| anyhow::anyhow!("pipeline `{pipeline}`: aggregate.name `{}` is a transform, not an aggregate component", config.name))?;
+            .ok_or_else(|| InvalidPipeline(format!("pipeline `{pipeline}`: aggregate.name `{}` is a transform, not an aggregate component", config.name)))?;
         Ok(AggregateStage {
             pipeline: pipeline.to_owned(),
             rules: WindowRules::new(config).with_idleness(!shared),
