@@ -8,6 +8,7 @@ pub mod landing;
 pub mod process;
 pub mod receiver;
 pub mod servers;
+pub mod tmpfs;
 pub mod windows;
 
 pub use clients::*;
@@ -16,4 +17,5 @@ pub use landing::*;
 pub use process::*;
 pub use receiver::*;
 pub use servers::*;
+pub use tmpfs::*;
 pub use windows::*;

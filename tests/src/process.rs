@@ -99,7 +99,12 @@ impl Server {
             let status: Value = client.get(format!("{}/status", self.base_url)).send()?.json()?;
             let done = status
                 .as_object()
-                .is_some_and(|m| m.values().all(|p| p["partitions"].as_array().is_some_and(|ps| !ps.is_empty() && ps.iter().all(|x| x["lag"] == 0))));
+                // Keys starting with `@` describe the process (`@log`), not a pipeline.
+                .is_some_and(|m| {
+                    m.iter()
+                        .filter(|(k, _)| !k.starts_with('@'))
+                        .all(|(_, p)| p["partitions"].as_array().is_some_and(|ps| !ps.is_empty() && ps.iter().all(|x| x["lag"] == 0)))
+                });
             if done {
                 return Ok(status);
             }

@@ -26,6 +26,8 @@ pub struct AdminState {
     pub pipelines: Arc<dyn PipelineManager>,
     pub store: Arc<dyn ObjectStore>,
     pub jobs: Arc<crate::jobs::JobRunner>,
+    /// The embedded log, whose disk the status page shows (none where only the API is tested).
+    pub log: Option<Arc<crate::log::EmbeddedLog>>,
 }
 
 impl AdminState {

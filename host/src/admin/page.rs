@@ -49,7 +49,11 @@ pub async fn render(State(s): State<Arc<AdminState>>) -> Html<String> {
             let _ = write!(h, "<tr><td></td><td colspan=7 class=bad>last error: {}</td></tr>", esc(e));
         }
     }
-    h.push_str("</table><h2>Recent version swaps</h2><table><tr><th>pipeline</th><th>stage</th><th>from</th><th>to</th><th>why</th></tr>");
+    h.push_str("</table>");
+    if let Some(log) = &s.log {
+        log_storage(&mut h, &log.storage());
+    }
+    h.push_str("<h2>Recent version swaps</h2><table><tr><th>pipeline</th><th>stage</th><th>from</th><th>to</th><th>why</th></tr>");
     let mut any = false;
     for (name, p) in &pipelines {
         for e in p.control.swaps().iter().rev() {
@@ -72,6 +76,24 @@ pub async fn render(State(s): State<Arc<AdminState>>) -> Html<String> {
         "</table><p><a href='/reports'>Latest reports</a> (charts) · API: <code>/api/v1/openapi.json</code> · health: <code>/health</code></p></body></html>",
     );
     Html(h)
+}
+
+/// The embedded log's disk: whether it takes records, and why not.
+fn log_storage(h: &mut String, st: &crate::log::StorageState) {
+    let free = st.free_bytes.map_or_else(|| "unknown".to_owned(), crate::log::human_bytes);
+    let _ = write!(
+        h,
+        "<h2>Embedded log</h2><table><tr><th>takes records</th><th class=num>disk free</th><th class=num>refuses ingest below</th><th class=num>reopens</th></tr>\
+         <tr><td class={}>{}</td><td class=num>{free}</td><td class=num>{}</td><td class=num>{}</td></tr>",
+        if st.writable { "ok" } else { "bad" },
+        if st.writable { "yes" } else { "no" },
+        crate::log::human_bytes(st.min_free_bytes),
+        st.reopens
+    );
+    if let Some(problem) = &st.problem {
+        let _ = write!(h, "<tr><td colspan=4 class=bad>{}</td></tr>", esc(problem));
+    }
+    h.push_str("</table>");
 }
 
 /// The HTML summary of the latest report run, with its charts.

@@ -58,7 +58,7 @@ fn fixture() -> Fixture {
     let mut jobs = crate::jobs::JobRunner::new();
     let log = crate::log::EmbeddedLog::open(&dir.path().join("log.redb"), &Default::default()).expect("log");
     jobs.register("retention", Arc::new(crate::jobs::RetentionJob(log)));
-    let state = Arc::new(AdminState { registry, pipelines, store, jobs: Arc::new(jobs) });
+    let state = Arc::new(AdminState { registry, pipelines, store, jobs: Arc::new(jobs), log: None });
     let app = router(state.clone(), Arc::from(TOKEN)).merge(status_page(state.clone()));
     Fixture { _dir: dir, app, state }
 }

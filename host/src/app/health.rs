@@ -10,10 +10,17 @@ use std::sync::Arc;
 /// A pipeline that failed to read, land or commit this recently is `degraded`.
 const DEGRADED_FOR_SECS: u64 = 30;
 
+/// The key of `/status` that describes the embedded log rather than a
+/// pipeline: pipeline names cannot contain `@`.
+pub const LOG_STATUS_KEY: &str = "@log";
+
 /// Liveness (`/health`, always 200 while serving) and readiness (`/ready`, 503
-/// while degraded) share this body: per pipeline, its state and recent failures.
+/// while degraded) share this body: per pipeline, its state and recent
+/// failures; and whether the embedded log takes writes (not while its disk is
+/// full or below the low-water mark: ingest would refuse every record).
 fn health(launcher: &Launcher) -> serde_json::Value {
-    let mut degraded = false;
+    let log = launcher.log.storage();
+    let mut degraded = !log.writable;
     let mut pipelines = serde_json::Map::new();
     for (name, stats) in launcher.supervisor.stats() {
         let snap = stats.snapshot();
@@ -28,7 +35,7 @@ fn health(launcher: &Launcher) -> serde_json::Value {
             }),
         );
     }
-    serde_json::json!({ "status": if degraded { "degraded" } else { "ok" }, "pipelines": pipelines })
+    serde_json::json!({ "status": if degraded { "degraded" } else { "ok" }, "pipelines": pipelines, "log": log })
 }
 
 /// The routes, over the launcher's pipelines.
@@ -52,8 +59,11 @@ pub fn routes(launcher: Arc<Launcher>) -> Router {
         .route(
             "/status",
             get(move || {
-                let snap = launcher.status();
-                async move { Json(snap) }
+                let mut status = serde_json::to_value(launcher.status()).unwrap_or_default();
+                if let Some(map) = status.as_object_mut() {
+                    map.insert(LOG_STATUS_KEY.to_owned(), serde_json::json!(launcher.log.storage()));
+                }
+                async move { Json(status) }
             }),
         )
 }

@@ -83,12 +83,26 @@ fn generated_token(path: &std::path::Path) -> anyhow::Result<String> {
 
 /// How often old records are removed from the embedded log.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(300);
+/// How often the log's disk is looked at: the `sluice_log_*` gauges, and a
+/// reopen after an I/O error even while nothing reads or appends.
+const STORAGE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-fn spawn_retention(log: Arc<EmbeddedLog>) -> tokio::task::JoinHandle<()> {
+/// The embedded log's upkeep: its storage checked every second, retention every five minutes.
+fn spawn_log_upkeep(log: Arc<EmbeddedLog>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+        let mut tick = tokio::time::interval(STORAGE_CHECK_INTERVAL);
+        let mut last_retention: Option<tokio::time::Instant> = None;
         loop {
             tick.tick().await;
+            let checked = log.clone();
+            // A reopen may repair the file: blocking work, off the async threads.
+            if let Err(e) = tokio::task::spawn_blocking(move || checked.check_storage()).await {
+                tracing::warn!(error = %e, "the log's storage check failed");
+            }
+            if last_retention.is_some_and(|t| t.elapsed() < RETENTION_INTERVAL) {
+                continue;
+            }
+            last_retention = Some(tokio::time::Instant::now());
             let log = log.clone();
             match tokio::task::spawn_blocking(move || log.enforce_retention()).await {
                 Ok(Ok(0)) => {}
@@ -175,7 +189,7 @@ impl RunningApp {
         for p in config.pipelines.iter().chain(saved.iter().filter(|s| !launcher::names(&config.pipelines).contains(s.name.as_str()))) {
             launcher.launch(p).with_context(|| format!("starting pipeline `{}`", p.name))?;
         }
-        let retention = spawn_retention(log.clone());
+        let retention = spawn_log_upkeep(log.clone());
 
         let server = &config.server;
         let admin_token: Arc<str> = match &chosen.admin {
@@ -186,7 +200,7 @@ impl RunningApp {
         let manager: Arc<dyn PipelineManager> = launcher.clone();
         let jobs = Arc::new(job_runner(config, &log, &store, &registry, &manager));
         let schedule = crate::jobs::schedule::spawn(jobs.clone(), &config.jobs);
-        let admin_state = Arc::new(AdminState { registry: registry.clone(), pipelines: manager, store: dyn_store, jobs });
+        let admin_state = Arc::new(AdminState { registry: registry.clone(), pipelines: manager, store: dyn_store, jobs, log: Some(log.clone()) });
         let destination = ingest_destination(config, &log).await?;
         let consumers = consume_state(config, &log, &destination)?;
         let consume_expiry = consume::spawn_expiry(consumers.clone());

@@ -32,6 +32,10 @@ pub enum IngestError {
     RouteOff(String),
     #[error("the log cannot take records right now: {reason}")]
     Unavailable { reason: String, shape: WireShape },
+    /// The disk holding the log is full or below the low-water mark: the
+    /// records were not stored; sending them again later succeeds.
+    #[error("the log cannot take records right now: {reason}")]
+    InsufficientStorage { reason: String, shape: WireShape },
 }
 
 impl IngestError {
@@ -43,7 +47,10 @@ impl IngestError {
         match self {
             IngestError::ContentType { .. } | IngestError::UnknownPartition { .. } | IngestError::RouteOff(_) => WireShape::RestProxy,
             IngestError::MalformedJson(_, s) | IngestError::BadBody(_, s) => *s,
-            IngestError::TooLarge { shape, .. } | IngestError::UnknownTopic { shape, .. } | IngestError::Unavailable { shape, .. } => *shape,
+            IngestError::TooLarge { shape, .. }
+            | IngestError::UnknownTopic { shape, .. }
+            | IngestError::Unavailable { shape, .. }
+            | IngestError::InsufficientStorage { shape, .. } => *shape,
         }
     }
 
@@ -58,6 +65,7 @@ impl IngestError {
             IngestError::UnknownPartition { .. } => (StatusCode::NOT_FOUND, 40402),
             IngestError::RouteOff(_) => (StatusCode::NOT_FOUND, 40403),
             IngestError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, 50301),
+            IngestError::InsufficientStorage { .. } => (StatusCode::INSUFFICIENT_STORAGE, 50701),
         }
     }
 
@@ -65,7 +73,8 @@ impl IngestError {
     fn kinesis_type(&self) -> (StatusCode, &'static str) {
         match self {
             IngestError::UnknownTopic { .. } => (StatusCode::BAD_REQUEST, "ResourceNotFoundException"),
-            IngestError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            // Kinesis has no 507: its clients retry a 503.
+            IngestError::Unavailable { .. } | IngestError::InsufficientStorage { .. } => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             IngestError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "ValidationException"),
             IngestError::MalformedJson(..) => (StatusCode::BAD_REQUEST, "SerializationException"),
             _ => (StatusCode::BAD_REQUEST, "ValidationException"),

@@ -155,6 +155,7 @@ fn validated(entries: Vec<(Option<&RawValue>, Option<String>)>) -> Result<Vec<(V
 fn storage_error(stream: &str, e: AppendError) -> IngestError {
     match e {
         AppendError::UnknownTopic(_) => IngestError::UnknownTopic { name: stream.to_owned(), kind: "stream", shape: SHAPE },
+        AppendError::NoSpace(reason) => IngestError::InsufficientStorage { reason, shape: SHAPE },
         other => IngestError::Unavailable { reason: other.to_string(), shape: SHAPE },
     }
 }

@@ -105,6 +105,7 @@ async fn produce_inner(state: &IngestState, topic: &str, headers: &HeaderMap, bo
     let stored = state.destination.append(topic, parts).await.map_err(|e| match e {
         AppendError::UnknownTopic(name) => IngestError::UnknownTopic { name, kind: "topic", shape: SHAPE },
         AppendError::UnknownPartition { topic, partition, partitions } => IngestError::UnknownPartition { topic, partition, partitions },
+        AppendError::NoSpace(reason) => IngestError::InsufficientStorage { reason, shape: SHAPE },
         other => IngestError::Unavailable { reason: other.to_string(), shape: SHAPE },
     })?;
     super::count_stored(topic, totals);

@@ -1,10 +1,12 @@
 //! The log itself: storage layout, group-committed appends, reads, positions.
 
 use super::codec::{self, StoredBatch};
+use super::db::{IoFailure, LogDb, Unwritable};
+use super::space;
 use crate::position::{Checkpoint, Fetched, Intent};
 use anyhow::Context;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sluice_guest::BatchBuf;
 use std::collections::HashMap;
 use std::path::Path;
@@ -55,11 +57,20 @@ pub struct EmbeddedLogConfig {
     /// small cache costs little; it bounds the resident memory of the log.
     /// Draining 1M pins ran as fast with 8 MiB as with 32 MiB, in 30 MiB less.
     pub cache_mib: usize,
+    /// The low-water mark: ingest refuses new records (507) while the
+    /// filesystem holding the log has less than this free, so a disk never
+    /// fills with records alone and the pipelines draining it (they commit
+    /// positions) and retention (it deletes batches) still have room to write.
+    /// 0 turns the check off.
+    pub min_free_bytes: u64,
 }
+
+/// The default low-water mark: 256 MiB, minutes of headroom at typical ingest rates.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 << 20;
 
 impl Default for EmbeddedLogConfig {
     fn default() -> Self {
-        EmbeddedLogConfig { topics: Vec::new(), partitions: 3, retention_hours: 168, cache_mib: 8 }
+        EmbeddedLogConfig { topics: Vec::new(), partitions: 3, retention_hours: 168, cache_mib: 8, min_free_bytes: DEFAULT_MIN_FREE_BYTES }
     }
 }
 
@@ -124,6 +135,41 @@ pub enum AppendError {
     Closed,
     #[error("the log could not store the records: {0}")]
     Storage(String),
+    /// The disk holding the log is full, or below the low-water mark.
+    #[error("the log could not store the records: {0}")]
+    NoSpace(String),
+}
+
+impl AppendError {
+    /// The error of a failed append transaction: a full disk is told apart.
+    fn of_failed_commit(e: &anyhow::Error) -> AppendError {
+        let message = format!("{e:#}");
+        if e.chain().any(|c| c.downcast_ref::<Unwritable>().is_some_and(|u| u.no_space)) {
+            // Says what happened and what brings the log back already.
+            AppendError::NoSpace(message)
+        } else if IoFailure::find(e).is_some_and(|f| f.no_space) {
+            AppendError::NoSpace(format!(
+                "the disk holding the log is full ({message}); the records were not stored: send them again once space is freed (the log resumes by itself)"
+            ))
+        } else {
+            AppendError::Storage(message)
+        }
+    }
+}
+
+/// Whether the log takes writes now, and why not: `/ready`, `/status`, the
+/// status page and the `sluice_log_*` metrics show this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StorageState {
+    /// Appends are accepted: the database is usable and the disk is above the low-water mark.
+    pub writable: bool,
+    /// Free bytes on the filesystem holding the log (unknown if it could not be asked).
+    pub free_bytes: Option<u64>,
+    pub min_free_bytes: u64,
+    /// How often the log was reopened after an I/O error since start.
+    pub reopens: u64,
+    /// What stops writes, and what brings them back.
+    pub problem: Option<String>,
 }
 
 type AppendReply = tokio::sync::oneshot::Receiver<Result<Vec<u64>, AppendError>>;
@@ -152,8 +198,25 @@ struct Offsets {
     appended: Condvar,
 }
 
+impl Offsets {
+    /// Load where each known partition ends from the database, after a reopen:
+    /// an append whose commit failed may or may not have reached the file, and
+    /// the file is what the next append must continue from.
+    fn reload(&self, db: &Database) -> anyhow::Result<()> {
+        let txn = db.begin_read()?;
+        let table = txn.open_table(NEXT_OFFSETS)?;
+        let mut next = self.next.lock().map_err(|_| anyhow::anyhow!("the log's offsets are poisoned"))?;
+        for ((topic, partition), end) in next.iter_mut() {
+            *end = table.get((&**topic, *partition))?.map_or(0, |v| v.value());
+        }
+        Ok(())
+    }
+}
+
 pub struct EmbeddedLog {
-    db: Arc<Database>,
+    db: Arc<LogDb>,
+    /// The low-water mark of the filesystem holding the log file.
+    low_water: space::LowWater,
     /// The configured topics and those pipelines create (repartition topics).
     topics: RwLock<HashMap<String, TopicInfo>>,
     offsets: Arc<Offsets>,
@@ -175,14 +238,10 @@ impl EmbeddedLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let db = Database::builder()
-            .set_cache_size(config.cache_mib << 20)
-            .create(path)
-            .with_context(|| format!("opening the embedded log at {}", path.display()))?;
-        let db = Arc::new(db);
+        let db = Arc::new(LogDb::open(path, config.cache_mib << 20)?);
         let mut topics = HashMap::new();
         let mut next = HashMap::new();
-        {
+        db.with(|db| {
             let txn = db.begin_write()?;
             // Every table exists from the first open on.
             txn.open_table(TOPICS)?;
@@ -199,8 +258,13 @@ impl EmbeddedLog {
                 topics.insert(name.clone(), info);
             }
             txn.commit()?;
-        }
+            Ok(())
+        })?;
         let offsets = Arc::new(Offsets { next: Mutex::new(next), appended: Condvar::new() });
+        db.on_reopen({
+            let offsets = offsets.clone();
+            move |db| offsets.reload(db)
+        });
         let (tx, rx) = mpsc::channel();
         let (db2, offsets2) = (db.clone(), offsets.clone());
         let appender_thread = std::thread::Builder::new()
@@ -208,6 +272,7 @@ impl EmbeddedLog {
             .spawn(move || run_appender(&db2, &offsets2, rx))
             .context("starting the log appender thread")?;
         Ok(Arc::new(EmbeddedLog {
+            low_water: space::LowWater::new(path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned(), config.min_free_bytes),
             db,
             topics: RwLock::new(topics),
             offsets,
@@ -236,26 +301,88 @@ impl EmbeddedLog {
         if let Some(info) = topics.get(name).filter(|i| i.partitions == partitions) {
             return Ok(info.clone());
         }
-        let txn = self.db.begin_write()?;
-        let info = {
-            let mut next = self.offsets.next.lock().map_err(|_| anyhow::anyhow!("the log's offsets are poisoned"))?;
-            register_topic(&txn, &mut next, name, partitions, |had| {
-                format!("topic `{name}` already has {had} partitions, more than the {partitions} asked for; partitions can be added, never removed")
-            })?
-        };
-        txn.commit()?;
+        let info = self.db.with(|db| {
+            let txn = db.begin_write()?;
+            let info = {
+                let mut next = self.offsets.next.lock().map_err(|_| anyhow::anyhow!("the log's offsets are poisoned"))?;
+                register_topic(&txn, &mut next, name, partitions, |had| {
+                    format!("topic `{name}` already has {had} partitions, more than the {partitions} asked for; partitions can be added, never removed")
+                })?
+            };
+            txn.commit()?;
+            Ok(info)
+        })?;
         topics.insert(name.to_owned(), info.clone());
         Ok(info)
     }
 
-    /// Append batches to partitions of one topic. Resolves once the records are
-    /// fsynced, with the base offset of each batch, in order. Concurrent appends
-    /// share one transaction and one fsync (group commit).
+    /// Append new records (what ingest takes in) to partitions of one topic.
+    /// Resolves once the records are fsynced, with the base offset of each
+    /// batch, in order. Concurrent appends share one transaction and one fsync
+    /// (group commit). Refused with [`AppendError::NoSpace`] while the disk is
+    /// below the low-water mark (`[log] min_free_bytes`).
     pub async fn append(&self, topic: &str, parts: Vec<(u32, BatchBuf)>) -> Result<Vec<u64>, AppendError> {
+        self.admit()?;
         self.submit(topic, parts, None)?.await.map_err(|_| AppendError::Closed)?
     }
 
-    /// Blocking form of [`EmbeddedLog::append`], for threads outside the async runtime.
+    /// Refuse new records below the low-water mark. (The pipelines' own
+    /// appends, of records already taken in, are not held back by it: they move
+    /// records towards the landing, which is how the log drains.)
+    fn admit(&self) -> Result<(), AppendError> {
+        let full_failures = self.db.no_space_failures();
+        if self.low_water.min_free() == 0 && full_failures == 0 {
+            return Ok(());
+        }
+        // One statfs per append: microseconds, next to the append's fsync.
+        match space::free_bytes(self.low_water.dir()) {
+            Ok(free) => self.low_water.admit(free, full_failures).map_err(AppendError::NoSpace),
+            Err(e) => {
+                tracing::debug!(error = %e, dir = %self.low_water.dir().display(), "could not ask how much space is free; not holding appends back");
+                Ok(())
+            }
+        }
+    }
+
+    /// Reopen the database if an I/O error broke it and a reopen is due, then
+    /// report: what the log's upkeep calls every second, so the log heals even
+    /// while nothing reads or appends. (A reopen repairs the file: blocking work.)
+    pub fn check_storage(&self) -> StorageState {
+        self.db.heal();
+        self.storage()
+    }
+
+    /// Whether the log takes writes now (see [`StorageState`]); cheap, does not block.
+    pub fn storage(&self) -> StorageState {
+        let free = space::free_bytes(self.low_water.dir()).ok();
+        let refusal = free.and_then(|f| self.low_water.admit(f, self.db.no_space_failures()).err());
+        let broken = self.db.broken().map(|b| {
+            let what = if b.no_space { "the disk is full" } else { "an I/O error" };
+            format!(
+                "the embedded log at {} stopped at {what} ({}); it reopens itself every {} s and takes writes again once it can",
+                self.db.path().display(),
+                b.cause,
+                super::db::REOPEN_EVERY.as_secs()
+            )
+        });
+        let state = StorageState {
+            writable: broken.is_none() && refusal.is_none(),
+            free_bytes: free,
+            min_free_bytes: self.low_water.min_free(),
+            reopens: self.db.reopens(),
+            problem: broken.or(refusal),
+        };
+        let m = crate::telemetry::metrics();
+        m.log_writable.set(i64::from(state.writable));
+        m.log_min_free_bytes.set(i64::try_from(state.min_free_bytes).unwrap_or(i64::MAX));
+        if let Some(free) = state.free_bytes {
+            m.log_free_bytes.set(i64::try_from(free).unwrap_or(i64::MAX));
+        }
+        state
+    }
+
+    /// Blocking form of [`EmbeddedLog::append`] for the pipelines' own topics,
+    /// for threads outside the async runtime; not held back by the low-water mark.
     pub fn append_blocking(&self, topic: &str, parts: Vec<(u32, BatchBuf)>) -> Result<Vec<u64>, AppendError> {
         self.submit(topic, parts, None)?.blocking_recv().map_err(|_| AppendError::Closed)?
     }
@@ -272,8 +399,10 @@ impl EmbeddedLog {
 
     /// How far `writer`'s appends to `topic` reached (see [`EmbeddedLog::append_once`]).
     pub fn mark(&self, topic: &str, writer: &str) -> anyhow::Result<Option<u64>> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(MARKS)?.get((topic, writer))?.map(|v| v.value()))
+        self.db.with(|db| {
+            let txn = db.begin_read()?;
+            Ok(txn.open_table(MARKS)?.get((topic, writer))?.map(|v| v.value()))
+        })
     }
 
     fn submit(&self, topic: &str, parts: Vec<(u32, BatchBuf)>, mark: Option<(String, u64)>) -> Result<AppendReply, AppendError> {
@@ -327,112 +456,129 @@ impl EmbeddedLog {
     /// How many stored values (appended chunks) the log holds, for tests of the layout.
     #[cfg(test)]
     pub(super) fn stored_values(&self) -> u64 {
-        let txn = self.db.begin_read().expect("read transaction");
         use redb::ReadableTableMetadata;
-        txn.open_table(BATCHES).expect("batches table").len().expect("table length")
+        self.db.with(|db| Ok(db.begin_read()?.open_table(BATCHES)?.len()?)).expect("the batches table's length")
     }
 
     /// Read up to `max_records` records of a partition starting at `from`.
     pub fn read(&self, topic: &str, partition: u32, from: u64, max_records: usize) -> anyhow::Result<Fetched> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(BATCHES)?;
-        let mut out = Fetched { next_offset: from, ..Default::default() };
-        // The batch holding `from` starts at or before it.
-        let first_base = table.range((topic, partition, 0)..=(topic, partition, from))?.next_back().transpose()?.map_or(from, |(k, _)| k.value().2);
-        for entry in table.range((topic, partition, first_base)..(topic, partition, u64::MAX))? {
-            let (k, v) = entry?;
-            let base = k.value().2;
-            let bytes = v.value();
-            let stored = StoredBatch::parse(bytes).map_err(|e| anyhow::anyhow!("corrupt batch at {topic}/{partition}@{base}: {e}"))?;
-            if base + stored.count as u64 <= from {
-                continue;
+        self.db.with(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(BATCHES)?;
+            let mut out = Fetched { next_offset: from, ..Default::default() };
+            // The batch holding `from` starts at or before it.
+            let first_base = table.range((topic, partition, 0)..=(topic, partition, from))?.next_back().transpose()?.map_or(from, |(k, _)| k.value().2);
+            for entry in table.range((topic, partition, first_base)..(topic, partition, u64::MAX))? {
+                let (k, v) = entry?;
+                let base = k.value().2;
+                let bytes = v.value();
+                let stored = StoredBatch::parse(bytes).map_err(|e| anyhow::anyhow!("corrupt batch at {topic}/{partition}@{base}: {e}"))?;
+                if base + stored.count as u64 <= from {
+                    continue;
+                }
+                // Retention may have removed records before `base`: continue from there.
+                let start = from.max(base);
+                let skip = (start - base) as usize;
+                let copied = stored
+                    .copy_into(skip, max_records - out.offsets.len(), &mut out.batch)
+                    .map_err(|e| anyhow::anyhow!("corrupt batch at {topic}/{partition}@{base}: {e}"))?;
+                out.offsets.extend(start..start + copied as u64);
+                out.next_offset = start + copied as u64;
+                if out.offsets.len() >= max_records {
+                    break;
+                }
             }
-            // Retention may have removed records before `base`: continue from there.
-            let start = from.max(base);
-            let skip = (start - base) as usize;
-            let copied = stored
-                .copy_into(skip, max_records - out.offsets.len(), &mut out.batch)
-                .map_err(|e| anyhow::anyhow!("corrupt batch at {topic}/{partition}@{base}: {e}"))?;
-            out.offsets.extend(start..start + copied as u64);
-            out.next_offset = start + copied as u64;
-            if out.offsets.len() >= max_records {
-                break;
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The first offset of the partition still held (retention removes older
     /// records); the end offset when it holds none.
     pub fn start_offset(&self, topic: &str, partition: u32) -> anyhow::Result<u64> {
         let end = self.end_offset(topic, partition).unwrap_or(0);
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(BATCHES)?;
-        let first = table.range((topic, partition, 0)..(topic, partition, u64::MAX))?.next().transpose()?.map(|(k, _)| k.value().2);
-        Ok(first.unwrap_or(end))
+        self.db.with(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(BATCHES)?;
+            let first = table.range((topic, partition, 0)..(topic, partition, u64::MAX))?.next().transpose()?.map(|(k, _)| k.value().2);
+            Ok(first.unwrap_or(end))
+        })
     }
 
     /// The group's committed position of a partition, if it ever committed one.
     pub fn committed(&self, group: &str, topic: &str, partition: u32) -> anyhow::Result<Option<u64>> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(POSITIONS)?.get((group, topic, partition))?.map(|v| v.value()))
+        self.db.with(|db| {
+            let txn = db.begin_read()?;
+            Ok(txn.open_table(POSITIONS)?.get((group, topic, partition))?.map(|v| v.value()))
+        })
     }
 
     /// Keep (or replace) a consumer instance's description.
     pub fn save_member(&self, group: &str, instance: &str, description: &[u8]) -> anyhow::Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(MEMBERS)?.insert((group, instance), description)?;
-        txn.commit()?;
-        Ok(())
+        self.db.with(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(MEMBERS)?.insert((group, instance), description)?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     pub fn remove_member(&self, group: &str, instance: &str) -> anyhow::Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(MEMBERS)?.remove((group, instance))?;
-        txn.commit()?;
-        Ok(())
+        self.db.with(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(MEMBERS)?.remove((group, instance))?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Every kept consumer instance: `(group, instance, description)`.
     pub fn members(&self) -> anyhow::Result<Vec<(String, String, Vec<u8>)>> {
-        let txn = self.db.begin_read()?;
-        let mut out = Vec::new();
-        for entry in txn.open_table(MEMBERS)?.iter()? {
-            let (k, v) = entry?;
-            let (g, i) = k.value();
-            out.push((g.to_owned(), i.to_owned(), v.value().to_vec()));
-        }
-        Ok(out)
+        self.db.with(|db| {
+            let txn = db.begin_read()?;
+            let mut out = Vec::new();
+            for entry in txn.open_table(MEMBERS)?.iter()? {
+                let (k, v) = entry?;
+                let (g, i) = k.value();
+                out.push((g.to_owned(), i.to_owned(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
     }
 
     pub fn checkpoint(&self, group: &str, topic: &str, partition: u32) -> anyhow::Result<Checkpoint> {
-        let txn = self.db.begin_read()?;
-        let key = (group, topic, partition);
-        let next_offset = txn.open_table(POSITIONS)?.get(key)?.map_or(0, |v| v.value());
-        let intent = match txn.open_table(INTENTS)?.get(key)? {
-            Some(v) => Some(serde_json::from_slice::<Intent>(v.value()).context("reading a stored roll intent")?),
-            None => None,
-        };
-        Ok(Checkpoint { next_offset, intent })
+        self.db.with(|db| {
+            let txn = db.begin_read()?;
+            let key = (group, topic, partition);
+            let next_offset = txn.open_table(POSITIONS)?.get(key)?.map_or(0, |v| v.value());
+            let intent = match txn.open_table(INTENTS)?.get(key)? {
+                Some(v) => Some(serde_json::from_slice::<Intent>(v.value()).context("reading a stored roll intent")?),
+                None => None,
+            };
+            Ok(Checkpoint { next_offset, intent })
+        })
     }
 
     pub fn record_intent(&self, group: &str, topic: &str, partition: u32, intent: &Intent) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(intent)?;
-        let txn = self.db.begin_write()?;
-        txn.open_table(INTENTS)?.insert((group, topic, partition), bytes.as_slice())?;
-        txn.commit()?;
-        Ok(())
+        self.db.with(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(INTENTS)?.insert((group, topic, partition), bytes.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Advance the group's position and clear its intent, atomically.
     pub fn commit(&self, group: &str, topic: &str, partition: u32, next_offset: u64) -> anyhow::Result<()> {
-        let txn = self.db.begin_write()?;
-        {
-            txn.open_table(POSITIONS)?.insert((group, topic, partition), next_offset)?;
-            txn.open_table(INTENTS)?.remove((group, topic, partition))?;
-        }
-        txn.commit()?;
-        Ok(())
+        self.db.with(|db| {
+            let txn = db.begin_write()?;
+            {
+                txn.open_table(POSITIONS)?.insert((group, topic, partition), next_offset)?;
+                txn.open_table(INTENTS)?.remove((group, topic, partition))?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Set the group's positions of several partitions in one transaction (one
@@ -441,15 +587,17 @@ impl EmbeddedLog {
         if positions.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(POSITIONS)?;
-            for (topic, partition, next_offset) in positions {
-                table.insert((group, *topic, *partition), *next_offset)?;
+        self.db.with(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(POSITIONS)?;
+                for (topic, partition, next_offset) in positions {
+                    table.insert((group, *topic, *partition), *next_offset)?;
+                }
             }
-        }
-        txn.commit()?;
-        Ok(())
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Delete batches older than the retention period that every pipeline's
@@ -458,48 +606,50 @@ impl EmbeddedLog {
     pub fn enforce_retention(&self) -> anyhow::Result<usize> {
         let cutoff_ms = crate::clock::now_ms() - self.retention.as_millis() as i64;
         let mut removed = 0;
-        let txn = self.db.begin_write()?;
-        {
-            let positions = txn.open_table(POSITIONS)?;
-            let mut committed: HashMap<(String, u32), u64> = HashMap::new();
-            for entry in positions.iter()? {
-                let (k, v) = entry?;
-                let (group, topic, p) = k.value();
-                if group.starts_with(READER_GROUP_PREFIX) {
-                    continue;
+        self.db.with(|db| {
+            let txn = db.begin_write()?;
+            {
+                let positions = txn.open_table(POSITIONS)?;
+                let mut committed: HashMap<(String, u32), u64> = HashMap::new();
+                for entry in positions.iter()? {
+                    let (k, v) = entry?;
+                    let (group, topic, p) = k.value();
+                    if group.starts_with(READER_GROUP_PREFIX) {
+                        continue;
+                    }
+                    let e = committed.entry((topic.to_owned(), p)).or_insert(u64::MAX);
+                    *e = (*e).min(v.value());
                 }
-                let e = committed.entry((topic.to_owned(), p)).or_insert(u64::MAX);
-                *e = (*e).min(v.value());
-            }
-            let mut batches = txn.open_table(BATCHES)?;
-            for info in self.topics() {
-                for p in 0..info.partitions {
-                    let floor = committed.get(&(info.name.to_string(), p)).copied().unwrap_or(u64::MAX);
-                    let mut doomed = Vec::new();
-                    for entry in batches.range((&*info.name, p, 0)..(&*info.name, p, u64::MAX))? {
-                        let (k, v) = entry?;
-                        let base = k.value().2;
-                        let stored = StoredBatch::parse(v.value()).map_err(anyhow::Error::msg)?;
-                        if stored.append_ms >= cutoff_ms || base + stored.count as u64 > floor {
-                            break;
+                let mut batches = txn.open_table(BATCHES)?;
+                for info in self.topics() {
+                    for p in 0..info.partitions {
+                        let floor = committed.get(&(info.name.to_string(), p)).copied().unwrap_or(u64::MAX);
+                        let mut doomed = Vec::new();
+                        for entry in batches.range((&*info.name, p, 0)..(&*info.name, p, u64::MAX))? {
+                            let (k, v) = entry?;
+                            let base = k.value().2;
+                            let stored = StoredBatch::parse(v.value()).map_err(anyhow::Error::msg)?;
+                            if stored.append_ms >= cutoff_ms || base + stored.count as u64 > floor {
+                                break;
+                            }
+                            doomed.push(base);
                         }
-                        doomed.push(base);
-                    }
-                    for base in doomed {
-                        batches.remove((&*info.name, p, base))?;
-                        removed += 1;
+                        for base in doomed {
+                            batches.remove((&*info.name, p, base))?;
+                            removed += 1;
+                        }
                     }
                 }
             }
-        }
-        txn.commit()?;
-        Ok(removed)
+            txn.commit()?;
+            Ok(removed)
+        })
     }
 }
 
 /// The single writer: drains every queued append into one transaction, commits
 /// it with an fsync, then answers all of them.
-fn run_appender(db: &Database, offsets: &Offsets, rx: mpsc::Receiver<AppendRequest>) {
+fn run_appender(db: &LogDb, offsets: &Offsets, rx: mpsc::Receiver<AppendRequest>) {
     let mut encoded = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
@@ -513,25 +663,32 @@ fn run_appender(db: &Database, offsets: &Offsets, rx: mpsc::Receiver<AppendReque
                 Err(_) => break,
             }
         }
-        let snapshot = match offsets.next.lock() {
-            Ok(n) => n.clone(),
-            Err(_) => return,
-        };
-        let result = commit_group(db, &snapshot, &group, &mut encoded);
+        // Where the partitions end is read under the database's lock: a reopen
+        // (after an I/O error) reloads it from the file before anything appends.
+        let result = db.with(|db| {
+            let snapshot = offsets.next.lock().map_err(|_| anyhow::anyhow!("the log's offsets are poisoned"))?.clone();
+            let (bases, advanced) = commit_group(db, &snapshot, &group, &mut encoded)?;
+            if let Ok(mut next) = offsets.next.lock() {
+                next.extend(advanced);
+            }
+            Ok(bases)
+        });
         match result {
-            Ok((bases, advanced)) => {
-                if let Ok(mut next) = offsets.next.lock() {
-                    next.extend(advanced);
-                }
+            Ok(bases) => {
                 offsets.appended.notify_all();
                 for (req, bases) in group.into_iter().zip(bases) {
                     let _ = req.reply.send(Ok(bases));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "embedded log append failed; the records were not acknowledged");
+                // While the database is broken each refused append would repeat the one error already logged.
+                if e.downcast_ref::<Unwritable>().is_some() {
+                    tracing::debug!(error = %format!("{e:#}"), "embedded log append refused; the records were not acknowledged");
+                } else {
+                    tracing::error!(error = %format!("{e:#}"), "embedded log append failed; the records were not acknowledged");
+                }
                 for req in group {
-                    let _ = req.reply.send(Err(AppendError::Storage(format!("{e:#}"))));
+                    let _ = req.reply.send(Err(AppendError::of_failed_commit(&e)));
                 }
             }
         }

@@ -198,10 +198,14 @@ impl Write for LocalObject {
 
 impl ObjectWriter for LocalObject {
     fn finish(mut self: Box<Self>, _metadata: &[(String, String)]) -> io::Result<()> {
-        let out = self.out.take().ok_or_else(|| io::Error::other("object already finished"))?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+        // `out` stays until the rename: if the last bytes or the fsync fail (a
+        // full disk), dropping the object removes the temporary file, so a
+        // failed roll neither shows a half-written object nor keeps its bytes.
+        let out = self.out.as_mut().ok_or_else(|| io::Error::other("object already finished"))?;
+        out.flush()?;
+        out.get_ref().sync_all()?;
         fs::rename(&self.tmp, &self.path)?;
+        self.out = None;
         // The rename is durable only once the directory entry is.
         File::open(&self.dir)?.sync_all()
     }
@@ -262,6 +266,36 @@ mod tests {
             }
         });
         assert_eq!(store.get("counter").unwrap(), b"400");
+    }
+
+    #[test]
+    fn an_object_that_does_not_fit_on_the_disk_fails_and_leaves_nothing_behind() {
+        let fs = match crate::store::tmpfs::Tmpfs::mount(1) {
+            Ok(fs) => fs,
+            Err(why) => {
+                eprintln!("skipped: cannot mount a tmpfs here ({why}); run as root to fill a disk for real");
+                return;
+            }
+        };
+        let store = LocalStore::new(fs.path()).expect("store");
+        // 900 KiB of the 1 MiB taken: the next object's bytes fit in the
+        // writer's buffer but not on the disk, so its finish is what fails.
+        fs::write(fs.path().join("filler"), vec![0u8; 900 << 10]).expect("filler");
+        let mut w = store.create("topics/t/partition=0/t+0+0000000000.json").expect("create");
+        for _ in 0..20 {
+            w.write_all(&[b'x'; 10 << 10]).expect("buffered");
+        }
+        let failed = w.finish(&[]).expect_err("the disk is full");
+        assert_eq!(failed.raw_os_error(), Some(28), "ENOSPC: {failed}");
+        // A write that fails at once (larger than the buffer) too.
+        let mut big = store.create("topics/t/partition=0/t+0+0000000001.json").expect("create");
+        if big.write_all(&vec![b'y'; 1 << 20]).is_ok() {
+            big.finish(&[]).expect_err("1 MiB does not fit");
+        } else {
+            drop(big);
+        }
+        assert_eq!(store.list("").expect("list"), vec!["filler".to_string()], "no half-written object is visible");
+        assert_eq!(store.remove_unfinished_older_than(std::time::Duration::ZERO).expect("scan"), 0, "and no temporary file keeps the space");
     }
 
     #[test]

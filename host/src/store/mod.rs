@@ -5,6 +5,8 @@
 mod file;
 pub mod local;
 pub mod s3;
+#[cfg(test)]
+pub(crate) mod tmpfs;
 
 pub use file::write_atomically;
 

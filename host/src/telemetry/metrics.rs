@@ -4,7 +4,9 @@
 //! bounded: pipeline, stage, transform, version, topic, partition, kind,
 //! route, status, reason — never record keys or values.
 
-use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder, exponential_buckets};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder, exponential_buckets,
+};
 use std::sync::OnceLock;
 
 pub struct Metrics {
@@ -18,6 +20,11 @@ pub struct Metrics {
     pub delta_commits: IntCounterVec,
     pub delta_table_version: IntGaugeVec,
     pub ingest_bytes: IntCounterVec,
+    // The embedded log's disk.
+    pub log_writable: IntGauge,
+    pub log_free_bytes: IntGauge,
+    pub log_min_free_bytes: IntGauge,
+    pub log_reopens: IntCounter,
     // Sources.
     pub source_records: IntCounterVec,
     pub source_bytes: IntCounterVec,
@@ -85,6 +92,12 @@ fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     g
 }
 
+fn plain_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric definition");
+    r.register(Box::new(g.clone())).expect("metric names are unique");
+    g
+}
+
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
     let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric definition");
     r.register(Box::new(h.clone())).expect("metric names are unique");
@@ -125,6 +138,19 @@ impl Metrics {
                 &["pipeline", "topic"],
             ),
             ingest_bytes: counter(&r, "sluice_ingest_bytes_total", "Record bytes stored by the ingest API", &["topic"]),
+            log_writable: plain_gauge(
+                &r,
+                "sluice_log_writable",
+                "1 while the embedded log takes new records; 0 while its disk is full or below [log] min_free_bytes, or it is reopening after an I/O error",
+            ),
+            log_free_bytes: plain_gauge(&r, "sluice_log_free_bytes", "Free bytes on the filesystem holding the embedded log"),
+            log_min_free_bytes: plain_gauge(&r, "sluice_log_min_free_bytes", "The low-water mark ([log] min_free_bytes): ingest refuses new records below it"),
+            log_reopens: {
+                let c = IntCounter::new("sluice_log_reopens_total", "Times the embedded log was closed and reopened after an I/O error (a full disk)")
+                    .expect("valid metric definition");
+                r.register(Box::new(c.clone())).expect("metric names are unique");
+                c
+            },
             source_records: counter(&r, "sluice_source_records_total", "Records read by pipelines", &["pipeline", "topic", "partition"]),
             source_bytes: counter(&r, "sluice_source_bytes_total", "Record bytes read by pipelines", &["pipeline", "topic", "partition"]),
             source_lag_records: gauge(
