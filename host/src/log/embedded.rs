@@ -172,7 +172,10 @@ pub struct StorageState {
     pub problem: Option<String>,
 }
 
-type AppendReply = tokio::sync::oneshot::Receiver<Result<Vec<u64>, AppendError>>;
+/// The base offset of each part; `None` when a marked append found its
+/// writer's mark already there (appended before: nothing stored).
+type Bases = Option<Vec<u64>>;
+type AppendReply = tokio::sync::oneshot::Receiver<Result<Bases, AppendError>>;
 
 struct AppendRequest {
     topic: Arc<str>,
@@ -180,7 +183,7 @@ struct AppendRequest {
     /// `(writer, through)`: append only if the writer's mark on the topic is
     /// below `through`, and raise it to `through` in the same transaction.
     mark: Option<(String, u64)>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<u64>, AppendError>>,
+    reply: tokio::sync::oneshot::Sender<Result<Bases, AppendError>>,
 }
 
 /// What [`EmbeddedLog::append_once`] did.
@@ -323,7 +326,8 @@ impl EmbeddedLog {
     /// below the low-water mark (`[log] min_free_bytes`).
     pub async fn append(&self, topic: &str, parts: Vec<(u32, BatchBuf)>) -> Result<Vec<u64>, AppendError> {
         self.admit()?;
-        self.submit(topic, parts, None)?.await.map_err(|_| AppendError::Closed)?
+        // Without a mark an append is always stored.
+        Ok(self.submit(topic, parts, None)?.await.map_err(|_| AppendError::Closed)??.unwrap_or_default())
     }
 
     /// Refuse new records below the low-water mark. (The pipelines' own
@@ -384,7 +388,7 @@ impl EmbeddedLog {
     /// Blocking form of [`EmbeddedLog::append`] for the pipelines' own topics,
     /// for threads outside the async runtime; not held back by the low-water mark.
     pub fn append_blocking(&self, topic: &str, parts: Vec<(u32, BatchBuf)>) -> Result<Vec<u64>, AppendError> {
-        self.submit(topic, parts, None)?.blocking_recv().map_err(|_| AppendError::Closed)?
+        Ok(self.submit(topic, parts, None)?.blocking_recv().map_err(|_| AppendError::Closed)??.unwrap_or_default())
     }
 
     /// Append for `writer` the records that brought its input up to `through`
@@ -394,7 +398,11 @@ impl EmbeddedLog {
     /// appends each record once, at the offset it got the first time.
     pub fn append_once(&self, topic: &str, parts: Vec<(u32, BatchBuf)>, writer: &str, through: u64) -> Result<Appended, AppendError> {
         let bases = self.submit(topic, parts, Some((writer.to_owned(), through)))?.blocking_recv().map_err(|_| AppendError::Closed)??;
-        Ok(if bases.is_empty() { Appended::Before } else { Appended::Now(bases) })
+        // An append with nothing in it is still `Now`: only the mark says "before".
+        Ok(match bases {
+            Some(bases) => Appended::Now(bases),
+            None => Appended::Before,
+        })
     }
 
     /// How far `writer`'s appends to `topic` reached (see [`EmbeddedLog::append_once`]).
@@ -697,12 +705,7 @@ fn run_appender(db: &LogDb, offsets: &Offsets, rx: mpsc::Receiver<AppendRequest>
 
 type Advanced = Vec<((Arc<str>, u32), u64)>;
 
-fn commit_group(
-    db: &Database,
-    next: &HashMap<(Arc<str>, u32), u64>,
-    group: &[AppendRequest],
-    encoded: &mut Vec<u8>,
-) -> anyhow::Result<(Vec<Vec<u64>>, Advanced)> {
+fn commit_group(db: &Database, next: &HashMap<(Arc<str>, u32), u64>, group: &[AppendRequest], encoded: &mut Vec<u8>) -> anyhow::Result<(Vec<Bases>, Advanced)> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     let mut local: HashMap<(Arc<str>, u32), u64> = HashMap::new();
@@ -717,8 +720,8 @@ fn commit_group(
             if let Some((writer, through)) = &req.mark {
                 let reached = marks.get((&*req.topic, writer.as_str()))?.map(|v| v.value());
                 if reached.is_some_and(|r| r >= *through) {
-                    // Appended before (this is a replay): an empty answer says so.
-                    all_bases.push(bases);
+                    // Appended before (this is a replay): nothing stored.
+                    all_bases.push(None);
                     continue;
                 }
                 marks.insert((&*req.topic, writer.as_str()), *through)?;
@@ -738,7 +741,7 @@ fn commit_group(
                 next_table.insert((&*req.topic, *p), end)?;
                 bases.push(base);
             }
-            all_bases.push(bases);
+            all_bases.push(Some(bases));
         }
     }
     txn.commit()?;

@@ -177,3 +177,16 @@ fn readers_groups_do_not_hold_back_retention() {
     assert_eq!(log.enforce_retention().expect("retention"), 2);
     assert_eq!(log.start_offset("t", 0).expect("start"), 4, "nothing kept: the start is the end");
 }
+
+#[test]
+fn a_marked_append_with_nothing_in_it_is_stored_now_and_only_the_mark_says_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = EmbeddedLog::open(&dir.path().join("log.redb"), &config(&["t"], 1)).expect("open");
+    // No records (a roll that moved nothing): stored now, with its mark.
+    assert!(matches!(log.append_once("t", Vec::new(), "w", 5).expect("empty"), Appended::Now(b) if b.is_empty()));
+    assert_eq!(log.mark("t", "w").expect("mark"), Some(5));
+    assert!(matches!(log.append_once("t", Vec::new(), "w", 5).expect("replayed"), Appended::Before), "the same position again: before");
+    let mut b = BatchBuf::default();
+    b.push(b"x", b"", 0);
+    assert!(matches!(log.append_once("t", vec![(0, b)], "w", 9).expect("next"), Appended::Now(b) if b == vec![0]));
+}
