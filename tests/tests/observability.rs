@@ -134,7 +134,7 @@ fn prometheus_sees_counters_that_match_the_records_sent() {
     // The alert rules loaded, and none fires on a healthy pipeline.
     let rules: Value = reqwest::blocking::get(format!("{}/api/v1/rules", prom.url)).expect("rules").json().expect("json");
     let loaded: usize = rules["data"]["groups"].as_array().expect("groups").iter().map(|g| g["rules"].as_array().map_or(0, Vec::len)).sum();
-    assert_eq!(loaded, 14, "{rules}");
+    assert_eq!(loaded, 15, "{rules}");
     let alerts: Value = reqwest::blocking::get(format!("{}/api/v1/alerts", prom.url)).expect("alerts").json().expect("json");
     assert!(alerts["data"]["alerts"].as_array().is_some_and(|a| a.iter().all(|x| x["state"] != "firing")), "{alerts}");
 }

@@ -11,6 +11,7 @@ impl PipelineWorker {
     /// Whether every stage is done with the partition's last batch (work in
     /// the background lands in the segment when it is).
     pub(super) fn settle(&mut self, st: &mut PartitionState) -> anyhow::Result<bool> {
+        // Work in the background belongs to a batch of the open segment: none without one.
         let Some(segment) = st.segment.as_mut() else { return Ok(true) };
         let mut landing = Landing { segment, store: self.store.as_ref(), events: PipelineEvents { pipeline: &self.config.name, stats: &self.stats } };
         let mut done = true;

@@ -175,9 +175,18 @@ impl PipelineWorker {
             }
         }
         if st.failed.is_none() && self.should_roll(st, stopping) {
-            progressed = true;
-            if let Err(e) = self.roll(st) {
-                self.recover(st, "rolling a segment", e);
+            // The batch just read may have started work in the background (a
+            // webhook delivery): the segment rolls, and its position is
+            // committed, only once that is done.
+            match self.settle(st) {
+                Ok(true) => {
+                    progressed = true;
+                    if let Err(e) = self.roll(st) {
+                        self.recover(st, "rolling a segment", e);
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => self.recover(st, "delivering a batch's actions", e),
             }
         }
         progressed

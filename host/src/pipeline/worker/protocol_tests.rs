@@ -2,20 +2,17 @@
 //! folded twice, none is lost, and a partition whose state cannot be opened
 //! again is failed loudly instead of folding on.
 
+use super::tests::{control_and_store, raw_config};
 use super::{PipelineWorker, StopFlag};
-use crate::pipeline::config::{BatchConfig, RollConfig};
-use crate::pipeline::control::AutoRollbackConfig;
+use crate::pipeline::PipelineStats;
+use crate::pipeline::config::RollConfig;
 use crate::pipeline::plan::Planned;
 use crate::pipeline::stage::{Flow, Roll, Stage};
 use crate::pipeline::table::RawStage;
-use crate::pipeline::{PipelineConfig, PipelineControl, PipelineStats};
 use crate::position::{Checkpoint, Fetched, Intent, PartitionId};
-use crate::runtime::registry::Registry;
-use crate::runtime::{Runtime, SandboxLimits};
 use crate::sink::SegmentSpec;
 use crate::source::Source;
 use crate::store::ObjectStore;
-use crate::store::local::LocalStore;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -138,6 +135,8 @@ struct Folds {
     twice: Vec<(u32, u64)>,
     calls: BTreeMap<&'static str, usize>,
     forgotten: Vec<u32>,
+    /// Rolls landed while the stage was still busy with a batch of the segment.
+    landed_busy: usize,
 }
 
 /// A stage that keeps, per partition, the set of offsets it folded (a stand-in
@@ -146,6 +145,9 @@ struct Folds {
 struct FoldStage {
     folds: Arc<Mutex<Folds>>,
     fails: Vec<(Hook, usize, usize)>,
+    /// After each batch, `settle` says busy this many times (work in the background).
+    busy_for: usize,
+    busy_left: BTreeMap<u32, usize>,
 }
 
 impl FoldStage {
@@ -186,6 +188,7 @@ impl Stage for FoldStage {
 
     fn process(&mut self, flow: &mut Flow<'_>) -> anyhow::Result<()> {
         let p = flow.partition.partition;
+        self.busy_left.insert(p, self.busy_for);
         {
             let mut f = self.folds.lock().expect("folds");
             let mut twice = Vec::new();
@@ -204,9 +207,20 @@ impl Stage for FoldStage {
         self.call(Hook::Prepare)
     }
 
+    fn settle(&mut self, p: &PartitionId, _: &mut crate::pipeline::stage::Landing<'_>) -> anyhow::Result<crate::pipeline::stage::Settled> {
+        let left = self.busy_left.entry(p.partition).or_default();
+        if *left == 0 {
+            return Ok(crate::pipeline::stage::Settled::Done);
+        }
+        *left -= 1;
+        Ok(crate::pipeline::stage::Settled::Busy)
+    }
+
     fn land(&mut self, roll: &Roll<'_>) -> anyhow::Result<()> {
         self.call(Hook::Land)?;
+        let busy = self.busy_left.get(&roll.partition.partition).is_some_and(|n| *n > 0);
         let mut f = self.folds.lock().expect("folds");
+        f.landed_busy += usize::from(busy);
         let live = f.live.get(&roll.partition.partition).cloned().unwrap_or_default();
         f.snapshots.insert((roll.partition.partition, roll.intent.end), live);
         Ok(())
@@ -233,27 +247,8 @@ struct Run {
 /// A worker over `partitions` partitions with the raw landing and `stage`,
 /// run until `done` says so (or 30 s pass), then stopped.
 fn run(dir: &std::path::Path, partitions: u32, positions: Positions, stage: FoldStage, done: impl Fn(&Positions) -> bool) -> Run {
-    let config = PipelineConfig {
-        name: "protocol".into(),
-        source: None,
-        topics: vec!["t".into()],
-        transforms: Vec::new(),
-        land_raw: true,
-        table: None,
-        batch: BatchConfig { max_records: 10 },
-        roll: RollConfig { max_records: 30, max_age_ms: 60_000, ..Default::default() },
-        workers: None,
-        auto_rollback: AutoRollbackConfig::default(),
-        aggregate: None,
-        join: None,
-        watermark: Default::default(),
-        actions: Vec::new(),
-        output: None,
-    };
-    let runtime = Runtime::new(SandboxLimits::default(), None).expect("runtime");
-    let registry = Arc::new(Registry::open(runtime, dir.join("transforms")).expect("registry"));
-    let control = PipelineControl::load(&config.name, &[], registry, config.auto_rollback.clone(), &dir.join("state")).expect("control");
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.join("landing")).expect("store"));
+    let config = raw_config("protocol", RollConfig { max_records: 30, max_age_ms: 60_000, ..Default::default() });
+    let (control, store) = control_and_store(&config, dir);
     let positions = Arc::new(Mutex::new(positions));
     let folds = stage.folds.clone();
     let source = MemorySource { partitions, positions: positions.clone() };
@@ -292,7 +287,7 @@ fn landed(store: &dyn ObjectStore) -> BTreeMap<(u64, u64), usize> {
 }
 
 fn stage(fails: &[(Hook, usize, usize)]) -> FoldStage {
-    FoldStage { folds: Arc::default(), fails: fails.to_vec() }
+    FoldStage { folds: Arc::default(), fails: fails.to_vec(), busy_for: 0, busy_left: BTreeMap::new() }
 }
 
 /// Every record landed raw once, and the state committed at the end holds each offset once.
@@ -336,6 +331,18 @@ fn a_partition_whose_state_cannot_be_reopened_is_failed_loudly_then_reopened() {
     assert_eq!(f.calls["open"], 5, "two starts, two failed reopens, one that worked: {:?}", f.calls);
     let error = r.stats.snapshot().last_error.unwrap_or_default();
     assert!(error.contains("is not read") || error.contains("fails at"), "the failed partition shows in the pipeline's health: {error:?}");
+}
+
+#[test]
+fn a_roll_waits_for_the_background_work_of_its_last_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every batch keeps the stage busy for a few turns; segments are due to
+    // roll right after a batch (30 records, batches of 10).
+    let mut s = stage(&[]);
+    s.busy_for = 3;
+    let r = run(dir.path(), 2, Positions::default(), s, all_committed(2));
+    assert_exact(&r, 2, "busy");
+    assert_eq!(r.folds.lock().expect("folds").landed_busy, 0, "no roll landed before the stage was done with its batches");
 }
 
 #[test]
@@ -408,31 +415,12 @@ fn a_webhook_retrying_for_one_partition_holds_back_only_that_partition() {
          [webhook]\nurl = \"{url}\"\nbatch_max = 50\ntimeout_ms = 2000\nretry_initial_ms = 20\nretry_max_ms = 100\ngive_up_after_ms = 600000\n"
     ))
     .expect("action config");
-    let runtime = Runtime::new(SandboxLimits::default(), None).expect("runtime");
-    let registry = Arc::new(Registry::open(runtime, dir.path().join("transforms")).expect("registry"));
+    let config = raw_config("protocol", RollConfig { max_records: 1000, max_age_ms: 200, ..Default::default() });
+    let (control, store) = control_and_store(&config, dir.path());
     let stats = Arc::new(PipelineStats::default());
-    let actions = ActionStage::new("protocol", &[action], false, Placed { only: None, first_stage: 0 }, &registry, &dir.path().join("state"), &stats)
+    let actions = ActionStage::new("protocol", &[action], false, Placed { only: None, first_stage: 0 }, control.registry(), &dir.path().join("state"), &stats)
         .expect("actions")
         .expect("an action");
-    let control = PipelineControl::load("protocol", &[], registry, AutoRollbackConfig::default(), &dir.path().join("state")).expect("control");
-    let config = PipelineConfig {
-        name: "protocol".into(),
-        source: None,
-        topics: vec!["t".into()],
-        transforms: Vec::new(),
-        land_raw: true,
-        table: None,
-        batch: BatchConfig { max_records: 10 },
-        roll: RollConfig { max_records: 1000, max_age_ms: 200, ..Default::default() },
-        workers: None,
-        auto_rollback: AutoRollbackConfig::default(),
-        aggregate: None,
-        join: None,
-        watermark: Default::default(),
-        actions: Vec::new(),
-        output: None,
-    };
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path().join("landing")).expect("store"));
     // 120 records a partition over about 2.4 s: partition 1 rolls every 200 ms meanwhile.
     let positions = Arc::new(Mutex::new(Positions { trickle: Some((Duration::from_millis(20), None)), ..Default::default() }));
     let source = MemorySource { partitions: 2, positions: positions.clone() };

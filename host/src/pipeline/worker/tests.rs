@@ -120,18 +120,17 @@ impl Source for ScriptedSource {
     }
 }
 
-/// Run a raw-landing pipeline over the scripted source until every record
-/// was handed out and rolled; returns the landed `n`s, counted.
-fn run(script: Arc<Mutex<Script>>, dir: &std::path::Path) -> BTreeMap<u64, usize> {
-    let config = PipelineConfig {
-        name: "scripted".into(),
+/// A pipeline over topic `t` landing raw records, in batches of 10, rolling as `roll` says.
+pub(super) fn raw_config(name: &str, roll: RollConfig) -> PipelineConfig {
+    PipelineConfig {
+        name: name.into(),
         source: None,
         topics: vec!["t".into()],
         transforms: Vec::new(),
         land_raw: true,
         table: None,
         batch: BatchConfig { max_records: 10 },
-        roll: RollConfig { max_records: 25, max_age_ms: 60_000, ..Default::default() },
+        roll,
         workers: None,
         auto_rollback: AutoRollbackConfig::default(),
         aggregate: None,
@@ -139,11 +138,23 @@ fn run(script: Arc<Mutex<Script>>, dir: &std::path::Path) -> BTreeMap<u64, usize
         watermark: Default::default(),
         actions: Vec::new(),
         output: None,
-    };
+    }
+}
+
+/// The control of `config`'s pipeline (a registry with the built-ins) and a landing, under `dir`.
+pub(super) fn control_and_store(config: &PipelineConfig, dir: &std::path::Path) -> (Arc<PipelineControl>, Arc<dyn ObjectStore>) {
     let runtime = Runtime::new(SandboxLimits::default(), None).expect("runtime");
     let registry = Arc::new(Registry::open(runtime, dir.join("transforms")).expect("registry"));
     let control = PipelineControl::load(&config.name, &[], registry, config.auto_rollback.clone(), &dir.join("state")).expect("control");
     let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.join("landing")).expect("store"));
+    (control, store)
+}
+
+/// Run a raw-landing pipeline over the scripted source until every record
+/// was handed out and rolled; returns the landed `n`s, counted.
+fn run(script: Arc<Mutex<Script>>, dir: &std::path::Path) -> BTreeMap<u64, usize> {
+    let config = raw_config("scripted", RollConfig { max_records: 25, max_age_ms: 60_000, ..Default::default() });
+    let (control, store) = control_and_store(&config, dir);
     let source = ScriptedSource { id: PartitionId { topic: Arc::from("t"), partition: 0 }, script: script.clone() };
     let worker = super::super::build(&config, super::super::Part::Whole, control, Box::new(source), store.clone(), Arc::new(PipelineStats::default()), None)
         .expect("worker");
