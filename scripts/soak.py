@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The soak: the whole streaming job under steady load for an hour, watched.
 
-Usage: python3 scripts/soak.py [--minutes 60] [--rate ROWS_PER_S] [--binary PATH] [--dir DIR]
+Usage: python3 scripts/soak.py [--minutes 60] [--rate ROWS_PER_S] [--retention-hours 0.25] [--binary PATH] [--dir DIR]
 
 Starts the real binary on an embedded log with the three cleaning pipelines
 (pin, geo, user) writing output topics and the `posts` pipeline joining them
@@ -39,10 +39,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def config(data: Path, port: int) -> str:
+def config(data: Path, port: int, retention_hours: float) -> str:
     topics = [f"demo.{k}" for k in KINDS] + [f"demo.{k}-clean" for k in KINDS]
     text = f'data_dir = "{data}"\n[server]\nlisten = "127.0.0.1:{port}"\n'
-    text += f"[log]\ntopics = {json.dumps(topics)}\nretention_hours = 1\n"
+    text += f"[log]\ntopics = {json.dumps(topics)}\nretention_hours = {retention_hours}\n"
     for k in KINDS:
         text += (
             f'[[pipeline]]\nname = "{k}"\ntopics = ["demo.{k}"]\ntransforms = ["clean-{k}"]\nland_raw = true\n'
@@ -171,6 +171,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--rate", type=int, default=0, help="rows per second (default: half the measured peak)")
     ap.add_argument("--binary", default=str(ROOT / "target/release/sluice"))
+    ap.add_argument("--retention-hours", type=float, default=0.25, help="log.retention_hours: short, so retention shows within the soak")
     ap.add_argument("--dir", default=str(ROOT / "sluice-soak"))
     a = ap.parse_args()
     if not Path(a.binary).exists():
@@ -180,7 +181,7 @@ def main() -> int:
     data = run / "data"
     data.mkdir(parents=True)
     port = free_port()
-    (run / "sluice.toml").write_text(config(data, port))
+    (run / "sluice.toml").write_text(config(data, port, a.retention_hours))
     base = f"http://127.0.0.1:{port}"
     log = open(run / "server.log", "w")
     server = subprocess.Popen([a.binary, "serve", "--config", str(run / "sluice.toml")], stdout=log, stderr=subprocess.STDOUT)

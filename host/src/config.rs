@@ -228,6 +228,9 @@ impl Config {
         if self.ingest.max_body_bytes < 1024 {
             return Err("ingest.max_body_bytes must be at least 1024".into());
         }
+        if !(self.log.retention_hours.is_finite() && self.log.retention_hours > 0.0) {
+            return Err(format!("log.retention_hours must be above 0 (hours; 0.25 is 15 minutes), got {}", self.log.retention_hours));
+        }
         let topics: BTreeSet<&str> = self.log.topics.iter().map(String::as_str).collect();
         let mut names = BTreeSet::new();
         let mut raw_landers: BTreeMap<&str, &str> = BTreeMap::new();

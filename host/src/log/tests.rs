@@ -152,7 +152,7 @@ fn readers_wake_up_when_records_arrive() {
 #[test]
 fn retention_keeps_what_a_group_has_not_committed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = EmbeddedLogConfig { retention_hours: 0, ..config(&["t"], 1) };
+    let cfg = EmbeddedLogConfig { retention_hours: 0.0, ..config(&["t"], 1) };
     let log = EmbeddedLog::open(&dir.path().join("log.redb"), &cfg).expect("open");
     log.append_blocking("t", vec![(0, records("a", 2))]).expect("append");
     log.append_blocking("t", vec![(0, records("b", 2))]).expect("append");
@@ -166,7 +166,7 @@ fn retention_keeps_what_a_group_has_not_committed() {
 #[test]
 fn readers_groups_do_not_hold_back_retention() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = EmbeddedLogConfig { retention_hours: 0, ..config(&["t"], 1) };
+    let cfg = EmbeddedLogConfig { retention_hours: 0.0, ..config(&["t"], 1) };
     let log = EmbeddedLog::open(&dir.path().join("log.redb"), &cfg).expect("open");
     log.append_blocking("t", vec![(0, records("a", 2))]).expect("append");
     log.append_blocking("t", vec![(0, records("b", 2))]).expect("append");
