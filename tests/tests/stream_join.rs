@@ -191,6 +191,16 @@ fn read_topic(base: &str, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// How often each `ind` was joined, from what the join moved on (markers left out).
+fn joined_ids(moved: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<i64, usize> {
+    let mut joined: BTreeMap<i64, usize> = BTreeMap::new();
+    for (_, value) in moved.iter().filter(|(key, _)| key.as_slice() != b"!sluice.watermark") {
+        let row: Value = serde_json::from_slice(value).expect("a joined row");
+        *joined.entry(row["ind"].as_i64().expect("ind")).or_default() += 1;
+    }
+    joined
+}
+
 /// The join and its hop into the windows, killed with SIGKILL while emulator
 /// traffic flows: every row id on all three cleaned topics is joined exactly
 /// once (read back from the repartition topic), and the windows count each once.
@@ -221,14 +231,7 @@ fn the_join_through_kill_9_moves_each_joined_row_once() {
     }
     let moved = read_topic(&server.base_url, "posts-repartition");
     assert!(server.terminate().expect("terminate"), "clean exit");
-    let mut joined: BTreeMap<i64, usize> = BTreeMap::new();
-    for (key, value) in &moved {
-        if key.as_slice() == b"!sluice.watermark" {
-            continue;
-        }
-        let row: Value = serde_json::from_slice(value).expect("a joined row");
-        *joined.entry(row["ind"].as_i64().expect("ind")).or_default() += 1;
-    }
+    let joined = joined_ids(&moved);
     let twice: Vec<_> = joined.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(twice.is_empty(), "rows joined more than once: {twice:?}");
     assert_eq!(joined.keys().copied().collect::<BTreeSet<i64>>(), on_all, "every row id on all three topics joined, no other");
@@ -282,13 +285,7 @@ fn a_join_waits_for_an_upstream_pipeline_that_holds_records_through_kill_9() {
     }
     let moved = read_topic(&server.base_url, "posts-repartition");
     assert!(server.terminate().expect("terminate"), "clean exit");
-    let mut joined: BTreeMap<i64, usize> = BTreeMap::new();
-    for (key, value) in &moved {
-        if key.as_slice() != b"!sluice.watermark" {
-            let row: Value = serde_json::from_slice(value).expect("a joined row");
-            *joined.entry(row["ind"].as_i64().expect("ind")).or_default() += 1;
-        }
-    }
+    let joined = joined_ids(&moved);
     let expired: Vec<Value> = json_lines(&landing.join("dead-letters/posts"))
         .into_iter()
         .filter(|d| {
