@@ -11,6 +11,7 @@ use super::engine::Runtime;
 use super::host::HostState;
 use super::instance::TransformInstance;
 use super::sandbox::{Sandboxed, call_with_limits};
+use super::sql::{SqlError, SqlProgram, is_sql};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub enum Contract {
     /// `sluice:transform@0.2.0`: typed columns in and out.
     #[serde(rename = "0.2.0")]
     Columns,
+    /// A SQL statement over the batch's columns, run natively (no component).
+    #[serde(rename = "sql")]
+    Sql,
 }
 
 /// What a component says about itself.
@@ -72,6 +76,7 @@ pub(crate) enum WorldPre {
     Transform(TransformPre<HostState>),
     Columns(ColumnsPre<HostState>, Arc<ColumnContract>),
     Aggregate(AggregatePre<HostState>),
+    Sql(Arc<SqlProgram>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +89,12 @@ pub enum LoadError {
     WrongWorld(String),
     #[error("the component's describe() failed: {0}")]
     DescribeFailed(String),
-    #[error("no built-in transform named `{0}` (built-ins: clean-pin, clean-geo, clean-user, count-posts, follower-percentiles)")]
+    #[error(
+        "no built-in transform named `{0}` (built-ins: clean-pin, clean-geo, clean-user, count-posts, follower-percentiles, clean-pin-sql, clean-geo-sql, clean-user-sql)"
+    )]
     UnknownBuiltin(String),
+    #[error("the SQL statement cannot run: {0}")]
+    Sql(#[from] SqlError),
 }
 
 pub struct CompiledTransform {
@@ -182,6 +191,39 @@ impl CompiledTransform {
         Ok(CompiledTransform { runtime: runtime.clone(), pre, name: Arc::from(descriptor.name.as_str()), hash, descriptor, size: wasm.len() })
     }
 
+    /// A SQL stage: `text` planned once. Its name is the header's `-- name:` or
+    /// `name`; its version the header's `-- version:` or one derived from the text.
+    pub(crate) fn load_sql(runtime: &Runtime, text: &str, name: Option<&str>) -> Result<Self, LoadError> {
+        let hash = hex::encode(Sha256::digest(text.as_bytes()));
+        let program = SqlProgram::compile(text)?;
+        let h = &program.header;
+        let name = h
+            .name
+            .clone()
+            .or(name.map(str::to_owned))
+            .ok_or_else(|| LoadError::DescribeFailed("a SQL stage needs a name: upload it under one, or start the text with `-- name: my-stage`".into()))?;
+        let descriptor = Descriptor {
+            name: name.clone(),
+            version: h.version.clone().unwrap_or_else(|| format!("sql-{}", &hash[..12])),
+            input_kind: h.input_kind.clone().unwrap_or_else(|| "any".into()),
+            output_kind: h.output_kind.clone().unwrap_or_else(|| name.clone()),
+            kind: ComponentKind::Transform,
+            contract: Contract::Sql,
+            state_format: None,
+            upgrades_from: Vec::new(),
+        };
+        let size = text.len();
+        Ok(CompiledTransform { runtime: runtime.clone(), pre: WorldPre::Sql(Arc::new(program)), name: Arc::from(name.as_str()), hash, descriptor, size })
+    }
+
+    /// The statement of a SQL stage; `None` for a component.
+    pub fn sql(&self) -> Option<&Arc<SqlProgram>> {
+        match &self.pre {
+            WorldPre::Sql(p) => Some(p),
+            _ => None,
+        }
+    }
+
     pub fn descriptor(&self) -> &Descriptor {
         &self.descriptor
     }
@@ -204,6 +246,7 @@ impl CompiledTransform {
                 contract: contract.clone(),
             }),
             WorldPre::Aggregate(_) => TransformInstance::not_a_transform(self.name.clone()),
+            WorldPre::Sql(program) => TransformInstance::sql(program.clone(), self.name.clone()),
         }
     }
 
@@ -211,6 +254,7 @@ impl CompiledTransform {
     pub fn columns(&self) -> Option<&Arc<ColumnContract>> {
         match &self.pre {
             WorldPre::Columns(_, contract) => Some(contract),
+            WorldPre::Sql(program) => Some(&program.contract),
             _ => None,
         }
     }
@@ -223,7 +267,7 @@ impl CompiledTransform {
     pub fn aggregate_instance(self: &Arc<Self>) -> Option<AggregateInstance> {
         match &self.pre {
             WorldPre::Aggregate(pre) => Some(AggregateInstance::new_raw(self.runtime.clone(), pre.clone(), self.name.clone())),
-            WorldPre::Transform(_) | WorldPre::Columns(..) => None,
+            WorldPre::Transform(_) | WorldPre::Columns(..) | WorldPre::Sql(_) => None,
         }
     }
 }
@@ -231,15 +275,24 @@ impl CompiledTransform {
 /// Loading lives here, beside what it builds, so the engine module does not
 /// depend on compiled components (and they on it, in a circle).
 impl Runtime {
-    /// Compile (or fetch from the disk cache) and validate a component.
-    pub fn load(&self, wasm: &[u8]) -> Result<Arc<CompiledTransform>, LoadError> {
-        CompiledTransform::load(self, self.cache(), wasm).map(Arc::new)
+    /// Compile (or fetch from the disk cache) and validate a component, or
+    /// plan a SQL stage's text (which must then name itself in its header).
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<CompiledTransform>, LoadError> {
+        self.load_named(bytes, None)
     }
 
-    /// Load a built-in transform by name (`clean-pin`, `clean-geo`, `clean-user`).
+    /// [`Runtime::load`], where a SQL text without a `-- name:` header takes `name`.
+    pub fn load_named(&self, bytes: &[u8], name: Option<&str>) -> Result<Arc<CompiledTransform>, LoadError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) if is_sql(bytes) => CompiledTransform::load_sql(self, text, name).map(Arc::new),
+            _ => CompiledTransform::load(self, self.cache(), bytes).map(Arc::new),
+        }
+    }
+
+    /// Load a built-in transform by name (`clean-pin`, `clean-geo`, `clean-user`, `clean-pin-sql`…).
     pub fn load_builtin(&self, name: &str) -> Result<Arc<CompiledTransform>, LoadError> {
         let bytes = builtin_bytes(name).ok_or_else(|| LoadError::UnknownBuiltin(name.to_owned()))?;
-        self.load(bytes)
+        self.load_named(bytes, Some(name))
     }
 }
 /// Read a 0.2.0 component's descriptor into the host's.

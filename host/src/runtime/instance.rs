@@ -8,6 +8,7 @@ use super::rows::StageRows;
 use super::sandbox::{
     CallFailure, FailureKind, InstanceStats, Instantiate, ProcessedBatch, RecordFailure, Sandboxed, call_with_limits, merge_counters, one_by_one,
 };
+use super::sql::SqlProgram;
 use sluice_guest::{BatchBuf, BatchRef};
 use std::sync::Arc;
 use wasmtime::Store;
@@ -27,22 +28,29 @@ pub struct TransformInstance {
     sandbox: Result<Sandboxed<TransformPre<HostState>>, (Arc<str>, InstanceStats)>,
     /// A 0.2.0 component: batches go through this instead of `sandbox`.
     columns: Option<ColumnsInstance>,
+    /// A SQL stage: batches go through its statement, natively.
+    sql: Option<Arc<SqlProgram>>,
 }
 
 impl TransformInstance {
     pub(crate) fn new_raw(runtime: Runtime, pre: TransformPre<HostState>, name: Arc<str>) -> Self {
-        TransformInstance { sandbox: Ok(Sandboxed::new(runtime, pre, name)), columns: None }
+        TransformInstance { sandbox: Ok(Sandboxed::new(runtime, pre, name)), columns: None, sql: None }
     }
 
     /// An instance of a 0.2.0 (typed columns) component.
     pub(crate) fn columns(instance: ColumnsInstance) -> Self {
         let name = instance.sandbox.name.clone();
-        TransformInstance { sandbox: Err((name, InstanceStats::default())), columns: Some(instance) }
+        TransformInstance { sandbox: Err((name, InstanceStats::default())), columns: Some(instance), sql: None }
     }
 
     /// An instance of a component that does not implement the transform world.
     pub(crate) fn not_a_transform(name: Arc<str>) -> Self {
-        TransformInstance { sandbox: Err((name, InstanceStats::default())), columns: None }
+        TransformInstance { sandbox: Err((name, InstanceStats::default())), columns: None, sql: None }
+    }
+
+    /// An instance of a SQL stage.
+    pub(crate) fn sql(program: Arc<SqlProgram>, name: Arc<str>) -> Self {
+        TransformInstance { sandbox: Err((name, InstanceStats::default())), columns: None, sql: Some(program) }
     }
 
     pub fn stats(&self) -> InstanceStats {
@@ -69,6 +77,9 @@ impl TransformInstance {
         }
         if let Some(columns) = &mut self.columns {
             return columns.process(input);
+        }
+        if let Some(sql) = &self.sql {
+            return sql.process(input);
         }
         match self.call_process(input) {
             Ok(done) => done,

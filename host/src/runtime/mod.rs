@@ -25,6 +25,7 @@ mod limits;
 pub mod registry;
 mod rows;
 mod sandbox;
+pub mod sql;
 
 pub use aggregate::{AggregateInstance, Folded};
 pub use builtin::{BUILTINS, builtin_names};

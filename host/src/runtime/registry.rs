@@ -175,9 +175,9 @@ impl Registry {
         if let Some(c) = self.lock().compiled.get(&v.content_hash) {
             return Ok(c.clone());
         }
-        let path = self.dir.join(&v.name).join(format!("{}.wasm", v.content_hash));
+        let path = self.dir.join(&v.name).join(stored_file(v));
         let bytes = std::fs::read(&path).map_err(|e| RegistryError::Storage(format!("reading {}: {e}", path.display())))?;
-        let t = self.runtime.load(&bytes)?;
+        let t = self.runtime.load_named(&bytes, Some(&v.name))?;
         self.lock().compiled.insert(v.content_hash.clone(), t.clone());
         Ok(t)
     }
@@ -190,7 +190,7 @@ impl Registry {
         if wasm.len() > MAX_COMPONENT_BYTES {
             return Err(RegistryError::TooLarge { size: wasm.len() });
         }
-        let t = self.runtime.load(wasm)?;
+        let t = self.runtime.load_named(wasm, Some(name))?;
         let d = t.descriptor();
         if d.name != name {
             return Err(RegistryError::NameMismatch { name: name.to_owned(), described: d.name.clone() });
@@ -212,7 +212,7 @@ impl Registry {
         let dir = self.dir.join(name);
         let store = || -> std::io::Result<()> {
             std::fs::create_dir_all(&dir)?;
-            write_atomically(&dir.join(format!("{}.wasm", v.content_hash)), wasm)?;
+            write_atomically(&dir.join(stored_file(&v)), wasm)?;
             let mut stored: Vec<VersionInfo> = read_json(&dir.join("versions.json"))?.unwrap_or_default();
             stored.push(v.clone());
             write_atomically(&dir.join("versions.json"), &serde_json::to_vec_pretty(&stored)?)
@@ -258,6 +258,12 @@ fn check_state_handover(d: &super::Descriptor, earlier: &[VersionInfo]) -> Resul
         return Ok(());
     }
     Err(RegistryError::StateIncompatible { name: d.name.clone(), version: d.version.clone(), format: format.clone(), earlier: formats.join(", ") })
+}
+
+/// The file a version's bytes are kept in: its component, or its SQL text.
+fn stored_file(v: &VersionInfo) -> String {
+    let extension = if v.contract == super::Contract::Sql { "sql" } else { "wasm" };
+    format!("{}.{extension}", v.content_hash)
 }
 
 fn info(t: &CompiledTransform, builtin: bool, uploaded_at_ms: i64) -> VersionInfo {

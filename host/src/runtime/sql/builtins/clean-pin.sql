@@ -1,0 +1,38 @@
+-- name: clean-pin-sql
+-- version: 0.1.0
+-- input: pin
+-- output: pin-clean
+--
+-- The pin rules of SPEC section 5 as a SQL stage: the same table as the
+-- built-in clean-pin. `index` and `follower_count` are JSON-typed, so a number
+-- and a string are told apart; every other field is read as VARCHAR (a value
+-- of another JSON type is null, and counted as field_wrong_type).
+CREATE TABLE input ("index" JSON, follower_count JSON);
+
+SELECT
+  json_int("index") AS ind,
+  null_if_blank(unique_id) AS unique_id,
+  CASE WHEN title = 'No Title Data Available' THEN NULL ELSE null_if_blank(title) END AS title,
+  CASE WHEN description IN ('No description available Story format', 'No description available', 'Untitled') THEN NULL
+       ELSE null_if_blank(description) END AS description,
+  CASE json_type(follower_count)
+    WHEN 'integer' THEN CASE WHEN json_int(follower_count) >= 0 THEN json_int(follower_count) END
+    WHEN 'string' THEN parse_count(json_str(follower_count))
+  END AS follower_count,
+  CASE WHEN poster_name = 'User Info Error' THEN NULL ELSE null_if_blank(poster_name) END AS poster_name,
+  CASE WHEN tag_list = 'N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e' THEN NULL ELSE null_if_blank(tag_list) END AS tag_list,
+  null_if_blank(is_image_or_video) AS is_image_or_video,
+  CASE WHEN image_src = 'Image src error.' THEN NULL ELSE null_if_blank(image_src) END AS image_src,
+  CASE WHEN starts_with(save_location, 'Local save in ') THEN substr(save_location, 15)
+       ELSE null_if_blank(save_location) END AS save_location,
+  null_if_blank(category) AS category,
+  CASE json_type("index")
+    WHEN 'integer' THEN NULL
+    WHEN 'null' THEN 'no row id: field `index` is not an integer (null)'
+    WHEN 'boolean' THEN 'no row id: field `index` is not an integer (a boolean)'
+    WHEN 'float' THEN 'no row id: field `index` is not an integer (a float)'
+    WHEN 'string' THEN 'no row id: field `index` is not an integer (a string)'
+    WHEN 'nested' THEN 'no row id: field `index` is not an integer (an array or object)'
+    ELSE 'no row id: field `index` is missing'
+  END AS _reject
+FROM input
