@@ -6,7 +6,8 @@
 # Each round: the pipeline bench (embedded log -> clean-pin 0.2.0 in Wasm ->
 # raw JSON lines + Parquet, committed) writes its generated pins as JSON lines,
 # the same pipeline runs again without the raw landing (Parquet only, as the
-# peers write), then Polars and DuckDB clean that file into Parquet, each a whole process
+# peers write), then once more with the SQL stage clean-pin-sql instead of the
+# Wasm component, then Polars and DuckDB clean that file into Parquet, each a whole process
 # under /usr/bin/time -v (wall time, CPU, peak RSS). The pipeline's own figure
 # is the run phase (the input already in the log, the process a restart).
 set -euo pipefail
@@ -30,6 +31,7 @@ for round in $(seq 1 "$rounds"); do
   echo "== round $round: $records pins"
   "$bench" --records "$records" --raw --input-jsonl "$work/pins.jsonl"
   "$bench" --records "$records"
+  BENCH_TRANSFORM=clean-pin-sql "$bench" --records "$records"
   for peer in polars duckdb; do
     rm -rf "$work/$peer.parquet"
     /usr/bin/time -v "$venv/bin/python" "$peers/${peer}_clean.py" "$work/pins.jsonl" "$work/$peer.parquet" >"$work/$peer.out" 2>"$work/$peer.time"

@@ -7,6 +7,9 @@
 //! rolls every N input records per partition (default 250000), to see what a
 //! commit per roll costs at a streaming cadence.
 //!
+//! `BENCH_TRANSFORM=clean-pin-sql` runs the SQL cleaning stage instead of the
+//! Wasm clean-pin (any transform name works).
+//!
 //! `--output` also writes the cleaned pins to an output topic of the embedded
 //! log (`[pipeline.output]`), as a pipeline feeding consumers downstream does.
 //!
@@ -85,7 +88,7 @@ fn config(dir: &Path) -> Config {
         name: "pin".into(),
         source: None,
         topics: vec![TOPIC.into()],
-        transforms: vec!["clean-pin".into()],
+        transforms: vec![transform()],
         land_raw,
         table: Some(TableConfig { name: "pin".into(), formats: vec![format], schema: None, columns: None, partition_by: None, delta: None }),
         batch: Default::default(),
@@ -99,6 +102,11 @@ fn config(dir: &Path) -> Config {
         output: output.then(|| OutputConfig { topic: OUTPUT_TOPIC.into(), to: None }),
     }];
     c
+}
+
+/// The cleaning stage: `BENCH_TRANSFORM` (e.g. `clean-pin-sql`), default the Wasm `clean-pin`.
+fn transform() -> String {
+    std::env::var("BENCH_TRANSFORM").unwrap_or_else(|_| "clean-pin".into())
 }
 
 fn kafka_config(brokers: &str) -> anyhow::Result<KafkaConfig> {
@@ -335,7 +343,12 @@ fn main() -> anyhow::Result<()> {
     let start = if cold.is_empty() { "a restart: built-ins from the compiled cache" } else { "a first start: built-ins compiled" };
     let raw = format!("{}{}", if flag("--raw") { " + raw JSON lines" } else { "" }, if flag("--output") { " + output topic" } else { "" });
     let table = if flag("--delta") { "Delta" } else { "Parquet" };
-    print!("pipeline ({source} -> clean-pin 0.2.0 in Wasm -> {table}{raw}, {start}): {}", String::from_utf8_lossy(&out.stdout));
+    let stage = match transform().as_str() {
+        "clean-pin" => "clean-pin 0.2.0 in Wasm".to_owned(),
+        t if t.ends_with("-sql") => format!("{t} as SQL"),
+        t => t.to_owned(),
+    };
+    print!("pipeline ({source} -> {stage} -> {table}{raw}, {start}): {}", String::from_utf8_lossy(&out.stdout));
     if let Some(rate) = baseline {
         println!("the Kinesis server alone (GetRecords of every shard, back to back, nothing else): {rate:.0} records/s");
     }

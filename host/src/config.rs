@@ -45,6 +45,9 @@ pub struct Config {
     pub landing: LandingConfig,
     #[serde(default, rename = "pipeline")]
     pub pipelines: Vec<PipelineConfig>,
+    /// `[[transform]]`: SQL stages defined here, registered at start.
+    #[serde(default, rename = "transform")]
+    pub sql_stages: Vec<crate::runtime::sql::SqlStageConfig>,
     /// `[jobs]`: the built-in schedule of named jobs (reports, retention).
     #[serde(default)]
     pub jobs: crate::jobs::schedule::JobsConfig,
@@ -196,6 +199,12 @@ impl Config {
     /// Rules that span sections.
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
+        for (i, t) in self.sql_stages.iter().enumerate() {
+            t.validate()?;
+            if self.sql_stages[..i].iter().any(|u| u.name == t.name) {
+                return Err(format!("two [[transform]] sections are named `{}`", t.name));
+            }
+        }
         self.sandbox.validate().map_err(|e| format!("sandbox: {e}"))?;
         self.jobs.validate()?;
         if let Some(s3) = &self.landing.s3 {
@@ -326,6 +335,7 @@ impl Config {
             sandbox: SandboxLimits::default(),
             landing: LandingConfig::default(),
             pipelines: vec![pipeline("pin", None), pipeline("geo", None), pipeline("user", None)],
+            sql_stages: Vec::new(),
             jobs: Default::default(),
         }
     }
@@ -363,7 +373,7 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
         let c = Config::parse(&GOOD.replace("formats = [\"parquet\", \"jsonl\"]", "format = \"delta\"")).expect("valid");
         let t = c.pipelines[0].table.as_ref().expect("table");
         assert_eq!(t.formats, vec![TableFormat::Delta]);
-        let spec = crate::pipeline::table_spec(&c.pipelines[0], Some("pin-clean".into())).expect("spec").expect("a table");
+        let spec = crate::pipeline::table_spec(&c.pipelines[0], Some("pin-clean".into()), None).expect("spec").expect("a table");
         let delta = spec.delta.expect("a Delta table");
         assert!(spec.parquet, "a Delta table's files are Parquet");
         assert_eq!((delta.checkpoint_interval, delta.schema_change), (10, crate::sink::delta::SchemaChange::Refuse));
@@ -414,7 +424,7 @@ table = { name = "pin", formats = ["parquet", "jsonl"] }
     fn cross_section_mistakes_are_explained() {
         let cases = [
             (GOOD.replace("topics = [\"u.pin\"]\ntransforms", "topics = [\"u.geo\"]\ntransforms"), "reads topic `u.geo`, which is not in log.topics"),
-            (GOOD.replace("clean-pin", "Clean Pin"), "transform name `Clean Pin` must be a-z 0-9 - _"),
+            (GOOD.replace("clean-pin", "Clean Pin"), "transform name `Clean Pin` must be 1-64 characters of a-z 0-9 - _"),
             (GOOD.replace("partitions", "x").replace("[log]", "[log]\npartitions = 0"), "log.partitions must be between 1 and 1024"),
             (
                 format!(

@@ -21,11 +21,11 @@ pub async fn get_one(State(s): State<Arc<AdminState>>, Path(name): Path<String>)
     Ok(Json(json!({ "name": name, "versions": versions, "golden_samples": s.registry.samples(&name).len() })))
 }
 
-/// `PUT /api/v1/transforms/{name}` with the component's bytes.
+/// `PUT /api/v1/transforms/{name}` with the component's bytes, or a SQL stage's text.
 pub async fn upload(State(s): State<Arc<AdminState>>, Path(name): Path<String>, body: axum::body::Body) -> Result<(StatusCode, Json<Value>), ApiError> {
     let bytes = read_body(body, MAX_COMPONENT_BYTES).await?;
     if bytes.is_empty() {
-        return Err(ApiError::Invalid("the request body is empty: send the component's .wasm bytes".into()));
+        return Err(ApiError::Invalid("the request body is empty: send the component's .wasm bytes, or a SQL stage's text (`SELECT … FROM input`)".into()));
     }
     let registry = s.registry.clone();
     let before = registry.versions(&name).map(|v| v.len()).unwrap_or(0);

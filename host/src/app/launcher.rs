@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::log::EmbeddedLog;
 use crate::pipeline::config::SourceKind;
+use crate::pipeline::invalid::InvalidPipeline;
 use crate::pipeline::manager::{ManageError, PipelineHandle, PipelineManager};
 use crate::pipeline::output::{EmbeddedOutput, KafkaOutput, OutputConfig, OutputKind, OutputTopic};
 use crate::pipeline::{self, PipelineConfig, PipelineControl, PipelineStats, StatsSnapshot, Supervisor};
@@ -60,7 +61,9 @@ impl Launcher {
 
     /// Build a pipeline's control and workers and start them.
     pub fn launch(&self, p: &PipelineConfig) -> anyhow::Result<PipelineHandle> {
+        check_sql_marks(&self.registry, p)?;
         let control = PipelineControl::load(&p.name, &p.stage_names(), self.registry.clone(), p.auto_rollback.clone(), &self.config.data_dir.join("state"))?;
+        self.run_config_sql(p, &control)?;
         let stages: Vec<(String, String)> = control.status().into_iter().map(|s| (s.active.name, s.active.version)).collect();
         telemetry::metrics().init_pipeline(&p.name, &stages);
         let stats = Arc::new(PipelineStats::default());
@@ -295,6 +298,23 @@ impl Launcher {
         }
     }
 
+    /// A SQL stage defined in the config file (`[[transform]]`) runs the text
+    /// the file has now: when it changed since the last start, the new version
+    /// is activated (recorded as a swap; the old one stays in the history for a rollback).
+    fn run_config_sql(&self, p: &PipelineConfig, control: &PipelineControl) -> anyhow::Result<()> {
+        use sha2::Digest;
+        for (i, name) in p.stage_names().iter().enumerate() {
+            let Some(stage) = self.config.sql_stages.iter().find(|s| s.name == *name) else { continue };
+            let hash = hex::encode(sha2::Sha256::digest(stage.text()?.as_bytes()));
+            match control.activate(i, None, &hash) {
+                Ok(_) => tracing::info!(pipeline = %p.name, stage = i, transform = %name, "the config's SQL text changed: its new version is active"),
+                Err(crate::pipeline::control::ControlError::AlreadyActive(_)) => {}
+                Err(e) => return Err(anyhow::anyhow!("pipeline `{}`, stage {i} (`{name}`): running the config's SQL text: {e}", p.name)),
+            }
+        }
+        Ok(())
+    }
+
     fn declared_in_file(&self, name: &str) -> bool {
         self.config.pipelines.iter().any(|p| p.name == name)
     }
@@ -309,7 +329,7 @@ impl Launcher {
         for t in &p.stage_names() {
             self.registry.versions(t).map_err(|e| ManageError::Invalid(format!("pipeline `{}`: {e}", p.name)))?;
         }
-        Ok(())
+        check_sql_marks(&self.registry, p).map_err(|e| ManageError::Invalid(e.to_string()))
     }
 
     fn save(&self, p: &PipelineConfig) -> Result<(), ManageError> {
@@ -409,4 +429,19 @@ pub fn names(ps: &[PipelineConfig]) -> BTreeSet<&str> {
 /// This machine's name, for Kafka client ids (visible in the brokers' group listings).
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into())
+}
+
+/// A transform marked `sql:` must be a SQL stage (its versions are SQL statements).
+fn check_sql_marks(registry: &Registry, p: &PipelineConfig) -> Result<(), InvalidPipeline> {
+    for name in p.sql_marked() {
+        let v = registry.default_version(name).map_err(|e| InvalidPipeline(format!("pipeline `{}`: `sql:{name}`: {e}", p.name)))?;
+        if v.contract != crate::runtime::Contract::Sql {
+            return Err(InvalidPipeline(format!(
+                "pipeline `{}`: `sql:{name}` is marked a SQL stage, but `{name}` is a WebAssembly component (contract {}); drop the `sql:` or name a SQL stage",
+                p.name,
+                v.contract.as_str()
+            )));
+        }
+    }
+    Ok(())
 }

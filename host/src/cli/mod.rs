@@ -7,6 +7,7 @@ mod locate;
 mod remote;
 mod report;
 mod serve;
+mod sql;
 mod transform;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +72,9 @@ enum Command {
     /// Work with transform components: write one (new, build, test, deploy), run one over a file, list the built-ins.
     #[command(subcommand)]
     Transform(transform::TransformCommand),
+    /// Work with SQL stages: check one over sample records, list the functions sluice adds.
+    #[command(subcommand)]
+    Sql(sql::SqlCommand),
 }
 
 fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(f: F) -> anyhow::Result<ExitCode> {
@@ -86,6 +90,7 @@ pub fn main() -> ExitCode {
     crate::telemetry::init_logging(cli.log_json, default_level);
     let result = match cli.command {
         Command::Transform(cmd) => transform::run(cmd),
+        Command::Sql(cmd) => sql::run(cmd),
         Command::CheckConfig { file } => serve::check_config(file),
         Command::Demo(args) => block_on(demo::run(args)),
         Command::Query(args) => block_on(report::query(args)),

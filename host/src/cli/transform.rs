@@ -188,7 +188,7 @@ pub fn run(cmd: TransformCommand) -> anyhow::Result<ExitCode> {
             for name in builtin_names() {
                 let t = rt.load_builtin(name)?;
                 let d = t.descriptor();
-                println!("{:<12} {:<8} {:>6} -> {:<12} sha256:{}", d.name, d.version, d.input_kind, d.output_kind, t.content_hash());
+                println!("{:<20} {:<8} {:>6} -> {:<14} {:<5} sha256:{}", d.name, d.version, d.input_kind, d.output_kind, d.contract.as_str(), t.content_hash());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -210,7 +210,9 @@ fn run_file(args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(limits, None)?;
     let transform = if args.transform.ends_with(".wasm") || Path::new(&args.transform).exists() {
         let bytes = std::fs::read(&args.transform).with_context(|| format!("reading component {}", args.transform))?;
-        runtime.load(&bytes).with_context(|| format!("loading {}", args.transform))?
+        // A SQL file without a `-- name:` header is named after the file.
+        let stem = Path::new(&args.transform).file_stem().map(|s| s.to_string_lossy().into_owned());
+        runtime.load_named(&bytes, stem.as_deref()).with_context(|| format!("loading {}", args.transform))?
     } else {
         runtime.load_builtin(&args.transform)?
     };

@@ -156,11 +156,25 @@ impl Default for RollConfig {
     }
 }
 
+/// Before a transform name, says the stage is a SQL stage (`sql:clean-pin-sql`);
+/// sluice refuses to start the pipeline when it is not.
+pub const SQL_PREFIX: &str = "sql:";
+
 impl PipelineConfig {
     /// The components the pipeline runs, in order: its transforms, then its aggregate.
     /// Each is a stage an operator can swap through the admin API.
     pub fn stage_names(&self) -> Vec<String> {
-        self.transforms.iter().cloned().chain(self.aggregate.as_ref().map(|a| a.name.clone())).collect()
+        self.transform_names().into_iter().chain(self.aggregate.as_ref().map(|a| a.name.clone())).collect()
+    }
+
+    /// The transforms' names, without the `sql:` marks.
+    pub fn transform_names(&self) -> Vec<String> {
+        self.transforms.iter().map(|t| t.strip_prefix(SQL_PREFIX).unwrap_or(t).to_owned()).collect()
+    }
+
+    /// The transforms marked `sql:`, by name.
+    pub fn sql_marked(&self) -> impl Iterator<Item = &str> {
+        self.transforms.iter().filter_map(|t| t.strip_prefix(SQL_PREFIX))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -215,10 +229,8 @@ impl PipelineConfig {
         if self.batch.max_records == 0 || self.batch.max_records > 1_000_000 {
             return Err(format!("pipeline `{n}`: batch.max_records must be between 1 and 1000000"));
         }
-        if let Some(bad) =
-            self.transforms.iter().find(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'))
-        {
-            return Err(format!("pipeline `{n}`: transform name `{bad}` must be a-z 0-9 - _"));
+        if let Some(bad) = self.transform_names().into_iter().find(|t| !crate::runtime::registry::valid_name(t)) {
+            return Err(format!("pipeline `{n}`: transform name `{bad}` must be 1-64 characters of a-z 0-9 - _ (after `sql:`, for a SQL stage)"));
         }
         let r = &self.auto_rollback;
         if !(0.0..=1.0).contains(&r.max_rejection_rate) || !(0.0..=1.0).contains(&r.max_trap_rate) || r.batches == 0 {

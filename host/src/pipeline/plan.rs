@@ -33,6 +33,7 @@ use crate::sink::delta::DeltaSink;
 use crate::sink::{SegmentSpec, TableSpec, schema};
 use crate::store::ObjectStore;
 use anyhow::Context;
+use arrow_schema::SchemaRef;
 use std::sync::Arc;
 
 /// Which part of a pipeline a worker runs.
@@ -137,12 +138,12 @@ pub fn plan(part: &Part, with: Parts<'_>) -> anyhow::Result<Planned> {
         },
         _ => None,
     };
-    let last_kind = match &aggregate {
-        Some(a) => Some(a.output_kind().to_owned()),
-        None => transforms.last().map(|x| x.descriptor().output_kind.clone()),
+    let (last_kind, last_columns) = match &aggregate {
+        Some(a) => (Some(a.output_kind().to_owned()), None),
+        None => (transforms.last().map(|x| x.descriptor().output_kind.clone()), transforms.last().and_then(|x| x.columns().map(|c| c.schema.clone()))),
     };
     // Routers land the raw records and dead letters; the table is the last part's.
-    let table = if route.is_some() { None } else { table_spec(config, last_kind)? };
+    let table = if route.is_some() { None } else { table_spec(config, last_kind, last_columns)? };
     let delta = match &table {
         Some(t) => open_delta(config, store, t)?,
         None => None,
@@ -233,16 +234,17 @@ fn open_delta(config: &PipelineConfig, store: &Arc<dyn ObjectStore>, table: &Tab
 }
 
 /// Where a pipeline's output lands: the table named in its config, with the
-/// schema its config or `last_kind` (the output kind of its last stage) gives.
-pub fn table_spec(config: &PipelineConfig, last_kind: Option<String>) -> anyhow::Result<Option<TableSpec>> {
+/// schema its config or `last_kind` (the output kind of its last stage) gives,
+/// else the columns its last stage declares (a SQL stage's, a 0.2.0 component's).
+pub fn table_spec(config: &PipelineConfig, last_kind: Option<String>, last_columns: Option<SchemaRef>) -> anyhow::Result<Option<TableSpec>> {
     Ok(match &config.table {
         None => None,
         Some(t) => {
             let kind = t.schema.clone().or(last_kind);
             let schema = match (&t.columns, &kind) {
                 (Some(cols), _) => Some(schema::from_columns(cols)),
-                (None, Some(kind)) => schema::builtin(kind),
-                (None, None) => None,
+                (None, Some(kind)) => schema::builtin(kind).or(last_columns.filter(|_| t.schema.is_none())),
+                (None, None) => last_columns,
             };
             let delta = t.formats.contains(&TableFormat::Delta).then(|| t.delta.clone().unwrap_or_default());
             let parquet = t.formats.contains(&TableFormat::Parquet) || delta.is_some();

@@ -144,7 +144,7 @@ pub fn run(
     if !config.land_raw {
         anyhow::bail!("pipeline `{}` does not land raw data (land_raw = false), so there is nothing to backfill from", config.name);
     }
-    let names: Vec<String> = if req.transforms.is_empty() { config.transforms.clone() } else { req.transforms.clone() };
+    let names: Vec<String> = if req.transforms.is_empty() { config.transform_names() } else { req.transforms.clone() };
     if names.len() != config.transforms.len() {
         anyhow::bail!(
             "pipeline `{}` has {} stage(s) ({}); give one version per stage, got {}",
@@ -158,8 +158,10 @@ pub fn run(
         anyhow::bail!("pipeline `{}` has no transform stages, so its table is its raw data: there is nothing to backfill", config.name);
     }
     let transforms = names.iter().map(|n| resolve(registry, n).with_context(|| format!("transform `{n}`"))).collect::<anyhow::Result<Vec<_>>>()?;
-    let table = crate::pipeline::table_spec(config, transforms.last().map(|t| t.descriptor().output_kind.clone()))?
-        .with_context(|| format!("pipeline `{}` writes no table to backfill", config.name))?;
+    let last = transforms.last();
+    let table =
+        crate::pipeline::table_spec(config, last.map(|t| t.descriptor().output_kind.clone()), last.and_then(|t| t.columns().map(|c| c.schema.clone())))?
+            .with_context(|| format!("pipeline `{}` writes no table to backfill", config.name))?;
     let spec = SegmentSpec { pipeline: config.name.clone(), land_raw: false, table: Some(table.clone()) };
     let lineage_versions: Vec<String> =
         transforms.iter().map(|t| format!("{}@{} sha256:{}", t.descriptor().name, t.descriptor().version, t.content_hash())).collect();

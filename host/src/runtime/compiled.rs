@@ -46,6 +46,17 @@ pub enum Contract {
     Sql,
 }
 
+impl Contract {
+    /// The name the API and descriptors use: `0.1.0`, `0.2.0`, `sql`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Contract::Records => "0.1.0",
+            Contract::Columns => "0.2.0",
+            Contract::Sql => "sql",
+        }
+    }
+}
+
 /// What a component says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Descriptor {

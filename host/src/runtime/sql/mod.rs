@@ -4,11 +4,13 @@
 //! shadowed and hot-swapped like a component (its text is the "component"),
 //! and must be deterministic, since a replay must land the same rows.
 
+mod config;
 mod eval;
 mod input;
 mod program;
 mod udf;
 
+pub use config::SqlStageConfig;
 pub use program::{Header, REJECT_COLUMN, SqlError, SqlProgram, is_sql, parse_header};
 pub use udf::parse_count;
 
