@@ -64,6 +64,8 @@ impl Launcher {
         check_sql_marks(&self.registry, p)?;
         let control = PipelineControl::load(&p.name, &p.stage_names(), self.registry.clone(), p.auto_rollback.clone(), &self.config.data_dir.join("state"))?;
         self.run_config_sql(p, &control)?;
+        let resolved = with_sql_windows(p, &control)?;
+        let p = &resolved;
         let stages: Vec<(String, String)> = control.status().into_iter().map(|s| (s.active.name, s.active.version)).collect();
         telemetry::metrics().init_pipeline(&p.name, &stages);
         let stats = Arc::new(PipelineStats::default());
@@ -444,4 +446,21 @@ fn check_sql_marks(registry: &Registry, p: &PipelineConfig) -> Result<(), Invali
         }
     }
     Ok(())
+}
+
+/// A windowed SQL statement as the aggregate brings the pipeline its window
+/// (time field, size, slide) and keys; a component aggregate needs them in the config.
+fn with_sql_windows(p: &PipelineConfig, control: &PipelineControl) -> Result<PipelineConfig, InvalidPipeline> {
+    let Some(a) = &p.aggregate else { return Ok(p.clone()) };
+    let (_, stages) = control.chain();
+    let statement = stages.last().and_then(|s| s.sql_windows().cloned());
+    let filled = match statement {
+        Some(s) => a.with_statement(&s.window.time_field, s.window.size_ms, s.window.slide_ms, &s.group_by),
+        None if a.from_statement() => {
+            Err(format!("aggregate `{}` is a component: give aggregate.time_field and aggregate.window_ms (a windowed SQL statement brings its own)", a.name))
+        }
+        None => return Ok(p.clone()),
+    };
+    let filled = filled.map_err(|e| InvalidPipeline(format!("pipeline `{}`: {e}", p.name)))?;
+    Ok(PipelineConfig { aggregate: Some(filled), ..p.clone() })
 }

@@ -11,7 +11,7 @@ use super::engine::Runtime;
 use super::host::HostState;
 use super::instance::TransformInstance;
 use super::sandbox::{Sandboxed, call_with_limits};
-use super::sql::{SqlError, SqlProgram, is_sql};
+use super::sql::{Compiled, SqlAggregate, SqlError, SqlProgram, is_sql};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -88,6 +88,7 @@ pub(crate) enum WorldPre {
     Columns(ColumnsPre<HostState>, Arc<ColumnContract>),
     Aggregate(AggregatePre<HostState>),
     Sql(Arc<SqlProgram>),
+    SqlAggregate(Arc<SqlAggregate>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,8 +207,16 @@ impl CompiledTransform {
     /// `name`; its version the header's `-- version:` or one derived from the text.
     pub(crate) fn load_sql(runtime: &Runtime, text: &str, name: Option<&str>) -> Result<Self, LoadError> {
         let hash = hex::encode(Sha256::digest(text.as_bytes()));
-        let program = SqlProgram::compile(text)?;
-        let h = &program.header;
+        let (pre, h, kind, state_format) = match super::sql::compile(text)? {
+            Compiled::Rows(p) => {
+                let h = p.header.clone();
+                (WorldPre::Sql(Arc::new(p)), h, ComponentKind::Transform, None)
+            }
+            Compiled::Windows(a) => {
+                let (h, format) = (a.header.clone(), a.state_format.clone());
+                (WorldPre::SqlAggregate(Arc::new(a)), h, ComponentKind::Aggregate, Some(format))
+            }
+        };
         let name = h
             .name
             .clone()
@@ -218,19 +227,27 @@ impl CompiledTransform {
             version: h.version.clone().unwrap_or_else(|| format!("sql-{}", &hash[..12])),
             input_kind: h.input_kind.clone().unwrap_or_else(|| "any".into()),
             output_kind: h.output_kind.clone().unwrap_or_else(|| name.clone()),
-            kind: ComponentKind::Transform,
+            kind,
             contract: Contract::Sql,
-            state_format: None,
+            state_format,
             upgrades_from: Vec::new(),
         };
         let size = text.len();
-        Ok(CompiledTransform { runtime: runtime.clone(), pre: WorldPre::Sql(Arc::new(program)), name: Arc::from(name.as_str()), hash, descriptor, size })
+        Ok(CompiledTransform { runtime: runtime.clone(), pre, name: Arc::from(name.as_str()), hash, descriptor, size })
     }
 
-    /// The statement of a SQL stage; `None` for a component.
+    /// The statement of a SQL transform; `None` for a component or a windowed statement.
     pub fn sql(&self) -> Option<&Arc<SqlProgram>> {
         match &self.pre {
             WorldPre::Sql(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The statement of a windowed SQL aggregate; `None` otherwise.
+    pub fn sql_windows(&self) -> Option<&Arc<SqlAggregate>> {
+        match &self.pre {
+            WorldPre::SqlAggregate(a) => Some(a),
             _ => None,
         }
     }
@@ -258,6 +275,7 @@ impl CompiledTransform {
             }),
             WorldPre::Aggregate(_) => TransformInstance::not_a_transform(self.name.clone()),
             WorldPre::Sql(program) => TransformInstance::sql(program.clone(), self.name.clone()),
+            WorldPre::SqlAggregate(_) => TransformInstance::not_a_transform(self.name.clone()),
         }
     }
 
@@ -266,6 +284,7 @@ impl CompiledTransform {
         match &self.pre {
             WorldPre::Columns(_, contract) => Some(contract),
             WorldPre::Sql(program) => Some(&program.contract),
+            WorldPre::SqlAggregate(a) => Some(&a.contract),
             _ => None,
         }
     }
@@ -278,6 +297,7 @@ impl CompiledTransform {
     pub fn aggregate_instance(self: &Arc<Self>) -> Option<AggregateInstance> {
         match &self.pre {
             WorldPre::Aggregate(pre) => Some(AggregateInstance::new_raw(self.runtime.clone(), pre.clone(), self.name.clone())),
+            WorldPre::SqlAggregate(a) => Some(AggregateInstance::sql(a.clone(), self.name.clone())),
             WorldPre::Transform(_) | WorldPre::Columns(..) | WorldPre::Sql(_) => None,
         }
     }

@@ -8,16 +8,21 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateConfig {
-    /// The aggregate component: `count-posts`, `follower-percentiles`, or the name of an uploaded one.
+    /// The aggregate: `count-posts`, `follower-percentiles`, the name of an
+    /// uploaded component, or of a windowed SQL statement (whose `GROUP BY
+    /// TUMBLE(…)` / `HOP(…)` and columns then give `time_field`, `window_ms`,
+    /// `slide_ms` and `group_by`, which may be left out).
     pub name: String,
     /// The record field holding its event time: a timestamp string in any of
     /// the SPEC forms (e.g. geo `timestamp`) or epoch milliseconds.
+    #[serde(default)]
     pub time_field: String,
     /// Fields whose values form the group key (e.g. `["country", "category"]`).
     /// Each becomes a column of the output rows; a missing field groups as null.
     #[serde(default)]
     pub group_by: Vec<String>,
     /// Window length, in milliseconds.
+    #[serde(default)]
     pub window_ms: u64,
     /// How far consecutive windows start apart, in milliseconds. Defaults to
     /// `window_ms` (tumbling windows); smaller makes sliding windows, and
@@ -78,7 +83,36 @@ impl AggregateConfig {
         }
     }
 
+    /// Whether the window is left to a SQL statement's GROUP BY (no window, time field or keys given).
+    pub fn from_statement(&self) -> bool {
+        self.window_ms == 0 && self.slide_ms.is_none() && self.time_field.is_empty() && self.group_by.is_empty()
+    }
+
+    /// This config with the window a SQL statement groups by: filled in when
+    /// left out, else checked to be the same.
+    pub fn with_statement(&self, time_field: &str, window_ms: u64, slide_ms: u64, group_by: &[String]) -> Result<Self, String> {
+        if self.from_statement() {
+            let mut c = self.clone();
+            (c.time_field, c.window_ms, c.slide_ms, c.group_by) = (time_field.to_owned(), window_ms, Some(slide_ms), group_by.to_vec());
+            c.validate()?;
+            return Ok(c);
+        }
+        let given = (self.time_field.as_str(), self.window_ms, self.slide(), self.group_by.as_slice());
+        if given != (time_field, window_ms, slide_ms, group_by) {
+            return Err(format!(
+                "aggregate `{}` is a SQL statement grouping by time `{time_field}`, window {window_ms} ms, slide {slide_ms} ms, keys {group_by:?}, \
+                 but [pipeline.aggregate] says `{}`, {} ms, {} ms, {:?}: leave time_field, window_ms, slide_ms and group_by out, and the statement decides",
+                self.name, given.0, given.1, given.2, given.3
+            ));
+        }
+        Ok(self.clone())
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if self.from_statement() {
+            // Checked again once the statement filled them in (`with_statement`).
+            return self.validate_budgets();
+        }
         let slide = self.slide();
         if self.window_ms == 0 || slide == 0 {
             return Err("aggregate.window_ms and aggregate.slide_ms must be above zero".into());
@@ -98,8 +132,15 @@ impl AggregateConfig {
         if let Some(bad) = self.group_by.iter().find(|f| f.is_empty() || ["window_start", "window_end", "revision"].contains(&f.as_str())) {
             return Err(format!("aggregate.group_by field `{bad}` is empty or the name of a column the host adds"));
         }
+        self.validate_budgets()
+    }
+
+    fn validate_budgets(&self) -> Result<(), String> {
         if self.max_state_bytes == 0 {
             return Err("aggregate.max_state_bytes must be above zero".into());
+        }
+        if self.allowed_lateness_ms > i64::MAX as u64 / 4 {
+            return Err("aggregate durations are too large".into());
         }
         if self.partitions.is_some_and(|n| !(1..=1024).contains(&n)) {
             return Err("aggregate.partitions must be between 1 and 1024".into());

@@ -83,9 +83,21 @@ struct Run {
 
 /// Feed `records` in batches of `batch_size`, carrying `state` (a fresh one if `None`).
 fn run(rt: &Runtime, name: &str, c: &AggregateConfig, records: &[Value], batch_size: usize, state: Option<WindowState>) -> Result<Run, WindowError> {
+    run_compiled(&rt.load_builtin(name).expect("builtin"), c, records, batch_size, state)
+}
+
+/// [`run`] with any aggregate: a component or a windowed SQL statement.
+fn run_compiled(
+    compiled: &std::sync::Arc<crate::runtime::CompiledTransform>,
+    c: &AggregateConfig,
+    records: &[Value],
+    batch_size: usize,
+    state: Option<WindowState>,
+) -> Result<Run, WindowError> {
     let rules = WindowRules::new(c);
-    let mut agg = instance(rt, name);
-    let mut state = state.unwrap_or_else(|| WindowState::new(&rt.load_builtin(name).expect("builtin").descriptor().state_format.clone().expect("format")));
+    let name = compiled.descriptor().name.as_str();
+    let mut agg = compiled.aggregate_instance().expect("an aggregate");
+    let mut state = state.unwrap_or_else(|| WindowState::new(&compiled.descriptor().state_format.clone().expect("format")));
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for (n, chunk) in records.chunks(batch_size).enumerate() {
@@ -356,4 +368,140 @@ fn a_revoked_partition_is_forgotten_then_restored_from_its_snapshot_with_exact_c
     assert_eq!(stage.status(&p).expect("restored").state_bytes, held, "the same state as before the revocation");
     rows.extend(fold(&mut stage, &records[600..]));
     assert_eq!(rows, whole.rows, "the windows are exactly an uninterrupted run's");
+}
+
+/// `count-posts` written as SQL: the window, keys and time come from the statement.
+const COUNT_POSTS_SQL: &str = "CREATE TABLE input (ind BIGINT);\n\
+    SELECT country, category, count(DISTINCT ind) AS post_count FROM input\n\
+    GROUP BY TUMBLE(\"timestamp\", INTERVAL '5' MINUTE), country, category";
+
+fn sql(rt: &Runtime, text: &str) -> std::sync::Arc<crate::runtime::CompiledTransform> {
+    rt.load_named(text.as_bytes(), Some("windows-sql")).expect("the statement compiles")
+}
+
+/// The config a windowed statement makes of a `[pipeline.aggregate]` that leaves the window out.
+fn config_of(compiled: &crate::runtime::CompiledTransform, lateness: u64) -> AggregateConfig {
+    let s = compiled.sql_windows().expect("a windowed statement");
+    let bare = AggregateConfig { time_field: String::new(), group_by: Vec::new(), window_ms: 0, ..config(1, None, lateness, LatePolicy::DeadLetter) };
+    assert!(bare.from_statement());
+    bare.with_statement(&s.window.time_field, s.window.size_ms, s.window.slide_ms, &s.group_by).expect("filled in")
+}
+
+#[test]
+fn sql_windows_emit_the_rows_count_posts_emits_tumbling_and_hopping() {
+    let rt = runtime();
+    let records = posts(3_000, 20_000);
+    let hop = COUNT_POSTS_SQL.replace("TUMBLE(\"timestamp\", INTERVAL '5' MINUTE)", "HOP(\"timestamp\", INTERVAL '1' MINUTE, INTERVAL '4' MINUTE)");
+    for (text, size, slide) in [(COUNT_POSTS_SQL.to_owned(), 5 * MIN, 5 * MIN), (hop, 4 * MIN, MIN)] {
+        let statement = sql(&rt, &text);
+        let c = config_of(&statement, 30_000);
+        assert_eq!(
+            (c.window_ms, c.slide(), c.time_field.as_str(), c.group_by.clone()),
+            (size as u64, slide as u64, "timestamp", vec!["country".to_string(), "category".to_string()])
+        );
+        let by_sql = run_compiled(&statement, &c, &records, 333, None).expect("run");
+        let by_component = run(&rt, "count-posts", &c, &records, 333, None).expect("run");
+        let sorted = |rows: &[Value]| {
+            let mut rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+            rows.sort();
+            rows
+        };
+        assert_eq!(sorted(&by_sql.rows), sorted(&by_component.rows), "window {size}/{slide}");
+        assert_eq!(by_sql.failures, by_component.failures);
+        assert_eq!(got_counts(&by_sql.rows), expected_counts(&records, size, slide, closed_until(&records, 30_000, slide)));
+        // Any batch size, and a checkpoint in the middle, give the same rows.
+        let first = run_compiled(&statement, &c, &records[..1234], 7, None).expect("run");
+        let saved: WindowState = serde_json::from_slice(&serde_json::to_vec(&first.state).expect("json")).expect("parse");
+        let rest = run_compiled(&statement, &c, &records[1234..], 1000, Some(saved)).expect("run");
+        assert_eq!(sorted(&[first.rows, rest.rows].concat()), sorted(&by_sql.rows));
+    }
+}
+
+#[test]
+fn sql_windows_compute_sums_extremes_averages_and_computed_groups() {
+    let rt = runtime();
+    let statement = sql(
+        &rt,
+        "CREATE TABLE input (ind BIGINT);\n\
+         SELECT country, CASE WHEN ind % 2 = 0 THEN 'even' ELSE 'odd' END AS parity, count(*) AS n, sum(ind) AS total, \
+         min(ind) AS lowest, max(category) AS last_category, avg(ind) AS mean\n\
+         FROM input WHERE category <> 'quotes'\n\
+         GROUP BY TUMBLE(\"timestamp\", INTERVAL '10' MINUTE), country, CASE WHEN ind % 2 = 0 THEN 'even' ELSE 'odd' END",
+    );
+    assert_eq!(
+        statement.sql_windows().expect("windows").describe_output(),
+        "country string, parity string, n int64, total int64, lowest int64, last_category string, mean float64"
+    );
+    let records = posts(2_000, 0);
+    let c = config_of(&statement, 0);
+    let r = run_compiled(&statement, &c, &records, 250, None).expect("run");
+    assert!(r.failures.is_empty());
+    let closed = closed_until(&records, 0, 10 * MIN);
+    let mut want: BTreeMap<(String, String, String), (i64, i64, i64, String, f64)> = BTreeMap::new();
+    let mut sums: BTreeMap<(String, String, String), Vec<i64>> = BTreeMap::new();
+    for rec in records.iter().filter(|r| r["category"] != "quotes") {
+        let t = rec["timestamp"].as_i64().expect("ms");
+        let start = t.div_euclid(10 * MIN) * 10 * MIN;
+        if start + 10 * MIN > closed {
+            continue;
+        }
+        let ind = rec["ind"].as_i64().expect("ind");
+        let key = (iso(start), rec["country"].as_str().expect("c").to_owned(), if ind % 2 == 0 { "even" } else { "odd" }.to_owned());
+        sums.entry(key.clone()).or_default().push(ind);
+        let cat = rec["category"].as_str().expect("k").to_owned();
+        let e = want.entry(key).or_insert((0, 0, i64::MAX, String::new(), 0.0));
+        e.3 = e.3.clone().max(cat);
+    }
+    for (key, inds) in &sums {
+        let e = want.get_mut(key).expect("key");
+        let mean = inds.iter().sum::<i64>() as f64 / inds.len() as f64;
+        (e.0, e.1, e.2, e.4) = (inds.len() as i64, inds.iter().sum(), *inds.iter().min().expect("one"), (mean * 1e9).round() / 1e9);
+    }
+    let got: BTreeMap<(String, String, String), (i64, i64, i64, String, f64)> = r
+        .rows
+        .iter()
+        .map(|row| {
+            let key = (
+                row["window_start"].as_str().expect("start").to_owned(),
+                row["country"].as_str().expect("c").to_owned(),
+                row["parity"].as_str().expect("p").to_owned(),
+            );
+            let v = (
+                row["n"].as_i64().expect("n"),
+                row["total"].as_i64().expect("total"),
+                row["lowest"].as_i64().expect("lowest"),
+                row["last_category"].as_str().expect("cat").to_owned(),
+                (row["mean"].as_f64().expect("mean") * 1e9).round() / 1e9,
+            );
+            (key, v)
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(got.len() > 10);
+}
+
+#[test]
+fn windowed_statements_that_cannot_close_or_fold_are_refused_with_the_reason() {
+    let rt = runtime();
+    for (text, want) in [
+        ("SELECT country, count(*) AS n FROM input GROUP BY country", "GROUP BY needs a window"),
+        ("SELECT country, count(*) AS n FROM input GROUP BY TUMBLE(t, INTERVAL '1' MONTH), country", "not a fixed interval"),
+        ("SELECT country, count(*) AS n FROM input GROUP BY HOP(t, INTERVAL '7' MINUTE, INTERVAL '10' MINUTE), country", "multiple of its slide"),
+        ("SELECT country, count(*) AS n FROM input GROUP BY TUMBLE(t, INTERVAL '1' MINUTE), TUMBLE(t, INTERVAL '2' MINUTE), country", "two windows"),
+        ("SELECT country, count(*) * 2 AS n FROM input GROUP BY TUMBLE(t, INTERVAL '1' MINUTE), country", "as they are"),
+        ("SELECT country, count(*) AS n FROM input GROUP BY TUMBLE(t, INTERVAL '1' MINUTE), country HAVING count(*) > 1", "HAVING"),
+        ("SELECT country AS c, count(*) AS n FROM input GROUP BY TUMBLE(t, INTERVAL '1' MINUTE), country", "select it as `country`"),
+        (
+            "CREATE TABLE input (x BIGINT); SELECT country, median(x) AS m FROM input GROUP BY TUMBLE(t, INTERVAL '1' MINUTE), country",
+            "`median` is not an aggregate windows compute",
+        ),
+        (
+            "SELECT country, sum(country) AS s FROM input GROUP BY TUMBLE(t, INTERVAL '1' MINUTE), country",
+            "No function matches the given name and argument types 'sum(Utf8)'",
+        ),
+        ("SELECT TUMBLE(t, INTERVAL '1' MINUTE) AS w FROM input", "GROUP BY"),
+    ] {
+        let err = rt.load_named(text.as_bytes(), Some("w")).expect_err(text).to_string();
+        assert!(err.contains(want), "{text}: {err}");
+    }
 }

@@ -6,13 +6,35 @@
 
 mod config;
 mod eval;
+mod fold;
 mod input;
 mod program;
 mod udf;
+mod window;
 
 pub use config::SqlStageConfig;
+pub use fold::FoldedRows;
 pub use program::{Header, REJECT_COLUMN, SqlError, SqlProgram, is_sql, parse_header};
 pub use udf::parse_count;
+pub use window::{SqlAggregate, WindowSpec};
+
+/// A statement, compiled into the kind of stage it makes.
+pub enum Compiled {
+    /// Row by row: a transform.
+    Rows(SqlProgram),
+    /// Grouped by a window: an aggregate over the pipeline's windows.
+    Windows(SqlAggregate),
+}
+
+/// Plan `text` and compile it into a transform or a windowed aggregate.
+pub fn compile(text: &str) -> Result<Compiled, SqlError> {
+    let planned = program::plan(text)?;
+    if program::groups(&planned.plan) {
+        return SqlAggregate::compile(planned).map(Compiled::Windows);
+    }
+    let program::Planned { header, ctx, fields, plan } = planned;
+    SqlProgram::from_plan(header, &ctx, fields, &plan).map(Compiled::Rows)
+}
 
 /// The functions sluice adds to SQL, by name (for docs and `sluice sql functions`).
 pub fn function_names() -> Vec<String> {

@@ -70,11 +70,11 @@ pub struct SqlError {
 }
 
 impl SqlError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(super) fn new(message: impl Into<String>) -> Self {
         SqlError { message: message.into(), at: None }
     }
 
-    fn from_datafusion(e: DataFusionError) -> Self {
+    pub(super) fn from_datafusion(e: DataFusionError) -> Self {
         let at = e.diagnostic().and_then(|d| d.span).map(|s| (s.start.line, s.start.column));
         let message = match e.find_root() {
             DataFusionError::Diagnostic(_, inner) => inner.to_string(),
@@ -107,34 +107,58 @@ pub fn parse_header(text: &str) -> Header {
     h
 }
 
+/// A statement parsed and planned against its `input` table, not yet checked
+/// for what kind of stage it makes.
+pub(super) struct Planned {
+    pub header: Header,
+    pub ctx: SessionContext,
+    /// The input fields it reads, with their types.
+    pub fields: Vec<(String, InputType)>,
+    /// The plan as the SQL planner made it (before the optimizer).
+    pub plan: LogicalPlan,
+}
+
+/// Parse and plan `text`: its header, its optional `CREATE TABLE input`, its SELECT.
+pub(super) fn plan(text: &str) -> Result<Planned, SqlError> {
+    let header = parse_header(text);
+    let mut statements = DFParser::parse_sql(text).map_err(SqlError::from_datafusion)?;
+    let (declared, query) = match statements.len() {
+        1 => (Vec::new(), statements.pop_front().expect("one statement")),
+        2 => {
+            let first = statements.pop_front().expect("two statements");
+            (declarations(first)?, statements.pop_front().expect("two statements"))
+        }
+        0 => return Err(SqlError::new("no statement: write `SELECT … FROM input`")),
+        n => {
+            return Err(SqlError::new(format!("{n} statements; a SQL stage is one SELECT, optionally after `CREATE TABLE input (…)` declaring field types")));
+        }
+    };
+    if !matches!(&query, Statement::Statement(s) if matches!(**s, SqlStatement::Query(_))) {
+        return Err(SqlError::new(format!("a SQL stage must be a SELECT; got `{}`", first_words(&query.to_string()))));
+    }
+    let ctx = session();
+    let (fields, plan) = plan_reading_fields(&ctx, declared, &query)?;
+    Ok(Planned { header, ctx, fields, plan })
+}
+
+/// Whether a plan groups rows (a windowed aggregate) rather than mapping each row.
+pub(super) fn groups(plan: &LogicalPlan) -> bool {
+    plan.exists(|node| Ok(matches!(node, LogicalPlan::Aggregate(_)))).unwrap_or(false)
+}
+
 impl SqlProgram {
     pub fn compile(text: &str) -> Result<Self, SqlError> {
-        let header = parse_header(text);
-        let mut statements = DFParser::parse_sql(text).map_err(SqlError::from_datafusion)?;
-        let (declared, query) = match statements.len() {
-            1 => (Vec::new(), statements.pop_front().expect("one statement")),
-            2 => {
-                let first = statements.pop_front().expect("two statements");
-                (declarations(first)?, statements.pop_front().expect("two statements"))
-            }
-            0 => return Err(SqlError::new("no statement: write `SELECT … FROM input`")),
-            n => {
-                return Err(SqlError::new(format!(
-                    "{n} statements; a SQL stage is one SELECT, optionally after `CREATE TABLE input (…)` declaring field types"
-                )));
-            }
-        };
-        if !matches!(&query, Statement::Statement(s) if matches!(**s, SqlStatement::Query(_))) {
-            return Err(SqlError::new(format!("a SQL stage must be a SELECT; got `{}`", first_words(&query.to_string()))));
-        }
-        let ctx = session();
-        let (fields, plan) = plan_reading_fields(&ctx, declared, &query)?;
-        check_row_by_row(&plan)?;
-        let state = ctx.state();
-        let optimized = state.optimize(&plan).map_err(SqlError::from_datafusion)?;
+        let Planned { header, ctx, fields, plan } = plan(text)?;
+        Self::from_plan(header, &ctx, fields, &plan)
+    }
+
+    /// The row-by-row program of a checked plan over `input` of `fields`.
+    pub(super) fn from_plan(header: Header, ctx: &SessionContext, fields: Vec<(String, InputType)>, plan: &LogicalPlan) -> Result<Self, SqlError> {
+        check_row_by_row(plan)?;
+        let optimized = ctx.state().optimize(plan).map_err(SqlError::from_datafusion)?;
         let input_schema = input::schema(&fields);
         let mut steps = Vec::new();
-        lower(&ctx, &optimized, &mut steps)?;
+        lower(ctx, &optimized, &mut steps)?;
         let last = optimized.schema();
         let (reject, outputs, output) = output_columns(last.as_arrow())?;
         let schema =
@@ -149,7 +173,7 @@ impl SqlProgram {
     }
 }
 
-fn sql_type_name(t: InputType) -> &'static str {
+pub(super) fn sql_type_name(t: InputType) -> &'static str {
     match t {
         InputType::Any => "JSON",
         InputType::String => "VARCHAR",
@@ -165,11 +189,11 @@ fn first_words(s: &str) -> String {
 }
 
 /// A session with sluice's functions, spans on errors, and one partition (a batch is small).
-fn session() -> SessionContext {
+pub(super) fn session() -> SessionContext {
     let mut config = SessionConfig::new().with_target_partitions(1);
     config.options_mut().sql_parser.collect_spans = true;
     let ctx = SessionContext::new_with_config(config);
-    for f in super::udf::all() {
+    for f in super::udf::all().into_iter().chain(super::window::placeholders()) {
         ctx.register_udf(f);
     }
     ctx
@@ -275,6 +299,9 @@ fn expression_problem(e: &Expr) -> Option<String> {
     let mut why = None;
     let _ = e.apply(|e| {
         match e {
+            e if super::window::names_a_window(e) && matches!(e, Expr::ScalarFunction(_)) => {
+                why = Some("TUMBLE and HOP name a window in GROUP BY (docs/sql.md, windows)".into());
+            }
             Expr::ScalarFunction(f) if f.func.signature().volatility != Volatility::Immutable => {
                 why = Some(format!(
                     "`{}()` gives a different value each time it runs; a replayed batch must land the same rows, so a SQL stage takes only deterministic functions",
@@ -355,7 +382,7 @@ fn output_columns(schema: &Schema) -> Result<(Option<usize>, Vec<usize>, Vec<(St
 }
 
 /// The table type a computed column lands as (cast when it differs).
-fn output_type(t: &DataType) -> Option<OutputType> {
+pub(super) fn output_type(t: &DataType) -> Option<OutputType> {
     Some(match t {
         DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
             OutputType::Int64
