@@ -133,10 +133,34 @@ fn kill_9_mid_window_and_restart_emits_the_same_windows_once() {
 /// with SIGKILL every few requests: the windows that land are exactly a count
 /// made here over the whole input, each once.
 fn repartitioned_windows_equal_a_batch_count_through_kill_9(partitions: u32) {
+    windows_through_kill_9(repartitioned_config, partitions, "");
+}
+
+/// count-posts written as SQL: its GROUP BY gives the window, time field and keys.
+fn sql_config(dir: &Path, partitions: u32) -> std::path::PathBuf {
+    let path = repartitioned_config(dir, partitions);
+    let component = format!("name = \"count-posts\"\ntime_field = \"timestamp\"\ngroup_by = [\"country\", \"category\"]\nwindow_ms = {WINDOW_MS}\n");
+    let text = std::fs::read_to_string(&path).expect("config").replace(&component, "name = \"posts-per-minute\"\n");
+    let statement = format!(
+        "-- output: post-count\nCREATE TABLE input (ind BIGINT);\n\
+         SELECT country, category, count(DISTINCT ind) AS post_count FROM input\n\
+         GROUP BY TUMBLE(\"timestamp\", INTERVAL '{}' SECOND), country, category",
+        WINDOW_MS / 1000
+    );
+    std::fs::write(&path, format!("{text}\n[[transform]]\nname = \"posts-per-minute\"\nsql = '''{statement}'''\n")).expect("write config");
+    path
+}
+
+#[test]
+fn windows_written_in_sql_equal_a_batch_count_through_kill_9() {
+    windows_through_kill_9(sql_config, 3, " (SQL windows)");
+}
+
+fn windows_through_kill_9(config_of: fn(&Path, u32) -> std::path::PathBuf, partitions: u32, what: &str) {
     let records = posts(3_000);
     let want = every_window(&records);
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = repartitioned_config(dir.path(), partitions);
+    let config = config_of(dir.path(), partitions);
     let mut server = Server::start(SLUICE, &config, free_port(), &[]).expect("start");
     for (i, c) in records.chunks(100).enumerate() {
         produce(&server.base_url, c);
@@ -150,7 +174,7 @@ fn repartitioned_windows_equal_a_batch_count_through_kill_9(partitions: u32) {
     wait_for_windows(&data, want.len());
     let status: Value = reqwest::blocking::get(format!("{}/status", server.base_url)).and_then(|r| r.json()).unwrap_or_default();
     assert!(server.terminate().expect("terminate"), "clean exit");
-    assert_same(&landed(&data), &want, &format!("{partitions} partitions, killed 4 times"));
+    assert_same(&landed(&data), &want, &format!("{partitions} partitions, killed 4 times{what}"));
     let raw = json_lines(&data.join("landing/topics/t.post"));
     assert_eq!(raw.len(), records.len(), "every record landed raw once");
     let topics: BTreeSet<String> =
