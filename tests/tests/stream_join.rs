@@ -12,6 +12,7 @@ use sluice::emulate::post::{Api, PostPlan, post};
 use sluice::pipeline::PipelineConfig;
 use sluice::pipeline::output::OutputConfig;
 use sluice::report::Landing;
+use sluice::runtime::sql::SqlStageConfig;
 use sluice_tests::{Server, column, free_port, json_lines, parquet_batches};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -44,7 +45,18 @@ idle_timeout_ms = 1000
 close_idle_after_ms = 3000
 "#;
 
+/// Report 1's streaming count written as SQL: the window, its time field and
+/// keys come from the statement, the join from `[pipeline.join]`.
+const REPORT_1_SQL: &str = "-- output: post-count\nCREATE TABLE input (ind BIGINT);\n\
+    SELECT country, category, count(DISTINCT ind) AS post_count FROM input\n\
+    GROUP BY TUMBLE(\"timestamp\", INTERVAL '365' DAY), country, category";
+
 fn config(data: &Path) -> Config {
+    config_counting_with(data, POSTS, None)
+}
+
+/// The demo's pipelines and the posts pipeline; with `sql`, the posts are counted by that statement.
+fn config_counting_with(data: &Path, posts: &str, sql: Option<&str>) -> Config {
     let mut config = Config::demo(data.to_path_buf(), "demo");
     config.jobs.schedule.clear();
     for p in &mut config.pipelines {
@@ -54,7 +66,10 @@ fn config(data: &Path) -> Config {
         p.roll.max_records = 300;
         p.roll.max_age_ms = 300;
     }
-    config.pipelines.push(toml::from_str::<PipelineConfig>(POSTS).expect("the posts pipeline"));
+    config.pipelines.push(toml::from_str::<PipelineConfig>(posts).expect("the posts pipeline"));
+    if let Some(sql) = sql {
+        config.sql_stages.push(SqlStageConfig { name: "report-1-sql".into(), sql: Some(sql.into()), sql_file: None });
+    }
     config.validate().expect("valid config");
     config
 }
@@ -77,7 +92,20 @@ fn windowed(landing: &Path) -> BTreeMap<(String, String), i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pin_geo_user_joined_from_emulator_traffic_then_counted_matches_report_1() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(&dir.path().join("data"));
+    joined_and_counted_matches_report_1(config(&dir.path().join("data"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_geo_user_joined_then_counted_by_a_sql_window_matches_report_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let component =
+        "name = \"count-posts\"\ntime_field = \"timestamp\"\ngroup_by = [\"country\", \"category\"]\nwindow_ms = 31536000000           # 365 days\n";
+    assert!(POSTS.contains(component));
+    let posts = POSTS.replace(component, "name = \"report-1-sql\"\n");
+    joined_and_counted_matches_report_1(config_counting_with(&dir.path().join("data"), &posts, Some(REPORT_1_SQL))).await;
+}
+
+async fn joined_and_counted_matches_report_1(config: Config) {
     let landing = config.landing_dir();
     let app = RunningApp::start(&config).await.expect("start");
     let base = format!("http://{}", app.addr);
