@@ -505,3 +505,47 @@ fn windowed_statements_that_cannot_close_or_fold_are_refused_with_the_reason() {
         assert!(err.contains(want), "{text}: {err}");
     }
 }
+
+/// Report 6's streaming form written as SQL: the lower median (and p90, p99) of
+/// followers per age group, as `follower-percentiles` computes them.
+const FOLLOWER_PERCENTILES_SQL: &str = "CREATE TABLE input (ind BIGINT, age JSON, follower_count JSON);
+SELECT
+  CASE WHEN json_to_int(age) BETWEEN 18 AND 24 THEN '18-24' WHEN json_to_int(age) BETWEEN 25 AND 35 THEN '25-35'
+       WHEN json_to_int(age) BETWEEN 36 AND 50 THEN '36-50' WHEN json_to_int(age) > 50 THEN '50+' END AS age_group,
+  count(DISTINCT ind) AS post_count,
+  percentile_disc(json_to_int(follower_count), 0.5) AS follower_count_p50,
+  percentile_disc(json_to_int(follower_count), 0.9) AS follower_count_p90,
+  percentile_disc(json_to_int(follower_count), 0.99) AS follower_count_p99
+FROM input
+WHERE json_to_int(age) >= 18 AND json_to_int(follower_count) IS NOT NULL
+GROUP BY TUMBLE(\"timestamp\", INTERVAL '10' MINUTE),
+  CASE WHEN json_to_int(age) BETWEEN 18 AND 24 THEN '18-24' WHEN json_to_int(age) BETWEEN 25 AND 35 THEN '25-35'
+       WHEN json_to_int(age) BETWEEN 36 AND 50 THEN '36-50' WHEN json_to_int(age) > 50 THEN '50+' END";
+
+#[test]
+fn sql_percentiles_per_age_group_equal_follower_percentiles() {
+    let rt = runtime();
+    let statement = sql(&rt, FOLLOWER_PERCENTILES_SQL);
+    let records: Vec<Value> = (0..2_500i64)
+        .map(|i| {
+            let age = match i % 9 {
+                0 => json!(null),
+                1 => json!("40"),
+                _ => json!(12 + (i * 7) % 60),
+            };
+            let followers = if i % 11 == 0 { json!("n/a") } else { json!((i * 7919) % 100_000) };
+            json!({"ind": i, "age": age, "follower_count": followers, "timestamp": 1_600_000_000_000 + i * 1_000})
+        })
+        .collect();
+    let c = config_of(&statement, 0);
+    assert!(c.group_by.is_empty(), "the age group is computed, not a key the router reads");
+    let by_sql = run_compiled(&statement, &c, &records, 300, None).expect("run");
+    let by_component = run(&rt, "follower-percentiles", &c, &records, 300, None).expect("run");
+    let sorted = |rows: &[Value]| {
+        let mut rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+        rows.sort();
+        rows
+    };
+    assert!(by_sql.rows.len() > 10, "{:?}", by_sql.rows);
+    assert_eq!(sorted(&by_sql.rows), sorted(&by_component.rows));
+}

@@ -27,6 +27,8 @@ pub enum AggKind {
     Min,
     Max,
     Avg,
+    /// `percentile_disc(x, p)`.
+    Percentile,
 }
 
 impl AggKind {
@@ -38,6 +40,7 @@ impl AggKind {
             ("min", _) => AggKind::Min,
             ("max", _) => AggKind::Max,
             ("avg", false) | ("mean", false) => AggKind::Avg,
+            ("percentile_disc", false) => AggKind::Percentile,
             _ => return None,
         })
     }
@@ -51,6 +54,7 @@ impl AggKind {
             AggKind::Min => "min",
             AggKind::Max => "max",
             AggKind::Avg => "avg",
+            AggKind::Percentile => "percentile_disc",
         }
     }
 
@@ -59,7 +63,7 @@ impl AggKind {
         match self {
             AggKind::Rows | AggKind::Count | AggKind::CountDistinct => OutputType::Int64,
             AggKind::Avg => OutputType::Float64,
-            AggKind::Sum | AggKind::Min | AggKind::Max => arg.unwrap_or(OutputType::Int64),
+            AggKind::Sum | AggKind::Min | AggKind::Max | AggKind::Percentile => arg.unwrap_or(OutputType::Int64),
         }
     }
 }
@@ -125,7 +129,12 @@ pub enum Acc {
     SumFloat(Option<f64>),
     Min(Option<Scalar>),
     Max(Option<Scalar>),
-    Avg { sum: f64, n: u64 },
+    Avg {
+        sum: f64,
+        n: u64,
+    },
+    /// Every value, for an exact percentile.
+    Values(Vec<Scalar>),
 }
 
 impl Acc {
@@ -138,6 +147,7 @@ impl Acc {
             AggKind::Min => Acc::Min(None),
             AggKind::Max => Acc::Max(None),
             AggKind::Avg => Acc::Avg { sum: 0.0, n: 0 },
+            AggKind::Percentile => Acc::Values(Vec::new()),
         }
     }
 
@@ -157,6 +167,7 @@ impl Acc {
             (Acc::Max(m), Some(v)) => *m = Some(m.take().map_or(v.clone(), |m| m.max(v))),
             (Acc::Avg { sum, n }, Some(Scalar::Int(v))) => (*sum, *n) = (*sum + v as f64, *n + 1),
             (Acc::Avg { sum, n }, Some(Scalar::Float(v))) => (*sum, *n) = (*sum + v, *n + 1),
+            (Acc::Values(all), Some(v)) => all.push(v),
             _ => {}
         }
     }
@@ -170,12 +181,14 @@ impl Acc {
             (Acc::Min(a), Acc::Min(b)) => *a = [a.take(), b].into_iter().flatten().min(),
             (Acc::Max(a), Acc::Max(b)) => *a = [a.take(), b].into_iter().flatten().max(),
             (Acc::Avg { sum, n }, Acc::Avg { sum: s, n: m }) => (*sum, *n) = (*sum + s, *n + m),
+            (Acc::Values(a), Acc::Values(b)) => a.extend(b),
             // Both states come from the same state format, so the kinds always agree.
             _ => {}
         }
     }
 
-    fn result(&self) -> Option<Scalar> {
+    /// The aggregate's value; `fraction` is a percentile's p.
+    fn result(&self, fraction: Option<f64>) -> Option<Scalar> {
         match self {
             Acc::Count(n) => Some(Scalar::Int(*n as i64)),
             Acc::Distinct(set) => Some(Scalar::Int(set.len() as i64)),
@@ -183,6 +196,13 @@ impl Acc {
             Acc::SumFloat(s) => s.map(Scalar::Float),
             Acc::Min(m) | Acc::Max(m) => m.clone(),
             Acc::Avg { sum, n } => (*n > 0).then(|| Scalar::Float(sum / *n as f64)),
+            Acc::Values(all) if all.is_empty() => None,
+            Acc::Values(all) => {
+                let mut sorted = all.clone();
+                sorted.sort_unstable();
+                let rank = ((fraction.unwrap_or(0.5) * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+                Some(sorted.swap_remove(rank - 1))
+            }
         }
     }
 }
@@ -280,7 +300,7 @@ impl SqlAggregate {
                 let v = match source {
                     Source::Key(_) => continue,
                     Source::Group(i) => g.computed[*i].clone(),
-                    Source::Aggregate(j) => g.accs[*j].result(),
+                    Source::Aggregate(j) => g.accs[*j].result(self.aggregates[*j].fraction),
                 };
                 write(&mut w, name, *ty, v, &mut text);
             }

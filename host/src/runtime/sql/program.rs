@@ -196,6 +196,9 @@ pub(super) fn session() -> SessionContext {
     for f in super::udf::all().into_iter().chain(super::window::placeholders()) {
         ctx.register_udf(f);
     }
+    for f in super::window::aggregate_functions() {
+        ctx.register_udaf(f);
+    }
     ctx
 }
 

@@ -32,6 +32,42 @@ pub fn placeholders() -> Vec<ScalarUDF> {
     ]
 }
 
+/// `percentile_disc(x, p)`: the nearest-rank percentile (the value at rank
+/// ceil(p·n) of the ascending values; `p = 0.5` is the lower median the
+/// reports use). Exact: every value is kept in the window state, which the
+/// pipeline's `max_state_bytes` bounds. Computed by the windows only.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PercentileDisc {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl datafusion::logical_expr::AggregateUDFImpl for PercentileDisc {
+    fn name(&self) -> &str {
+        "percentile_disc"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(args.first().cloned().unwrap_or(DataType::Null))
+    }
+
+    fn accumulator(
+        &self,
+        _: datafusion::logical_expr::function::AccumulatorArgs,
+    ) -> datafusion::common::Result<Box<dyn datafusion::logical_expr::Accumulator>> {
+        Err(datafusion::common::DataFusionError::Plan("percentile_disc runs in windowed statements only".into()))
+    }
+}
+
+/// The aggregates sluice adds (for windows).
+pub fn aggregate_functions() -> Vec<datafusion::logical_expr::AggregateUDF> {
+    let signature = datafusion::logical_expr::Signature::any(2, Volatility::Immutable);
+    vec![datafusion::logical_expr::AggregateUDF::from(PercentileDisc { signature })]
+}
+
 /// Whether an expression uses TUMBLE or HOP.
 pub(super) fn names_a_window(e: &Expr) -> bool {
     e.exists(|e| Ok(matches!(e, Expr::ScalarFunction(f) if matches!(f.func.name(), TUMBLE | HOP)))).unwrap_or(false)
@@ -64,6 +100,8 @@ pub(super) struct AggSpec {
     pub arg: Option<usize>,
     /// The argument's table type (for min/max and sum).
     pub arg_type: Option<OutputType>,
+    /// `percentile_disc`'s p.
+    pub fraction: Option<f64>,
 }
 
 /// A windowed SQL statement, ready to fold records.
@@ -138,19 +176,27 @@ impl SqlAggregate {
                 return Err(SqlError::new(format!("`{e}`: FILTER and ORDER BY inside an aggregate are not supported; filter with WHERE")));
             }
             let kind = AggKind::of(f.func.name(), p.distinct).ok_or_else(|| {
-                SqlError::new(format!("`{}` is not an aggregate windows compute; they compute count, count(DISTINCT …), sum, min, max and avg", f.func.name()))
+                SqlError::new(format!(
+                    "`{}` is not an aggregate windows compute; they compute count, count(DISTINCT …), sum, min, max, avg and percentile_disc(value, p)",
+                    f.func.name()
+                ))
             })?;
-            let arg = match p.args.as_slice() {
-                [Expr::Literal(..)] if kind == AggKind::Count => None,
-                [] if kind == AggKind::Count => None,
-                [a] => {
-                    args.push(a.clone());
-                    Some(args.len() - 1)
+            let (arg, fraction) = match p.args.as_slice() {
+                [Expr::Literal(..)] if kind == AggKind::Count => (None, None),
+                [] if kind == AggKind::Count => (None, None),
+                [a] if kind != AggKind::Percentile => (Some(a), None),
+                [a, Expr::Literal(ScalarValue::Float64(Some(p)), _)] if kind == AggKind::Percentile && (0.0..=1.0).contains(p) => (Some(a), Some(*p)),
+                _ if kind == AggKind::Percentile => {
+                    return Err(SqlError::new(format!("`{e}`: write percentile_disc(value, p) with p a number from 0 to 1, e.g. 0.5")));
                 }
                 _ => return Err(SqlError::new(format!("`{e}` takes one argument"))),
             };
+            let arg = arg.map(|a| {
+                args.push(a.clone());
+                args.len() - 1
+            });
             let kind = if arg.is_none() { AggKind::Rows } else { kind };
-            aggregates.push(AggSpec { kind, arg, arg_type: None });
+            aggregates.push(AggSpec { kind, arg, arg_type: None, fraction });
         }
 
         // The row program: WHERE, then the computed groups and the arguments.
@@ -219,7 +265,7 @@ impl SqlAggregate {
             window.time_field,
             group_by.join(","),
             computed.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("|"),
-            aggregates.iter().map(|a| a.kind.name()).collect::<Vec<_>>().join(",")
+            aggregates.iter().map(|a| format!("{}{}", a.kind.name(), a.fraction.map(|p| format!("({p})")).unwrap_or_default())).collect::<Vec<_>>().join(",")
         );
         let computed_groups = computed.len();
         let contract = Arc::new(table_contract(&fields, &outputs));
