@@ -105,6 +105,25 @@ async fn pin_geo_user_joined_then_counted_by_a_sql_window_matches_report_1() {
     joined_and_counted_matches_report_1(config_counting_with(&dir.path().join("data"), &posts, Some(REPORT_1_SQL))).await;
 }
 
+/// The join and the window in one statement: its FROM names the topics and
+/// keys (the join workers run it), its GROUP BY the window and keys.
+const REPORT_1_JOIN_SQL: &str = "-- output: post-count\nCREATE TABLE input (ind BIGINT);\n\
+    SELECT country, category, count(DISTINCT ind) AS post_count\n\
+    FROM \"demo.pin-clean\" AS pin JOIN \"demo.geo-clean\" AS geo USING (ind) JOIN \"demo.user-clean\" AS \"user\" USING (ind)\n\
+    GROUP BY TUMBLE(geo.\"timestamp\", INTERVAL '365' DAY), geo.country, pin.category";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_geo_user_joined_and_counted_by_one_sql_statement_matches_report_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let component =
+        "name = \"count-posts\"\ntime_field = \"timestamp\"\ngroup_by = [\"country\", \"category\"]\nwindow_ms = 31536000000           # 365 days\n";
+    let inputs = "inputs = [\n  { topic = \"demo.pin-clean\", key = \"ind\", name = \"pin\" },\n  { topic = \"demo.geo-clean\", key = \"ind\", name = \"geo\" },\n  { topic = \"demo.user-clean\", key = \"ind\", name = \"user\" },\n]\n";
+    assert!(POSTS.contains(component) && POSTS.contains(inputs));
+    // [join] keeps only its tuning (within_ms); the statement names the sides.
+    let posts = POSTS.replace(component, "name = \"report-1-sql\"\n").replace(inputs, "");
+    joined_and_counted_matches_report_1(config_counting_with(&dir.path().join("data"), &posts, Some(REPORT_1_JOIN_SQL))).await;
+}
+
 async fn joined_and_counted_matches_report_1(config: Config) {
     let landing = config.landing_dir();
     let app = RunningApp::start(&config).await.expect("start");

@@ -72,7 +72,10 @@ impl From<ControlError> for ApiError {
         match e {
             ControlError::NoStage { .. } => ApiError::NotFound(msg),
             ControlError::WrongTransform { .. } => ApiError::Invalid(msg),
-            ControlError::NothingToRollBack { .. } | ControlError::AlreadyActive(_) | ControlError::StateIncompatible { .. } => ApiError::Conflict(msg),
+            ControlError::NothingToRollBack { .. }
+            | ControlError::AlreadyActive(_)
+            | ControlError::StateIncompatible { .. }
+            | ControlError::JoinChanged { .. } => ApiError::Conflict(msg),
             ControlError::Registry(r) => r.into(),
             ControlError::Storage(_) => ApiError::Internal(msg),
         }

@@ -64,7 +64,7 @@ impl Launcher {
         check_sql_marks(&self.registry, p)?;
         let control = PipelineControl::load(&p.name, &p.stage_names(), self.registry.clone(), p.auto_rollback.clone(), &self.config.data_dir.join("state"))?;
         self.run_config_sql(p, &control)?;
-        let resolved = with_sql_windows(p, &control)?;
+        let resolved = with_sql_windows(&with_sql_join(p, &control)?, &control)?;
         let p = &resolved;
         let stages: Vec<(String, String)> = control.status().into_iter().map(|s| (s.active.name, s.active.version)).collect();
         telemetry::metrics().init_pipeline(&p.name, &stages);
@@ -463,4 +463,24 @@ fn with_sql_windows(p: &PipelineConfig, control: &PipelineControl) -> Result<Pip
     };
     let filled = filled.map_err(|e| InvalidPipeline(format!("pipeline `{}`: {e}", p.name)))?;
     Ok(PipelineConfig { aggregate: Some(filled), ..p.clone() })
+}
+
+/// A SQL statement whose FROM joins topics, as the pipeline's first stage,
+/// brings the pipeline its join (the join runs before every stage).
+fn with_sql_join(p: &PipelineConfig, control: &PipelineControl) -> Result<PipelineConfig, InvalidPipeline> {
+    let invalid = |e: String| InvalidPipeline(format!("pipeline `{}`: {e}", p.name));
+    let (_, stages) = control.chain();
+    let joins: Vec<(usize, crate::runtime::sql::JoinSpec)> = stages.iter().enumerate().filter_map(|(i, s)| s.sql_join().map(|j| (i, j.clone()))).collect();
+    match joins.as_slice() {
+        [] if p.join.as_ref().is_some_and(|j| j.inputs.is_empty()) => {
+            Err(invalid("[pipeline.join] names no inputs, and no SQL statement of the pipeline joins (FROM … JOIN …)".into()))
+        }
+        [] => Ok(p.clone()),
+        [(0, spec)] => {
+            let sides: Vec<(String, String, String)> = spec.sides.iter().map(|s| (s.topic.clone(), s.name.clone(), s.key.clone())).collect();
+            let join = p.join.clone().unwrap_or_default().with_statement(&sides, spec.left, &spec.key_as, &p.topics).map_err(invalid)?;
+            Ok(PipelineConfig { join: Some(join), ..p.clone() })
+        }
+        _ => Err(invalid("only the pipeline's first stage may join (FROM … JOIN …): the join runs before every stage".into())),
+    }
 }

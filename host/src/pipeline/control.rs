@@ -46,6 +46,10 @@ pub enum ControlError {
         "stage {stage} is aggregate `{name}` holding state in format `{format}`; version {version} reads only {reads}, so it cannot take the state over (refused; the running version stays)"
     )]
     StateIncompatible { stage: usize, name: String, format: String, version: String, reads: String },
+    #[error(
+        "stage {stage}: version {version} joins {new}, the running version {running}; a join cannot change under a running pipeline (its records are already routed): start a new pipeline"
+    )]
+    JoinChanged { stage: usize, version: String, running: String, new: String },
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("saving the pipeline state failed: {0}")]
@@ -237,6 +241,17 @@ impl PipelineControl {
         }
         check_state_handover(stage, &s.active, &v)?;
         let compiled = self.registry.compiled(&v)?;
+        if compiled.sql_join() != s.compiled.sql_join() {
+            let describe = |j: Option<&crate::runtime::sql::JoinSpec>| {
+                j.map_or("nothing".to_owned(), |j| j.sides.iter().map(|s| format!("{} on {}", s.topic, s.key)).collect::<Vec<_>>().join(" + "))
+            };
+            return Err(ControlError::JoinChanged {
+                stage,
+                version: v.version.clone(),
+                running: describe(s.compiled.sql_join()),
+                new: describe(compiled.sql_join()),
+            });
+        }
         let old = std::mem::replace(&mut s.active, v);
         s.previous.push(old.clone());
         s.compiled = compiled;

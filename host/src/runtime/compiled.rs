@@ -244,6 +244,15 @@ impl CompiledTransform {
         }
     }
 
+    /// The join a SQL statement's FROM names; `None` for components and statements reading `input`.
+    pub fn sql_join(&self) -> Option<&super::sql::JoinSpec> {
+        match &self.pre {
+            WorldPre::Sql(p) => p.header.join.as_ref(),
+            WorldPre::SqlAggregate(a) => a.header.join.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The statement of a windowed SQL aggregate; `None` otherwise.
     pub fn sql_windows(&self) -> Option<&Arc<SqlAggregate>> {
         match &self.pre {

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct JoinConfig {
     /// The joined topics, each with its key field; the first is the left side.
+    /// Left out when the pipeline's first stage is a SQL statement whose FROM
+    /// joins the topics (`FROM "t.pin" AS pin JOIN "t.geo" AS geo USING (ind)`):
+    /// the statement names them, and this section only tunes the join.
+    #[serde(default)]
     pub inputs: Vec<JoinInput>,
     /// `inner`: a row when every side has arrived; a record whose partners do
     /// not come within `within_ms` is a dead letter (kind `unjoined`).
@@ -59,6 +63,34 @@ pub enum JoinKind {
     Left,
 }
 
+impl Default for JoinConfig {
+    fn default() -> Self {
+        JoinConfig {
+            inputs: Vec::new(),
+            kind: JoinKind::Inner,
+            key_as: default_key_as(),
+            within_ms: default_within_ms(),
+            dedupe_for_ms: default_dedupe_for_ms(),
+            partitions: None,
+            max_state_bytes: default_max_state_bytes(),
+        }
+    }
+}
+
+impl JoinConfig {
+    /// The join a SQL statement names (`(topic, side name, key)` per side),
+    /// tuned by this section (which must not name inputs of its own).
+    pub fn with_statement(&self, sides: &[(String, String, String)], left: bool, key_as: &str, topics: &[String]) -> Result<Self, String> {
+        if !self.inputs.is_empty() {
+            return Err("the pipeline's first stage joins in SQL (FROM … JOIN …) and [pipeline.join] names inputs too: name them in one place".into());
+        }
+        let inputs = sides.iter().map(|(topic, name, key)| JoinInput { topic: topic.clone(), key: key.clone(), name: Some(name.clone()) }).collect();
+        let c = JoinConfig { inputs, kind: if left { JoinKind::Left } else { JoinKind::Inner }, key_as: key_as.to_owned(), ..self.clone() };
+        c.validate(topics)?;
+        Ok(c)
+    }
+}
+
 fn default_key_as() -> String {
     "ind".into()
 }
@@ -87,6 +119,10 @@ impl JoinInput {
 impl JoinConfig {
     /// Checks against the pipeline's `topics`.
     pub fn validate(&self, topics: &[String]) -> Result<(), String> {
+        if self.inputs.is_empty() {
+            // A SQL statement names them; checked again once it did (`with_statement`).
+            return self.validate_settings();
+        }
         if !(2..=MAX_SIDES).contains(&self.inputs.len()) {
             return Err(format!("join.inputs must name 2 to {MAX_SIDES} topics"));
         }
@@ -111,6 +147,10 @@ impl JoinConfig {
         if self.key_as.is_empty() {
             return Err("join.key_as is empty".into());
         }
+        self.validate_settings()
+    }
+
+    fn validate_settings(&self) -> Result<(), String> {
         if self.within_ms == 0 || self.max_state_bytes == 0 {
             return Err("join.within_ms and join.max_state_bytes must be above zero".into());
         }

@@ -8,12 +8,14 @@ mod config;
 mod eval;
 mod fold;
 mod input;
+mod join;
 mod program;
 mod udf;
 mod window;
 
 pub use config::SqlStageConfig;
 pub use fold::FoldedRows;
+pub use join::{JoinSide, JoinSpec};
 pub use program::{Header, REJECT_COLUMN, SqlError, SqlProgram, is_sql, parse_header};
 pub use udf::parse_count;
 pub use window::{SqlAggregate, WindowSpec};

@@ -26,13 +26,15 @@ pub const REJECT_COLUMN: &str = "_reject";
 /// Most input fields a statement may read.
 const MAX_INPUT_FIELDS: usize = 256;
 
-/// What the header comments say.
+/// What the text says about itself: its header comments, and the join its FROM names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Header {
     pub name: Option<String>,
     pub version: Option<String>,
     pub input_kind: Option<String>,
     pub output_kind: Option<String>,
+    /// `FROM a JOIN b …`: the pipeline's join (the rest reads the joined rows).
+    pub join: Option<super::join::JoinSpec>,
 }
 
 /// One step of a batch through the plan.
@@ -120,7 +122,7 @@ pub(super) struct Planned {
 
 /// Parse and plan `text`: its header, its optional `CREATE TABLE input`, its SELECT.
 pub(super) fn plan(text: &str) -> Result<Planned, SqlError> {
-    let header = parse_header(text);
+    let mut header = parse_header(text);
     let mut statements = DFParser::parse_sql(text).map_err(SqlError::from_datafusion)?;
     let (declared, query) = match statements.len() {
         1 => (Vec::new(), statements.pop_front().expect("one statement")),
@@ -136,6 +138,8 @@ pub(super) fn plan(text: &str) -> Result<Planned, SqlError> {
     if !matches!(&query, Statement::Statement(s) if matches!(**s, SqlStatement::Query(_))) {
         return Err(SqlError::new(format!("a SQL stage must be a SELECT; got `{}`", first_words(&query.to_string()))));
     }
+    let mut query = query;
+    header.join = super::join::take_join(&mut query)?;
     let ctx = session();
     let (fields, plan) = plan_reading_fields(&ctx, declared, &query)?;
     Ok(Planned { header, ctx, fields, plan })

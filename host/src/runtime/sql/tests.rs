@@ -226,3 +226,45 @@ fn the_header_names_and_versions_a_statement_and_text_without_one_takes_the_uplo
     assert!(t.descriptor().version.starts_with("sql-"), "{}", t.descriptor().version);
     assert!(is_sql(b"SELECT 1") && !is_sql(b"\0asm\x0d\0\x01\0") && !is_sql(b"definitely not wasm"));
 }
+
+const JOINED: &str = "CREATE TABLE input (ind BIGINT);
+SELECT country, category, count(DISTINCT ind) AS post_count
+FROM \"demo.pin-clean\" AS pin JOIN \"demo.geo-clean\" AS geo USING (ind) JOIN \"demo.user-clean\" AS \"user\" USING (ind)
+GROUP BY TUMBLE(geo.\"timestamp\", INTERVAL '365' DAY), geo.country, pin.category";
+
+#[test]
+fn a_join_in_from_names_the_pipelines_join_and_the_rest_reads_the_joined_rows() {
+    let t = sql(JOINED).expect("plans");
+    let j = t.sql_join().expect("a join");
+    let sides: Vec<(&str, &str, &str)> = j.sides.iter().map(|s| (s.topic.as_str(), s.name.as_str(), s.key.as_str())).collect();
+    assert_eq!(sides, vec![("demo.pin-clean", "pin", "ind"), ("demo.geo-clean", "geo", "ind"), ("demo.user-clean", "user", "ind")]);
+    assert_eq!((j.left, j.key_as.as_str()), (false, "ind"));
+    let w = t.sql_windows().expect("windows over the joined rows");
+    assert_eq!((w.window.time_field.as_str(), w.group_by.clone()), ("timestamp", vec!["country".to_string(), "category".to_string()]));
+
+    // ON with different key fields, LEFT joins, a row statement.
+    let t = sql("CREATE TABLE input (\"index\" BIGINT); SELECT pin.title, geo.country, pin.\"index\" AS id FROM \"t.pin\" pin LEFT JOIN \"t.geo\" geo ON pin.\"index\" = geo.ind").expect("plans");
+    let j = t.sql_join().expect("a join");
+    assert_eq!((j.sides[0].key.as_str(), j.sides[1].key.as_str(), j.left, j.key_as.as_str()), ("index", "ind", true, "index"));
+    let b = batch_of(&[json!({"index": 7, "title": "t", "country": "Peru"})]);
+    let (rows, _, _) = outcome(&t.instance().process(&b.as_ref()));
+    assert_eq!(rows, vec![r#"{"title":"t","country":"Peru","id":7}"#]);
+}
+
+#[test]
+fn joins_a_stream_cannot_run_are_refused_with_the_reason() {
+    for (text, want) in [
+        ("SELECT a.x FROM \"t.a\" a, \"t.b\" b", "join them with `JOIN"),
+        ("SELECT a.x FROM \"t.a\" a JOIN \"t.b\" b USING (k) LEFT JOIN \"t.c\" c USING (k)", "mix of INNER and LEFT"),
+        ("SELECT a.x FROM \"t.a\" a RIGHT JOIN \"t.b\" b USING (k)", "INNER (every side) or LEFT"),
+        ("SELECT a.x FROM \"t.a\" a CROSS JOIN \"t.b\" b", "INNER (every side) or LEFT"),
+        ("SELECT a.x FROM \"t.a\" a JOIN \"t.b\" b ON a.x > b.y", "USING (key)"),
+        ("SELECT a.x FROM \"t.a\" a JOIN \"t.b\" b USING (k, l)", "one key column"),
+        ("SELECT a.title, b.title AS t2 FROM \"t.a\" a JOIN \"t.b\" b USING (k)", "`a_title` and `b_title`"),
+        ("SELECT * FROM \"t.a\" a JOIN \"t.b\" b USING (k)", "`*` over a join"),
+        ("SELECT a.x FROM \"t.a\" a JOIN \"t.b\" a USING (k)", "two sides are called `a`"),
+    ] {
+        let err = sql(text).expect_err(text);
+        assert!(err.contains(want), "{text}: {err}");
+    }
+}
