@@ -144,6 +144,18 @@ fn sql_check_prints_what_a_statement_reads_writes_and_refuses_and_where_it_is_wr
     assert!(stdout.contains("line 2: refused (rejected): no index") && stdout.contains("line 3: refused (rejected): record is not a JSON object"), "{stdout}");
     assert!(stdout.contains("3 records read: 1 rows out, 2 refused"), "{stdout}");
 
+    // A windowed statement: its window and keys, and what each window of the sample lands.
+    std::fs::write(&stmt, "SELECT country, count(*) AS posts FROM input GROUP BY TUMBLE(\"timestamp\", INTERVAL '1' MINUTE), country").expect("write");
+    let posts = "{\"country\": \"Peru\", \"timestamp\": \"2020-08-28 03:52:47\"}\n{\"country\": \"Peru\", \"timestamp\": \"2020-08-28 03:52:59\"}\n{\"country\": \"Chad\"}\n";
+    std::fs::write(&input, posts).expect("write");
+    let out = sluice(&["sql".as_ref(), "check".as_ref(), stmt.as_os_str(), "--input".as_ref(), input.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("window: tumbling 60000 ms of `timestamp`; keys: country"), "{stdout}");
+    assert!(stdout.contains("writes: window_start timestamp, window_end timestamp, revision int64, country string, posts int64"), "{stdout}");
+    assert!(stdout.contains(r#"[2020-08-28T03:52:00Z, +60000 ms) {"country":"Peru","posts":2}"#), "{stdout}");
+    assert!(stdout.contains("line 3: refused: no event time"), "{stdout}");
+
     std::fs::write(&stmt, "SELECT\n  upper(category) AS c,\n  nope(category) AS d\nFROM input").expect("write");
     let out = sluice(&["sql".as_ref(), "check".as_ref(), stmt.as_os_str()]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -111,7 +111,7 @@ pub struct SqlAggregate {
     /// The plain columns grouped by: the pipeline's `group_by`.
     pub group_by: Vec<String>,
     /// Computes, per record: the computed group columns, then each aggregate's argument.
-    pub(super) rows: SqlProgram,
+    pub rows: SqlProgram,
     pub(super) computed_groups: usize,
     pub(super) aggregates: Vec<AggSpec>,
     /// The output columns after the window's: name, source, type.
