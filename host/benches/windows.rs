@@ -2,7 +2,10 @@
 //! appliance (routers → repartition topic → windows workers → table), each
 //! layout run twice, interleaved, in one process.
 //!
-//! `cargo bench -p sluice --bench windows [-- --records N] [--partitions 1,3,12] [--rounds 2]`
+//! `cargo bench -p sluice --bench windows [-- --records N] [--partitions 1,3,12] [--rounds 2] [--sql]`
+//!
+//! `--sql` runs every layout twice in a row: with the Wasm `count-posts`, then
+//! with the same count written as a windowed SQL statement.
 //!
 //! `--join` measures the stream join instead: `N` rows per kind (pin, geo,
 //! user; distinct ids, the three records of a row posted together) on three
@@ -31,8 +34,13 @@ use std::time::{Duration, Instant};
 const TOPIC: &str = "bench.post";
 const START_MS: i64 = 1_598_586_767_000;
 
-fn config(dir: &Path, partitions: u32) -> anyhow::Result<Config> {
-    let text = format!(
+/// count-posts written as a windowed SQL statement (`--sql`).
+const COUNT_POSTS_SQL: &str = "CREATE TABLE input (ind BIGINT); \
+    SELECT country, category, count(DISTINCT ind) AS post_count FROM input \
+    GROUP BY TUMBLE(\"timestamp\", INTERVAL '1' MINUTE), country, category";
+
+fn config(dir: &Path, partitions: u32, sql: bool) -> anyhow::Result<Config> {
+    let mut text = format!(
         r#"data_dir = "{}"
 [server]
 listen = "127.0.0.1:0"
@@ -58,6 +66,11 @@ close_idle_after_ms = 0
 "#,
         dir.join("data").display()
     );
+    if sql {
+        let component = "name = \"count-posts\"\ntime_field = \"timestamp\"\ngroup_by = [\"country\", \"category\"]\nwindow_ms = 60000\n";
+        text = text.replacen(component, "name = \"count-posts-sql\"\n", 1);
+        text += &format!("\n[[transform]]\nname = \"count-posts-sql\"\nsql = \"\"\"-- output: post-count\n{COUNT_POSTS_SQL}\"\"\"\n");
+    }
     Config::parse(&text)
 }
 
@@ -167,9 +180,9 @@ fn run_join(rows: u64) -> anyhow::Result<()> {
     })
 }
 
-fn run(partitions: u32, records: u64) -> anyhow::Result<()> {
+fn run(partitions: u32, records: u64, sql: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let c = config(dir.path(), partitions)?;
+    let c = config(dir.path(), partitions, sql)?;
     load(&c, records)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     rt.block_on(async {
@@ -180,7 +193,8 @@ fn run(partitions: u32, records: u64) -> anyhow::Result<()> {
         let snap = app.snapshot().remove("posts").ok_or_else(|| anyhow::anyhow!("no status for the pipeline"))?;
         app.shutdown().await?;
         println!(
-            "{{\"partitions\": {partitions}, \"records\": {}, \"repartitioned\": {}, \"window_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
+            "{{\"aggregate\": \"{}\", \"partitions\": {partitions}, \"records\": {}, \"repartitioned\": {}, \"window_rows\": {}, \"seconds\": {secs:.3}, \"records_per_s\": {:.0}, \"peak_rss_mib\": {:.1}}}",
+            if sql { "count-posts as SQL" } else { "count-posts in Wasm" },
             snap.records_in,
             snap.repartitioned_records,
             snap.table_rows,
@@ -203,9 +217,13 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let layouts: Vec<u32> = arg("--partitions").unwrap_or_else(|| "1,3,12".into()).split(',').map(str::parse).collect::<Result<_, _>>()?;
+    // `--sql`: each layout with the Wasm count-posts, then the same count as a SQL statement.
+    let kinds: &[bool] = if args.iter().any(|a| a == "--sql") { &[false, true] } else { &[false] };
     for _ in 0..rounds {
         for &p in &layouts {
-            run(p, records)?;
+            for &sql in kinds {
+                run(p, records, sql)?;
+            }
         }
     }
     Ok(())
