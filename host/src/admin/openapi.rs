@@ -8,7 +8,13 @@ use serde_json::{Map, Value, json};
 pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     ("get", "/api/v1/transforms", "List every transform and its versions", None, 200),
     ("get", "/api/v1/transforms/{name}", "Versions of one transform", None, 200),
-    ("put", "/api/v1/transforms/{name}", "Upload a component (.wasm bytes); validated before it is accepted", Some("application/wasm"), 201),
+    (
+        "put",
+        "/api/v1/transforms/{name}",
+        "Upload a component (.wasm bytes) or a SQL stage (its statement as text); validated before it is accepted",
+        Some("application/wasm"),
+        201,
+    ),
     ("get", "/api/v1/transforms/{name}/samples", "Golden samples stored for a transform", None, 200),
     ("put", "/api/v1/transforms/{name}/samples", "Replace the golden samples; every stored version must pass them", Some("application/json"), 200),
     ("get", "/api/v1/pipelines", "List pipelines with status, positions, lag and active versions", None, 200),

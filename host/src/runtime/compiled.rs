@@ -325,6 +325,9 @@ impl Runtime {
     pub fn load_named(&self, bytes: &[u8], name: Option<&str>) -> Result<Arc<CompiledTransform>, LoadError> {
         match std::str::from_utf8(bytes) {
             Ok(text) if is_sql(bytes) => CompiledTransform::load_sql(self, text, name).map(Arc::new),
+            Ok(_) if !bytes.starts_with(b"\0asm") => {
+                Err(LoadError::Invalid("this is text, but neither a WebAssembly component nor a SQL stage (a SQL stage is `SELECT … FROM input`)".into()))
+            }
             _ => CompiledTransform::load(self, self.cache(), bytes).map(Arc::new),
         }
     }
