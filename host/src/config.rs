@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tokens::TokenRole;
 
+pub mod sql_stages;
 pub mod tokens;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -47,7 +48,7 @@ pub struct Config {
     pub pipelines: Vec<PipelineConfig>,
     /// `[[transform]]`: SQL stages defined here, registered at start.
     #[serde(default, rename = "transform")]
-    pub sql_stages: Vec<crate::runtime::sql::SqlStageConfig>,
+    pub sql_stages: Vec<sql_stages::SqlStageConfig>,
     /// `[jobs]`: the built-in schedule of named jobs (reports, retention).
     #[serde(default)]
     pub jobs: crate::jobs::schedule::JobsConfig,

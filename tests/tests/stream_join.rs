@@ -8,11 +8,11 @@
 use serde_json::Value;
 use sluice::app::RunningApp;
 use sluice::config::Config;
+use sluice::config::sql_stages::SqlStageConfig;
 use sluice::emulate::post::{Api, PostPlan, post};
 use sluice::pipeline::PipelineConfig;
 use sluice::pipeline::output::OutputConfig;
 use sluice::report::Landing;
-use sluice::runtime::sql::SqlStageConfig;
 use sluice_tests::{Server, column, free_port, json_lines, parquet_batches};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

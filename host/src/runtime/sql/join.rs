@@ -5,7 +5,7 @@
 //! reads the joined rows as its `input`: `pin.category` is the row's
 //! `category`, the key is the first side's key field.
 
-use super::program::SqlError;
+use super::error::SqlError;
 use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, SelectItem, SetExpr, Statement as SqlStatement, TableFactor,

@@ -4,7 +4,8 @@
 //! shadowed and hot-swapped like a component (its text is the "component"),
 //! and must be deterministic, since a replay must land the same rows.
 
-mod config;
+mod accumulate;
+mod error;
 mod eval;
 mod fold;
 mod input;
@@ -12,11 +13,12 @@ mod join;
 mod program;
 mod udf;
 mod window;
+mod window_functions;
 
-pub use config::SqlStageConfig;
+pub use error::SqlError;
 pub use fold::FoldedRows;
 pub use join::{JoinSide, JoinSpec};
-pub use program::{Header, REJECT_COLUMN, SqlError, SqlProgram, is_sql, parse_header};
+pub use program::{Header, REJECT_COLUMN, SqlProgram, is_sql, parse_header};
 pub use udf::parse_count;
 pub use window::{SqlAggregate, WindowSpec};
 

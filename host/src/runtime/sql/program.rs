@@ -6,6 +6,7 @@
 //! of the fields it reads; one `SELECT … FROM input [WHERE …]`. A field the
 //! statement reads without declaring it is a `VARCHAR`.
 
+use super::error::SqlError;
 use super::input;
 use crate::runtime::columnar::ColumnContract;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -60,30 +61,6 @@ pub struct SqlProgram {
     pub(super) reject: Option<usize>,
     /// Each output column: its index among the last step's columns.
     pub(super) outputs: Vec<usize>,
-}
-
-/// A statement that cannot run, and where.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{message}", at.map(|(l, c)| format!("line {l}, column {c}: ")).unwrap_or_default())]
-pub struct SqlError {
-    pub message: String,
-    /// Line and column (from 1) in the text, when the planner knows them.
-    pub at: Option<(u64, u64)>,
-}
-
-impl SqlError {
-    pub(super) fn new(message: impl Into<String>) -> Self {
-        SqlError { message: message.into(), at: None }
-    }
-
-    pub(super) fn from_datafusion(e: DataFusionError) -> Self {
-        let at = e.diagnostic().and_then(|d| d.span).map(|s| (s.start.line, s.start.column));
-        let message = match e.find_root() {
-            DataFusionError::Diagnostic(_, inner) => inner.to_string(),
-            root => root.to_string(),
-        };
-        SqlError { message, at }
-    }
 }
 
 /// Whether these bytes are a SQL stage's text rather than a component: text
@@ -197,10 +174,10 @@ pub(super) fn session() -> SessionContext {
     let mut config = SessionConfig::new().with_target_partitions(1);
     config.options_mut().sql_parser.collect_spans = true;
     let ctx = SessionContext::new_with_config(config);
-    for f in super::udf::all().into_iter().chain(super::window::placeholders()) {
+    for f in super::udf::all().into_iter().chain(super::window_functions::placeholders()) {
         ctx.register_udf(f);
     }
-    for f in super::window::aggregate_functions() {
+    for f in super::window_functions::aggregate_functions() {
         ctx.register_udaf(f);
     }
     ctx
@@ -306,7 +283,7 @@ fn expression_problem(e: &Expr) -> Option<String> {
     let mut why = None;
     let _ = e.apply(|e| {
         match e {
-            e if super::window::names_a_window(e) && matches!(e, Expr::ScalarFunction(_)) => {
+            e if super::window_functions::names_a_window(e) && matches!(e, Expr::ScalarFunction(_)) => {
                 why = Some("TUMBLE and HOP name a window in GROUP BY (docs/sql.md, windows)".into());
             }
             Expr::ScalarFunction(f) if f.func.signature().volatility != Volatility::Immutable => {
