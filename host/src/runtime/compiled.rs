@@ -210,11 +210,11 @@ impl CompiledTransform {
         let (pre, h, kind, state_format) = match super::sql::compile(text)? {
             Compiled::Rows(p) => {
                 let h = p.header.clone();
-                (WorldPre::Sql(Arc::new(p)), h, ComponentKind::Transform, None)
+                (WorldPre::Sql(Arc::from(p)), h, ComponentKind::Transform, None)
             }
             Compiled::Windows(a) => {
                 let (h, format) = (a.header.clone(), a.state_format.clone());
-                (WorldPre::SqlAggregate(Arc::new(a)), h, ComponentKind::Aggregate, Some(format))
+                (WorldPre::SqlAggregate(Arc::from(a)), h, ComponentKind::Aggregate, Some(format))
             }
         };
         let name = h

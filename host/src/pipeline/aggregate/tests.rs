@@ -437,7 +437,9 @@ fn sql_windows_compute_sums_extremes_averages_and_computed_groups() {
     let r = run_compiled(&statement, &c, &records, 250, None).expect("run");
     assert!(r.failures.is_empty());
     let closed = closed_until(&records, 0, 10 * MIN);
-    let mut want: BTreeMap<(String, String, String), (i64, i64, i64, String, f64)> = BTreeMap::new();
+    // (window start, country, parity) → (n, total, lowest, last category, mean)
+    type Rows = BTreeMap<(String, String, String), (i64, i64, i64, String, f64)>;
+    let mut want: Rows = BTreeMap::new();
     let mut sums: BTreeMap<(String, String, String), Vec<i64>> = BTreeMap::new();
     for rec in records.iter().filter(|r| r["category"] != "quotes") {
         let t = rec["timestamp"].as_i64().expect("ms");
@@ -457,7 +459,7 @@ fn sql_windows_compute_sums_extremes_averages_and_computed_groups() {
         let mean = inds.iter().sum::<i64>() as f64 / inds.len() as f64;
         (e.0, e.1, e.2, e.4) = (inds.len() as i64, inds.iter().sum(), *inds.iter().min().expect("one"), (mean * 1e9).round() / 1e9);
     }
-    let got: BTreeMap<(String, String, String), (i64, i64, i64, String, f64)> = r
+    let got: Rows = r
         .rows
         .iter()
         .map(|row| {

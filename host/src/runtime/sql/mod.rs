@@ -25,19 +25,19 @@ pub use window::{SqlAggregate, WindowSpec};
 /// A statement, compiled into the kind of stage it makes.
 pub enum Compiled {
     /// Row by row: a transform.
-    Rows(SqlProgram),
+    Rows(Box<SqlProgram>),
     /// Grouped by a window: an aggregate over the pipeline's windows.
-    Windows(SqlAggregate),
+    Windows(Box<SqlAggregate>),
 }
 
 /// Plan `text` and compile it into a transform or a windowed aggregate.
 pub fn compile(text: &str) -> Result<Compiled, SqlError> {
     let planned = program::plan(text)?;
     if program::groups(&planned.plan) {
-        return SqlAggregate::compile(planned).map(Compiled::Windows);
+        return SqlAggregate::compile(planned).map(|a| Compiled::Windows(Box::new(a)));
     }
     let program::Planned { header, ctx, fields, plan } = planned;
-    SqlProgram::from_plan(header, &ctx, fields, &plan).map(Compiled::Rows)
+    SqlProgram::from_plan(header, &ctx, fields, &plan).map(|p| Compiled::Rows(Box::new(p)))
 }
 
 /// The functions sluice adds to SQL, by name (for docs and `sluice sql functions`).

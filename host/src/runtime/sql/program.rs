@@ -191,7 +191,7 @@ fn declarations(statement: Statement) -> Result<Vec<(String, InputType)>, SqlErr
     let SqlStatement::CreateTable(table) = *s else {
         return Err(SqlError::new(format!("the first of two statements must be `CREATE TABLE input (field TYPE, …)`, not `{}`", first_words(&s.to_string()))));
     };
-    if table.name.to_string().to_ascii_lowercase() != "input" {
+    if !table.name.to_string().eq_ignore_ascii_case("input") {
         return Err(SqlError::new(format!("`CREATE TABLE {}`: the table a SQL stage reads is called `input`", table.name)));
     }
     let mut fields: Vec<(String, InputType)> = Vec::new();
