@@ -235,19 +235,7 @@ impl Cleaner<'_> {
 
 /// "437" → 437, "26k" → 26000, "6M" → 6000000, "1.5k" → 1500; anything else → None.
 pub fn parse_follower_count(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (number, multiplier) = match s.as_bytes().last()? {
-        b'k' | b'K' => (&s[..s.len() - 1], 1_000.0),
-        b'm' | b'M' => (&s[..s.len() - 1], 1_000_000.0),
-        b'b' | b'B' => (&s[..s.len() - 1], 1_000_000_000.0),
-        _ => return s.parse::<i64>().ok().filter(|n| *n >= 0),
-    };
-    // Only plain decimals: no sign, exponent, "inf" or "nan".
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return None;
-    }
-    let value = number.parse::<f64>().ok()? * multiplier;
-    (value.is_finite() && value < 9.0e18).then(|| value.round() as i64)
+    sluice_guest::text::parse_count(s)
 }
 
 #[cfg(feature = "component")]

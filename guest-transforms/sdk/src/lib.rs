@@ -26,6 +26,7 @@ pub mod batch;
 pub mod columns;
 pub mod detect;
 pub mod json;
+pub mod text;
 pub mod time;
 
 pub use aggregate::{Aggregate, AggregateDescriptor, Counters, Window};

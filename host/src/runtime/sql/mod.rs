@@ -19,7 +19,6 @@ pub use error::SqlError;
 pub use fold::FoldedRows;
 pub use join::{JoinSide, JoinSpec};
 pub use program::{Header, REJECT_COLUMN, SqlProgram, is_sql, parse_header};
-pub use udf::parse_count;
 pub use window::{SqlAggregate, WindowSpec};
 
 /// A statement, compiled into the kind of stage it makes.

@@ -13,13 +13,5 @@ SELECT
   null_if_blank(country) AS country,
   CASE WHEN abs(latitude) <= 90 AND abs(longitude) <= 180 THEN make_array(latitude, longitude) END AS coordinates,
   parse_timestamp("timestamp") AS "timestamp",
-  CASE json_type(ind)
-    WHEN 'integer' THEN NULL
-    WHEN 'null' THEN 'no row id: field `ind` is not an integer (null)'
-    WHEN 'boolean' THEN 'no row id: field `ind` is not an integer (a boolean)'
-    WHEN 'float' THEN 'no row id: field `ind` is not an integer (a float)'
-    WHEN 'string' THEN 'no row id: field `ind` is not an integer (a string)'
-    WHEN 'nested' THEN 'no row id: field `ind` is not an integer (an array or object)'
-    ELSE 'no row id: field `ind` is missing'
-  END AS _reject
+  'no row id: ' || integer_problem(ind, 'ind') AS _reject
 FROM input

@@ -26,13 +26,5 @@ SELECT
   CASE WHEN starts_with(save_location, 'Local save in ') THEN substr(save_location, 15)
        ELSE null_if_blank(save_location) END AS save_location,
   null_if_blank(category) AS category,
-  CASE json_type("index")
-    WHEN 'integer' THEN NULL
-    WHEN 'null' THEN 'no row id: field `index` is not an integer (null)'
-    WHEN 'boolean' THEN 'no row id: field `index` is not an integer (a boolean)'
-    WHEN 'float' THEN 'no row id: field `index` is not an integer (a float)'
-    WHEN 'string' THEN 'no row id: field `index` is not an integer (a string)'
-    WHEN 'nested' THEN 'no row id: field `index` is not an integer (an array or object)'
-    ELSE 'no row id: field `index` is missing'
-  END AS _reject
+  'no row id: ' || integer_problem("index", 'index') AS _reject
 FROM input

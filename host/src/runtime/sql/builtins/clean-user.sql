@@ -13,13 +13,5 @@ SELECT
   NULLIF(concat_ws(' ', trim_whitespace(null_if_blank(first_name)), trim_whitespace(null_if_blank(last_name))), '') AS user_name,
   CASE WHEN json_to_int(age) BETWEEN 0 AND 150 THEN json_to_int(age) END AS age,
   parse_timestamp(date_joined) AS date_joined,
-  CASE json_type(ind)
-    WHEN 'integer' THEN NULL
-    WHEN 'null' THEN 'no row id: field `ind` is not an integer (null)'
-    WHEN 'boolean' THEN 'no row id: field `ind` is not an integer (a boolean)'
-    WHEN 'float' THEN 'no row id: field `ind` is not an integer (a float)'
-    WHEN 'string' THEN 'no row id: field `ind` is not an integer (a string)'
-    WHEN 'nested' THEN 'no row id: field `ind` is not an integer (an array or object)'
-    ELSE 'no row id: field `ind` is missing'
-  END AS _reject
+  'no row id: ' || integer_problem(ind, 'ind') AS _reject
 FROM input
