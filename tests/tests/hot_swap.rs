@@ -144,7 +144,6 @@ fn lineage_of(file: &Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swap_from_contract_0_1_to_0_2_under_load_loses_and_repeats_nothing() {
     const TOTAL: u64 = 100_000;
-    const PER_REQUEST: u64 = 500;
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, c) = start(dir.path()).await;
     let (s, v) = c.admin(reqwest::Method::PUT, "/api/v1/transforms/clean-pin", Some(CLEAN_PIN_V1_WASM.to_vec())).await;
@@ -152,29 +151,10 @@ async fn a_swap_from_contract_0_1_to_0_2_under_load_loses_and_repeats_nothing() 
     assert_eq!(v["contract"], "0.1.0", "{v}");
     let (s, v) = c.admin(reqwest::Method::POST, "/api/v1/pipelines/pin/stages/0/activate", Some(br#"{"version":"0.1.0"}"#.to_vec())).await;
     assert_eq!(s, 200, "{v}");
-    for n in (0..TOTAL).step_by(PER_REQUEST as usize) {
-        c.post_pins(n, PER_REQUEST).await;
-        if n == TOTAL / 2 {
-            let (s, v) = c.admin(reqwest::Method::POST, "/api/v1/pipelines/pin/stages/0/activate", Some(br#"{"version":"0.2.0"}"#.to_vec())).await;
-            assert_eq!(s, 200, "{v}");
-        }
-    }
-    assert!(app.wait_caught_up(Duration::from_secs(180)).await, "did not catch up: {:?}", app.snapshot());
-    let (_, status) = c.admin(reqwest::Method::GET, "/api/v1/pipelines/pin", None).await;
-    app.shutdown().await.expect("clean shutdown");
-
-    let landed = landed(&dir.path().join("data/landing"));
-    assert_eq!(landed.len() as u64, TOTAL, "every record landed");
-    assert!(landed.values().all(|rows| rows.len() == 1), "a record landed twice");
-    assert_eq!(status["stages"][0]["active"]["version"], "0.2.0");
-    assert_eq!(status["stats"]["dead_letters"], 0);
-    let lineage: Vec<String> = files(&dir.path().join("data/landing/tables/pin")).iter().map(|f| lineage_of(f)).collect();
+    let status = post_swapping(app, &c, TOTAL, &[(TOTAL / 2, "0.2.0")]).await;
+    let lineage = landed_once_alike(dir.path(), TOTAL, &status, "0.2.0");
     assert!(lineage.iter().any(|l| l.contains("clean-pin@0.1.0")), "nothing landed by 0.1.0: {lineage:?}");
     assert!(lineage.iter().any(|l| l.contains("clean-pin@0.2.0")), "nothing landed by 0.2.0: {lineage:?}");
-    // Same cleaning under both contracts: every row has the follower count of "1k".
-    let batches = parquet_batches(&dir.path().join("data/landing/tables/pin"));
-    let counts = column(&batches, "follower_count");
-    assert!(counts.iter().all(|v| v == &json!(1000)), "a row cleaned differently");
 }
 
 /// The built-in clean-pin-sql's statement, as a version of the `clean-pin` stage.
@@ -189,20 +169,25 @@ fn clean_pin_as_sql() -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swap_from_wasm_to_sql_and_back_under_load_loses_and_repeats_nothing() {
     const TOTAL: u64 = 150_000;
-    const PER_REQUEST: u64 = 500;
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, c) = start(dir.path()).await;
     let (s, v) = c.admin(reqwest::Method::PUT, "/api/v1/transforms/clean-pin", Some(clean_pin_as_sql())).await;
     assert_eq!(s, 201, "{v}");
     assert_eq!((v["contract"].as_str(), v["version"].as_str()), (Some("sql"), Some("0.3.0-sql")), "{v}");
-    for n in (0..TOTAL).step_by(PER_REQUEST as usize) {
+    let status = post_swapping(app, &c, TOTAL, &[(TOTAL / 3, "0.3.0-sql"), (2 * TOTAL / 3, "0.2.0")]).await;
+    let lineage = landed_once_alike(dir.path(), TOTAL, &status, "0.2.0");
+    assert!(lineage.iter().any(|l| l.contains("clean-pin@0.3.0-sql")), "nothing landed by the SQL version: {lineage:?}");
+    assert!(lineage.iter().filter(|l| l.contains("clean-pin@0.2.0")).count() >= 2, "the Wasm version before and after: {lineage:?}");
+}
+
+/// Post `total` pins, 500 a request, activating stage 0's version `v` when
+/// record `n` is reached for each `(n, v)` of `swaps`; the pipeline's status
+/// once every record is through, and the app stopped.
+async fn post_swapping(app: RunningApp, c: &Client, total: u64, swaps: &[(u64, &str)]) -> Value {
+    const PER_REQUEST: u64 = 500;
+    for n in (0..total).step_by(PER_REQUEST as usize) {
         c.post_pins(n, PER_REQUEST).await;
-        let to = match n {
-            n if n == TOTAL / 3 => Some("0.3.0-sql"),
-            n if n == 2 * TOTAL / 3 => Some("0.2.0"),
-            _ => None,
-        };
-        if let Some(version) = to {
+        if let Some((_, version)) = swaps.iter().find(|(at, _)| *at == n) {
             let body = format!(r#"{{"version":"{version}"}}"#).into_bytes();
             let (s, v) = c.admin(reqwest::Method::POST, "/api/v1/pipelines/pin/stages/0/activate", Some(body)).await;
             assert_eq!(s, 200, "{v}");
@@ -211,18 +196,22 @@ async fn a_swap_from_wasm_to_sql_and_back_under_load_loses_and_repeats_nothing()
     assert!(app.wait_caught_up(Duration::from_secs(180)).await, "did not catch up: {:?}", app.snapshot());
     let (_, status) = c.admin(reqwest::Method::GET, "/api/v1/pipelines/pin", None).await;
     app.shutdown().await.expect("clean shutdown");
+    status
+}
 
-    let landed = landed(&dir.path().join("data/landing"));
-    assert_eq!(landed.len() as u64, TOTAL, "every record landed");
+/// Every record landed once and none was refused, `active` is the version
+/// running at the end, and the rows were cleaned alike whichever version
+/// cleaned them. Returns each table file's lineage.
+fn landed_once_alike(dir: &Path, total: u64, status: &Value, active: &str) -> Vec<String> {
+    let landed = landed(&dir.join("data/landing"));
+    assert_eq!(landed.len() as u64, total, "every record landed");
     assert!(landed.values().all(|rows| rows.len() == 1), "a record landed twice");
-    assert_eq!(status["stages"][0]["active"]["version"], "0.2.0");
+    assert_eq!(status["stages"][0]["active"]["version"], active);
     assert_eq!(status["stats"]["dead_letters"], 0);
-    let lineage: Vec<String> = files(&dir.path().join("data/landing/tables/pin")).iter().map(|f| lineage_of(f)).collect();
-    assert!(lineage.iter().any(|l| l.contains("clean-pin@0.3.0-sql")), "nothing landed by the SQL version: {lineage:?}");
-    assert!(lineage.iter().filter(|l| l.contains("clean-pin@0.2.0")).count() >= 2, "the Wasm version before and after: {lineage:?}");
-    let batches = parquet_batches(&dir.path().join("data/landing/tables/pin"));
+    let batches = parquet_batches(&dir.join("data/landing/tables/pin"));
     assert!(column(&batches, "follower_count").iter().all(|v| v == &json!(1000)), "a row cleaned differently");
     assert!(column(&batches, "category").iter().all(|v| v == &json!("art")), "a row cleaned differently");
+    files(&dir.join("data/landing/tables/pin")).iter().map(|f| lineage_of(f)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
