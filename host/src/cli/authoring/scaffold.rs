@@ -28,6 +28,7 @@ const SDK_FILES: &[(&str, &str)] = &[
     ("src/aggregate.rs", include_str!("../../../../guest-transforms/sdk/src/aggregate.rs")),
     ("src/batch.rs", include_str!("../../../../guest-transforms/sdk/src/batch.rs")),
     ("src/json.rs", include_str!("../../../../guest-transforms/sdk/src/json.rs")),
+    ("src/text.rs", include_str!("../../../../guest-transforms/sdk/src/text.rs")),
     ("src/time.rs", include_str!("../../../../guest-transforms/sdk/src/time.rs")),
     ("src/wasm.rs", include_str!("../../../../guest-transforms/sdk/src/wasm.rs")),
     ("src/wasm_aggregate.rs", include_str!("../../../../guest-transforms/sdk/src/wasm_aggregate.rs")),

@@ -21,7 +21,7 @@ pub fn all() -> Vec<ScalarUDF> {
         string_fn("json_to_int", json_to_int),
         string_fn::<f64>("json_float", |v| matches!(kind(v), Some(Kind::Integer | Kind::Float)).then(|| v.parse().ok()).flatten()),
         string_fn("parse_count", sluice_guest::text::parse_count),
-        string_fn("null_if_blank", |s| (!s.trim().is_empty()).then(|| s.to_owned())),
+        null_if_blank(),
         string_fn("trim_whitespace", |s| Some(s.trim().to_owned())),
         string_fn("parse_timestamp", |s| sluice_guest::time::parse_timestamp_ms(s).and_then(|ms| ms.checked_mul(1000)).map(Micros)),
         integer_problem(),
@@ -174,6 +174,28 @@ fn string_fn<T: Returned + 'static>(name: &str, f: impl Fn(&str) -> Option<T> + 
         Volatility::Immutable,
         // NULL in, NULL out.
         Arc::new(move |args| map_strings(args, T::builder(), T::push, |s| s.and_then(|s| f(s)))),
+    )
+}
+
+/// `null_if_blank(s)`: the same strings, NULL where one is empty or all
+/// whitespace. Only the validity changes: the text is not copied (cleaning
+/// passes every free-text column through it).
+fn null_if_blank() -> ScalarUDF {
+    create_udf(
+        "null_if_blank",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args| {
+            let ColumnarValue::Array(a) = &args[0] else {
+                return map_strings(args, StringBuilder::new(), <String as Returned>::push, |s| s.filter(|s| !s.trim().is_empty()).map(str::to_owned));
+            };
+            let a = arrow_cast::cast(a, &DataType::Utf8)?;
+            let s = a.as_string::<i32>();
+            let filled: arrow_buffer::BooleanBuffer = (0..s.len()).map(|i| !s.value(i).trim().is_empty()).collect();
+            let nulls = arrow_buffer::NullBuffer::union(s.nulls(), Some(&arrow_buffer::NullBuffer::new(filled)));
+            Ok(ColumnarValue::Array(Arc::new(arrow_array::StringArray::new(s.offsets().clone(), s.values().clone(), nulls))))
+        }),
     )
 }
 
