@@ -310,3 +310,26 @@ async fn a_shadow_run_compares_a_candidate_on_live_batches_without_landing_it() 
     assert_eq!(ids.len(), 5000);
     assert!(ids.iter().all(|id| !id.as_str().unwrap_or_default().starts_with("v2:")));
 }
+
+/// A SQL statement shadowing the Wasm component it is meant to replace: every
+/// live record compared, all agree, nothing it made lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_candidate_shadowing_the_component_agrees_on_every_live_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, c) = start(dir.path()).await;
+    let (s, v) = c.admin(reqwest::Method::PUT, "/api/v1/transforms/clean-pin", Some(clean_pin_as_sql())).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = c.admin(reqwest::Method::POST, "/api/v1/pipelines/pin/stages/0/shadow", Some(br#"{"version":"0.3.0-sql"}"#.to_vec())).await;
+    assert_eq!(s, 200, "{v}");
+    for n in (0..5000).step_by(250) {
+        c.post_pins(n, 250).await;
+    }
+    assert!(app.wait_caught_up(Duration::from_secs(60)).await);
+    let (s, report) = c.admin(reqwest::Method::DELETE, "/api/v1/pipelines/pin/stages/0/shadow", None).await;
+    assert_eq!(s, 200, "{report}");
+    assert_eq!((report["shadow"]["records"].as_u64(), report["shadow"]["different"].as_u64()), (Some(5000), Some(0)), "{report}");
+    assert_eq!(report["agreement"], 1.0, "{report}");
+    let (_, st) = c.admin(reqwest::Method::GET, "/api/v1/pipelines/pin", None).await;
+    assert_eq!(st["stages"][0]["active"]["version"], "0.2.0", "a shadow run activates nothing");
+    app.shutdown().await.expect("clean shutdown");
+}
