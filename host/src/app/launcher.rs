@@ -32,11 +32,34 @@ pub struct Launcher {
     handles: RwLock<BTreeMap<String, PipelineHandle>>,
     /// Serialises create/replace/delete.
     changing: Mutex<()>,
+    /// The `[[transform]]` SQL stages as registered at start: name → content hash.
+    config_sql: BTreeMap<String, String>,
 }
 
 impl Launcher {
     pub fn new(config: Config, log: Arc<EmbeddedLog>, registry: Arc<Registry>, store: Arc<dyn ObjectStore>) -> Self {
-        Launcher { config, log, registry, store, supervisor: Supervisor::new(), handles: RwLock::new(BTreeMap::new()), changing: Mutex::new(()) }
+        Launcher {
+            config,
+            log,
+            registry,
+            store,
+            supervisor: Supervisor::new(),
+            handles: RwLock::new(BTreeMap::new()),
+            changing: Mutex::new(()),
+            config_sql: BTreeMap::new(),
+        }
+    }
+
+    /// Register the config's `[[transform]]` SQL stages (the same text is the
+    /// same version), once at start, before any pipeline launches.
+    pub fn register_sql_stages(&mut self) -> anyhow::Result<()> {
+        for stage in &self.config.sql_stages {
+            let text = stage.text()?;
+            let v = self.registry.upload(&stage.name, text.as_bytes()).with_context(|| format!("[[transform]] `{}`", stage.name))?;
+            tracing::info!(transform = %v.name, version = %v.version, hash = %v.content_hash, "SQL stage from the config registered");
+            self.config_sql.insert(v.name, v.content_hash);
+        }
+        Ok(())
     }
 
     fn saved_dir(&self) -> PathBuf {
@@ -304,11 +327,9 @@ impl Launcher {
     /// the file has now: when it changed since the last start, the new version
     /// is activated (recorded as a swap; the old one stays in the history for a rollback).
     fn run_config_sql(&self, p: &PipelineConfig, control: &PipelineControl) -> anyhow::Result<()> {
-        use sha2::Digest;
         for (i, name) in p.stage_names().iter().enumerate() {
-            let Some(stage) = self.config.sql_stages.iter().find(|s| s.name == *name) else { continue };
-            let hash = hex::encode(sha2::Sha256::digest(stage.text()?.as_bytes()));
-            match control.activate(i, None, &hash) {
+            let Some(hash) = self.config_sql.get(name) else { continue };
+            match control.activate(i, None, hash) {
                 Ok(_) => tracing::info!(pipeline = %p.name, stage = i, transform = %name, "the config's SQL text changed: its new version is active"),
                 Err(crate::pipeline::control::ControlError::AlreadyActive(_)) => {}
                 Err(e) => return Err(anyhow::anyhow!("pipeline `{}`, stage {i} (`{name}`): running the config's SQL text: {e}", p.name)),

@@ -184,12 +184,9 @@ impl RunningApp {
             tracing::info!(objects = cleaned, "removed objects left unfinished by the previous run");
         }
         let registry = Arc::new(Registry::open(runtime.clone(), config.data_dir.join("transforms"))?);
-        for stage in &config.sql_stages {
-            let text = stage.text()?;
-            let v = registry.upload(&stage.name, text.as_bytes()).with_context(|| format!("[[transform]] `{}`", stage.name))?;
-            tracing::info!(transform = %v.name, version = %v.version, hash = %v.content_hash, "SQL stage from the config registered");
-        }
-        let launcher = Arc::new(Launcher::new(config.clone(), log.clone(), registry.clone(), store.clone()));
+        let mut launcher = Launcher::new(config.clone(), log.clone(), registry.clone(), store.clone());
+        launcher.register_sql_stages()?;
+        let launcher = Arc::new(launcher);
         let saved = launcher.saved()?;
         for p in config.pipelines.iter().chain(saved.iter().filter(|s| !launcher::names(&config.pipelines).contains(s.name.as_str()))) {
             launcher.launch(p).with_context(|| format!("starting pipeline `{}`", p.name))?;

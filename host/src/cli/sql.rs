@@ -123,8 +123,7 @@ fn windows(w: &crate::runtime::sql::SqlAggregate, input: Option<&std::path::Path
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         match rules.time_and_key(line.as_bytes()) {
             Ok((t, key)) => {
-                let first_end = t.div_euclid(s.slide_ms as i64) * s.slide_ms as i64 + s.slide_ms as i64;
-                for end in (first_end..first_end + s.size_ms as i64).step_by(s.slide_ms as usize) {
+                for end in rules.windows_of(t) {
                     by_window.entry(end).or_default().push(line.as_bytes(), &key, t);
                 }
             }

@@ -10,8 +10,8 @@ use super::sandbox::{CallFailure, FailureKind, ProcessedBatch, RecordFailure, Sa
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use sluice_guest::BatchRef;
 use sluice_guest::columns::{ColumnBuf, InputType, OutputType, decode_json};
-use sluice_guest::{BatchBuf, BatchRef};
 use std::sync::Arc;
 
 /// What a 0.2.0 component declared: the fields it reads, the columns it writes.
@@ -121,12 +121,7 @@ impl ColumnsInstance {
             Ok(called) => called,
             Err(first) => self.isolate(input, first),
         };
-        let mut meta = BatchBuf::with_capacity(called.origins.len(), 0);
-        for &o in &called.origins {
-            let r = input.get(o as usize);
-            meta.push(b"", r.key, r.timestamp);
-        }
-        let output = StageRows::Columns(ColumnRows { batch: called.batch, meta });
+        let output = StageRows::Columns(ColumnRows::from_input(called.batch, input, &called.origins));
         ProcessedBatch { output, origins: called.origins, failures: called.failures, counters: called.counters, isolated: called.isolated }
     }
 

@@ -101,9 +101,7 @@ pub enum LoadError {
     WrongWorld(String),
     #[error("the component's describe() failed: {0}")]
     DescribeFailed(String),
-    #[error(
-        "no built-in transform named `{0}` (built-ins: clean-pin, clean-geo, clean-user, count-posts, follower-percentiles, clean-pin-sql, clean-geo-sql, clean-user-sql)"
-    )]
+    #[error("no built-in transform named `{0}` (built-ins: {list})", list = super::builtin_names().collect::<Vec<_>>().join(", "))]
     UnknownBuiltin(String),
     #[error("the SQL statement cannot run: {0}")]
     Sql(#[from] SqlError),
@@ -283,7 +281,7 @@ impl CompiledTransform {
                 contract: contract.clone(),
             }),
             WorldPre::Aggregate(_) => TransformInstance::not_a_transform(self.name.clone()),
-            WorldPre::Sql(program) => TransformInstance::sql(program.clone(), self.name.clone()),
+            WorldPre::Sql(program) => TransformInstance::sql(program.clone()),
             WorldPre::SqlAggregate(_) => TransformInstance::not_a_transform(self.name.clone()),
         }
     }
@@ -324,7 +322,7 @@ impl Runtime {
     /// [`Runtime::load`], where a SQL text without a `-- name:` header takes `name`.
     pub fn load_named(&self, bytes: &[u8], name: Option<&str>) -> Result<Arc<CompiledTransform>, LoadError> {
         match std::str::from_utf8(bytes) {
-            Ok(text) if is_sql(bytes) => CompiledTransform::load_sql(self, text, name).map(Arc::new),
+            Ok(text) if is_sql(text) => CompiledTransform::load_sql(self, text, name).map(Arc::new),
             Ok(_) if !bytes.starts_with(b"\0asm") => {
                 Err(LoadError::Invalid("this is text, but neither a WebAssembly component nor a SQL stage (a SQL stage is `SELECT … FROM input`)".into()))
             }

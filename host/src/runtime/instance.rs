@@ -23,48 +23,58 @@ impl Instantiate for TransformPre<HostState> {
 /// Runs batches through one transform component. Not shared between threads:
 /// each pipeline worker owns one. Cheap to create; the store is made on first use.
 pub struct TransformInstance {
-    /// `Err` when the component is not a transform (an aggregate put in a chain):
+    stage: Stage,
+}
+
+/// What a transform stage runs batches through.
+enum Stage {
+    /// A 0.1.0 component (JSON records).
+    Records(Sandboxed<TransformPre<HostState>>),
+    /// A 0.2.0 component (typed columns).
+    Columns(ColumnsInstance),
+    /// A SQL stage: its statement, run natively.
+    Sql(Arc<SqlProgram>),
+    /// A component that is not a transform (an aggregate put in a chain):
     /// every record then fails with the reason, nothing crashes.
-    sandbox: Result<Sandboxed<TransformPre<HostState>>, (Arc<str>, InstanceStats)>,
-    /// A 0.2.0 component: batches go through this instead of `sandbox`.
-    columns: Option<ColumnsInstance>,
-    /// A SQL stage: batches go through its statement, natively.
-    sql: Option<Arc<SqlProgram>>,
+    NotATransform(Arc<str>),
 }
 
 impl TransformInstance {
     pub(crate) fn new_raw(runtime: Runtime, pre: TransformPre<HostState>, name: Arc<str>) -> Self {
-        TransformInstance { sandbox: Ok(Sandboxed::new(runtime, pre, name)), columns: None, sql: None }
+        TransformInstance { stage: Stage::Records(Sandboxed::new(runtime, pre, name)) }
     }
 
     /// An instance of a 0.2.0 (typed columns) component.
     pub(crate) fn columns(instance: ColumnsInstance) -> Self {
-        let name = instance.sandbox.name.clone();
-        TransformInstance { sandbox: Err((name, InstanceStats::default())), columns: Some(instance), sql: None }
+        TransformInstance { stage: Stage::Columns(instance) }
     }
 
     /// An instance of a component that does not implement the transform world.
     pub(crate) fn not_a_transform(name: Arc<str>) -> Self {
-        TransformInstance { sandbox: Err((name, InstanceStats::default())), columns: None, sql: None }
+        TransformInstance { stage: Stage::NotATransform(name) }
     }
 
     /// An instance of a SQL stage.
-    pub(crate) fn sql(program: Arc<SqlProgram>, name: Arc<str>) -> Self {
-        TransformInstance { sandbox: Err((name, InstanceStats::default())), columns: None, sql: Some(program) }
+    pub(crate) fn sql(program: Arc<SqlProgram>) -> Self {
+        TransformInstance { stage: Stage::Sql(program) }
     }
 
     pub fn stats(&self) -> InstanceStats {
-        match (&self.columns, &self.sandbox) {
-            (Some(c), _) => c.sandbox.stats,
-            (None, Ok(s)) => s.stats,
-            (None, Err((_, stats))) => *stats,
+        match &self.stage {
+            Stage::Records(s) => s.stats,
+            Stage::Columns(c) => c.sandbox.stats,
+            Stage::Sql(_) | Stage::NotATransform(_) => InstanceStats::default(),
         }
     }
 
+    /// A call into a 0.1.0 component (the only kind that has this world's bindings).
     pub(crate) fn with_instance<R>(&mut self, f: impl FnOnce(&mut Store<HostState>, &Transform) -> Result<R, CallFailure>) -> Result<R, CallFailure> {
-        match &mut self.sandbox {
-            Ok(s) => s.with_instance(f),
-            Err((name, _)) => Err(CallFailure::Trap(format!("`{name}` is an aggregate component, not a transform: it cannot run in a transform chain"))),
+        match &mut self.stage {
+            Stage::Records(s) => s.with_instance(f),
+            Stage::NotATransform(name) => {
+                Err(CallFailure::Trap(format!("`{name}` is an aggregate component, not a transform: it cannot run in a transform chain")))
+            }
+            Stage::Columns(_) | Stage::Sql(_) => Err(CallFailure::Trap("not a contract 0.1.0 component".into())),
         }
     }
 
@@ -75,11 +85,10 @@ impl TransformInstance {
         if input.is_empty() {
             return ProcessedBatch::default();
         }
-        if let Some(columns) = &mut self.columns {
-            return columns.process(input);
-        }
-        if let Some(sql) = &self.sql {
-            return sql.process(input);
+        match &mut self.stage {
+            Stage::Columns(columns) => return columns.process(input),
+            Stage::Sql(sql) => return sql.process(input),
+            Stage::Records(_) | Stage::NotATransform(_) => {}
         }
         match self.call_process(input) {
             Ok(done) => done,
@@ -99,7 +108,7 @@ impl TransformInstance {
         let checked = check_output(n, &output, &result.origins, result.rejections.iter().map(|r| r.index));
         if let Err(msg) = checked {
             let failure = CallFailure::Malformed(msg);
-            if let Ok(s) = &mut self.sandbox {
+            if let Stage::Records(s) = &mut self.stage {
                 s.count_failure(&failure);
             }
             return Err(failure);
@@ -115,10 +124,10 @@ impl TransformInstance {
             done.failures.push(RecordFailure { index: 0, kind: (&first).into(), reason: first.to_string() });
             return done;
         }
-        let (max_failures, name) = match &self.sandbox {
-            Ok(s) => (s.limits().max_isolation_failures, s.name.clone()),
+        let (max_failures, name) = match &self.stage {
+            Stage::Records(s) => (s.limits().max_isolation_failures, s.name.clone()),
             // Not a transform: every record fails the same way; trying each would say nothing new.
-            Err(_) => {
+            Stage::Columns(_) | Stage::Sql(_) | Stage::NotATransform(_) => {
                 done.failures.extend((0..input.len() as u32).map(|index| RecordFailure { index, kind: (&first).into(), reason: first.to_string() }));
                 return done;
             }

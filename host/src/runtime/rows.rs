@@ -18,6 +18,19 @@ pub struct ColumnRows {
     pub meta: BatchBuf,
 }
 
+impl ColumnRows {
+    /// Rows whose row `i` came from input record `origins[i]`: each takes that
+    /// record's key and timestamp.
+    pub(crate) fn from_input(batch: RecordBatch, input: &sluice_guest::BatchRef<'_>, origins: &[u32]) -> Self {
+        let mut meta = BatchBuf::with_capacity(origins.len(), 0);
+        for &o in origins {
+            let r = input.get(o as usize);
+            meta.push(b"", r.key, r.timestamp);
+        }
+        ColumnRows { batch, meta }
+    }
+}
+
 /// The output of a stage.
 #[derive(Debug, Clone)]
 pub enum StageRows {

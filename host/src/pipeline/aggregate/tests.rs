@@ -370,6 +370,13 @@ fn a_revoked_partition_is_forgotten_then_restored_from_its_snapshot_with_exact_c
     assert_eq!(rows, whole.rows, "the windows are exactly an uninterrupted run's");
 }
 
+/// Emitted rows as text, in order, for comparing runs that may emit a window's groups in another order.
+fn sorted(rows: &[Value]) -> Vec<String> {
+    let mut rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    rows.sort();
+    rows
+}
+
 /// `count-posts` written as SQL: the window, keys and time come from the statement.
 const COUNT_POSTS_SQL: &str = "CREATE TABLE input (ind BIGINT);\n\
     SELECT country, category, count(DISTINCT ind) AS post_count FROM input\n\
@@ -401,11 +408,6 @@ fn sql_windows_emit_the_rows_count_posts_emits_tumbling_and_hopping() {
         );
         let by_sql = run_compiled(&statement, &c, &records, 333, None).expect("run");
         let by_component = run(&rt, "count-posts", &c, &records, 333, None).expect("run");
-        let sorted = |rows: &[Value]| {
-            let mut rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
-            rows.sort();
-            rows
-        };
         assert_eq!(sorted(&by_sql.rows), sorted(&by_component.rows), "window {size}/{slide}");
         assert_eq!(by_sql.failures, by_component.failures);
         assert_eq!(got_counts(&by_sql.rows), expected_counts(&records, size, slide, closed_until(&records, 30_000, slide)));
@@ -543,11 +545,6 @@ fn sql_percentiles_per_age_group_equal_follower_percentiles() {
     assert!(c.group_by.is_empty(), "the age group is computed, not a key the router reads");
     let by_sql = run_compiled(&statement, &c, &records, 300, None).expect("run");
     let by_component = run(&rt, "follower-percentiles", &c, &records, 300, None).expect("run");
-    let sorted = |rows: &[Value]| {
-        let mut rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
-        rows.sort();
-        rows
-    };
     assert!(by_sql.rows.len() > 10, "{:?}", by_sql.rows);
     assert_eq!(sorted(&by_sql.rows), sorted(&by_component.rows));
 }

@@ -161,6 +161,11 @@ impl WindowRules {
         (1..=self.size / self.slide).map(move |k| p + k * self.slide)
     }
 
+    /// Ends of the windows a record of event time `t` falls in, in order.
+    pub fn windows_of(&self, t: i64) -> impl Iterator<Item = i64> + '_ {
+        self.window_ends(self.pane_of(t))
+    }
+
     /// The event time and group key of a record, or why it has none.
     pub(crate) fn time_and_key(&self, value: &[u8]) -> Result<(i64, Vec<u8>), String> {
         let v: serde_json::Value = serde_json::from_slice(value).map_err(|e| format!("record is not JSON: {e}"))?;

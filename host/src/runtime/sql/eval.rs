@@ -8,7 +8,7 @@ use crate::runtime::sandbox::{FailureKind, ProcessedBatch, RecordFailure};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
 use arrow_schema::SchemaRef;
-use sluice_guest::columns::decode_json;
+use sluice_guest::columns::{Decoded, decode_json};
 use sluice_guest::{BatchBuf, BatchRef};
 use std::sync::Arc;
 
@@ -24,8 +24,7 @@ impl SqlProgram {
     /// fails on the batch (a cast that overflows, a division by zero), each
     /// record is run alone and those it fails on are refused with the error.
     pub fn process(&self, input: &BatchRef<'_>) -> ProcessedBatch {
-        let fields: Vec<(&str, sluice_guest::columns::InputType)> = self.contract.input.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-        let decoded = decode_json(&fields, input);
+        let decoded = self.decode(input);
         let mut failures: Vec<RecordFailure> =
             decoded.refused.iter().map(|(index, reason)| RecordFailure { index: *index, kind: FailureKind::Rejected, reason: reason.clone() }).collect();
         let counters = decoded.counters.iter().map(|(n, v)| (n.to_string(), *v)).collect();
@@ -39,12 +38,14 @@ impl SqlProgram {
         };
         let (batch, origins) = self.split_refused(selected, &mut failures);
         failures.sort_by_key(|f| f.index);
-        let mut meta = BatchBuf::with_capacity(origins.len(), 0);
-        for &o in &origins {
-            let r = input.get(o as usize);
-            meta.push(b"", r.key, r.timestamp);
-        }
-        ProcessedBatch { output: StageRows::Columns(ColumnRows { batch, meta }), origins, failures, counters, isolated }
+        let output = StageRows::Columns(ColumnRows::from_input(batch, input, &origins));
+        ProcessedBatch { output, origins, failures, counters, isolated }
+    }
+
+    /// The fields the statement reads, decoded from each record of `input`.
+    fn decode(&self, input: &BatchRef<'_>) -> Decoded {
+        let fields: Vec<(&str, sluice_guest::columns::InputType)> = self.contract.input.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+        decode_json(&fields, input)
     }
 
     /// The steps on the `input` batch whose row `i` came from record `origins[i]`.
@@ -58,7 +59,7 @@ impl SqlProgram {
                     let keep = keep.as_boolean_opt().ok_or_else(|| datafusion::common::DataFusionError::Internal("WHERE is not a boolean".into()))?;
                     // A null condition drops the row, as SQL's WHERE does.
                     let keep = if keep.null_count() > 0 { arrow_select::filter::prep_null_mask_filter(keep) } else { keep.clone() };
-                    origins = origins.iter().zip(keep.values().iter()).filter_map(|(o, k)| k.then_some(*o)).collect();
+                    origins = kept(&origins, &keep);
                     arrow_select::filter::filter_record_batch(&batch, &keep)?
                 }
                 Step::Project(exprs, schema) => {
@@ -82,14 +83,13 @@ impl SqlProgram {
             reason = first,
             "SQL statement failed on a batch; running its records one by one"
         );
-        let fields: Vec<(&str, sluice_guest::columns::InputType)> = self.contract.input.iter().map(|(n, t)| (n.as_str(), *t)).collect();
         let (mut parts, mut origins) = (Vec::new(), Vec::new());
         let mut single = BatchBuf::default();
         for &index in accepted {
             single.clear();
             let r = input.get(index as usize);
             single.push(r.value, r.key, r.timestamp);
-            let decoded = decode_json(&fields, &single.as_ref());
+            let decoded = self.decode(&single.as_ref());
             let one = input::batch(&self.input_schema, &self.contract.input, decoded.columns, decoded.accepted.len())
                 .and_then(|b| self.run(b, vec![index]).map_err(|e| e.to_string()));
             match one {
@@ -125,7 +125,7 @@ impl SqlProgram {
                     failures.push(RecordFailure { index: origins[i], kind: FailureKind::Rejected, reason: reasons.value(i).to_owned() });
                 }
                 let keep: BooleanArray = (0..reasons.len()).map(|i| Some(reasons.is_null(i))).collect();
-                origins = origins.iter().zip(keep.values().iter()).filter_map(|(o, k)| k.then_some(*o)).collect();
+                origins = kept(&origins, &keep);
                 batch = arrow_select::filter::filter_record_batch(&batch, &keep).unwrap_or_else(|_| RecordBatch::new_empty(batch.schema()));
             }
         }
@@ -159,4 +159,9 @@ impl SqlProgram {
             }
         }
     }
+}
+
+/// The origins of the rows a (null-free) filter keeps.
+fn kept(origins: &[u32], keep: &BooleanArray) -> Vec<u32> {
+    origins.iter().zip(keep.values().iter()).filter_map(|(o, k)| k.then_some(*o)).collect()
 }

@@ -16,9 +16,8 @@ mod window;
 mod window_functions;
 
 pub use error::SqlError;
-pub use fold::FoldedRows;
 pub use join::{JoinSide, JoinSpec};
-pub use program::{Header, REJECT_COLUMN, SqlProgram, is_sql, parse_header};
+pub use program::{Header, SqlProgram, is_sql};
 pub use window::{SqlAggregate, WindowSpec};
 
 /// A statement, compiled into the kind of stage it makes.

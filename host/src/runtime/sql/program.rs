@@ -65,12 +65,11 @@ pub struct SqlProgram {
 
 /// Whether these bytes are a SQL stage's text rather than a component: text
 /// with a `SELECT` in it (anything else is tried, and refused, as a component).
-pub fn is_sql(bytes: &[u8]) -> bool {
-    !bytes.starts_with(b"\0asm")
-        && std::str::from_utf8(bytes).is_ok_and(|t| t.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w.eq_ignore_ascii_case("select")))
+pub fn is_sql(text: &str) -> bool {
+    !text.starts_with("\0asm") && text.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w.eq_ignore_ascii_case("select"))
 }
 
-pub fn parse_header(text: &str) -> Header {
+fn parse_header(text: &str) -> Header {
     let mut h = Header::default();
     for line in text.lines().map(str::trim).take_while(|l| l.is_empty() || l.starts_with("--")) {
         let Some((key, value)) = line.trim_start_matches('-').split_once(':') else { continue };
@@ -128,11 +127,6 @@ pub(super) fn groups(plan: &LogicalPlan) -> bool {
 }
 
 impl SqlProgram {
-    pub fn compile(text: &str) -> Result<Self, SqlError> {
-        let Planned { header, ctx, fields, plan } = plan(text)?;
-        Self::from_plan(header, &ctx, fields, &plan)
-    }
-
     /// The row-by-row program of a checked plan over `input` of `fields`.
     pub(super) fn from_plan(header: Header, ctx: &SessionContext, fields: Vec<(String, InputType)>, plan: &LogicalPlan) -> Result<Self, SqlError> {
         check_row_by_row(plan)?;

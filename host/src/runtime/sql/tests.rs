@@ -224,7 +224,7 @@ fn the_header_names_and_versions_a_statement_and_text_without_one_takes_the_uplo
     let t = sql("select a from input").expect("plans");
     assert_eq!(t.descriptor().name, "test-sql");
     assert!(t.descriptor().version.starts_with("sql-"), "{}", t.descriptor().version);
-    assert!(is_sql(b"SELECT 1") && !is_sql(b"\0asm\x0d\0\x01\0") && !is_sql(b"definitely not wasm"));
+    assert!(is_sql("SELECT 1") && !is_sql("\0asm\x0d\0\x01\0") && !is_sql("definitely not wasm"));
 }
 
 const JOINED: &str = "CREATE TABLE input (ind BIGINT);
